@@ -1,0 +1,640 @@
+//! The coordinator's loops: task requests in, step results in, due retries
+//! out. Each delivery is acked only after the Redis transition it caused and
+//! every message that transition asks for are confirmed, so a crash at any
+//! point leaves the delivery to be redelivered, and the scripts recognise a
+//! redelivery and hand back the effects to carry out again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use serde_json::value::RawValue;
+use tasker_protocol::message::{self, DEFAULT_MAX_MESSAGE_BYTES, RejectCode};
+use tasker_protocol::registry::LookupError;
+use tasker_protocol::topology::{self, message_type};
+use tasker_protocol::{
+    PROTOCOL_VERSION, StepOutcome, StepReady, StepResult, TaskRejected, TaskRequest, TaskStatus,
+    TaskTemplate, TemplateRegistry,
+};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use tasker_worker::broker::{self, Broker, Outgoing, Publisher};
+use tasker_worker::worker::Reconnect;
+
+use crate::Error;
+use crate::store::{Applied, Created, DueRetry, Inputs, Store, Verdict};
+
+/// How a coordinator runs.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// The RabbitMQ URL (`amqp://` or `amqps://`).
+    pub amqp_url: String,
+    /// The Redis URL (`redis://` or `rediss://`).
+    pub redis_url: String,
+    /// How many deliveries are processed at once, per input queue.
+    pub prefetch: u16,
+    /// Larger messages are dead-lettered.
+    pub max_message_bytes: usize,
+    /// How long a finished task stays in Redis.
+    pub retention: Duration,
+    /// How often the retry schedule is checked.
+    pub retry_poll: Duration,
+    /// How long a claimed retry stays with its claimant before another
+    /// coordinator may take it over.
+    pub retry_lease: Duration,
+    /// Shown in the broker's connection list and in logs.
+    pub name: String,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            amqp_url: tasker_worker::defaults::AMQP_URL.to_owned(),
+            redis_url: DEFAULT_REDIS_URL.to_owned(),
+            prefetch: 256,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            retry_poll: Duration::from_millis(50),
+            retry_lease: Duration::from_secs(30),
+            name: format!("tasker-coordinator-{}", std::process::id()),
+        }
+    }
+}
+
+/// Where Redis is when `TASKER_REDIS_URL` is not set.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Runs a coordinator until `shutdown` is cancelled, reconnecting to the
+/// broker and to Redis whenever they go away.
+///
+/// # Errors
+///
+/// Returns an error that retrying cannot fix, such as a malformed URL.
+pub async fn run(
+    config: CoordinatorConfig,
+    templates: TemplateRegistry,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let mut backoff = Reconnect::default();
+    let store = loop {
+        match Store::connect(&config.redis_url, config.retention).await {
+            Ok(store) => break store,
+            Err(e) if e.is_retryable() => {
+                if backoff.attempts == 0 {
+                    warn!(error = %e, "cannot reach redis; retrying until it answers");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    backoff = Reconnect::default();
+    let templates = Arc::new(templates);
+    loop {
+        match session(&config, &templates, &store, &shutdown, &mut backoff).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() => {
+                if backoff.attempts == 0 {
+                    warn!(error = %e, "lost the broker; reconnecting until it is back");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What every delivery handler needs.
+struct Coordinator {
+    config: CoordinatorConfig,
+    templates: Arc<TemplateRegistry>,
+    store: Store,
+    publisher: Publisher,
+}
+
+async fn session(
+    config: &CoordinatorConfig,
+    templates: &Arc<TemplateRegistry>,
+    store: &Store,
+    shutdown: &CancellationToken,
+    backoff: &mut Reconnect,
+) -> Result<(), Error> {
+    let broker = Broker::connect(&config.amqp_url, &config.name).await?;
+    let publisher = broker.publisher().await?;
+    let channel = broker.channel().await?;
+    broker.declare_common(&channel).await?;
+    broker.declare_coordinator_queues(&channel).await?;
+    // Declared here too, so that step-ready messages are never unroutable
+    // while a namespace's workers have not started yet.
+    for namespace in templates.namespaces() {
+        broker.declare_step_queue(&channel, namespace).await?;
+    }
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|e| broker.error(e))?;
+    let consume = |queue: &'static str| {
+        let channel = channel.clone();
+        let tag = format!("{}-{queue}", config.name);
+        async move {
+            channel
+                .basic_consume(
+                    queue.into(),
+                    tag.into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map(|c| c.map(move |d| (queue, d)))
+        }
+    };
+    let requests = consume(topology::TASK_REQUESTS_QUEUE)
+        .await
+        .map_err(|e| broker.error(e))?;
+    let results = consume(topology::STEP_RESULTS_QUEUE)
+        .await
+        .map_err(|e| broker.error(e))?;
+    backoff.succeeded();
+    info!(
+        broker = broker.url(),
+        templates = templates.iter().count(),
+        "coordinator ready"
+    );
+
+    let coordinator = Arc::new(Coordinator {
+        config: config.clone(),
+        templates: templates.clone(),
+        store: store.clone(),
+        publisher,
+    });
+    let stop = shutdown.child_token();
+    let tracker = TaskTracker::new();
+    tracker.spawn(run_retries(coordinator.clone(), stop.clone()));
+
+    let mut deliveries = futures::stream::select(requests, results);
+    let outcome = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break Ok(()),
+            next = deliveries.next() => match next {
+                Some((queue, Ok(delivery))) => {
+                    let coordinator = coordinator.clone();
+                    tracker.spawn(async move { coordinator.handle(queue, delivery).await });
+                }
+                Some((_, Err(e))) => break Err(Error::Broker(broker.error(e))),
+                None => break Err(Error::Broker(tasker_worker::Error::ConsumerCancelled)),
+            }
+        }
+    };
+    stop.cancel();
+    drop(deliveries);
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("in-flight deliveries did not finish in time; they will be redelivered");
+    }
+    broker.close().await;
+    outcome
+}
+
+impl Coordinator {
+    /// Handles one delivery. A failure that may pass (Redis or the broker
+    /// away) hands the delivery back to the queue after a pause.
+    async fn handle(&self, queue: &str, delivery: Delivery) {
+        let result = match queue {
+            topology::TASK_REQUESTS_QUEUE => self.handle_request(&delivery).await,
+            _ => self.handle_result(&delivery).await,
+        };
+        let Err(e) = result else { return };
+        warn!(error = %e, queue, "delivery not processed; it goes back to the queue");
+        // Pause so that an outage does not turn into a hot redelivery loop.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // If the channel is gone the broker requeues the delivery anyway.
+        let _ = delivery
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await;
+    }
+
+    async fn handle_request(&self, delivery: &Delivery) -> Result<(), Error> {
+        let queue = topology::TASK_REQUESTS_QUEUE;
+        let request: TaskRequest = match message::decode(&delivery.data, self.config.max_message_bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = format!("the task request cannot be read ({}): {e}", e.code());
+                return self.reject(delivery, None, RejectCode::Undecodable, reason).await;
+            }
+        };
+        let template = match self
+            .templates
+            .get(&request.namespace, &request.name, request.version.as_deref())
+        {
+            Ok(t) => t.clone(),
+            Err(e) => {
+                let code = match e {
+                    LookupError::UnknownTemplate { .. } => RejectCode::UnknownTemplate,
+                    LookupError::UnknownVersion { .. } => RejectCode::UnknownVersion,
+                };
+                return self.reject(delivery, Some(&request), code, e.to_string()).await;
+            }
+        };
+        if !request.context.is_object() {
+            let reason = format!(
+                "the context of a {} request must be a JSON object, not {}",
+                template.key(),
+                json_kind(&request.context)
+            );
+            return self
+                .reject(delivery, Some(&request), RejectCode::InvalidContext, reason)
+                .await;
+        }
+        let task_id = request
+            .task_id()
+            .or_else(|| {
+                delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .and_then(|m| m.as_str().parse().ok())
+            })
+            .unwrap_or_else(Uuid::new_v4);
+        let context = serde_json::to_string(&request.context).expect("a JSON value always serializes");
+        let reply_to = delivery.properties.reply_to().as_ref().map(|q| q.to_string());
+        let correlation = correlation_id(delivery, &request);
+        let reply = reply_to.as_deref().map(|q| (q, correlation.as_str()));
+        let created = self
+            .store
+            .create_task(task_id, &template, &context, reply, delivery.redelivered)
+            .await?;
+        let inputs = Inputs {
+            context,
+            results: Default::default(),
+        };
+        match created {
+            Created::New { roots } => {
+                info!(task_id = %task_id, template = %template.key(), "task accepted");
+                self.publish_steps(&template, task_id, &roots, 1, &inputs).await?;
+            }
+            Created::Existing { status, republish } => {
+                info!(task_id = %task_id, ?status, "request for an existing task; nothing runs again");
+                self.publish_steps(&template, task_id, &republish, 1, &inputs)
+                    .await?;
+                if status != TaskStatus::Running
+                    && let Some(queue) = &reply_to
+                {
+                    self.publish_finished(task_id, Some((queue.as_str(), correlation.as_str())))
+                        .await?;
+                }
+            }
+        }
+        ack(delivery, queue).await
+    }
+
+    async fn handle_result(&self, delivery: &Delivery) -> Result<(), Error> {
+        let queue = topology::STEP_RESULTS_QUEUE;
+        let result: StepResult = match message::decode(&delivery.data, self.config.max_message_bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                return self
+                    .dead_letter(delivery, queue, &format!("{}: {e}", e.code()))
+                    .await;
+            }
+        };
+        let Ok(template) =
+            self.templates
+                .get(&result.namespace, &result.task_name, Some(&result.task_version))
+        else {
+            let reason = format!(
+                "template {}/{}@{} is not loaded by this coordinator",
+                result.namespace, result.task_name, result.task_version
+            );
+            return self.dead_letter(delivery, queue, &reason).await;
+        };
+        let template = template.clone();
+        let Some(step) = template.step_index(&result.step) else {
+            let reason = format!("template {} has no step {:?}", template.key(), result.step);
+            return self.dead_letter(delivery, queue, &reason).await;
+        };
+        let policy = &template.steps[step].retry;
+        let (applied, payload) = match &result.outcome {
+            StepOutcome::Completed { result } => (Applied::Completed, result.get().to_owned()),
+            StepOutcome::Failed { error } => {
+                let payload = serde_json::to_string(error).expect("a failure always serializes");
+                if error.retryable && policy.allows_retry_after(result.attempt) {
+                    let delay = match error.retry_after_seconds {
+                        Some(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
+                        _ => policy.delay(result.attempt, &mut rand::rng()),
+                    };
+                    let due = Utc::now() + delay;
+                    (Applied::Retry { due }, payload)
+                } else {
+                    (Applied::Failed, payload)
+                }
+            }
+        };
+        let recorded = self
+            .store
+            .record_result(
+                result.task_id,
+                &template,
+                step,
+                result.attempt,
+                applied,
+                &payload,
+                result.started_at,
+                result.finished_at,
+                delivery.redelivered,
+            )
+            .await?;
+        match recorded.verdict {
+            Verdict::Applied => {
+                debug!(task_id = %result.task_id, step = %result.step, attempt = result.attempt, ?applied, "step result applied");
+            }
+            Verdict::Duplicate => {
+                info!(task_id = %result.task_id, step = %result.step, attempt = result.attempt,
+                    redelivered = delivery.redelivered, "duplicate step result; the first one stands");
+            }
+            Verdict::Stale => {
+                info!(task_id = %result.task_id, step = %result.step, attempt = result.attempt,
+                    "result for an attempt that is no longer current; ignored");
+            }
+            Verdict::UnknownTask => {
+                warn!(task_id = %result.task_id, step = %result.step, "result for an unknown or expired task; ignored");
+            }
+        }
+        self.publish_steps(&template, result.task_id, &recorded.ready, 1, &recorded.inputs)
+            .await?;
+        if let Some(due) = recorded.retry_due {
+            info!(task_id = %result.task_id, step = %result.step, attempt = result.attempt,
+                retry_in_ms = (due - Utc::now()).num_milliseconds().max(0), "step will be retried");
+            self.store
+                .schedule_retry(result.task_id, &template, step, result.attempt, due)
+                .await?;
+        }
+        let first_time_finished =
+            recorded.verdict == Verdict::Applied && recorded.status != TaskStatus::Running;
+        let finished_again = recorded.verdict == Verdict::Duplicate
+            && delivery.redelivered
+            && recorded.status != TaskStatus::Running;
+        if first_time_finished || finished_again {
+            self.publish_finished(result.task_id, None).await?;
+        }
+        ack(delivery, queue).await
+    }
+
+    /// Publishes a step-ready message for each step in `steps`, all at
+    /// `attempt`, and waits for every confirm.
+    async fn publish_steps(
+        &self,
+        template: &TaskTemplate,
+        task_id: Uuid,
+        steps: &[usize],
+        attempt: u32,
+        inputs: &Inputs,
+    ) -> Result<(), Error> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let mut messages = Vec::with_capacity(steps.len());
+        for &step in steps {
+            let ready = step_ready(template, task_id, step, attempt, inputs)?;
+            debug!(task_id = %task_id, step = %ready.step, attempt, "step published");
+            messages.push(Outgoing {
+                exchange: topology::STEPS_EXCHANGE.to_owned(),
+                routing_key: template.namespace.clone(),
+                payload: message::encode(&ready),
+                properties: broker::properties(message_type::STEP_READY, Some(task_id)),
+            });
+        }
+        Ok(self.publisher.publish_all(messages).await?)
+    }
+
+    /// Publishes the task's report to the events exchange and to every
+    /// requester, or only to `only` when it is given.
+    async fn publish_finished(&self, task_id: Uuid, only: Option<(&str, &str)>) -> Result<(), Error> {
+        let Some(snapshot) = self.store.task(task_id).await? else {
+            return Ok(());
+        };
+        let report = snapshot.report();
+        let payload = message::encode(&report);
+        let props = || broker::properties(message_type::TASK_FINISHED, Some(task_id));
+        let mut messages = Vec::new();
+        let direct = |queue: &str, correlation: &str| Outgoing {
+            exchange: String::new(),
+            routing_key: queue.to_owned(),
+            payload: payload.clone(),
+            properties: props().with_correlation_id(correlation.into()),
+        };
+        match only {
+            Some((queue, correlation)) => messages.push(direct(queue, correlation)),
+            None => {
+                info!(task_id = %task_id, status = ?report.status, "task finished");
+                messages.push(Outgoing {
+                    exchange: topology::EVENTS_EXCHANGE.to_owned(),
+                    routing_key: topology::task_finished_routing_key(&report.namespace, &report.name),
+                    payload: payload.clone(),
+                    properties: props(),
+                });
+                for (queue, correlation) in &snapshot.replies {
+                    messages.push(direct(queue, correlation));
+                }
+            }
+        }
+        Ok(self.publisher.publish_all(messages).await?)
+    }
+
+    /// Answers a request that cannot become a task: a task-rejected event to
+    /// the events exchange and the requester, then the request itself to the
+    /// dead-letter queue, so it can be replayed once the cause is fixed.
+    async fn reject(
+        &self,
+        delivery: &Delivery,
+        request: Option<&TaskRequest>,
+        code: RejectCode,
+        reason: String,
+    ) -> Result<(), Error> {
+        warn!(?code, %reason, "task request rejected");
+        let rejected = TaskRejected {
+            protocol_version: PROTOCOL_VERSION,
+            request_id: request.and_then(|r| r.request_id),
+            namespace: request.map(|r| r.namespace.clone()),
+            name: request.map(|r| r.name.clone()),
+            code,
+            reason: reason.clone(),
+        };
+        let payload = message::encode(&rejected);
+        let mut messages = vec![Outgoing {
+            exchange: topology::EVENTS_EXCHANGE.to_owned(),
+            routing_key: topology::TASK_REJECTED_ROUTING_KEY.to_owned(),
+            payload: payload.clone(),
+            properties: broker::properties(message_type::TASK_REJECTED, None),
+        }];
+        if let Some(queue) = delivery.properties.reply_to() {
+            let correlation = match request {
+                Some(r) => correlation_id(delivery, r),
+                None => fallback_correlation(delivery).unwrap_or_default(),
+            };
+            messages.push(Outgoing {
+                exchange: String::new(),
+                routing_key: queue.to_string(),
+                payload,
+                properties: broker::properties(message_type::TASK_REJECTED, None)
+                    .with_correlation_id(correlation.into()),
+            });
+        }
+        self.publisher.publish_all(messages).await?;
+        self.dead_letter(
+            delivery,
+            topology::TASK_REQUESTS_QUEUE,
+            &format!("{code:?}: {reason}"),
+        )
+        .await
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, queue: &str, reason: &str) -> Result<(), Error> {
+        Ok(self.publisher.dead_letter(delivery, queue, reason).await?)
+    }
+}
+
+/// Takes due retries off the schedule and publishes their next attempt.
+async fn run_retries(coordinator: Arc<Coordinator>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(coordinator.config.retry_poll) => {}
+        }
+        let due = match coordinator
+            .store
+            .claim_due_retries(coordinator.config.retry_lease, 100)
+            .await
+        {
+            Ok(due) => due,
+            Err(e) => {
+                debug!(error = %e, "cannot read the retry schedule");
+                continue;
+            }
+        };
+        for retry in due {
+            if let Err(e) = coordinator.dispatch(&retry).await {
+                // The claim's lease runs out and the retry is claimed again.
+                warn!(error = %e, task_id = %retry.task_id, "retry not dispatched; it will be tried again");
+            }
+        }
+    }
+}
+
+impl Coordinator {
+    async fn dispatch(&self, retry: &DueRetry) -> Result<(), Error> {
+        let (ns, name, version) = &retry.template;
+        let Ok(template) = self.templates.get(ns, name, Some(version)) else {
+            warn!(task_id = %retry.task_id, template = %format!("{ns}/{name}@{version}"),
+                "retry for a template this coordinator does not load; leaving it for one that does");
+            return Ok(());
+        };
+        let template = template.clone();
+        if let Some(inputs) = self.store.dispatch_retry(retry, &template).await? {
+            let attempt = retry.failed_attempt + 1;
+            info!(task_id = %retry.task_id, step = %template.steps[retry.step].name, attempt, "retrying step");
+            self.publish_steps(&template, retry.task_id, &[retry.step], attempt, &inputs)
+                .await?;
+        }
+        self.store.unschedule(&retry.member).await
+    }
+}
+
+/// The step-ready message for one attempt of one step.
+fn step_ready(
+    template: &TaskTemplate,
+    task_id: Uuid,
+    step: usize,
+    attempt: u32,
+    inputs: &Inputs,
+) -> Result<StepReady, Error> {
+    let corrupt = |detail: String| Error::CorruptState { task_id, detail };
+    let context =
+        RawValue::from_string(inputs.context.clone()).map_err(|e| corrupt(format!("stored context: {e}")))?;
+    let mut dependency_results = BTreeMap::new();
+    for &a in template.dag.ancestors(step) {
+        let name = &template.steps[a].name;
+        let raw = inputs
+            .results
+            .get(&a)
+            .ok_or_else(|| corrupt(format!("no stored result for ancestor {name:?}")))?;
+        let raw = RawValue::from_string(raw.clone())
+            .map_err(|e| corrupt(format!("stored result of {name:?}: {e}")))?;
+        dependency_results.insert(name.clone(), raw);
+    }
+    let t = &template.steps[step];
+    Ok(StepReady {
+        protocol_version: PROTOCOL_VERSION,
+        task_id,
+        namespace: template.namespace.clone(),
+        task_name: template.name.clone(),
+        task_version: template.version.to_string(),
+        step: t.name.clone(),
+        callable: t.callable.clone(),
+        attempt,
+        max_attempts: t.retry.max_attempts,
+        timeout_seconds: t.timeout.map(|d| d.as_secs_f64()),
+        context,
+        initialization: t.initialization.clone(),
+        dependency_results,
+    })
+}
+
+async fn ack(delivery: &Delivery, queue: &str) -> Result<(), Error> {
+    delivery
+        .ack(BasicAckOptions::default())
+        .await
+        .map(|_| ())
+        .map_err(|source| {
+            Error::Broker(tasker_worker::Error::Amqp {
+                url: format!("(ack on {queue})"),
+                source,
+            })
+        })
+}
+
+/// The id a requester matches replies with: the AMQP correlation id, else
+/// the message id, else the request id.
+fn correlation_id(delivery: &Delivery, request: &TaskRequest) -> String {
+    fallback_correlation(delivery)
+        .or_else(|| request.request_id.map(|id| id.to_string()))
+        .unwrap_or_default()
+}
+
+fn fallback_correlation(delivery: &Delivery) -> Option<String> {
+    let p = &delivery.properties;
+    p.correlation_id()
+        .as_ref()
+        .or(p.message_id().as_ref())
+        .map(ToString::to_string)
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,47 @@
+-- Helpers shared by the task scripts; prepended to each script at load time.
+--
+-- A task is one hash, tasker:{<task_id>}. Task fields: ns, name, ver,
+-- status (running | complete | failed), ctx (the context JSON), steps (the
+-- step names in template order, as "a,b,c"), created and
+-- finished (unix ms), open (steps not yet terminal), failed (failed steps),
+-- and reply:<correlation id> = <reply queue> for every requester. Step
+-- fields, by step index i: s:i state (pending | enqueued | retry |
+-- completed | failed | blocked), a:i current attempt, w:i dependencies not
+-- yet completed, r:i result JSON, e:i last error JSON, t0:i and t1:i the
+-- last attempt's start and end (unix ms), due:i when a retry is due.
+
+-- Splits "1,2,3" into a list of strings; "" gives an empty list.
+local function split(csv)
+  local out = {}
+  for item in string.gmatch(csv, '[^,]+') do
+    out[#out + 1] = item
+  end
+  return out
+end
+
+-- Appends the context and the results of the steps in `indices` to `out`:
+-- what a step-ready message carries.
+local function append_inputs(key, out, indices)
+  out[#out + 1] = redis.call('HGET', key, 'ctx')
+  for _, j in ipairs(indices) do
+    local result = redis.call('HGET', key, 'r:' .. j)
+    if result then
+      out[#out + 1] = j
+      out[#out + 1] = result
+    end
+  end
+end
+
+-- Marks the task finished once no step is open; returns its status.
+local function finish_if_done(key, now, retention)
+  if tonumber(redis.call('HGET', key, 'open')) > 0 then
+    return 'running'
+  end
+  local status = 'complete'
+  if tonumber(redis.call('HGET', key, 'failed')) > 0 then
+    status = 'failed'
+  end
+  redis.call('HSET', key, 'status', status, 'finished', now)
+  redis.call('EXPIRE', key, retention)
+  return status
+end

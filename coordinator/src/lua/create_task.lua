@@ -1,0 +1,52 @@
+-- Creates a task, or recognises one that exists.
+--
+-- KEYS[1]  the task hash, tasker:{<task_id>}
+-- ARGV[1]  namespace          ARGV[2]  template name     ARGV[3]  version
+-- ARGV[4]  context JSON       ARGV[5]  now (unix ms)
+-- ARGV[6]  reply queue ('' for none)                     ARGV[7]  correlation id
+-- ARGV[8]  '1' if this request is a redelivery, else '0'
+-- ARGV[9]  the step names in template order, as "a,b,c"
+-- ARGV[10..] for each step in template order, its number of dependencies
+--
+-- Returns {'created', root...}: the roots, now enqueued at attempt 1, to publish.
+-- Returns {'exists', status, root...}: the task existed; the requester is
+-- added to its replies. Roots are listed only for a redelivery, when they
+-- are still enqueued at attempt 1: the first delivery may have died before
+-- publishing them.
+local key = KEYS[1]
+local first_step = 10
+local nsteps = #ARGV - first_step + 1
+
+if ARGV[6] ~= '' then
+  -- Recorded in both cases: a requester of an existing task hears of its end too.
+  redis.call('HSET', key, 'reply:' .. ARGV[7], ARGV[6])
+end
+
+if redis.call('HEXISTS', key, 'status') == 1 then
+  local status = redis.call('HGET', key, 'status')
+  local out = {'exists', status}
+  if ARGV[8] == '1' and status == 'running' then
+    for i = 0, nsteps - 1 do
+      if tonumber(ARGV[first_step + i]) == 0
+        and redis.call('HGET', key, 's:' .. i) == 'enqueued'
+        and redis.call('HGET', key, 'a:' .. i) == '1' then
+        out[#out + 1] = i
+      end
+    end
+  end
+  return out
+end
+
+redis.call('HSET', key, 'ns', ARGV[1], 'name', ARGV[2], 'ver', ARGV[3], 'status', 'running',
+  'ctx', ARGV[4], 'created', ARGV[5], 'open', nsteps, 'failed', 0, 'steps', ARGV[9])
+local out = {'created'}
+for i = 0, nsteps - 1 do
+  local waiting = tonumber(ARGV[first_step + i])
+  if waiting == 0 then
+    redis.call('HSET', key, 's:' .. i, 'enqueued', 'a:' .. i, 1)
+    out[#out + 1] = i
+  else
+    redis.call('HSET', key, 's:' .. i, 'pending', 'a:' .. i, 0, 'w:' .. i, waiting)
+  end
+end
+return out

@@ -1,0 +1,100 @@
+-- Records how one attempt of one step ended, and moves the task on.
+--
+-- KEYS[1]  the task hash, tasker:{<task_id>}
+-- ARGV[1]  step index        ARGV[2]  attempt
+-- ARGV[3]  outcome: 'completed' | 'retry' (a retryable failure with attempts left) | 'failed'
+-- ARGV[4]  the result JSON (completed) or the error JSON (retry, failed)
+-- ARGV[5]  started at (unix ms)     ARGV[6]  finished at (unix ms)
+-- ARGV[7]  now (unix ms)            ARGV[8]  when the retry is due (unix ms; retry only)
+-- ARGV[9]  '1' if this event is a redelivery, else '0'
+-- ARGV[10] retention of a finished task, in seconds
+-- ARGV[11] the step's children, as "1,2"
+-- ARGV[12] completed: the union of the children's ancestors, whose results
+--          ready children carry; failed: the step's descendants, to block
+--
+-- Only the first result for the step's current attempt is applied: every
+-- child's dependency counter goes down once, so a join is enqueued exactly
+-- once, when its last dependency completes.
+--
+-- Returns {verdict, task status, ready children as "3,4", retry due (ms or ''),
+-- then, when children are ready: the context JSON, then index, result pairs}.
+-- Verdicts: 'applied'; 'duplicate' (already applied: for a redelivery, the
+-- effects are returned again, since the first delivery may have died before
+-- carrying them out); 'stale' (a result for an attempt that is not current);
+-- 'unknown' (no such task, or it expired).
+local key = KEYS[1]
+local i = ARGV[1]
+local attempt = tonumber(ARGV[2])
+local outcome = ARGV[3]
+local redelivered = ARGV[9] == '1'
+local children = split(ARGV[11])
+local related = split(ARGV[12])
+
+local state = redis.call('HGET', key, 's:' .. i)
+if not state then
+  return {'unknown', '', '', ''}
+end
+local current = tonumber(redis.call('HGET', key, 'a:' .. i))
+local status = redis.call('HGET', key, 'status')
+
+if state == 'enqueued' and current == attempt then
+  redis.call('HSET', key, 't0:' .. i, ARGV[5], 't1:' .. i, ARGV[6])
+  if outcome == 'retry' then
+    redis.call('HSET', key, 's:' .. i, 'retry', 'e:' .. i, ARGV[4], 'due:' .. i, ARGV[8])
+    return {'applied', status, '', ARGV[8]}
+  end
+  local ready = {}
+  if outcome == 'completed' then
+    redis.call('HSET', key, 's:' .. i, 'completed', 'r:' .. i, ARGV[4])
+    redis.call('HINCRBY', key, 'open', -1)
+    for _, c in ipairs(children) do
+      if redis.call('HINCRBY', key, 'w:' .. c, -1) == 0
+        and redis.call('HGET', key, 's:' .. c) == 'pending' then
+        redis.call('HSET', key, 's:' .. c, 'enqueued', 'a:' .. c, 1)
+        ready[#ready + 1] = c
+      end
+    end
+  else
+    redis.call('HSET', key, 's:' .. i, 'failed', 'e:' .. i, ARGV[4])
+    redis.call('HINCRBY', key, 'open', -1)
+    redis.call('HINCRBY', key, 'failed', 1)
+    for _, d in ipairs(related) do
+      if redis.call('HGET', key, 's:' .. d) == 'pending' then
+        redis.call('HSET', key, 's:' .. d, 'blocked')
+        redis.call('HINCRBY', key, 'open', -1)
+      end
+    end
+  end
+  status = finish_if_done(key, ARGV[7], ARGV[10])
+  local out = {'applied', status, table.concat(ready, ','), ''}
+  if #ready > 0 then
+    append_inputs(key, out, related)
+  end
+  return out
+end
+
+local repeated = (state == 'completed' and outcome == 'completed' and current == attempt)
+  or (state == 'failed' and outcome == 'failed' and current == attempt)
+  or (state == 'retry' and outcome == 'retry' and current == attempt)
+if not repeated then
+  return {'stale', status, '', ''}
+end
+if not redelivered then
+  return {'duplicate', status, '', ''}
+end
+if state == 'retry' then
+  return {'duplicate', status, '', redis.call('HGET', key, 'due:' .. i)}
+end
+local ready = {}
+if state == 'completed' then
+  for _, c in ipairs(children) do
+    if redis.call('HGET', key, 's:' .. c) == 'enqueued' and redis.call('HGET', key, 'a:' .. c) == '1' then
+      ready[#ready + 1] = c
+    end
+  end
+end
+local out = {'duplicate', status, table.concat(ready, ','), ''}
+if #ready > 0 then
+  append_inputs(key, out, related)
+end
+return out

@@ -1,0 +1,291 @@
+//! `tasker`: run the coordinator, submit tasks, inspect them, and check
+//! templates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tasker_coordinator::{CoordinatorConfig, Store, report, templates};
+use tasker_protocol::{TaskRequest, TaskStatus, TaskTemplate};
+use tasker_worker::{Client, Reply};
+use uuid::Uuid;
+
+/// Exit code of `submit --wait` when the task failed.
+const EXIT_TASK_FAILED: u8 = 3;
+/// Exit code of `submit` when the coordinator rejected the request.
+const EXIT_REJECTED: u8 = 4;
+/// Exit code of `status` when no such task exists.
+const EXIT_NOT_FOUND: u8 = 5;
+
+#[derive(Parser)]
+#[command(name = "tasker", version, about = "Run and inspect Tasker workflows", after_help = EXIT_CODES)]
+struct Cli {
+    /// RabbitMQ URL.
+    #[arg(long, global = true, env = "TASKER_AMQP_URL", default_value = tasker_worker::defaults::AMQP_URL, hide_env_values = true)]
+    amqp_url: String,
+    /// Redis URL.
+    #[arg(long, global = true, env = "TASKER_REDIS_URL", default_value = tasker_coordinator::coordinator::DEFAULT_REDIS_URL, hide_env_values = true)]
+    redis_url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 error; 2 bad usage; 3 the task failed; 4 the request was rejected; 5 no such task.";
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a coordinator.
+    #[command(after_help = "Example:\n  tasker coordinator --templates templates/")]
+    Coordinator {
+        /// Directory of task templates, searched recursively.
+        #[arg(long, env = "TASKER_TEMPLATES", default_value = "templates")]
+        templates: PathBuf,
+        /// Deliveries processed at once, per input queue.
+        #[arg(long, default_value_t = 256)]
+        prefetch: u16,
+        /// Days a finished task stays in Redis.
+        #[arg(long, default_value_t = 7.0)]
+        retention_days: f64,
+    },
+    /// Submit a task.
+    #[command(
+        after_help = "Example:\n  tasker submit microservices user_registration \\\n    --context '{\"user_info\":{\"email\":\"a@b.io\",\"name\":\"A\",\"plan\":\"pro\"}}' --wait --json"
+    )]
+    Submit {
+        /// The template's namespace.
+        namespace: String,
+        /// The template's name.
+        name: String,
+        /// The task's input, a JSON object.
+        #[arg(long, default_value = "{}")]
+        context: String,
+        /// A template version; the highest loaded one when absent.
+        #[arg(long)]
+        version: Option<String>,
+        /// Requests with the same key create one task.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Wait for the task to finish and print its report.
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait with --wait.
+        #[arg(long, default_value_t = 300.0)]
+        timeout: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a task's steps.
+    #[command(after_help = "Example:\n  tasker status 0b6f3c1e-8d2a-4f5e-9c41-7e2b9a0d5f13")]
+    Status {
+        /// The task's id.
+        task_id: Uuid,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check template files or directories.
+    #[command(after_help = "Example:\n  tasker validate templates/")]
+    Validate {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Run the user-registration diamond once and show its timeline.
+    #[command(after_help = "Example:\n  tasker demo --email jane@example.com --plan pro")]
+    Demo {
+        /// The new user's email.
+        #[arg(long, default_value = "jane.developer@example.com")]
+        email: String,
+        /// The new user's name.
+        #[arg(long, default_value = "Jane Developer")]
+        name: String,
+        /// The plan: free, pro or enterprise.
+        #[arg(long, default_value = "pro")]
+        plan: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Coordinator {
+            templates,
+            prefetch,
+            retention_days,
+        } => {
+            tasker_worker::telemetry::init();
+            let registry = templates::load_dir(&templates)?;
+            let config = CoordinatorConfig {
+                amqp_url: cli.amqp_url,
+                redis_url: cli.redis_url,
+                prefetch,
+                retention: Duration::from_secs_f64(retention_days * 86_400.0),
+                ..CoordinatorConfig::default()
+            };
+            let shutdown = tasker_worker::telemetry::shutdown_on_signal();
+            tasker_coordinator::run(config, registry, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Submit {
+            namespace,
+            name,
+            context,
+            version,
+            idempotency_key,
+            wait,
+            timeout,
+            json,
+        } => {
+            let context: serde_json::Value = serde_json::from_str(&context)
+                .context("--context is not valid JSON; pass an object such as '{\"key\":1}'")?;
+            let mut request = TaskRequest::new(&namespace, &name, context);
+            request.version = version;
+            request.idempotency_key = idempotency_key;
+            let client = Client::connect(&cli.amqp_url).await?;
+            let submitted = client.submit(request).await?;
+            let task_id = submitted.task_id;
+            if !wait {
+                if json {
+                    println!("{}", serde_json::json!({ "task_id": task_id }));
+                } else {
+                    println!("submitted task {task_id}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let reply = submitted.wait(Duration::from_secs_f64(timeout)).await?;
+            Ok(print_reply(&reply, json))
+        }
+        Command::Status { task_id, json } => {
+            let store = Store::connect(&cli.redis_url, Duration::ZERO).await?;
+            let Some(snapshot) = store.task(task_id).await? else {
+                eprintln!(
+                    "error: no task {task_id}; it never existed, or it finished more than the retention period ago"
+                );
+                return Ok(ExitCode::from(EXIT_NOT_FOUND));
+            };
+            let report = snapshot.report();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report::status_table(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { paths } => validate(&paths),
+        Command::Demo { email, name, plan } => demo(&cli.amqp_url, &email, &name, &plan).await,
+    }
+}
+
+fn print_reply(reply: &Reply, json: bool) -> ExitCode {
+    match reply {
+        Reply::Finished(report) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(report).expect("a report always serializes")
+                );
+            } else {
+                print!("{}", report::status_table(report));
+            }
+            match report.status {
+                TaskStatus::Complete => ExitCode::SUCCESS,
+                TaskStatus::Failed | TaskStatus::Running => ExitCode::from(EXIT_TASK_FAILED),
+            }
+        }
+        Reply::Rejected(rejected) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(rejected).expect("a rejection always serializes")
+                );
+            } else {
+                eprintln!("rejected ({:?}): {}", rejected.code, rejected.reason);
+            }
+            ExitCode::from(EXIT_REJECTED)
+        }
+    }
+}
+
+fn validate(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut ok = 0;
+    let mut failed = 0;
+    for path in paths {
+        if path.is_dir() {
+            match templates::load_dir(path) {
+                Ok(registry) => {
+                    for t in registry.iter() {
+                        println!("ok  {}", t.key());
+                        ok += 1;
+                    }
+                }
+                Err(tasker_coordinator::Error::Templates(errors)) => {
+                    for e in errors {
+                        eprintln!("{e}");
+                        failed += 1;
+                    }
+                }
+                Err(e) => bail!(e),
+            }
+        } else {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            match TaskTemplate::from_yaml(&path.display().to_string(), &text) {
+                Ok(t) => {
+                    println!("ok  {}  ({})", t.key(), path.display());
+                    ok += 1;
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    failed += 1;
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} invalid, {ok} valid");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(amqp_url: &str, email: &str, name: &str, plan: &str) -> anyhow::Result<ExitCode> {
+    let context = serde_json::json!({
+        "user_info": { "email": email, "name": name, "plan": plan, "source": "signup_form" }
+    });
+    println!("Submitting microservices/user_registration for {name} <{email}> on the {plan} plan");
+    let client = Client::connect(amqp_url).await?;
+    let submitted = client
+        .create_task("microservices", "user_registration", context)
+        .await?;
+    println!("task {}: waiting for it to finish…\n", submitted.task_id);
+    let reply = submitted.wait(Duration::from_secs(120)).await?;
+    let Reply::Finished(report) = &reply else {
+        return Ok(print_reply(&reply, false));
+    };
+    println!("Timeline (each bar is one step; billing and preferences run side by side,");
+    println!("and send_welcome_sequence starts only when both have finished):\n");
+    print!("{}", report::timeline(report));
+    println!();
+    print!("{}", report::status_table(report));
+    println!("\nFinal report:");
+    println!("{}", serde_json::to_string_pretty(report)?);
+    client.close().await;
+    Ok(match report.status {
+        TaskStatus::Complete => ExitCode::SUCCESS,
+        _ => ExitCode::from(EXIT_TASK_FAILED),
+    })
+}

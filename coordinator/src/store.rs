@@ -1,0 +1,607 @@
+//! The coordinator's state in Redis: one hash per task, changed only by the
+//! Lua scripts beside this file, and one sorted set of scheduled retries.
+//!
+//! Every key of a task carries the hash tag `{<task_id>}`, and every task
+//! script touches only that task's keys, so the layout works on Redis
+//! Cluster. The retry schedule is a separate key, touched on its own.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use serde_json::value::RawValue;
+use tasker_protocol::{
+    PROTOCOL_VERSION, StepFailure, StepReport, StepState, TaskFinished, TaskStatus, TaskTemplate,
+};
+use uuid::Uuid;
+
+use crate::Error;
+
+/// The sorted set of scheduled retries, scored by when each is due.
+pub const SCHEDULE_KEY: &str = "tasker:schedule";
+
+/// The key of a task's hash.
+#[must_use]
+pub fn task_key(task_id: Uuid) -> String {
+    format!("tasker:{{{task_id}}}")
+}
+
+fn task_script(body: &str) -> Script {
+    Script::new(&format!("{}\n{body}", include_str!("lua/common.lua")))
+}
+
+static CREATE_TASK: LazyLock<Script> = LazyLock::new(|| task_script(include_str!("lua/create_task.lua")));
+static RECORD_RESULT: LazyLock<Script> = LazyLock::new(|| task_script(include_str!("lua/record_result.lua")));
+static DISPATCH_RETRY: LazyLock<Script> =
+    LazyLock::new(|| task_script(include_str!("lua/dispatch_retry.lua")));
+static CLAIM_DUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim_due.lua")));
+
+/// A connection to the store. Cloning shares the connection, which
+/// reconnects by itself after Redis restarts.
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    url: String,
+    retention: Duration,
+}
+
+/// What [`Store::create_task`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    /// A new task: publish these root steps.
+    New {
+        /// Root steps, now enqueued at attempt 1.
+        roots: Vec<usize>,
+    },
+    /// The task existed already.
+    Existing {
+        /// Where it stands.
+        status: TaskStatus,
+        /// Roots to publish again (only for a redelivered request).
+        republish: Vec<usize>,
+    },
+}
+
+/// How a step outcome is to be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The step completed with a result.
+    Completed,
+    /// The step failed retryably and will be retried at the given time.
+    Retry {
+        /// When the next attempt is due.
+        due: DateTime<Utc>,
+    },
+    /// The step failed for good.
+    Failed,
+}
+
+/// How the store took a step result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// This result moved the task on.
+    Applied,
+    /// The same result was applied before.
+    Duplicate,
+    /// The result is for an attempt that is no longer current.
+    Stale,
+    /// No such task: it never existed or has expired.
+    UnknownTask,
+}
+
+/// What a recorded result asks the coordinator to do next.
+#[derive(Debug)]
+pub struct Recorded {
+    /// How the result was taken.
+    pub verdict: Verdict,
+    /// The task's status afterwards.
+    pub status: TaskStatus,
+    /// Steps now enqueued at attempt 1, to publish.
+    pub ready: Vec<usize>,
+    /// A retry to put on the schedule.
+    pub retry_due: Option<DateTime<Utc>>,
+    /// The inputs the ready steps' messages carry.
+    pub inputs: Inputs,
+}
+
+/// The context and the completed results that step-ready messages carry,
+/// as the JSON text the store holds.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// The task context.
+    pub context: String,
+    /// Completed results by step index.
+    pub results: HashMap<usize, String>,
+}
+
+/// A scheduled retry that this coordinator has claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRetry {
+    /// The schedule member, to remove once the attempt is published.
+    pub member: String,
+    /// The task.
+    pub task_id: Uuid,
+    /// The template, as `namespace`, `name`, `version`.
+    pub template: (String, String, String),
+    /// The step index.
+    pub step: usize,
+    /// The attempt that failed.
+    pub failed_attempt: u32,
+}
+
+impl DueRetry {
+    fn member(task_id: Uuid, template: &TaskTemplate, step: usize, failed_attempt: u32) -> String {
+        format!(
+            "{task_id}|{}|{}|{}|{step}|{failed_attempt}",
+            template.namespace, template.name, template.version
+        )
+    }
+
+    fn parse(member: String) -> Option<Self> {
+        let parts: Vec<&str> = member.split('|').collect();
+        let [task_id, ns, name, version, step, attempt] = parts[..] else {
+            return None;
+        };
+        Some(Self {
+            task_id: task_id.parse().ok()?,
+            template: (ns.to_owned(), name.to_owned(), version.to_owned()),
+            step: step.parse().ok()?,
+            failed_attempt: attempt.parse().ok()?,
+            member,
+        })
+    }
+}
+
+impl Store {
+    /// Connects to Redis at `url` (`redis://` or `rediss://`).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if Redis cannot be reached.
+    pub async fn connect(url: &str, retention: Duration) -> Result<Self, Error> {
+        let redacted = tasker_worker::broker::redact_url(url);
+        let fail = |source| Error::Redis {
+            url: redacted.clone(),
+            source,
+        };
+        let client = redis::Client::open(url).map_err(fail)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(10)));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(fail)?;
+        Ok(Self {
+            conn,
+            url: redacted,
+            retention,
+        })
+    }
+
+    fn error(&self, source: redis::RedisError) -> Error {
+        Error::Redis {
+            url: self.url.clone(),
+            source,
+        }
+    }
+
+    /// Creates the task, or finds it if it exists; records `reply` as a
+    /// requester either way.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if the script fails.
+    pub async fn create_task(
+        &self,
+        task_id: Uuid,
+        template: &TaskTemplate,
+        context: &str,
+        reply: Option<(&str, &str)>,
+        redelivered: bool,
+    ) -> Result<Created, Error> {
+        let mut call = CREATE_TASK.key(task_key(task_id));
+        let (queue, correlation) = reply.unwrap_or(("", ""));
+        call.arg(&template.namespace)
+            .arg(&template.name)
+            .arg(template.version.to_string())
+            .arg(context)
+            .arg(Utc::now().timestamp_millis())
+            .arg(queue)
+            .arg(correlation)
+            .arg(if redelivered { "1" } else { "0" })
+            .arg(
+                template
+                    .steps
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        for step in 0..template.steps.len() {
+            call.arg(template.dag.parents(step).len());
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = call.invoke_async(&mut conn).await.map_err(|e| self.error(e))?;
+        let corrupt = || Error::CorruptState {
+            task_id,
+            detail: format!("create_task returned {reply:?}"),
+        };
+        match reply.first().map(String::as_str) {
+            Some("created") => Ok(Created::New {
+                roots: indices(&reply[1..]).ok_or_else(corrupt)?,
+            }),
+            Some("exists") => {
+                let status = reply.get(1).and_then(|s| parse_status(s)).ok_or_else(corrupt)?;
+                let republish = indices(&reply[2..]).ok_or_else(corrupt)?;
+                Ok(Created::Existing { status, republish })
+            }
+            _ => Err(corrupt()),
+        }
+    }
+
+    /// Records how attempt `attempt` of `step` ended.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if the script fails.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_result(
+        &self,
+        task_id: Uuid,
+        template: &TaskTemplate,
+        step: usize,
+        attempt: u32,
+        applied: Applied,
+        payload: &str,
+        started_at: DateTime<Utc>,
+        finished_at: DateTime<Utc>,
+        redelivered: bool,
+    ) -> Result<Recorded, Error> {
+        let dag = &template.dag;
+        let children = dag.children(step);
+        let (kind, due, related): (&str, i64, Vec<usize>) = match applied {
+            Applied::Completed => {
+                let mut related: Vec<usize> = children
+                    .iter()
+                    .flat_map(|&c| dag.ancestors(c).iter().copied())
+                    .collect();
+                related.sort_unstable();
+                related.dedup();
+                ("completed", 0, related)
+            }
+            Applied::Retry { due } => ("retry", due.timestamp_millis(), Vec::new()),
+            Applied::Failed => ("failed", 0, dag.descendants(step).to_vec()),
+        };
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = RECORD_RESULT
+            .key(task_key(task_id))
+            .arg(step)
+            .arg(attempt)
+            .arg(kind)
+            .arg(payload)
+            .arg(started_at.timestamp_millis())
+            .arg(finished_at.timestamp_millis())
+            .arg(Utc::now().timestamp_millis())
+            .arg(due)
+            .arg(if redelivered { "1" } else { "0" })
+            .arg(self.retention.as_secs())
+            .arg(csv(children))
+            .arg(csv(&related))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        let corrupt = || Error::CorruptState {
+            task_id,
+            detail: format!("record_result returned {reply:?}"),
+        };
+        let [verdict, status, ready, due, rest @ ..] = &reply[..] else {
+            return Err(corrupt());
+        };
+        let verdict = match verdict.as_str() {
+            "applied" => Verdict::Applied,
+            "duplicate" => Verdict::Duplicate,
+            "stale" => Verdict::Stale,
+            "unknown" => Verdict::UnknownTask,
+            _ => return Err(corrupt()),
+        };
+        let status = if verdict == Verdict::UnknownTask {
+            TaskStatus::Failed
+        } else {
+            parse_status(status).ok_or_else(corrupt)?
+        };
+        let ready = if ready.is_empty() {
+            Vec::new()
+        } else {
+            indices(&ready.split(',').map(str::to_owned).collect::<Vec<_>>()).ok_or_else(corrupt)?
+        };
+        let retry_due = if due.is_empty() {
+            None
+        } else {
+            Some(millis(due.parse().map_err(|_| corrupt())?))
+        };
+        let inputs = parse_inputs(rest).ok_or_else(corrupt)?;
+        Ok(Recorded {
+            verdict,
+            status,
+            ready,
+            retry_due,
+            inputs,
+        })
+    }
+
+    /// Puts a retry on the schedule.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if Redis fails.
+    pub async fn schedule_retry(
+        &self,
+        task_id: Uuid,
+        template: &TaskTemplate,
+        step: usize,
+        failed_attempt: u32,
+        due: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        let member = DueRetry::member(task_id, template, step, failed_attempt);
+        let _: i64 = conn
+            .zadd(SCHEDULE_KEY, member, due.timestamp_millis())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` due retries for `lease`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if the script fails.
+    pub async fn claim_due_retries(&self, lease: Duration, limit: usize) -> Result<Vec<DueRetry>, Error> {
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = CLAIM_DUE
+            .key(SCHEDULE_KEY)
+            .arg(Utc::now().timestamp_millis())
+            .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut due = Vec::with_capacity(members.len());
+        for member in members {
+            match DueRetry::parse(member.clone()) {
+                Some(d) => due.push(d),
+                None => {
+                    tracing::error!(member, "unreadable entry in the retry schedule; removing it");
+                    self.unschedule(&member).await?;
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    /// Starts the next attempt of a claimed retry; `None` if it no longer applies.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if the script fails.
+    pub async fn dispatch_retry(
+        &self,
+        retry: &DueRetry,
+        template: &TaskTemplate,
+    ) -> Result<Option<Inputs>, Error> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = DISPATCH_RETRY
+            .key(task_key(retry.task_id))
+            .arg(retry.step)
+            .arg(retry.failed_attempt)
+            .arg(csv(template.dag.ancestors(retry.step)))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        match reply.first().map(String::as_str) {
+            Some("dispatch") => parse_inputs(&reply[1..])
+                .map(Some)
+                .ok_or_else(|| Error::CorruptState {
+                    task_id: retry.task_id,
+                    detail: format!("dispatch_retry returned {reply:?}"),
+                }),
+            _ => Ok(None),
+        }
+    }
+
+    /// Removes a retry from the schedule.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if Redis fails.
+    pub async fn unschedule(&self, member: &str) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn.zrem(SCHEDULE_KEY, member).await.map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Reads a task; `None` if it does not exist (or has expired).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if Redis fails, and [`Error::CorruptState`]
+    /// if the hash cannot be read as a task.
+    pub async fn task(&self, task_id: Uuid) -> Result<Option<TaskSnapshot>, Error> {
+        let mut conn = self.conn.clone();
+        let fields: HashMap<String, String> =
+            conn.hgetall(task_key(task_id)).await.map_err(|e| self.error(e))?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        TaskSnapshot::parse(task_id, &fields).map(Some)
+    }
+}
+
+/// A task as the store holds it.
+#[derive(Debug, Clone)]
+pub struct TaskSnapshot {
+    /// The task.
+    pub task_id: Uuid,
+    /// The template's namespace.
+    pub namespace: String,
+    /// The template's name.
+    pub name: String,
+    /// The template's version.
+    pub version: String,
+    /// Where the task stands.
+    pub status: TaskStatus,
+    /// When the task was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When its last step ended, once it has.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Each step, by index.
+    pub steps: Vec<StepSnapshot>,
+    /// Who asked for the task: (reply queue, correlation id).
+    pub replies: Vec<(String, String)>,
+}
+
+/// A step as the store holds it.
+#[derive(Debug, Clone)]
+pub struct StepSnapshot {
+    /// The step's name.
+    pub name: String,
+    /// Where it stands.
+    pub state: StepState,
+    /// Attempts started.
+    pub attempts: u32,
+    /// The result JSON, once completed.
+    pub result: Option<String>,
+    /// The last error, if any attempt failed.
+    pub error: Option<StepFailure>,
+    /// When the last attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the last attempt ended.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl TaskSnapshot {
+    fn parse(task_id: Uuid, f: &HashMap<String, String>) -> Result<Self, Error> {
+        let corrupt = |what: &str| Error::CorruptState {
+            task_id,
+            detail: format!("unreadable field {what}"),
+        };
+        let get = |k: &str| f.get(k).cloned().ok_or_else(|| corrupt(k));
+        let time = |k: &str| f.get(k).and_then(|v| v.parse::<i64>().ok()).map(millis);
+        let names = get("steps")?;
+        let mut steps = Vec::new();
+        for (i, name) in names.split(',').enumerate() {
+            let state = get(&format!("s:{i}"))?;
+            let state = match state.as_str() {
+                "pending" => StepState::Pending,
+                "enqueued" => StepState::Enqueued,
+                "retry" => StepState::WaitingRetry,
+                "completed" => StepState::Completed,
+                "failed" => StepState::Failed,
+                "blocked" => StepState::Blocked,
+                _ => return Err(corrupt(&format!("s:{i}"))),
+            };
+            steps.push(StepSnapshot {
+                name: name.to_owned(),
+                state,
+                attempts: f.get(&format!("a:{i}")).and_then(|a| a.parse().ok()).unwrap_or(0),
+                result: f.get(&format!("r:{i}")).cloned(),
+                error: f
+                    .get(&format!("e:{i}"))
+                    .and_then(|e| serde_json::from_str(e).ok()),
+                started_at: time(&format!("t0:{i}")),
+                finished_at: time(&format!("t1:{i}")),
+            });
+        }
+        let replies = f
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("reply:").map(|c| (v.clone(), c.to_owned())))
+            .collect();
+        Ok(Self {
+            task_id,
+            namespace: get("ns")?,
+            name: get("name")?,
+            version: get("ver")?,
+            status: parse_status(&get("status")?).ok_or_else(|| corrupt("status"))?,
+            created_at: time("created").ok_or_else(|| corrupt("created"))?,
+            finished_at: time("finished"),
+            steps,
+            replies,
+        })
+    }
+
+    /// The task-finished report.
+    #[must_use]
+    pub fn report(&self) -> TaskFinished {
+        TaskFinished {
+            protocol_version: PROTOCOL_VERSION,
+            task_id: self.task_id,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            status: self.status,
+            created_at: self.created_at,
+            finished_at: self.finished_at.unwrap_or(self.created_at),
+            steps: self
+                .steps
+                .iter()
+                .map(|s| StepReport {
+                    name: s.name.clone(),
+                    state: s.state,
+                    attempts: s.attempts,
+                    started_at: s.started_at,
+                    finished_at: s.finished_at,
+                    result: s
+                        .result
+                        .as_ref()
+                        .and_then(|r| RawValue::from_string(r.clone()).ok()),
+                    error: s.error.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn parse_status(s: &str) -> Option<TaskStatus> {
+    match s {
+        "running" => Some(TaskStatus::Running),
+        "complete" => Some(TaskStatus::Complete),
+        "failed" => Some(TaskStatus::Failed),
+        _ => None,
+    }
+}
+
+fn indices(items: &[String]) -> Option<Vec<usize>> {
+    items.iter().map(|s| s.parse().ok()).collect()
+}
+
+fn parse_inputs(items: &[String]) -> Option<Inputs> {
+    let Some((context, pairs)) = items.split_first() else {
+        return Some(Inputs::default());
+    };
+    if pairs.len() % 2 != 0 {
+        return None;
+    }
+    let results = pairs
+        .chunks(2)
+        .map(|p| Some((p[0].parse().ok()?, p[1].clone())))
+        .collect::<Option<HashMap<usize, String>>>()?;
+    Some(Inputs {
+        context: context.clone(),
+        results,
+    })
+}
+
+fn csv(items: &[usize]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}

@@ -1,0 +1,277 @@
+//! The `microservices` namespace: the five handlers of the
+//! user-registration diamond. Each simulates its service (no external
+//! calls) with a short, configurable latency.
+//!
+//! ```text
+//! create_user_account ─┬─▶ setup_billing_profile ──┬─▶ send_welcome_sequence ─▶ update_user_status
+//!                      └─▶ initialize_preferences ─┘
+//! ```
+
+#![warn(missing_docs)]
+
+use std::ops::Range;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tasker_worker::{StepContext, StepError, StepHandler, Worker};
+use uuid::Uuid;
+
+/// The namespace these handlers serve.
+pub const NAMESPACE: &str = "microservices";
+
+/// Domains of disposable mailboxes, which cannot register.
+pub const BLOCKED_DOMAINS: [&str; 3] = ["tempmail.com", "throwaway.email", "mailinator.com"];
+
+/// How long each simulated service call takes, picked at random from a range
+/// of milliseconds. Zero for benchmarks; a little for demos, so that the
+/// parallel branches show.
+#[derive(Debug, Clone)]
+pub struct Latency(pub Range<u64>);
+
+impl Latency {
+    /// No latency.
+    #[must_use]
+    pub fn none() -> Self {
+        Self(0..0)
+    }
+
+    async fn wait(&self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let ms = rand::random_range(self.0.clone());
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+/// Registers the five handlers, each under its template `callable`.
+#[must_use]
+pub fn register(worker: Worker, latency: &Latency) -> Worker {
+    worker
+        .namespace(NAMESPACE)
+        .handler(
+            "Microservices::StepHandlers::CreateUserAccountHandler",
+            CreateUserAccount(latency.clone()),
+        )
+        .handler(
+            "Microservices::StepHandlers::SetupBillingProfileHandler",
+            SetupBillingProfile(latency.clone()),
+        )
+        .handler(
+            "Microservices::StepHandlers::InitializePreferencesHandler",
+            InitializePreferences(latency.clone()),
+        )
+        .handler(
+            "Microservices::StepHandlers::SendWelcomeSequenceHandler",
+            SendWelcomeSequence(latency.clone()),
+        )
+        .handler(
+            "Microservices::StepHandlers::UpdateUserStatusHandler",
+            UpdateUserStatus(latency.clone()),
+        )
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct UserInfo {
+    email: Option<String>,
+    name: Option<String>,
+    plan: Option<String>,
+}
+
+/// Creates the account in the user service. Validates the email: required,
+/// well-formed, and not from a disposable domain; each refusal is permanent.
+pub struct CreateUserAccount(pub Latency);
+
+#[async_trait::async_trait]
+impl StepHandler for CreateUserAccount {
+    async fn call(&self, ctx: &StepContext) -> Result<Value, StepError> {
+        let info: UserInfo = ctx.input_or("user_info", UserInfo::default())?;
+        let email = info.email.unwrap_or_default();
+        if email.trim().is_empty() {
+            return Err(StepError::permanent("MISSING_EMAIL", "Email address is required"));
+        }
+        if !is_email(&email) {
+            return Err(StepError::permanent(
+                "INVALID_EMAIL",
+                format!("Invalid email format: {email}"),
+            ));
+        }
+        let domain = email.rsplit('@').next().unwrap_or_default().to_lowercase();
+        if BLOCKED_DOMAINS.contains(&domain.as_str()) {
+            return Err(StepError::permanent(
+                "BLOCKED_EMAIL_DOMAIN",
+                format!("Disposable email addresses are not allowed: {domain}"),
+            ));
+        }
+        self.0.wait().await;
+        // Derived from the step's idempotency key, so that a repeated run
+        // finds the same account instead of creating a second one.
+        let key = Uuid::new_v5(&Uuid::NAMESPACE_OID, ctx.idempotency_key().as_bytes());
+        Ok(json!({
+            "user_id": format!("usr_{}", &key.simple().to_string()[..24]),
+            "email": email.to_lowercase(),
+            "name": info.name,
+            "plan": info.plan.unwrap_or_else(|| "free".to_owned()),
+            "status": "created",
+            "email_verified": false,
+            "verification_token": Uuid::new_v4().simple().to_string(),
+            "created_at": chrono::Utc::now().to_rfc3339(),
+        }))
+    }
+}
+
+/// `local@domain.tld`, with no spaces and one `@`.
+fn is_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    let clean = |s: &str| !s.is_empty() && !s.contains(char::is_whitespace) && !s.contains('@');
+    let Some((host, tld)) = domain.rsplit_once('.') else {
+        return false;
+    };
+    clean(local) && clean(host) && clean(tld)
+}
+
+#[derive(Deserialize)]
+struct Account {
+    user_id: String,
+    email: String,
+    name: Option<String>,
+    plan: String,
+}
+
+/// Sets up the billing profile; paid plans start with a trial.
+pub struct SetupBillingProfile(pub Latency);
+
+#[async_trait::async_trait]
+impl StepHandler for SetupBillingProfile {
+    async fn call(&self, ctx: &StepContext) -> Result<Value, StepError> {
+        let account: Account = ctx.dependency_result("create_user_account")?;
+        let trial_days = match account.plan.as_str() {
+            "pro" => 14,
+            "enterprise" => 30,
+            _ => 0,
+        };
+        self.0.wait().await;
+        Ok(json!({
+            "billing_id": format!("bill_{}", &account.user_id[4..]),
+            "user_id": account.user_id,
+            "plan": account.plan,
+            "trial_days": trial_days,
+            "billing_status": if trial_days > 0 { "trialing" } else { "active" },
+            "created_at": chrono::Utc::now().to_rfc3339(),
+        }))
+    }
+}
+
+/// Creates the user's preferences, with notification channels by plan;
+/// the request may override them under `preferences`.
+pub struct InitializePreferences(pub Latency);
+
+#[async_trait::async_trait]
+impl StepHandler for InitializePreferences {
+    async fn call(&self, ctx: &StepContext) -> Result<Value, StepError> {
+        let account: Account = ctx.dependency_result("create_user_account")?;
+        let mut notifications = json!({ "email": true, "push": account.plan != "free", "sms": false });
+        let overrides: Value = ctx.input_or("preferences", Value::Null)?;
+        if let (Some(base), Some(extra)) = (
+            notifications.as_object_mut(),
+            overrides.get("notifications").and_then(Value::as_object),
+        ) {
+            base.extend(extra.clone());
+        }
+        self.0.wait().await;
+        Ok(json!({
+            "user_id": account.user_id,
+            "preferences": {
+                "notifications": notifications,
+                "language": overrides.get("language").cloned().unwrap_or_else(|| json!("en")),
+                "theme": "light",
+            },
+            "created_at": chrono::Utc::now().to_rfc3339(),
+        }))
+    }
+}
+
+/// Sends the welcome messages, composed from all three upstream results:
+/// a welcome email always, a trial email when billing started a trial, and
+/// a push notification when the user accepts them.
+pub struct SendWelcomeSequence(pub Latency);
+
+#[async_trait::async_trait]
+impl StepHandler for SendWelcomeSequence {
+    async fn call(&self, ctx: &StepContext) -> Result<Value, StepError> {
+        let account: Account = ctx.dependency_result("create_user_account")?;
+        let billing: Value = ctx.dependency_result("setup_billing_profile")?;
+        let preferences: Value = ctx.dependency_result("initialize_preferences")?;
+        let name = account.name.clone().unwrap_or_else(|| account.email.clone());
+        let mut messages = vec![json!({
+            "channel": "email", "type": "welcome", "recipient": account.email,
+            "subject": format!("Welcome to Tasker, {name}!"),
+        })];
+        if billing["trial_days"].as_u64().unwrap_or(0) > 0 {
+            messages.push(json!({
+                "channel": "email", "type": "trial_started", "recipient": account.email,
+                "subject": format!("Your {} trial has started", capitalize(&account.plan)),
+            }));
+        }
+        if preferences["preferences"]["notifications"]["push"] == json!(true) {
+            messages.push(json!({
+                "channel": "push", "type": "welcome",
+                "body": format!("Your {} account is ready. Let's get started!", account.plan),
+            }));
+        }
+        let mut channels: Vec<&str> = messages.iter().filter_map(|m| m["channel"].as_str()).collect();
+        channels.dedup();
+        self.0.wait().await;
+        Ok(json!({
+            "user_id": account.user_id,
+            "channels_used": channels,
+            "messages_sent": messages.len(),
+            "messages": messages,
+            "status": "sent",
+            "sent_at": chrono::Utc::now().to_rfc3339(),
+        }))
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// Marks the user active in the user service.
+pub struct UpdateUserStatus(pub Latency);
+
+#[async_trait::async_trait]
+impl StepHandler for UpdateUserStatus {
+    async fn call(&self, ctx: &StepContext) -> Result<Value, StepError> {
+        let account: Account = ctx.dependency_result("create_user_account")?;
+        let welcome: Value = ctx.dependency_result("send_welcome_sequence")?;
+        self.0.wait().await;
+        Ok(json!({
+            "user_id": account.user_id,
+            "status": "active",
+            "welcome_sent": welcome["status"] == json!("sent"),
+            "activated_at": chrono::Utc::now().to_rfc3339(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_shapes() {
+        assert!(is_email("new.user@example.com"));
+        assert!(!is_email("no-at-sign.com"));
+        assert!(!is_email("a@nodot"));
+        assert!(!is_email("a b@example.com"));
+        assert!(!is_email("a@b@example.com"));
+    }
+}

@@ -1,0 +1,36 @@
+//! Tasker's wire contract, with no I/O.
+//!
+//! Everything two Tasker processes must agree on lives here, so that a worker
+//! or a client in another language can be written from this crate and
+//! `docs/protocol.md` alone:
+//!
+//! - [`topology`]: the names of exchanges, queues and routing keys, and the
+//!   AMQP headers every message carries;
+//! - [`message`]: the JSON messages (task request, step ready, step result,
+//!   task finished, task rejected), each stamped with [`PROTOCOL_VERSION`];
+//! - [`template`]: the YAML task-template schema, its defaults, and its
+//!   validation, with errors that name the file, the line and the fix;
+//! - [`dag`]: the step graph of a template (parents, children, ancestors,
+//!   descendants) computed once at load time;
+//! - [`retry`]: the retry policy as data, and the backoff schedule it yields;
+//! - [`registry`]: templates keyed by (namespace, name, version).
+
+#![warn(missing_docs)]
+
+pub mod dag;
+pub mod message;
+pub mod registry;
+pub mod retry;
+pub mod template;
+pub mod topology;
+
+mod names;
+
+pub use dag::Dag;
+pub use message::{
+    DecodeError, PROTOCOL_VERSION, RejectCode, StepFailure, StepOutcome, StepReady, StepReport, StepResult,
+    StepState, TaskFinished, TaskRejected, TaskRequest, TaskStatus,
+};
+pub use registry::{LookupError, TemplateRegistry};
+pub use retry::{Backoff, RetryPolicy};
+pub use template::{StepTemplate, TaskTemplate, TemplateError};

@@ -1,0 +1,98 @@
+//! The names of Tasker's exchanges, queues, routing keys and headers.
+//!
+//! ```text
+//! client ──task request──▶ [tasker.requests] ──▶ queue tasker.task_requests ──▶ coordinator
+//! coordinator ──step ready──▶ [tasker.steps] ──(routing key = namespace)──▶ queue tasker.steps.<namespace> ──▶ worker
+//! worker ──step result──▶ [tasker.events] ──step.result.<namespace>──▶ queue tasker.step_results ──▶ coordinator
+//! coordinator ──task finished / rejected──▶ [tasker.events] and the request's reply_to queue
+//! anyone ──unusable message──▶ [tasker.dead_letter] ──▶ queue tasker.dead_letters
+//! ```
+//!
+//! Every queue is a durable quorum queue, and every message is published
+//! persistent and waits for its publisher confirm.
+
+/// Direct exchange that clients publish task requests to.
+pub const REQUESTS_EXCHANGE: &str = "tasker.requests";
+/// Routing key of a task request on [`REQUESTS_EXCHANGE`].
+pub const TASK_REQUEST_ROUTING_KEY: &str = "task.request";
+/// Queue the coordinators consume task requests from.
+pub const TASK_REQUESTS_QUEUE: &str = "tasker.task_requests";
+
+/// Direct exchange that step-ready messages are published to, with the
+/// namespace as the routing key.
+pub const STEPS_EXCHANGE: &str = "tasker.steps";
+
+/// Topic exchange for everything that happened: step results, finished tasks
+/// and rejected requests.
+pub const EVENTS_EXCHANGE: &str = "tasker.events";
+/// Queue the coordinators consume step results from.
+pub const STEP_RESULTS_QUEUE: &str = "tasker.step_results";
+/// Binding of [`STEP_RESULTS_QUEUE`] on [`EVENTS_EXCHANGE`].
+pub const STEP_RESULTS_BINDING: &str = "step.result.#";
+
+/// Fanout exchange for messages that could not be used.
+pub const DEAD_LETTER_EXCHANGE: &str = "tasker.dead_letter";
+/// Queue that holds dead-lettered messages until an operator looks at them.
+pub const DEAD_LETTER_QUEUE: &str = "tasker.dead_letters";
+
+/// The durable queue that holds the step-ready messages of `namespace`.
+#[must_use]
+pub fn step_queue(namespace: &str) -> String {
+    format!("tasker.steps.{namespace}")
+}
+
+/// Routing key of a step result from `namespace` on [`EVENTS_EXCHANGE`].
+#[must_use]
+pub fn step_result_routing_key(namespace: &str) -> String {
+    format!("step.result.{namespace}")
+}
+
+/// Routing key of a task-finished event on [`EVENTS_EXCHANGE`].
+#[must_use]
+pub fn task_finished_routing_key(namespace: &str, name: &str) -> String {
+    format!("task.finished.{namespace}.{name}")
+}
+
+/// Routing key of a task-rejected event on [`EVENTS_EXCHANGE`].
+pub const TASK_REJECTED_ROUTING_KEY: &str = "task.rejected";
+
+/// AMQP `content_type` of every Tasker message.
+pub const CONTENT_TYPE: &str = "application/json";
+
+/// Values of the AMQP `type` property, one per message kind.
+pub mod message_type {
+    /// A client asks for a task.
+    pub const TASK_REQUEST: &str = "tasker.task_request";
+    /// The coordinator asks a worker to run one attempt of a step.
+    pub const STEP_READY: &str = "tasker.step_ready";
+    /// A worker reports how an attempt ended.
+    pub const STEP_RESULT: &str = "tasker.step_result";
+    /// The coordinator reports a task's final state.
+    pub const TASK_FINISHED: &str = "tasker.task_finished";
+    /// The coordinator refused a task request.
+    pub const TASK_REJECTED: &str = "tasker.task_rejected";
+}
+
+/// AMQP header names.
+pub mod headers {
+    /// The protocol version of the body, as a number. Mirrors the body's
+    /// `protocol_version` so a consumer can route on it without decoding.
+    pub const PROTOCOL_VERSION: &str = "x-tasker-protocol-version";
+    /// The task id, on every message that belongs to a task.
+    pub const TASK_ID: &str = "x-tasker-task-id";
+    /// Why a message was dead-lettered (on [`super::DEAD_LETTER_QUEUE`]).
+    pub const DEAD_LETTER_REASON: &str = "x-tasker-dead-letter-reason";
+    /// The queue a dead-lettered message was taken from.
+    pub const DEAD_LETTER_QUEUE: &str = "x-tasker-original-queue";
+    /// The exchange a dead-lettered message was first published to.
+    pub const DEAD_LETTER_EXCHANGE: &str = "x-tasker-original-exchange";
+    /// The routing key a dead-lettered message was first published with.
+    pub const DEAD_LETTER_ROUTING_KEY: &str = "x-tasker-original-routing-key";
+    /// W3C trace context, propagated on every message.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// W3C trace state, propagated with [`TRACEPARENT`].
+    pub const TRACESTATE: &str = "tracestate";
+    /// Set by RabbitMQ on quorum queues: how many times the message was
+    /// delivered before this delivery.
+    pub const DELIVERY_COUNT: &str = "x-delivery-count";
+}

@@ -1,0 +1,406 @@
+//! What every Tasker process does with RabbitMQ: connect, declare the
+//! topology, publish with confirms, and dead-letter what it cannot use.
+//!
+//! Publishing and consuming use separate channels, so a slow consumer never
+//! holds up a publish and a publisher's flow control never stalls delivery.
+
+use std::collections::BTreeMap;
+
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use tasker_protocol::PROTOCOL_VERSION;
+use tasker_protocol::topology::{self, headers};
+use uuid::Uuid;
+
+use crate::Error;
+
+/// A connection to RabbitMQ, and the URL it was made to, for messages.
+pub struct Broker {
+    connection: Connection,
+    url: String,
+}
+
+impl Broker {
+    /// Connects to `url`; `name` shows in the broker's connection list.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if the broker cannot be reached or refuses
+    /// the login, and [`Error::Config`] if the URL cannot be parsed.
+    pub async fn connect(url: &str, name: &str) -> Result<Self, Error> {
+        let redacted = redact_url(url);
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        let connection = Connection::connect(url, properties)
+            .await
+            .map_err(|source| Error::Amqp {
+                url: redacted.clone(),
+                source,
+            })?;
+        Ok(Self {
+            connection,
+            url: redacted,
+        })
+    }
+
+    /// The broker's URL, with any password masked.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether the connection is still usable.
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.connection.status().connected()
+    }
+
+    /// Opens a channel.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if the connection is gone.
+    pub async fn channel(&self) -> Result<Channel, Error> {
+        self.connection.create_channel().await.map_err(|e| self.error(e))
+    }
+
+    /// Opens a channel in confirm mode, for publishing.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if the connection is gone.
+    pub async fn publisher(&self) -> Result<Publisher, Error> {
+        let channel = self.channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(Publisher {
+            channel,
+            url: self.url.clone(),
+        })
+    }
+
+    /// Closes the connection; unacked deliveries go back to their queues.
+    pub async fn close(&self) {
+        // The connection may already be gone; there is nothing to do then.
+        let _ = self.connection.close(200, "closing".into()).await;
+    }
+
+    /// Wraps a lapin error with the broker's URL.
+    #[must_use]
+    pub fn error(&self, source: lapin::Error) -> Error {
+        Error::Amqp {
+            url: self.url.clone(),
+            source,
+        }
+    }
+
+    /// Declares what every process uses: the events exchange and the
+    /// dead-letter exchange and queue.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration fails, for instance because
+    /// an object exists with other settings.
+    pub async fn declare_common(&self, channel: &Channel) -> Result<(), Error> {
+        self.declare_exchange(channel, topology::EVENTS_EXCHANGE, ExchangeKind::Topic)
+            .await?;
+        self.declare_exchange(channel, topology::DEAD_LETTER_EXCHANGE, ExchangeKind::Fanout)
+            .await?;
+        self.declare_queue(channel, topology::DEAD_LETTER_QUEUE).await?;
+        self.bind(
+            channel,
+            topology::DEAD_LETTER_QUEUE,
+            topology::DEAD_LETTER_EXCHANGE,
+            "",
+        )
+        .await
+    }
+
+    /// Declares the step queue of `namespace`, bound to the steps exchange.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration fails.
+    pub async fn declare_step_queue(&self, channel: &Channel, namespace: &str) -> Result<(), Error> {
+        self.declare_exchange(channel, topology::STEPS_EXCHANGE, ExchangeKind::Direct)
+            .await?;
+        let queue = topology::step_queue(namespace);
+        self.declare_queue(channel, &queue).await?;
+        self.bind(channel, &queue, topology::STEPS_EXCHANGE, namespace)
+            .await
+    }
+
+    /// Declares the coordinator's two input queues and their bindings.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration fails.
+    pub async fn declare_coordinator_queues(&self, channel: &Channel) -> Result<(), Error> {
+        self.declare_exchange(channel, topology::REQUESTS_EXCHANGE, ExchangeKind::Direct)
+            .await?;
+        self.declare_queue(channel, topology::TASK_REQUESTS_QUEUE).await?;
+        self.bind(
+            channel,
+            topology::TASK_REQUESTS_QUEUE,
+            topology::REQUESTS_EXCHANGE,
+            topology::TASK_REQUEST_ROUTING_KEY,
+        )
+        .await?;
+        self.declare_queue(channel, topology::STEP_RESULTS_QUEUE).await?;
+        self.bind(
+            channel,
+            topology::STEP_RESULTS_QUEUE,
+            topology::EVENTS_EXCHANGE,
+            topology::STEP_RESULTS_BINDING,
+        )
+        .await
+    }
+
+    /// Declares the exchange clients publish requests to.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if the declaration fails.
+    pub async fn declare_requests_exchange(&self, channel: &Channel) -> Result<(), Error> {
+        self.declare_exchange(channel, topology::REQUESTS_EXCHANGE, ExchangeKind::Direct)
+            .await
+    }
+
+    async fn declare_exchange(&self, channel: &Channel, name: &str, kind: ExchangeKind) -> Result<(), Error> {
+        channel
+            .exchange_declare(
+                name.into(),
+                kind,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Every Tasker queue is a durable quorum queue: it survives a broker
+    /// restart, is replicated in a cluster, and counts redeliveries.
+    async fn declare_queue(&self, channel: &Channel, name: &str) -> Result<(), Error> {
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        channel
+            .queue_declare(name.into(), QueueDeclareOptions::durable(), arguments)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+
+    async fn bind(&self, channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), Error> {
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.error(e))
+    }
+}
+
+/// A message to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The exchange; `""` is the default exchange, which routes by queue name.
+    pub exchange: String,
+    /// The routing key.
+    pub routing_key: String,
+    /// The JSON body.
+    pub payload: Vec<u8>,
+    /// Properties and headers.
+    pub properties: BasicProperties,
+}
+
+/// A channel in confirm mode. Cloning it shares the channel.
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+    url: String,
+}
+
+impl Publisher {
+    /// Publishes one message and waits for the broker's confirm.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if the channel is gone and [`Error::Nacked`]
+    /// if the broker refused the message.
+    pub async fn publish(&self, message: Outgoing) -> Result<(), Error> {
+        self.publish_all(vec![message]).await
+    }
+
+    /// Publishes every message, then waits for all of their confirms: one
+    /// round trip for the batch instead of one per message.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::publish`]; some messages may have been stored.
+    pub async fn publish_all(&self, messages: Vec<Outgoing>) -> Result<(), Error> {
+        let mut pending = Vec::with_capacity(messages.len());
+        for m in messages {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    m.exchange.as_str().into(),
+                    m.routing_key.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &m.payload,
+                    m.properties,
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            pending.push((m.exchange, m.routing_key, confirm));
+        }
+        for (exchange, routing_key, confirm) in pending {
+            match confirm.await.map_err(|e| self.error(e))? {
+                Confirmation::Ack(_) | Confirmation::NotRequested => {}
+                Confirmation::Nack(_) => {
+                    return Err(Error::Nacked {
+                        exchange,
+                        routing_key,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves `delivery` to the dead-letter queue with `reason` in a header,
+    /// then acks it. The message is never dropped: if the dead-letter
+    /// publish fails, the delivery stays unacked and comes back.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error if the publish or the ack fails.
+    pub async fn dead_letter(&self, delivery: &Delivery, queue: &str, reason: &str) -> Result<(), Error> {
+        let mut table: BTreeMap<ShortString, AMQPValue> = delivery
+            .properties
+            .headers()
+            .as_ref()
+            .map(|h| h.inner().clone())
+            .unwrap_or_default();
+        let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+        table.insert(headers::DEAD_LETTER_REASON.into(), text(reason));
+        table.insert(headers::DEAD_LETTER_QUEUE.into(), text(queue));
+        table.insert(
+            headers::DEAD_LETTER_EXCHANGE.into(),
+            text(delivery.exchange.as_str()),
+        );
+        table.insert(
+            headers::DEAD_LETTER_ROUTING_KEY.into(),
+            text(delivery.routing_key.as_str()),
+        );
+        let properties = delivery
+            .properties
+            .clone()
+            .with_headers(FieldTable::from(table))
+            .with_delivery_mode(2);
+        self.publish(Outgoing {
+            exchange: topology::DEAD_LETTER_EXCHANGE.to_owned(),
+            routing_key: queue.to_owned(),
+            payload: delivery.data.clone(),
+            properties,
+        })
+        .await?;
+        delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(|e| self.error(e))?;
+        tracing::warn!(queue, reason, "message moved to the dead-letter queue");
+        Ok(())
+    }
+
+    fn error(&self, source: lapin::Error) -> Error {
+        Error::Amqp {
+            url: self.url.clone(),
+            source,
+        }
+    }
+}
+
+/// Properties for a Tasker message: persistent, JSON, typed, with the
+/// protocol version and task id in headers.
+#[must_use]
+pub fn properties(message_type: &str, task_id: Option<Uuid>) -> BasicProperties {
+    let mut table = FieldTable::default();
+    table.insert(
+        headers::PROTOCOL_VERSION.into(),
+        AMQPValue::LongUInt(PROTOCOL_VERSION),
+    );
+    if let Some(id) = task_id {
+        table.insert(
+            headers::TASK_ID.into(),
+            AMQPValue::LongString(id.to_string().into()),
+        );
+    }
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(topology::CONTENT_TYPE.into())
+        .with_type(message_type.into())
+        .with_message_id(Uuid::new_v4().to_string().into())
+        .with_timestamp(u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default())
+        .with_headers(table)
+}
+
+/// How many times RabbitMQ says this message was delivered before.
+#[must_use]
+pub fn delivery_count(delivery: &Delivery) -> u64 {
+    let value = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(headers::DELIVERY_COUNT).cloned());
+    match value {
+        Some(AMQPValue::LongLongInt(n)) => u64::try_from(n).unwrap_or(0),
+        Some(AMQPValue::LongInt(n)) => u64::try_from(n).unwrap_or(0),
+        Some(AMQPValue::LongUInt(n)) => u64::from(n),
+        Some(AMQPValue::ShortInt(n)) => u64::try_from(n).unwrap_or(0),
+        Some(AMQPValue::ShortUInt(n)) => u64::from(n),
+        _ => 0,
+    }
+}
+
+/// `url` with its password replaced by `***`, for logs and messages.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot have a password, which this one has.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparseable url>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact_url("amqp://guest:secret@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
+        assert_eq!(redact_url("rediss://:pw@cache:6380"), "rediss://:***@cache:6380");
+        assert_eq!(redact_url("amqp://host"), "amqp://host");
+        assert!(!redact_url("not a url with secret").contains("secret"));
+    }
+}

@@ -1,0 +1,248 @@
+//! Submitting tasks and waiting for their outcome.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use tasker_protocol::message::{self, DEFAULT_MAX_MESSAGE_BYTES};
+use tasker_protocol::topology::{self, message_type};
+use tasker_protocol::{TaskFinished, TaskRejected, TaskRequest};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::Error;
+use crate::broker::{self, Broker, Outgoing, Publisher};
+
+/// How the coordinator answered a request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// The task ran to its end (complete or failed).
+    Finished(TaskFinished),
+    /// The request was refused.
+    Rejected(TaskRejected),
+}
+
+// A std mutex: it guards a map for a few instructions and is never held
+// across an await.
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Reply>>>>;
+
+/// Publishes task requests and receives their replies on a private queue.
+pub struct Client {
+    broker: Broker,
+    publisher: Publisher,
+    reply_queue: String,
+    waiters: Waiters,
+    replies: tokio::task::JoinHandle<()>,
+}
+
+/// A submitted request, to wait on.
+pub struct Submitted {
+    /// The request's id; replies carry it as their correlation id.
+    pub request_id: Uuid,
+    /// The task's id, as derived from the request.
+    pub task_id: Uuid,
+    reply: oneshot::Receiver<Reply>,
+    waiters: Waiters,
+}
+
+impl Client {
+    /// Connects to the broker and opens a private reply queue.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if the broker cannot be reached.
+    pub async fn connect(amqp_url: &str) -> Result<Self, Error> {
+        let broker = Broker::connect(amqp_url, "tasker-client").await?;
+        let publisher = broker.publisher().await?;
+        let channel = broker.channel().await?;
+        broker.declare_requests_exchange(&channel).await?;
+        // Replies are notifications to this process only: an exclusive,
+        // server-named queue that disappears with the connection.
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| broker.error(e))?;
+        let reply_queue = queue.name().to_string();
+        let mut consumer = channel
+            .basic_consume(
+                reply_queue.as_str().into(),
+                "tasker-client".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| broker.error(e))?;
+        let waiters: Waiters = Arc::default();
+        let routing = waiters.clone();
+        let replies = tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let Some(correlation) = delivery
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .map(ToString::to_string)
+                else {
+                    continue;
+                };
+                let kind = delivery.properties.kind().as_ref().map(ToString::to_string);
+                let reply = match kind.as_deref() {
+                    Some(message_type::TASK_FINISHED) => {
+                        message::decode(&delivery.data, DEFAULT_MAX_MESSAGE_BYTES)
+                            .ok()
+                            .map(Reply::Finished)
+                    }
+                    Some(message_type::TASK_REJECTED) => {
+                        message::decode(&delivery.data, DEFAULT_MAX_MESSAGE_BYTES)
+                            .ok()
+                            .map(Reply::Rejected)
+                    }
+                    _ => None,
+                };
+                let waiter = routing.lock().expect("reply map poisoned").remove(&correlation);
+                if let (Some(reply), Some(waiter)) = (reply, waiter) {
+                    // The waiter may have given up; that is its choice.
+                    let _ = waiter.send(reply);
+                }
+            }
+        });
+        Ok(Self {
+            broker,
+            publisher,
+            reply_queue,
+            waiters,
+            replies,
+        })
+    }
+
+    /// Asks for a task of the highest version of `namespace/name`.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error if the request cannot be published and confirmed.
+    pub async fn create_task(
+        &self,
+        namespace: &str,
+        name: &str,
+        context: serde_json::Value,
+    ) -> Result<Submitted, Error> {
+        self.submit(TaskRequest::new(namespace, name, context)).await
+    }
+
+    /// Publishes `request` and returns a handle to wait for its outcome.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error if the request cannot be published and confirmed.
+    pub async fn submit(&self, mut request: TaskRequest) -> Result<Submitted, Error> {
+        let request_id = *request.request_id.get_or_insert_with(Uuid::new_v4);
+        let task_id = request.task_id().unwrap_or(request_id);
+        let (tx, reply) = oneshot::channel();
+        self.waiters
+            .lock()
+            .expect("reply map poisoned")
+            .insert(request_id.to_string(), tx);
+        let submitted = Submitted {
+            request_id,
+            task_id,
+            reply,
+            waiters: self.waiters.clone(),
+        };
+        let properties = broker::properties(message_type::TASK_REQUEST, Some(task_id))
+            .with_message_id(request_id.to_string().into())
+            .with_correlation_id(request_id.to_string().into())
+            .with_reply_to(self.reply_queue.as_str().into());
+        self.publisher
+            .publish(Outgoing {
+                exchange: topology::REQUESTS_EXCHANGE.to_owned(),
+                routing_key: topology::TASK_REQUEST_ROUTING_KEY.to_owned(),
+                payload: message::encode(&request),
+                properties,
+            })
+            .await?;
+        Ok(submitted)
+    }
+
+    /// Publishes raw bytes as a task request, for tests of bad input.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error if the publish is not confirmed.
+    pub async fn submit_raw(&self, payload: Vec<u8>) -> Result<Submitted, Error> {
+        let request_id = Uuid::new_v4();
+        let (tx, reply) = oneshot::channel();
+        self.waiters
+            .lock()
+            .expect("reply map poisoned")
+            .insert(request_id.to_string(), tx);
+        let submitted = Submitted {
+            request_id,
+            task_id: request_id,
+            reply,
+            waiters: self.waiters.clone(),
+        };
+        let properties = broker::properties(message_type::TASK_REQUEST, None)
+            .with_message_id(request_id.to_string().into())
+            .with_correlation_id(request_id.to_string().into())
+            .with_reply_to(self.reply_queue.as_str().into());
+        self.publisher
+            .publish(Outgoing {
+                exchange: topology::REQUESTS_EXCHANGE.to_owned(),
+                routing_key: topology::TASK_REQUEST_ROUTING_KEY.to_owned(),
+                payload,
+                properties,
+            })
+            .await?;
+        Ok(submitted)
+    }
+
+    /// The publisher this client uses, for sending other messages.
+    #[must_use]
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        self.replies.abort();
+        self.broker.close().await;
+    }
+}
+
+impl Submitted {
+    /// Waits for the task to finish or be rejected.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::ReplyTimeout`] if no reply comes within `timeout`.
+    pub async fn wait(mut self, timeout: Duration) -> Result<Reply, Error> {
+        match tokio::time::timeout(timeout, &mut self.reply).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) | Err(_) => Err(Error::ReplyTimeout {
+                request_id: self.request_id,
+                waited: timeout,
+            }),
+        }
+    }
+}
+
+impl Drop for Submitted {
+    fn drop(&mut self) {
+        if let Ok(mut waiters) = self.waiters.lock() {
+            waiters.remove(&self.request_id.to_string());
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! The worker: consumes step-ready messages of its namespaces, runs their
+//! handlers, publishes each result, and acks only once the result is safe.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use tasker_protocol::message::{self, DEFAULT_MAX_MESSAGE_BYTES};
+use tasker_protocol::topology::{self, message_type};
+use tasker_protocol::{PROTOCOL_VERSION, StepFailure, StepOutcome, StepReady, StepResult};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use crate::broker::{self, Broker, Outgoing, Publisher};
+use crate::handler::{HANDLER_NOT_FOUND, HANDLER_PANIC, TIMEOUT};
+use crate::{Error, StepContext, StepError, StepHandler};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The RabbitMQ URL (`amqp://` or `amqps://`).
+    pub amqp_url: String,
+    /// How many steps run at once: the consumer's prefetch.
+    pub concurrency: u16,
+    /// On shutdown, how long in-flight steps may take to finish before
+    /// they are handed back to the queue.
+    pub shutdown_grace: Duration,
+    /// Larger step-ready messages are dead-lettered.
+    pub max_message_bytes: usize,
+    /// A message delivered more often than this is dead-lettered instead of
+    /// run again: it is probably what crashes the worker.
+    pub max_redeliveries: u64,
+    /// Shown in the broker's connection list and in logs.
+    pub name: String,
+}
+
+impl WorkerConfig {
+    /// The default configuration, with the broker URL from
+    /// `TASKER_AMQP_URL` when it is set.
+    #[must_use]
+    pub fn from_env() -> Self {
+        Self {
+            amqp_url: std::env::var("TASKER_AMQP_URL")
+                .unwrap_or_else(|_| crate::defaults::AMQP_URL.to_owned()),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            amqp_url: crate::defaults::AMQP_URL.to_owned(),
+            concurrency: 32,
+            shutdown_grace: Duration::from_secs(30),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_redeliveries: 5,
+            name: format!("tasker-worker-{}", std::process::id()),
+        }
+    }
+}
+
+/// A worker: the namespaces it serves and the handlers it knows.
+pub struct Worker {
+    config: WorkerConfig,
+    namespaces: Vec<String>,
+    handlers: HashMap<String, Arc<dyn StepHandler>>,
+}
+
+impl Worker {
+    /// A worker with no namespaces and no handlers yet.
+    #[must_use]
+    pub fn new(config: WorkerConfig) -> Self {
+        Self {
+            config,
+            namespaces: Vec::new(),
+            handlers: HashMap::new(),
+        }
+    }
+
+    /// Serves the step queue of `namespace` too.
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespaces.push(namespace.into());
+        self
+    }
+
+    /// Runs `handler` for steps whose template names `callable`.
+    #[must_use]
+    pub fn handler(mut self, callable: impl Into<String>, handler: impl StepHandler) -> Self {
+        self.handlers.insert(callable.into(), Arc::new(handler));
+        self
+    }
+
+    /// Consumes until `shutdown` is cancelled, reconnecting when the broker
+    /// goes away. On shutdown it stops consuming, lets in-flight steps finish
+    /// within the grace period, and closes the connection, which hands every
+    /// unacked step back to its queue.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error only for a configuration that cannot work (no
+    /// namespace); broker failures are retried.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        if self.namespaces.is_empty() {
+            return Err(Error::Config(
+                "a worker needs at least one namespace; call .namespace(..)".into(),
+            ));
+        }
+        let shared = Arc::new(Shared {
+            config: self.config,
+            handlers: self.handlers,
+        });
+        let mut backoff = Reconnect::default();
+        loop {
+            match session(&shared, &self.namespaces, &shutdown, &mut backoff).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_retryable() => {
+                    let delay = backoff.next_delay();
+                    if backoff.attempts == 1 {
+                        warn!(error = %e, "lost the broker; reconnecting until it is back");
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Capped, jittered, exponential delays between reconnection attempts.
+#[derive(Debug, Default)]
+pub struct Reconnect {
+    /// Failed attempts since the last success.
+    pub attempts: u32,
+}
+
+impl Reconnect {
+    const FIRST: Duration = Duration::from_millis(100);
+    const CAP: Duration = Duration::from_secs(5);
+
+    /// The delay before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        self.attempts += 1;
+        let base = Self::FIRST
+            .saturating_mul(1 << self.attempts.min(8))
+            .min(Self::CAP);
+        base.mul_f64(rand::random_range(0.5..=1.0))
+    }
+
+    /// Records a successful connection.
+    pub fn succeeded(&mut self) {
+        if self.attempts > 0 {
+            info!(after_attempts = self.attempts, "connected again");
+        }
+        self.attempts = 0;
+    }
+}
+
+struct Shared {
+    config: WorkerConfig,
+    handlers: HashMap<String, Arc<dyn StepHandler>>,
+}
+
+/// One connection's life: declare, consume, and on shutdown drain.
+async fn session(
+    shared: &Arc<Shared>,
+    namespaces: &[String],
+    shutdown: &CancellationToken,
+    backoff: &mut Reconnect,
+) -> Result<(), Error> {
+    let broker = Broker::connect(&shared.config.amqp_url, &shared.config.name).await?;
+    let publisher = broker.publisher().await?;
+    let channel = broker.channel().await?;
+    broker.declare_common(&channel).await?;
+    channel
+        .basic_qos(shared.config.concurrency, BasicQosOptions::default())
+        .await
+        .map_err(|e| broker.error(e))?;
+    let mut consumers = Vec::new();
+    for namespace in namespaces {
+        broker.declare_step_queue(&channel, namespace).await?;
+        let queue = topology::step_queue(namespace);
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                format!("{}-{namespace}", shared.config.name).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| broker.error(e))?;
+        consumers.push(consumer.map(move |d| (queue.clone(), d)));
+    }
+    backoff.succeeded();
+    info!(namespaces = ?namespaces, concurrency = shared.config.concurrency, broker = broker.url(), "worker ready");
+
+    let mut deliveries = futures::stream::select_all(consumers);
+    let tracker = TaskTracker::new();
+    let outcome = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break Ok(()),
+            next = deliveries.next() => match next {
+                Some((queue, Ok(delivery))) => {
+                    let shared = shared.clone();
+                    let publisher = publisher.clone();
+                    tracker.spawn(async move {
+                        if let Err(e) = handle_delivery(&shared, &publisher, &queue, delivery).await {
+                            // The delivery stays unacked and comes back once the
+                            // connection is replaced.
+                            debug!(error = %e, "step not acknowledged");
+                        }
+                    });
+                }
+                Some((_, Err(e))) => break Err(broker.error(e)),
+                None => break Err(Error::ConsumerCancelled),
+            }
+        }
+    };
+    // Stop taking new work first, then give in-flight steps their grace.
+    drop(deliveries);
+    tracker.close();
+    if outcome.is_ok() {
+        info!(in_flight = tracker.len(), grace = ?shared.config.shutdown_grace, "stopping: finishing in-flight steps");
+        if tokio::time::timeout(shared.config.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                unfinished = tracker.len(),
+                "grace period over; unfinished steps go back to the queue"
+            );
+        }
+    }
+    broker.close().await;
+    outcome
+}
+
+/// Runs one step-ready delivery to the end: result published and confirmed,
+/// then acked; or dead-lettered when it cannot be used.
+async fn handle_delivery(
+    shared: &Shared,
+    publisher: &Publisher,
+    queue: &str,
+    delivery: Delivery,
+) -> Result<(), Error> {
+    let ready: StepReady = match message::decode(&delivery.data, shared.config.max_message_bytes) {
+        Ok(ready) => ready,
+        Err(e) => {
+            return publisher
+                .dead_letter(&delivery, queue, &format!("{}: {e}", e.code()))
+                .await;
+        }
+    };
+    let redeliveries = broker::delivery_count(&delivery);
+    if redeliveries > shared.config.max_redeliveries {
+        let reason = format!(
+            "redelivered {redeliveries} times, over the limit of {}; the step may crash its worker",
+            shared.config.max_redeliveries
+        );
+        return publisher.dead_letter(&delivery, queue, &reason).await;
+    }
+
+    let started_at = Utc::now();
+    let outcome = run_handler(shared, &ready).await;
+    let finished_at = Utc::now();
+    match &outcome {
+        StepOutcome::Completed { .. } => {
+            info!(task_id = %ready.task_id, step = %ready.step, attempt = ready.attempt, "step completed");
+        }
+        StepOutcome::Failed { error } => {
+            warn!(task_id = %ready.task_id, step = %ready.step, attempt = ready.attempt,
+                code = %error.code, retryable = error.retryable, message = %error.message, "step failed");
+        }
+    }
+    let result = StepResult {
+        protocol_version: PROTOCOL_VERSION,
+        task_id: ready.task_id,
+        namespace: ready.namespace.clone(),
+        task_name: ready.task_name.clone(),
+        task_version: ready.task_version.clone(),
+        step: ready.step.clone(),
+        attempt: ready.attempt,
+        started_at,
+        finished_at,
+        outcome,
+    };
+    publisher
+        .publish(Outgoing {
+            exchange: topology::EVENTS_EXCHANGE.to_owned(),
+            routing_key: topology::step_result_routing_key(&ready.namespace),
+            payload: message::encode(&result),
+            properties: broker::properties(message_type::STEP_RESULT, Some(ready.task_id)),
+        })
+        .await?;
+    delivery
+        .ack(BasicAckOptions::default())
+        .await
+        .map_err(|source| Error::Amqp {
+            url: redacted(shared),
+            source,
+        })?;
+    Ok(())
+}
+
+fn redacted(shared: &Shared) -> String {
+    broker::redact_url(&shared.config.amqp_url)
+}
+
+/// Runs the handler in its own task, so that a panic or a timeout becomes a
+/// step failure instead of taking the worker down.
+async fn run_handler(shared: &Shared, ready: &StepReady) -> StepOutcome {
+    let Some(handler) = shared.handlers.get(&ready.callable).cloned() else {
+        let known: Vec<&str> = shared.handlers.keys().map(String::as_str).collect();
+        return failed(StepError::permanent(
+            HANDLER_NOT_FOUND,
+            format!(
+                "this worker has no handler for callable {:?}; register one with .handler({:?}, ..) (known: {})",
+                ready.callable,
+                ready.callable,
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    };
+    let ctx = match StepContext::new(ready.clone()) {
+        Ok(ctx) => ctx,
+        Err(e) => return failed(e),
+    };
+    let task = tokio::spawn(async move { AssertUnwindSafe(handler.call(&ctx)).catch_unwind().await });
+    let abort = task.abort_handle();
+    let joined = match ready.timeout_seconds {
+        Some(secs) => match tokio::time::timeout(Duration::from_secs_f64(secs), task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                abort.abort();
+                return failed(StepError::retryable(
+                    TIMEOUT,
+                    format!("the handler ran past timeout_seconds ({secs} s)"),
+                ));
+            }
+        },
+        None => task.await,
+    };
+    match joined {
+        Ok(Ok(Ok(value))) => match serde_json::value::to_raw_value(&value) {
+            Ok(result) => StepOutcome::Completed { result },
+            Err(e) => failed(StepError::permanent(
+                "invalid_result",
+                format!("the handler's result is not JSON: {e}"),
+            )),
+        },
+        Ok(Ok(Err(e))) => failed(e),
+        Ok(Err(panic)) => {
+            let text = panic_text(panic.as_ref());
+            error!(task_id = %ready.task_id, step = %ready.step, panic = %text, "step handler panicked");
+            failed(StepError::permanent(
+                HANDLER_PANIC,
+                format!("the handler panicked: {text}"),
+            ))
+        }
+        Err(join) => failed(StepError::permanent(
+            HANDLER_PANIC,
+            format!("the handler's task failed: {join}"),
+        )),
+    }
+}
+
+fn failed(error: StepError) -> StepOutcome {
+    let (retryable, code, message, retry_after) = match error {
+        StepError::Permanent { code, message } => (false, code, message, None),
+        StepError::Retryable {
+            code,
+            message,
+            retry_after,
+        } => (true, code, message, retry_after),
+    };
+    StepOutcome::Failed {
+        error: StepFailure {
+            retryable,
+            code,
+            message,
+            retry_after_seconds: retry_after.map(|d| d.as_secs_f64()),
+        },
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".to_owned())
+}
