@@ -118,6 +118,13 @@ pub async fn run(
     }
 }
 
+/// Which kind of message a queue holds.
+#[derive(Debug, Clone, Copy)]
+enum Input {
+    Request,
+    Result,
+}
+
 /// What every delivery handler needs.
 struct Coordinator {
     config: CoordinatorConfig,
@@ -137,37 +144,34 @@ async fn session(
     let publisher = broker.publisher().await?;
     let channel = broker.channel().await?;
     broker.declare_common(&channel).await?;
-    broker.declare_coordinator_queues(&channel).await?;
-    // Declared here too, so that step-ready messages are never unroutable
-    // while a namespace's workers have not started yet.
-    for namespace in templates.namespaces() {
-        broker.declare_step_queue(&channel, namespace).await?;
-    }
+    broker.declare_requests_exchange(&channel).await?;
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await
         .map_err(|e| broker.error(e))?;
-    let consume = |queue: &'static str| {
-        let channel = channel.clone();
-        let tag = format!("{}-{queue}", config.name);
-        async move {
-            channel
-                .basic_consume(
-                    queue.into(),
-                    tag.into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map(|c| c.map(move |d| (queue, d)))
-        }
-    };
-    let requests = consume(topology::TASK_REQUESTS_QUEUE)
-        .await
-        .map_err(|e| broker.error(e))?;
-    let results = consume(topology::STEP_RESULTS_QUEUE)
-        .await
-        .map_err(|e| broker.error(e))?;
+    let mut inputs = vec![(Input::Request, topology::UNROUTED_REQUESTS_QUEUE.to_owned())];
+    for namespace in templates.namespaces() {
+        broker.declare_coordinator_queues(&channel, namespace).await?;
+        // Declared here too, so that step-ready messages are never unroutable
+        // while a namespace's workers have not started yet.
+        broker.declare_step_queue(&channel, namespace).await?;
+        inputs.push((Input::Request, topology::request_queue(namespace)));
+        inputs.push((Input::Result, topology::result_queue(namespace)));
+    }
+    let mut consumers = Vec::with_capacity(inputs.len());
+    for (input, queue) in inputs {
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                format!("{}-{queue}", config.name).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| broker.error(e))?;
+        let queue: Arc<str> = queue.into();
+        consumers.push(consumer.map(move |d| (input, queue.clone(), d)));
+    }
     backoff.succeeded();
     info!(
         broker = broker.url(),
@@ -185,16 +189,16 @@ async fn session(
     let tracker = TaskTracker::new();
     tracker.spawn(run_retries(coordinator.clone(), stop.clone()));
 
-    let mut deliveries = futures::stream::select(requests, results);
+    let mut deliveries = futures::stream::select_all(consumers);
     let outcome = loop {
         tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
             next = deliveries.next() => match next {
-                Some((queue, Ok(delivery))) => {
+                Some((input, queue, Ok(delivery))) => {
                     let coordinator = coordinator.clone();
-                    tracker.spawn(async move { coordinator.handle(queue, delivery).await });
+                    tracker.spawn(async move { coordinator.handle(input, &queue, delivery).await });
                 }
-                Some((_, Err(e))) => break Err(Error::Broker(broker.error(e))),
+                Some((_, _, Err(e))) => break Err(Error::Broker(broker.error(e))),
                 None => break Err(Error::Broker(tasker_worker::Error::ConsumerCancelled)),
             }
         }
@@ -215,10 +219,10 @@ async fn session(
 impl Coordinator {
     /// Handles one delivery. A failure that may pass (Redis or the broker
     /// away) hands the delivery back to the queue after a pause.
-    async fn handle(&self, queue: &str, delivery: Delivery) {
-        let result = match queue {
-            topology::TASK_REQUESTS_QUEUE => self.handle_request(&delivery).await,
-            _ => self.handle_result(&delivery).await,
+    async fn handle(&self, input: Input, queue: &str, delivery: Delivery) {
+        let result = match input {
+            Input::Request => self.handle_request(queue, &delivery).await,
+            Input::Result => self.handle_result(queue, &delivery).await,
         };
         let Err(e) = result else { return };
         warn!(error = %e, queue, "delivery not processed; it goes back to the queue");
@@ -233,13 +237,14 @@ impl Coordinator {
             .await;
     }
 
-    async fn handle_request(&self, delivery: &Delivery) -> Result<(), Error> {
-        let queue = topology::TASK_REQUESTS_QUEUE;
+    async fn handle_request(&self, queue: &str, delivery: &Delivery) -> Result<(), Error> {
         let request: TaskRequest = match message::decode(&delivery.data, self.config.max_message_bytes) {
             Ok(r) => r,
             Err(e) => {
                 let reason = format!("the task request cannot be read ({}): {e}", e.code());
-                return self.reject(delivery, None, RejectCode::Undecodable, reason).await;
+                return self
+                    .reject(queue, delivery, None, RejectCode::Undecodable, reason)
+                    .await;
             }
         };
         let template = match self
@@ -252,7 +257,9 @@ impl Coordinator {
                     LookupError::UnknownTemplate { .. } => RejectCode::UnknownTemplate,
                     LookupError::UnknownVersion { .. } => RejectCode::UnknownVersion,
                 };
-                return self.reject(delivery, Some(&request), code, e.to_string()).await;
+                return self
+                    .reject(queue, delivery, Some(&request), code, e.to_string())
+                    .await;
             }
         };
         if !request.context.is_object() {
@@ -262,7 +269,13 @@ impl Coordinator {
                 json_kind(&request.context)
             );
             return self
-                .reject(delivery, Some(&request), RejectCode::InvalidContext, reason)
+                .reject(
+                    queue,
+                    delivery,
+                    Some(&request),
+                    RejectCode::InvalidContext,
+                    reason,
+                )
                 .await;
         }
         let task_id = request
@@ -307,8 +320,7 @@ impl Coordinator {
         ack(delivery, queue).await
     }
 
-    async fn handle_result(&self, delivery: &Delivery) -> Result<(), Error> {
-        let queue = topology::STEP_RESULTS_QUEUE;
+    async fn handle_result(&self, queue: &str, delivery: &Delivery) -> Result<(), Error> {
         let result: StepResult = match message::decode(&delivery.data, self.config.max_message_bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -465,6 +477,7 @@ impl Coordinator {
     /// dead-letter queue, so it can be replayed once the cause is fixed.
     async fn reject(
         &self,
+        queue: &str,
         delivery: &Delivery,
         request: Option<&TaskRequest>,
         code: RejectCode,
@@ -486,26 +499,22 @@ impl Coordinator {
             payload: payload.clone(),
             properties: broker::properties(message_type::TASK_REJECTED, None),
         }];
-        if let Some(queue) = delivery.properties.reply_to() {
+        if let Some(reply_to) = delivery.properties.reply_to() {
             let correlation = match request {
                 Some(r) => correlation_id(delivery, r),
                 None => fallback_correlation(delivery).unwrap_or_default(),
             };
             messages.push(Outgoing {
                 exchange: String::new(),
-                routing_key: queue.to_string(),
+                routing_key: reply_to.to_string(),
                 payload,
                 properties: broker::properties(message_type::TASK_REJECTED, None)
                     .with_correlation_id(correlation.into()),
             });
         }
         self.publisher.publish_all(messages).await?;
-        self.dead_letter(
-            delivery,
-            topology::TASK_REQUESTS_QUEUE,
-            &format!("{code:?}: {reason}"),
-        )
-        .await
+        self.dead_letter(delivery, queue, &format!("{code:?}: {reason}"))
+            .await
     }
 
     async fn dead_letter(&self, delivery: &Delivery, queue: &str, reason: &str) -> Result<(), Error> {
@@ -513,39 +522,50 @@ impl Coordinator {
     }
 }
 
-/// Takes due retries off the schedule and publishes their next attempt.
+/// Takes due retries of every served namespace off the schedule and
+/// publishes their next attempt.
 async fn run_retries(coordinator: Arc<Coordinator>, stop: CancellationToken) {
+    let namespaces: Vec<String> = coordinator
+        .templates
+        .namespaces()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(coordinator.config.retry_poll) => {}
         }
-        let due = match coordinator
-            .store
-            .claim_due_retries(coordinator.config.retry_lease, 100)
-            .await
-        {
-            Ok(due) => due,
-            Err(e) => {
-                debug!(error = %e, "cannot read the retry schedule");
-                continue;
-            }
-        };
-        for retry in due {
-            if let Err(e) = coordinator.dispatch(&retry).await {
-                // The claim's lease runs out and the retry is claimed again.
-                warn!(error = %e, task_id = %retry.task_id, "retry not dispatched; it will be tried again");
+        for namespace in &namespaces {
+            let due = match coordinator
+                .store
+                .claim_due_retries(namespace, coordinator.config.retry_lease, 100)
+                .await
+            {
+                Ok(due) => due,
+                Err(e) => {
+                    debug!(error = %e, "cannot read the retry schedule");
+                    continue;
+                }
+            };
+            for retry in due {
+                if let Err(e) = coordinator.dispatch(namespace, &retry).await {
+                    // The claim's lease runs out and the retry is claimed again.
+                    warn!(error = %e, task_id = %retry.task_id, "retry not dispatched; it will be tried again");
+                }
             }
         }
     }
 }
 
 impl Coordinator {
-    async fn dispatch(&self, retry: &DueRetry) -> Result<(), Error> {
+    async fn dispatch(&self, namespace: &str, retry: &DueRetry) -> Result<(), Error> {
         let (ns, name, version) = &retry.template;
         let Ok(template) = self.templates.get(ns, name, Some(version)) else {
+            // Another coordinator may load this version; its claim comes
+            // when this one's lease runs out.
             warn!(task_id = %retry.task_id, template = %format!("{ns}/{name}@{version}"),
-                "retry for a template this coordinator does not load; leaving it for one that does");
+                "retry for a template version this coordinator does not load; leaving it to one that does");
             return Ok(());
         };
         let template = template.clone();
@@ -555,7 +575,7 @@ impl Coordinator {
             self.publish_steps(&template, retry.task_id, &[retry.step], attempt, &inputs)
                 .await?;
         }
-        self.store.unschedule(&retry.member).await
+        self.store.unschedule(namespace, &retry.member).await
     }
 }
 

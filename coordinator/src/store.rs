@@ -20,8 +20,13 @@ use uuid::Uuid;
 
 use crate::Error;
 
-/// The sorted set of scheduled retries, scored by when each is due.
-pub const SCHEDULE_KEY: &str = "tasker:schedule";
+/// The sorted set of scheduled retries of `namespace`, scored by when each
+/// is due. One per namespace, so that a coordinator claims only retries of
+/// templates it loads.
+#[must_use]
+pub fn schedule_key(namespace: &str) -> String {
+    format!("tasker:schedule:{namespace}")
+}
 
 /// The key of a task's hash.
 #[must_use]
@@ -348,21 +353,26 @@ impl Store {
         let mut conn = self.conn.clone();
         let member = DueRetry::member(task_id, template, step, failed_attempt);
         let _: i64 = conn
-            .zadd(SCHEDULE_KEY, member, due.timestamp_millis())
+            .zadd(schedule_key(&template.namespace), member, due.timestamp_millis())
             .await
             .map_err(|e| self.error(e))?;
         Ok(())
     }
 
-    /// Claims up to `limit` due retries for `lease`.
+    /// Claims up to `limit` due retries of `namespace` for `lease`.
     ///
     /// # Errors
     ///
     /// Returns [`Error::Redis`] if the script fails.
-    pub async fn claim_due_retries(&self, lease: Duration, limit: usize) -> Result<Vec<DueRetry>, Error> {
+    pub async fn claim_due_retries(
+        &self,
+        namespace: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<DueRetry>, Error> {
         let mut conn = self.conn.clone();
         let members: Vec<String> = CLAIM_DUE
-            .key(SCHEDULE_KEY)
+            .key(schedule_key(namespace))
             .arg(Utc::now().timestamp_millis())
             .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
             .arg(limit)
@@ -375,7 +385,7 @@ impl Store {
                 Some(d) => due.push(d),
                 None => {
                     tracing::error!(member, "unreadable entry in the retry schedule; removing it");
-                    self.unschedule(&member).await?;
+                    self.unschedule(namespace, &member).await?;
                 }
             }
         }
@@ -412,14 +422,17 @@ impl Store {
         }
     }
 
-    /// Removes a retry from the schedule.
+    /// Removes a retry from the schedule of `namespace`.
     ///
     /// # Errors
     ///
     /// Returns [`Error::Redis`] if Redis fails.
-    pub async fn unschedule(&self, member: &str) -> Result<(), Error> {
+    pub async fn unschedule(&self, namespace: &str, member: &str) -> Result<(), Error> {
         let mut conn = self.conn.clone();
-        let _: i64 = conn.zrem(SCHEDULE_KEY, member).await.map_err(|e| self.error(e))?;
+        let _: i64 = conn
+            .zrem(schedule_key(namespace), member)
+            .await
+            .map_err(|e| self.error(e))?;
         Ok(())
     }
 

@@ -405,8 +405,8 @@ pub enum RejectCode {
     Undecodable,
 }
 
-/// Why a message could not be used. The [`Self::reason`] goes into the
-/// dead-letter header.
+/// Why a message could not be used. Its [`Self::code`] and message go into
+/// the dead-letter reason header.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// The payload is larger than the consumer's limit.

@@ -1,22 +1,39 @@
 //! The names of Tasker's exchanges, queues, routing keys and headers.
 //!
 //! ```text
-//! client ──task request──▶ [tasker.requests] ──▶ queue tasker.task_requests ──▶ coordinator
+//! client ──task request──▶ [tasker.requests] ──(routing key = namespace)──▶ queue tasker.requests.<namespace> ──▶ coordinator
+//!                              └─(no such namespace: alternate exchange)──▶ queue tasker.requests.unrouted ──▶ coordinator
 //! coordinator ──step ready──▶ [tasker.steps] ──(routing key = namespace)──▶ queue tasker.steps.<namespace> ──▶ worker
-//! worker ──step result──▶ [tasker.events] ──step.result.<namespace>──▶ queue tasker.step_results ──▶ coordinator
+//! worker ──step result──▶ [tasker.events] ──(step.result.<namespace>)──▶ queue tasker.results.<namespace> ──▶ coordinator
 //! coordinator ──task finished / rejected──▶ [tasker.events] and the request's reply_to queue
 //! anyone ──unusable message──▶ [tasker.dead_letter] ──▶ queue tasker.dead_letters
 //! ```
 //!
+//! Every namespace has its own three queues, so the coordinators that load a
+//! namespace's templates are the only ones that see its traffic: teams can
+//! run their own coordinators, and a request never reaches a coordinator
+//! that does not know its template. Requests for a namespace nobody serves
+//! fall through to `tasker.requests.unrouted`, which every coordinator
+//! consumes, to be rejected.
+//!
 //! Every queue is a durable quorum queue, and every message is published
 //! persistent and waits for its publisher confirm.
 
-/// Direct exchange that clients publish task requests to.
+/// Direct exchange that clients publish task requests to, with the
+/// namespace as the routing key.
 pub const REQUESTS_EXCHANGE: &str = "tasker.requests";
-/// Routing key of a task request on [`REQUESTS_EXCHANGE`].
-pub const TASK_REQUEST_ROUTING_KEY: &str = "task.request";
-/// Queue the coordinators consume task requests from.
-pub const TASK_REQUESTS_QUEUE: &str = "tasker.task_requests";
+/// Fanout exchange set as [`REQUESTS_EXCHANGE`]'s `alternate-exchange`: it
+/// receives requests for namespaces that no coordinator serves.
+pub const UNROUTED_REQUESTS_EXCHANGE: &str = "tasker.requests.unrouted";
+/// Queue of requests for unknown namespaces; every coordinator consumes it
+/// and rejects what it finds there.
+pub const UNROUTED_REQUESTS_QUEUE: &str = "tasker.requests.unrouted";
+
+/// The queue of task requests for `namespace`.
+#[must_use]
+pub fn request_queue(namespace: &str) -> String {
+    format!("tasker.requests.{namespace}")
+}
 
 /// Direct exchange that step-ready messages are published to, with the
 /// namespace as the routing key.
@@ -25,10 +42,13 @@ pub const STEPS_EXCHANGE: &str = "tasker.steps";
 /// Topic exchange for everything that happened: step results, finished tasks
 /// and rejected requests.
 pub const EVENTS_EXCHANGE: &str = "tasker.events";
-/// Queue the coordinators consume step results from.
-pub const STEP_RESULTS_QUEUE: &str = "tasker.step_results";
-/// Binding of [`STEP_RESULTS_QUEUE`] on [`EVENTS_EXCHANGE`].
-pub const STEP_RESULTS_BINDING: &str = "step.result.#";
+
+/// The queue of step results from `namespace`, bound to [`EVENTS_EXCHANGE`]
+/// with [`step_result_routing_key`].
+#[must_use]
+pub fn result_queue(namespace: &str) -> String {
+    format!("tasker.results.{namespace}")
+}
 
 /// Fanout exchange for messages that could not be used.
 pub const DEAD_LETTER_EXCHANGE: &str = "tasker.dead_letter";
@@ -46,6 +66,10 @@ pub fn step_queue(namespace: &str) -> String {
 pub fn step_result_routing_key(namespace: &str) -> String {
     format!("step.result.{namespace}")
 }
+
+/// The argument that names [`REQUESTS_EXCHANGE`]'s alternate exchange; it
+/// must be given identically by everyone who declares the exchange.
+pub const ALTERNATE_EXCHANGE_ARGUMENT: &str = "alternate-exchange";
 
 /// Routing key of a task-finished event on [`EVENTS_EXCHANGE`].
 #[must_use]

@@ -1,1 +1,389 @@
+//! Shared pieces of the end-to-end tests: a stack of in-process
+//! coordinators and workers against the real RabbitMQ and Redis named by
+//! `TASKER_AMQP_URL` and `TASKER_REDIS_URL`, a recorder of handler runs,
+//! and a duplicator that publishes every step result twice.
+//!
+//! Every test uses its own namespaces, so it has its own queues: tests
+//! running at once cannot see each other's messages.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::Value;
+use tasker_coordinator::CoordinatorConfig;
+use tasker_protocol::topology;
+use tasker_protocol::{TaskFinished, TaskRequest, TaskTemplate, TemplateRegistry};
+use tasker_worker::broker::{Broker, Outgoing};
+use tasker_worker::{Client, Reply, StepContext, StepError, StepHandler, Worker, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The broker the tests use.
+#[must_use]
+pub fn amqp_url() -> String {
+    std::env::var("TASKER_AMQP_URL").unwrap_or_else(|_| tasker_worker::defaults::AMQP_URL.to_owned())
+}
+
+/// The Redis the tests use.
+#[must_use]
+pub fn redis_url() -> String {
+    std::env::var("TASKER_REDIS_URL")
+        .unwrap_or_else(|_| tasker_coordinator::coordinator::DEFAULT_REDIS_URL.to_owned())
+}
+
+/// A namespace no other test uses: `prefix_` and 8 random hex digits.
+#[must_use]
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", &Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Parses a template, panicking with its errors.
+///
+/// # Panics
+///
+/// If the YAML is not a valid template.
+#[must_use]
+pub fn template(yaml: &str) -> TaskTemplate {
+    TaskTemplate::from_yaml("test template", yaml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The seed's user-registration template, moved to `namespace`.
+#[must_use]
+pub fn registration_template(namespace: &str) -> TaskTemplate {
+    let yaml = include_str!("../../templates/microservices/user_registration.yaml").replace(
+        "namespace_name: microservices",
+        &format!("namespace_name: {namespace}"),
+    );
+    template(&yaml)
+}
+
+/// A worker configuration for tests.
+#[must_use]
+pub fn worker_config(concurrency: u16) -> WorkerConfig {
+    WorkerConfig {
+        amqp_url: amqp_url(),
+        concurrency,
+        shutdown_grace: Duration::from_secs(5),
+        name: format!("test-worker-{}", &Uuid::new_v4().simple().to_string()[..6]),
+        ..WorkerConfig::default()
+    }
+}
+
+/// A coordinator configuration for tests: fast retry polling, short retention.
+#[must_use]
+pub fn coordinator_config() -> CoordinatorConfig {
+    CoordinatorConfig {
+        amqp_url: amqp_url(),
+        redis_url: redis_url(),
+        retry_poll: Duration::from_millis(20),
+        retention: Duration::from_secs(3600),
+        name: format!("test-coordinator-{}", &Uuid::new_v4().simple().to_string()[..6]),
+        ..CoordinatorConfig::default()
+    }
+}
+
+/// Coordinators and workers running in this process, and a client.
+pub struct Stack {
+    /// Submits tasks and receives their outcome.
+    pub client: Client,
+    shutdown: CancellationToken,
+    coordinators: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    registry: TemplateRegistry,
+}
+
+impl Stack {
+    /// Starts `coordinators` coordinators that load `templates`, and the
+    /// given workers. The namespaces' queues are declared before anything
+    /// runs, so no request can go astray while the coordinators start.
+    ///
+    /// # Errors
+    ///
+    /// If the broker cannot be reached.
+    pub async fn start(
+        templates: Vec<TaskTemplate>,
+        coordinators: usize,
+        workers: Vec<Worker>,
+    ) -> anyhow::Result<Self> {
+        let mut registry = TemplateRegistry::new();
+        for t in templates {
+            registry.insert(t);
+        }
+        let broker = Broker::connect(&amqp_url(), "test-setup")
+            .await
+            .context("is RabbitMQ running? try deploy/dev servers")?;
+        let channel = broker.channel().await?;
+        broker.declare_common(&channel).await?;
+        for ns in registry.namespaces() {
+            broker.declare_coordinator_queues(&channel, ns).await?;
+            broker.declare_step_queue(&channel, ns).await?;
+        }
+        broker.close().await;
+        let shutdown = CancellationToken::new();
+        let mut stack = Self {
+            client: Client::connect(&amqp_url()).await?,
+            shutdown: shutdown.clone(),
+            coordinators: Vec::new(),
+            workers: Vec::new(),
+            registry,
+        };
+        for _ in 0..coordinators {
+            stack.add_coordinator();
+        }
+        for worker in workers {
+            let token = shutdown.clone();
+            stack.workers.push(tokio::spawn(async move {
+                worker.run(token).await.expect("worker failed");
+            }));
+        }
+        Ok(stack)
+    }
+
+    /// Starts one more coordinator with the stack's templates.
+    pub fn add_coordinator(&mut self) {
+        let token = self.shutdown.child_token();
+        let registry = self.registry.clone();
+        let run = token.clone();
+        let handle = tokio::spawn(async move {
+            tasker_coordinator::run(coordinator_config(), registry, run)
+                .await
+                .expect("coordinator failed");
+        });
+        self.coordinators.push((token, handle));
+    }
+
+    /// Submits a task and waits for its report.
+    ///
+    /// # Errors
+    ///
+    /// If the request is rejected or no reply comes within a minute.
+    pub async fn run(&self, namespace: &str, name: &str, context: Value) -> anyhow::Result<TaskFinished> {
+        let submitted = self
+            .client
+            .submit(TaskRequest::new(namespace, name, context))
+            .await?;
+        finished(submitted.wait(Duration::from_secs(60)).await?)
+    }
+
+    /// Stops everything, waiting for in-flight work.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for (_, handle) in self.coordinators {
+            let _ = handle.await;
+        }
+        for handle in self.workers {
+            let _ = handle.await;
+        }
+        self.client.close().await;
+    }
+}
+
+/// The report in a reply, or an error for a rejection.
+///
+/// # Errors
+///
+/// If the reply is a rejection.
+pub fn finished(reply: Reply) -> anyhow::Result<TaskFinished> {
+    match reply {
+        Reply::Finished(report) => Ok(report),
+        Reply::Rejected(r) => bail!("rejected ({:?}): {}", r.code, r.reason),
+    }
+}
+
+/// One run of a handler, as seen from inside it.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// The task.
+    pub task_id: Uuid,
+    /// The step.
+    pub step: String,
+    /// The attempt the message carried.
+    pub attempt: u32,
+    /// When the handler started.
+    pub started: Instant,
+    /// When the handler returned.
+    pub finished: Instant,
+    /// The names of the ancestor results it was given.
+    pub inputs: Vec<String>,
+}
+
+/// Records every handler run of the handlers it wraps.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    runs: Arc<Mutex<Vec<Execution>>>,
+}
+
+impl Recorder {
+    /// A handler that records its runs, sleeps `delay`, then calls `f`.
+    pub fn handler<F>(&self, delay: Duration, f: F) -> impl StepHandler
+    where
+        F: Fn(&StepContext) -> Result<Value, StepError> + Send + Sync + 'static,
+    {
+        let runs = self.runs.clone();
+        let f = Arc::new(f);
+        tasker_worker::handler_fn(move |ctx: StepContext| {
+            let runs = runs.clone();
+            let f = f.clone();
+            async move {
+                let started = Instant::now();
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let outcome = f(&ctx);
+                runs.lock().unwrap().push(Execution {
+                    task_id: ctx.task_id(),
+                    step: ctx.step_name().to_owned(),
+                    attempt: ctx.attempt(),
+                    started,
+                    finished: Instant::now(),
+                    inputs: ctx.message().dependency_results.keys().cloned().collect(),
+                });
+                outcome
+            }
+        })
+    }
+
+    /// A handler that records its runs and returns `{"step": name}`.
+    pub fn ok(&self, delay: Duration) -> impl StepHandler {
+        self.handler(delay, |ctx| Ok(serde_json::json!({ "step": ctx.step_name() })))
+    }
+
+    /// Every run so far.
+    #[must_use]
+    pub fn runs(&self) -> Vec<Execution> {
+        self.runs.lock().unwrap().clone()
+    }
+
+    /// The runs of `step` in `task_id`.
+    #[must_use]
+    pub fn runs_of(&self, task_id: Uuid, step: &str) -> Vec<Execution> {
+        self.runs()
+            .into_iter()
+            .filter(|r| r.task_id == task_id && r.step == step)
+            .collect()
+    }
+}
+
+/// The header the duplicator puts on the copies it publishes.
+const DUPLICATE_HEADER: &str = "x-test-duplicate";
+
+/// Publishes every step result of `namespace` a second time, on purpose,
+/// until dropped. Returns how many it copied so far through the counter.
+pub struct Duplicator {
+    task: tokio::task::JoinHandle<()>,
+    /// How many results were published twice.
+    pub copies: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Duplicator {
+    /// Starts copying the results of `namespace`.
+    ///
+    /// # Errors
+    ///
+    /// If the broker cannot be reached.
+    pub async fn start(namespace: &str) -> anyhow::Result<Self> {
+        let broker = Broker::connect(&amqp_url(), "test-duplicator").await?;
+        let channel = broker.channel().await?;
+        let publisher = broker.publisher().await?;
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                topology::EVENTS_EXCHANGE.into(),
+                topology::step_result_routing_key(namespace).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                "dup".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let copies = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = copies.clone();
+        let task = tokio::spawn(async move {
+            let _keep = broker;
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let is_copy = delivery
+                    .properties
+                    .headers()
+                    .as_ref()
+                    .is_some_and(|h| h.inner().contains_key(DUPLICATE_HEADER));
+                if !is_copy {
+                    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+                    headers.insert(DUPLICATE_HEADER.into(), AMQPValue::Boolean(true));
+                    let copy = Outgoing {
+                        exchange: topology::EVENTS_EXCHANGE.to_owned(),
+                        routing_key: delivery.routing_key.to_string(),
+                        payload: delivery.data.clone(),
+                        properties: delivery.properties.clone().with_headers(headers),
+                    };
+                    if publisher.publish(copy).await.is_ok() {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                let _ = delivery.ack(BasicAckOptions::default()).await;
+            }
+        });
+        Ok(Self { task, copies })
+    }
+}
+
+impl Drop for Duplicator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs `n` tasks of `namespace/name` at once, each with `context(i)`, and
+/// returns their reports.
+///
+/// # Errors
+///
+/// If any task is rejected or does not finish within `timeout`.
+pub async fn run_many(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    n: usize,
+    context: impl Fn(usize) -> Value,
+    timeout: Duration,
+) -> anyhow::Result<Vec<TaskFinished>> {
+    let mut pending = Vec::with_capacity(n);
+    for i in 0..n {
+        pending.push(
+            client
+                .submit(TaskRequest::new(namespace, name, context(i)))
+                .await?,
+        );
+    }
+    let waits = pending
+        .into_iter()
+        .map(|s| async move { finished(s.wait(timeout).await?) });
+    futures::future::join_all(waits).await.into_iter().collect()
+}
+
+/// Sends the crate's logs to the test output when `RUST_LOG` is set.
+pub fn init_logs() {
+    if std::env::var("RUST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    }
+}

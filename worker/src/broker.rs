@@ -108,10 +108,20 @@ impl Broker {
     /// Returns [`Error::Amqp`] if a declaration fails, for instance because
     /// an object exists with other settings.
     pub async fn declare_common(&self, channel: &Channel) -> Result<(), Error> {
-        self.declare_exchange(channel, topology::EVENTS_EXCHANGE, ExchangeKind::Topic)
-            .await?;
-        self.declare_exchange(channel, topology::DEAD_LETTER_EXCHANGE, ExchangeKind::Fanout)
-            .await?;
+        self.declare_exchange(
+            channel,
+            topology::EVENTS_EXCHANGE,
+            ExchangeKind::Topic,
+            FieldTable::default(),
+        )
+        .await?;
+        self.declare_exchange(
+            channel,
+            topology::DEAD_LETTER_EXCHANGE,
+            ExchangeKind::Fanout,
+            FieldTable::default(),
+        )
+        .await?;
         self.declare_queue(channel, topology::DEAD_LETTER_QUEUE).await?;
         self.bind(
             channel,
@@ -128,51 +138,86 @@ impl Broker {
     ///
     /// Returns [`Error::Amqp`] if a declaration fails.
     pub async fn declare_step_queue(&self, channel: &Channel, namespace: &str) -> Result<(), Error> {
-        self.declare_exchange(channel, topology::STEPS_EXCHANGE, ExchangeKind::Direct)
-            .await?;
+        self.declare_exchange(
+            channel,
+            topology::STEPS_EXCHANGE,
+            ExchangeKind::Direct,
+            FieldTable::default(),
+        )
+        .await?;
         let queue = topology::step_queue(namespace);
         self.declare_queue(channel, &queue).await?;
         self.bind(channel, &queue, topology::STEPS_EXCHANGE, namespace)
             .await
     }
 
-    /// Declares the coordinator's two input queues and their bindings.
+    /// Declares the queues a coordinator consumes for `namespace`: its
+    /// requests and its step results.
     ///
     /// # Errors
     ///
     /// Returns [`Error::Amqp`] if a declaration fails.
-    pub async fn declare_coordinator_queues(&self, channel: &Channel) -> Result<(), Error> {
-        self.declare_exchange(channel, topology::REQUESTS_EXCHANGE, ExchangeKind::Direct)
+    pub async fn declare_coordinator_queues(&self, channel: &Channel, namespace: &str) -> Result<(), Error> {
+        self.declare_requests_exchange(channel).await?;
+        let requests = topology::request_queue(namespace);
+        self.declare_queue(channel, &requests).await?;
+        self.bind(channel, &requests, topology::REQUESTS_EXCHANGE, namespace)
             .await?;
-        self.declare_queue(channel, topology::TASK_REQUESTS_QUEUE).await?;
+        let results = topology::result_queue(namespace);
+        self.declare_queue(channel, &results).await?;
         self.bind(
             channel,
-            topology::TASK_REQUESTS_QUEUE,
-            topology::REQUESTS_EXCHANGE,
-            topology::TASK_REQUEST_ROUTING_KEY,
-        )
-        .await?;
-        self.declare_queue(channel, topology::STEP_RESULTS_QUEUE).await?;
-        self.bind(
-            channel,
-            topology::STEP_RESULTS_QUEUE,
+            &results,
             topology::EVENTS_EXCHANGE,
-            topology::STEP_RESULTS_BINDING,
+            &topology::step_result_routing_key(namespace),
         )
         .await
     }
 
-    /// Declares the exchange clients publish requests to.
+    /// Declares the exchange clients publish requests to, with its alternate
+    /// exchange and the queue that catches requests for unknown namespaces.
     ///
     /// # Errors
     ///
     /// Returns [`Error::Amqp`] if the declaration fails.
     pub async fn declare_requests_exchange(&self, channel: &Channel) -> Result<(), Error> {
-        self.declare_exchange(channel, topology::REQUESTS_EXCHANGE, ExchangeKind::Direct)
-            .await
+        self.declare_exchange(
+            channel,
+            topology::UNROUTED_REQUESTS_EXCHANGE,
+            ExchangeKind::Fanout,
+            FieldTable::default(),
+        )
+        .await?;
+        self.declare_queue(channel, topology::UNROUTED_REQUESTS_QUEUE)
+            .await?;
+        self.bind(
+            channel,
+            topology::UNROUTED_REQUESTS_QUEUE,
+            topology::UNROUTED_REQUESTS_EXCHANGE,
+            "",
+        )
+        .await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            topology::ALTERNATE_EXCHANGE_ARGUMENT.into(),
+            AMQPValue::LongString(topology::UNROUTED_REQUESTS_EXCHANGE.into()),
+        );
+        self.declare_exchange(
+            channel,
+            topology::REQUESTS_EXCHANGE,
+            ExchangeKind::Direct,
+            arguments,
+        )
+        .await
     }
 
-    async fn declare_exchange(&self, channel: &Channel, name: &str, kind: ExchangeKind) -> Result<(), Error> {
+    async fn declare_exchange(
+        &self,
+        channel: &Channel,
+        name: &str,
+        kind: ExchangeKind,
+        arguments: FieldTable,
+    ) -> Result<(), Error> {
         channel
             .exchange_declare(
                 name.into(),
@@ -181,7 +226,7 @@ impl Broker {
                     durable: true,
                     ..Default::default()
                 },
-                FieldTable::default(),
+                arguments,
             )
             .await
             .map_err(|e| self.error(e))

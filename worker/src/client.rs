@@ -168,7 +168,7 @@ impl Client {
         self.publisher
             .publish(Outgoing {
                 exchange: topology::REQUESTS_EXCHANGE.to_owned(),
-                routing_key: topology::TASK_REQUEST_ROUTING_KEY.to_owned(),
+                routing_key: request.namespace.clone(),
                 payload: message::encode(&request),
                 properties,
             })
@@ -176,12 +176,13 @@ impl Client {
         Ok(submitted)
     }
 
-    /// Publishes raw bytes as a task request, for tests of bad input.
+    /// Publishes raw bytes as a task request for `namespace`, for tests of
+    /// bad input.
     ///
     /// # Errors
     ///
     /// Returns an error if the publish is not confirmed.
-    pub async fn submit_raw(&self, payload: Vec<u8>) -> Result<Submitted, Error> {
+    pub async fn submit_raw(&self, namespace: &str, payload: Vec<u8>) -> Result<Submitted, Error> {
         let request_id = Uuid::new_v4();
         let (tx, reply) = oneshot::channel();
         self.waiters
@@ -201,7 +202,7 @@ impl Client {
         self.publisher
             .publish(Outgoing {
                 exchange: topology::REQUESTS_EXCHANGE.to_owned(),
-                routing_key: topology::TASK_REQUEST_ROUTING_KEY.to_owned(),
+                routing_key: namespace.to_owned(),
                 payload,
                 properties,
             })

@@ -45,11 +45,11 @@ impl Latency {
     }
 }
 
-/// Registers the five handlers, each under its template `callable`.
+/// Registers the five handlers, each under its template `callable`. The
+/// caller chooses the namespaces the worker serves.
 #[must_use]
 pub fn register(worker: Worker, latency: &Latency) -> Worker {
     worker
-        .namespace(NAMESPACE)
         .handler(
             "Microservices::StepHandlers::CreateUserAccountHandler",
             CreateUserAccount(latency.clone()),

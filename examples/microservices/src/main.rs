@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use tasker_example_microservices::{Latency, register};
+use tasker_example_microservices::{Latency, NAMESPACE, register};
 use tasker_worker::{Worker, WorkerConfig};
 
 #[derive(Parser)]
