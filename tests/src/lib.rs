@@ -156,6 +156,14 @@ impl Stack {
         self.coordinators.push((token, handle));
     }
 
+    /// Stops every coordinator, waiting for their in-flight deliveries.
+    pub async fn stop_coordinators(&mut self) {
+        for (token, handle) in self.coordinators.drain(..) {
+            token.cancel();
+            let _ = handle.await;
+        }
+    }
+
     /// Submits a task and waits for its report.
     ///
     /// # Errors
