@@ -151,10 +151,7 @@ async fn session(
         .map_err(|e| broker.error(e))?;
     let mut inputs = vec![(Input::Request, topology::UNROUTED_REQUESTS_QUEUE.to_owned())];
     for namespace in templates.namespaces() {
-        broker.declare_coordinator_queues(&channel, namespace).await?;
-        // Declared here too, so that step-ready messages are never unroutable
-        // while a namespace's workers have not started yet.
-        broker.declare_step_queue(&channel, namespace).await?;
+        broker.declare_namespace(&channel, namespace).await?;
         inputs.push((Input::Request, topology::request_queue(namespace)));
         inputs.push((Input::Result, topology::result_queue(namespace)));
     }
@@ -433,6 +430,7 @@ impl Coordinator {
                 routing_key: template.namespace.clone(),
                 payload: message::encode(&ready),
                 properties: broker::properties(message_type::STEP_READY, Some(task_id)),
+                mandatory: true,
             });
         }
         Ok(self.publisher.publish_all(messages).await?)
@@ -453,6 +451,8 @@ impl Coordinator {
             routing_key: queue.to_owned(),
             payload: payload.clone(),
             properties: props().with_correlation_id(correlation.into()),
+            // A requester that went away takes its reply queue with it.
+            mandatory: false,
         };
         match only {
             Some((queue, correlation)) => messages.push(direct(queue, correlation)),
@@ -463,6 +463,7 @@ impl Coordinator {
                     routing_key: topology::task_finished_routing_key(&report.namespace, &report.name),
                     payload: payload.clone(),
                     properties: props(),
+                    mandatory: false,
                 });
                 for (queue, correlation) in &snapshot.replies {
                     messages.push(direct(queue, correlation));
@@ -498,6 +499,7 @@ impl Coordinator {
             routing_key: topology::TASK_REJECTED_ROUTING_KEY.to_owned(),
             payload: payload.clone(),
             properties: broker::properties(message_type::TASK_REJECTED, None),
+            mandatory: false,
         }];
         if let Some(reply_to) = delivery.properties.reply_to() {
             let correlation = match request {
@@ -510,6 +512,7 @@ impl Coordinator {
                 payload,
                 properties: broker::properties(message_type::TASK_REJECTED, None)
                     .with_correlation_id(correlation.into()),
+                mandatory: false,
             });
         }
         self.publisher.publish_all(messages).await?;

@@ -119,8 +119,7 @@ impl Stack {
         let channel = broker.channel().await?;
         broker.declare_common(&channel).await?;
         for ns in registry.namespaces() {
-            broker.declare_coordinator_queues(&channel, ns).await?;
-            broker.declare_step_queue(&channel, ns).await?;
+            broker.declare_namespace(&channel, ns).await?;
         }
         broker.close().await;
         let shutdown = CancellationToken::new();
@@ -343,6 +342,7 @@ impl Duplicator {
                         routing_key: delivery.routing_key.to_string(),
                         payload: delivery.data.clone(),
                         properties: delivery.properties.clone().with_headers(headers),
+                        mandatory: true,
                     };
                     if publisher.publish(copy).await.is_ok() {
                         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -132,12 +132,21 @@ impl Broker {
         .await
     }
 
-    /// Declares the step queue of `namespace`, bound to the steps exchange.
+    /// Declares the three queues of `namespace` and their bindings: its
+    /// task requests, its step-ready messages and its step results. Every
+    /// process that touches a namespace declares them all, so that no
+    /// message to it is ever unroutable, whichever process starts first.
     ///
     /// # Errors
     ///
     /// Returns [`Error::Amqp`] if a declaration fails.
-    pub async fn declare_step_queue(&self, channel: &Channel, namespace: &str) -> Result<(), Error> {
+    pub async fn declare_namespace(&self, channel: &Channel, namespace: &str) -> Result<(), Error> {
+        self.declare_requests_exchange(channel).await?;
+        let requests = topology::request_queue(namespace);
+        self.declare_queue(channel, &requests).await?;
+        self.bind(channel, &requests, topology::REQUESTS_EXCHANGE, namespace)
+            .await?;
+
         self.declare_exchange(
             channel,
             topology::STEPS_EXCHANGE,
@@ -145,24 +154,11 @@ impl Broker {
             FieldTable::default(),
         )
         .await?;
-        let queue = topology::step_queue(namespace);
-        self.declare_queue(channel, &queue).await?;
-        self.bind(channel, &queue, topology::STEPS_EXCHANGE, namespace)
-            .await
-    }
-
-    /// Declares the queues a coordinator consumes for `namespace`: its
-    /// requests and its step results.
-    ///
-    /// # Errors
-    ///
-    /// Returns [`Error::Amqp`] if a declaration fails.
-    pub async fn declare_coordinator_queues(&self, channel: &Channel, namespace: &str) -> Result<(), Error> {
-        self.declare_requests_exchange(channel).await?;
-        let requests = topology::request_queue(namespace);
-        self.declare_queue(channel, &requests).await?;
-        self.bind(channel, &requests, topology::REQUESTS_EXCHANGE, namespace)
+        let steps = topology::step_queue(namespace);
+        self.declare_queue(channel, &steps).await?;
+        self.bind(channel, &steps, topology::STEPS_EXCHANGE, namespace)
             .await?;
+
         let results = topology::result_queue(namespace);
         self.declare_queue(channel, &results).await?;
         self.bind(
@@ -269,6 +265,10 @@ pub struct Outgoing {
     pub payload: Vec<u8>,
     /// Properties and headers.
     pub properties: BasicProperties,
+    /// Whether the message must reach a queue. A mandatory message that no
+    /// queue takes is returned by the broker, and the publish fails with
+    /// [`Error::Unroutable`] instead of the message vanishing.
+    pub mandatory: bool,
 }
 
 /// A channel in confirm mode. Cloning it shares the channel.
@@ -303,7 +303,10 @@ impl Publisher {
                 .basic_publish(
                     m.exchange.as_str().into(),
                     m.routing_key.as_str().into(),
-                    BasicPublishOptions::default(),
+                    BasicPublishOptions {
+                        mandatory: m.mandatory,
+                        ..Default::default()
+                    },
                     &m.payload,
                     m.properties,
                 )
@@ -313,7 +316,13 @@ impl Publisher {
         }
         for (exchange, routing_key, confirm) in pending {
             match confirm.await.map_err(|e| self.error(e))? {
-                Confirmation::Ack(_) | Confirmation::NotRequested => {}
+                Confirmation::Ack(Some(_)) => {
+                    return Err(Error::Unroutable {
+                        exchange,
+                        routing_key,
+                    });
+                }
+                Confirmation::Ack(None) | Confirmation::NotRequested => {}
                 Confirmation::Nack(_) => {
                     return Err(Error::Nacked {
                         exchange,
@@ -360,6 +369,7 @@ impl Publisher {
             routing_key: queue.to_owned(),
             payload: delivery.data.clone(),
             properties,
+            mandatory: true,
         })
         .await?;
         delivery

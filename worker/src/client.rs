@@ -171,6 +171,7 @@ impl Client {
                 routing_key: request.namespace.clone(),
                 payload: message::encode(&request),
                 properties,
+                mandatory: true,
             })
             .await?;
         Ok(submitted)
@@ -205,6 +206,7 @@ impl Client {
                 routing_key: namespace.to_owned(),
                 payload,
                 properties,
+                mandatory: true,
             })
             .await?;
         Ok(submitted)

@@ -22,6 +22,16 @@ pub enum Error {
         /// The routing key used.
         routing_key: String,
     },
+    /// A mandatory message reached no queue.
+    #[error(
+        "no queue is bound to exchange {exchange:?} with routing key {routing_key:?}; declare the namespace's queues (any Tasker process serving it does)"
+    )]
+    Unroutable {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key used.
+        routing_key: String,
+    },
     /// The broker cancelled a consumer, for instance because its queue was
     /// deleted or its leader moved.
     #[error("rabbitmq cancelled a consumer; reconnecting will consume again")]
@@ -44,9 +54,11 @@ impl Error {
     #[must_use]
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Amqp { .. } | Self::Nacked { .. } | Self::ConsumerCancelled | Self::ReplyTimeout { .. } => {
-                true
-            }
+            Self::Amqp { .. }
+            | Self::Nacked { .. }
+            | Self::Unroutable { .. }
+            | Self::ConsumerCancelled
+            | Self::ReplyTimeout { .. } => true,
             Self::Config(_) => false,
         }
     }

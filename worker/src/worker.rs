@@ -189,7 +189,7 @@ async fn session(
         .map_err(|e| broker.error(e))?;
     let mut consumers = Vec::new();
     for namespace in namespaces {
-        broker.declare_step_queue(&channel, namespace).await?;
+        broker.declare_namespace(&channel, namespace).await?;
         let queue = topology::step_queue(namespace);
         let consumer = channel
             .basic_consume(
@@ -301,6 +301,7 @@ async fn handle_delivery(
             routing_key: topology::step_result_routing_key(&ready.namespace),
             payload: message::encode(&result),
             properties: broker::properties(message_type::STEP_RESULT, Some(ready.task_id)),
+            mandatory: true,
         })
         .await?;
     delivery

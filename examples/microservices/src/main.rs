@@ -47,8 +47,11 @@ async fn main() -> anyhow::Result<()> {
         ..WorkerConfig::default()
     };
     let shutdown = tasker_worker::telemetry::shutdown_on_signal();
-    register(Worker::new(config), &Latency(args.latency_ms))
-        .run(shutdown)
-        .await?;
+    register(
+        Worker::new(config).namespace(NAMESPACE),
+        &Latency(args.latency_ms),
+    )
+    .run(shutdown)
+    .await?;
     Ok(())
 }
