@@ -382,7 +382,7 @@ impl Coordinator {
             }
             Verdict::Stale => {
                 info!(task_id = %result.task_id, step = %result.step, attempt = result.attempt,
-                    "result for an attempt that is no longer current; ignored");
+                    "result for an attempt that is not the current one; ignored");
             }
             Verdict::UnknownTask => {
                 warn!(task_id = %result.task_id, step = %result.step, "result for an unknown or expired task; ignored");
@@ -484,7 +484,7 @@ impl Coordinator {
         code: RejectCode,
         reason: String,
     ) -> Result<(), Error> {
-        warn!(?code, %reason, "task request rejected");
+        warn!(code = code.as_str(), %reason, "task request rejected");
         let rejected = TaskRejected {
             protocol_version: PROTOCOL_VERSION,
             request_id: request.and_then(|r| r.request_id),
@@ -516,7 +516,7 @@ impl Coordinator {
             });
         }
         self.publisher.publish_all(messages).await?;
-        self.dead_letter(delivery, queue, &format!("{code:?}: {reason}"))
+        self.dead_letter(delivery, queue, &format!("{}: {reason}", code.as_str()))
             .await
     }
 

@@ -405,6 +405,19 @@ pub enum RejectCode {
     Undecodable,
 }
 
+impl RejectCode {
+    /// The code as the wire format spells it, e.g. `unknown_template`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownTemplate => "unknown_template",
+            Self::UnknownVersion => "unknown_version",
+            Self::InvalidContext => "invalid_context",
+            Self::Undecodable => "undecodable",
+        }
+    }
+}
+
 /// Why a message could not be used. Its [`Self::code`] and message go into
 /// the dead-letter reason header.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

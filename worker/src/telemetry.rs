@@ -14,7 +14,12 @@ pub fn init() {
     let registry = tracing_subscriber::registry().with(filter);
     if json {
         registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
             .init();
     } else {
         registry

@@ -1,6 +1,7 @@
 -- Claims retries that are due, for one coordinator at a time.
 --
--- KEYS[1]  the schedule, a sorted set of "<task_id>:<step index>:<failed attempt>"
+-- KEYS[1]  a namespace's schedule, a sorted set of
+--          "<task_id>|<namespace>|<name>|<version>|<step index>|<failed attempt>"
 --          scored by when the retry is due (unix ms)
 -- ARGV[1]  now (unix ms)    ARGV[2]  lease (ms)    ARGV[3]  the most to claim
 --

@@ -18,9 +18,10 @@
 --
 -- Returns {verdict, task status, ready children as "3,4", retry due (ms or ''),
 -- then, when children are ready: the context JSON, then index, result pairs}.
--- Verdicts: 'applied'; 'duplicate' (already applied: for a redelivery, the
--- effects are returned again, since the first delivery may have died before
--- carrying them out); 'stale' (a result for an attempt that is not current);
+-- Verdicts: 'applied'; 'duplicate' (a result for this attempt was applied
+-- before; for a redelivery, its effects are returned again, since the first
+-- delivery may have died before carrying them out); 'stale' (a result for an
+-- attempt that is not current);
 -- 'unknown' (no such task, or it expired).
 local key = KEYS[1]
 local i = ARGV[1]
@@ -73,10 +74,10 @@ if state == 'enqueued' and current == attempt then
   return out
 end
 
-local repeated = (state == 'completed' and outcome == 'completed' and current == attempt)
-  or (state == 'failed' and outcome == 'failed' and current == attempt)
-  or (state == 'retry' and outcome == 'retry' and current == attempt)
-if not repeated then
+-- Another result for the current attempt: a duplicate event, or a second
+-- run of the same attempt after a redelivery. The first result stands,
+-- whatever this one says.
+if current ~= attempt or state == 'pending' or state == 'blocked' then
   return {'stale', status, '', ''}
 end
 if not redelivered then
