@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use serde_json::value::RawValue;
 use tasker_protocol::message::{self, DEFAULT_MAX_MESSAGE_BYTES, RejectCode};
@@ -23,10 +23,11 @@ use tasker_protocol::{
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use tasker_worker::broker::{self, Broker, Outgoing, Publisher};
+use tasker_worker::health::{self, Health};
 use tasker_worker::worker::Reconnect;
 
 use crate::Error;
@@ -52,6 +53,11 @@ pub struct CoordinatorConfig {
     pub retry_lease: Duration,
     /// Shown in the broker's connection list and in logs.
     pub name: String,
+    /// Where to serve `/healthz` and `/readyz`, if anywhere.
+    pub health_addr: Option<std::net::SocketAddr>,
+    /// A message delivered more often than this is dead-lettered: it is
+    /// probably what crashes coordinators.
+    pub max_redeliveries: u64,
 }
 
 impl Default for CoordinatorConfig {
@@ -65,6 +71,8 @@ impl Default for CoordinatorConfig {
             retry_poll: Duration::from_millis(50),
             retry_lease: Duration::from_secs(30),
             name: format!("tasker-coordinator-{}", std::process::id()),
+            health_addr: None,
+            max_redeliveries: 5,
         }
     }
 }
@@ -83,14 +91,21 @@ pub async fn run(
     templates: TemplateRegistry,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let health = Health::new(&[health::RABBITMQ, health::REDIS]);
+    if let Some(addr) = config.health_addr {
+        let (health, shutdown) = (health.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = health::serve(addr, health, shutdown).await {
+                error!(%addr, error = %e, "cannot serve the health endpoints; pass another address");
+            }
+        });
+    }
     let mut backoff = Reconnect::default();
     let store = loop {
         match Store::connect(&config.redis_url, config.retention).await {
             Ok(store) => break store,
             Err(e) if e.is_retryable() => {
-                if backoff.attempts == 0 {
-                    warn!(error = %e, "cannot reach redis; retrying until it answers");
-                }
+                health.down(health::REDIS, &e);
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(backoff.next_delay()) => {}
@@ -99,15 +114,14 @@ pub async fn run(
             Err(e) => return Err(e),
         }
     };
-    backoff = Reconnect::default();
+    health.up(health::REDIS);
+    let mut backoff = Reconnect::default();
     let templates = Arc::new(templates);
     loop {
-        match session(&config, &templates, &store, &shutdown, &mut backoff).await {
+        match session(&config, &templates, &store, &health, &shutdown, &mut backoff).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_retryable() => {
-                if backoff.attempts == 0 {
-                    warn!(error = %e, "lost the broker; reconnecting until it is back");
-                }
+                health.down(health::RABBITMQ, &e);
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(backoff.next_delay()) => {}
@@ -131,12 +145,16 @@ struct Coordinator {
     templates: Arc<TemplateRegistry>,
     store: Store,
     publisher: Publisher,
+    health: Health,
+    /// Cancelled when the session ends, to stop retries in place.
+    stop: CancellationToken,
 }
 
 async fn session(
     config: &CoordinatorConfig,
     templates: &Arc<TemplateRegistry>,
     store: &Store,
+    health: &Health,
     shutdown: &CancellationToken,
     backoff: &mut Reconnect,
 ) -> Result<(), Error> {
@@ -170,6 +188,8 @@ async fn session(
         consumers.push(consumer.map(move |d| (input, queue.clone(), d)));
     }
     backoff.succeeded();
+    health.up(health::RABBITMQ);
+    let stop = shutdown.child_token();
     info!(
         broker = broker.url(),
         templates = templates.iter().count(),
@@ -181,8 +201,9 @@ async fn session(
         templates: templates.clone(),
         store: store.clone(),
         publisher,
+        health: health.clone(),
+        stop: stop.clone(),
     });
-    let stop = shutdown.child_token();
     let tracker = TaskTracker::new();
     tracker.spawn(run_retries(coordinator.clone(), stop.clone()));
 
@@ -217,24 +238,56 @@ impl Coordinator {
     /// Handles one delivery. A failure that may pass (Redis or the broker
     /// away) hands the delivery back to the queue after a pause.
     async fn handle(&self, input: Input, queue: &str, delivery: Delivery) {
-        let result = match input {
-            Input::Request => self.handle_request(queue, &delivery).await,
-            Input::Result => self.handle_result(queue, &delivery).await,
-        };
-        let Err(e) = result else { return };
-        warn!(error = %e, queue, "delivery not processed; it goes back to the queue");
-        // Pause so that an outage does not turn into a hot redelivery loop.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        // If the channel is gone the broker requeues the delivery anyway.
-        let _ = delivery
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            })
-            .await;
+        let deliveries = broker::delivery_count(&delivery);
+        if deliveries > self.config.max_redeliveries {
+            let reason = format!(
+                "redelivered {deliveries} times, over the limit of {}; it may crash its coordinator",
+                self.config.max_redeliveries
+            );
+            // If this fails the channel is gone, and the delivery comes back.
+            let _ = self.dead_letter(&delivery, queue, &reason).await;
+            return;
+        }
+        // A failure of Redis or the broker is retried here, with the
+        // delivery held, rather than handed back: a requeue would count as
+        // a redelivery, and an outage would turn good messages into poison.
+        let mut backoff = Reconnect::default();
+        let mut retried = false;
+        loop {
+            // After a failed try, the transition may have been applied
+            // already: treat the next try as a redelivery, so that the
+            // scripts hand back the effects still to carry out.
+            let redelivered = delivery.redelivered || retried;
+            let result = match input {
+                Input::Request => self.handle_request(queue, &delivery, redelivered).await,
+                Input::Result => self.handle_result(queue, &delivery, redelivered).await,
+            };
+            match result {
+                Ok(()) => {
+                    self.health.up(health::REDIS);
+                    return;
+                }
+                Err(e) if e.is_retryable() => {
+                    match e {
+                        Error::Redis { .. } => self.health.down(health::REDIS, &e),
+                        _ => self.health.down(health::RABBITMQ, &e),
+                    }
+                    retried = true;
+                    tokio::select! {
+                        () = self.stop.cancelled() => return,
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
+                Err(e) => {
+                    error!(error = %e, queue, "message cannot be processed; moving it to the dead-letter queue");
+                    let _ = self.dead_letter(&delivery, queue, &e.to_string()).await;
+                    return;
+                }
+            }
+        }
     }
 
-    async fn handle_request(&self, queue: &str, delivery: &Delivery) -> Result<(), Error> {
+    async fn handle_request(&self, queue: &str, delivery: &Delivery, redelivered: bool) -> Result<(), Error> {
         let request: TaskRequest = match message::decode(&delivery.data, self.config.max_message_bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -291,7 +344,7 @@ impl Coordinator {
         let reply = reply_to.as_deref().map(|q| (q, correlation.as_str()));
         let created = self
             .store
-            .create_task(task_id, &template, &context, reply, delivery.redelivered)
+            .create_task(task_id, &template, &context, reply, redelivered)
             .await?;
         let inputs = Inputs {
             context,
@@ -317,7 +370,7 @@ impl Coordinator {
         ack(delivery, queue).await
     }
 
-    async fn handle_result(&self, queue: &str, delivery: &Delivery) -> Result<(), Error> {
+    async fn handle_result(&self, queue: &str, delivery: &Delivery, redelivered: bool) -> Result<(), Error> {
         let result: StepResult = match message::decode(&delivery.data, self.config.max_message_bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -369,7 +422,7 @@ impl Coordinator {
                 &payload,
                 result.started_at,
                 result.finished_at,
-                delivery.redelivered,
+                redelivered,
             )
             .await?;
         match recorded.verdict {
@@ -378,7 +431,7 @@ impl Coordinator {
             }
             Verdict::Duplicate => {
                 info!(task_id = %result.task_id, step = %result.step, attempt = result.attempt,
-                    redelivered = delivery.redelivered, "duplicate step result; the first one stands");
+                    redelivered = redelivered, "duplicate step result; the first one stands");
             }
             Verdict::Stale => {
                 info!(task_id = %result.task_id, step = %result.step, attempt = result.attempt,
@@ -399,9 +452,8 @@ impl Coordinator {
         }
         let first_time_finished =
             recorded.verdict == Verdict::Applied && recorded.status != TaskStatus::Running;
-        let finished_again = recorded.verdict == Verdict::Duplicate
-            && delivery.redelivered
-            && recorded.status != TaskStatus::Running;
+        let finished_again =
+            recorded.verdict == Verdict::Duplicate && redelivered && recorded.status != TaskStatus::Running;
         if first_time_finished || finished_again {
             self.publish_finished(result.task_id, None).await?;
         }

@@ -48,6 +48,9 @@ enum Command {
         /// Days a finished task stays in Redis.
         #[arg(long, default_value_t = 7.0)]
         retention_days: f64,
+        /// Serve /healthz and /readyz on this address, e.g. 0.0.0.0:8080.
+        #[arg(long, env = "TASKER_HEALTH_ADDR")]
+        health_addr: Option<std::net::SocketAddr>,
     },
     /// Submit a task.
     #[command(
@@ -126,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             templates,
             prefetch,
             retention_days,
+            health_addr,
         } => {
             tasker_worker::telemetry::init();
             let registry = templates::load_dir(&templates)?;
@@ -134,6 +138,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 redis_url: cli.redis_url,
                 prefetch,
                 retention: Duration::from_secs_f64(retention_days * 86_400.0),
+                health_addr,
                 ..CoordinatorConfig::default()
             };
             let shutdown = tasker_worker::telemetry::shutdown_on_signal();

@@ -26,6 +26,7 @@
 //! - [`client`]: submit tasks and wait for their outcome;
 //! - [`broker`]: what every Tasker process does with RabbitMQ: connecting,
 //!   declaring the topology, confirmed publishing, dead-lettering;
+//! - [`health`]: connection state, logged once per change, served as `/healthz` and `/readyz`;
 //! - [`telemetry`]: logging and signal handling for binaries;
 //! - [`error`]: this crate's [`Error`].
 //!
@@ -37,6 +38,7 @@ pub mod broker;
 pub mod client;
 pub mod error;
 pub mod handler;
+pub mod health;
 pub mod telemetry;
 pub mod worker;
 

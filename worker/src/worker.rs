@@ -1,9 +1,9 @@
 //! The worker: consumes step-ready messages of its namespaces, runs their
 //! handlers, publishes each result, and acks only once the result is safe.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -20,7 +20,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::broker::{self, Broker, Outgoing, Publisher};
 use crate::handler::{HANDLER_NOT_FOUND, HANDLER_PANIC, TIMEOUT};
+use crate::health::{self, Health};
 use crate::{Error, StepContext, StepError, StepHandler};
+use uuid::Uuid;
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -39,16 +41,32 @@ pub struct WorkerConfig {
     pub max_redeliveries: u64,
     /// Shown in the broker's connection list and in logs.
     pub name: String,
+    /// Where to serve `/healthz` and `/readyz`, if anywhere.
+    pub health_addr: Option<std::net::SocketAddr>,
+    /// How many recent results the worker remembers, to answer a
+    /// redelivered step it already finished without running it again.
+    pub remembered_results: usize,
 }
 
 impl WorkerConfig {
     /// The default configuration, with the broker URL from
-    /// `TASKER_AMQP_URL` when it is set.
+    /// `TASKER_AMQP_URL` and the health address from `TASKER_HEALTH_ADDR`
+    /// when they are set.
+    ///
+    /// # Panics
+    ///
+    /// If `TASKER_HEALTH_ADDR` is set but is not an address such as
+    /// `0.0.0.0:8080`.
     #[must_use]
     pub fn from_env() -> Self {
         Self {
             amqp_url: std::env::var("TASKER_AMQP_URL")
                 .unwrap_or_else(|_| crate::defaults::AMQP_URL.to_owned()),
+            health_addr: std::env::var("TASKER_HEALTH_ADDR").ok().map(|a| {
+                a.parse().unwrap_or_else(|e| {
+                    panic!("TASKER_HEALTH_ADDR={a:?} is not an address like 0.0.0.0:8080: {e}")
+                })
+            }),
             ..Self::default()
         }
     }
@@ -63,6 +81,8 @@ impl Default for WorkerConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_redeliveries: 5,
             name: format!("tasker-worker-{}", std::process::id()),
+            health_addr: None,
+            remembered_results: 10_000,
         }
     }
 }
@@ -114,19 +134,29 @@ impl Worker {
                 "a worker needs at least one namespace; call .namespace(..)".into(),
             ));
         }
+        let health = Health::new(&[health::RABBITMQ]);
+        if let Some(addr) = self.config.health_addr {
+            let (health, shutdown) = (health.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                if let Err(e) = health::serve(addr, health, shutdown).await {
+                    error!(%addr, error = %e, "cannot serve the health endpoints; pass another address");
+                }
+            });
+        }
+        let recent = Mutex::new(RecentResults::new(self.config.remembered_results));
         let shared = Arc::new(Shared {
             config: self.config,
             handlers: self.handlers,
+            health,
+            recent,
         });
         let mut backoff = Reconnect::default();
         loop {
             match session(&shared, &self.namespaces, &shutdown, &mut backoff).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_retryable() => {
+                    shared.health.down(health::RABBITMQ, &e);
                     let delay = backoff.next_delay();
-                    if backoff.attempts == 1 {
-                        warn!(error = %e, "lost the broker; reconnecting until it is back");
-                    }
                     tokio::select! {
                         () = shutdown.cancelled() => return Ok(()),
                         () = tokio::time::sleep(delay) => {}
@@ -170,6 +200,46 @@ impl Reconnect {
 struct Shared {
     config: WorkerConfig,
     handlers: HashMap<String, Arc<dyn StepHandler>>,
+    health: Health,
+    recent: Mutex<RecentResults>,
+}
+
+/// The results this worker published last, by (task, step, attempt): when a
+/// step comes back after its result was confirmed but before its ack was
+/// (a lost connection, a coordinator that republished after a crash), the
+/// worker sends the result again instead of running the handler twice.
+struct RecentResults {
+    capacity: usize,
+    order: VecDeque<(Uuid, String, u32)>,
+    results: HashMap<(Uuid, String, u32), Outgoing>,
+}
+
+impl RecentResults {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            order: VecDeque::with_capacity(capacity),
+            results: HashMap::with_capacity(capacity),
+        }
+    }
+
+    fn get(&self, key: &(Uuid, String, u32)) -> Option<Outgoing> {
+        self.results.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: (Uuid, String, u32), result: Outgoing) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.results.insert(key.clone(), result).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.results.remove(&old);
+            }
+        }
+    }
 }
 
 /// One connection's life: declare, consume, and on shutdown drain.
@@ -203,6 +273,7 @@ async fn session(
         consumers.push(consumer.map(move |d| (queue.clone(), d)));
     }
     backoff.succeeded();
+    shared.health.up(health::RABBITMQ);
     info!(namespaces = ?namespaces, concurrency = shared.config.concurrency, broker = broker.url(), "worker ready");
 
     let mut deliveries = futures::stream::select_all(consumers);
@@ -271,6 +342,22 @@ async fn handle_delivery(
         return publisher.dead_letter(&delivery, queue, &reason).await;
     }
 
+    let key = (ready.task_id, ready.step.clone(), ready.attempt);
+    let remembered = shared.recent.lock().expect("recent results poisoned").get(&key);
+    if let Some(result) = remembered {
+        info!(task_id = %ready.task_id, step = %ready.step, attempt = ready.attempt,
+            "step already finished here; sending its result again instead of running it twice");
+        publisher.publish(result).await?;
+        return delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .map(|_| ())
+            .map_err(|source| Error::Amqp {
+                url: redacted(shared),
+                source,
+            });
+    }
+
     let started_at = Utc::now();
     let outcome = run_handler(shared, &ready).await;
     let finished_at = Utc::now();
@@ -295,15 +382,19 @@ async fn handle_delivery(
         finished_at,
         outcome,
     };
-    publisher
-        .publish(Outgoing {
-            exchange: topology::EVENTS_EXCHANGE.to_owned(),
-            routing_key: topology::step_result_routing_key(&ready.namespace),
-            payload: message::encode(&result),
-            properties: broker::properties(message_type::STEP_RESULT, Some(ready.task_id)),
-            mandatory: true,
-        })
-        .await?;
+    let outgoing = Outgoing {
+        exchange: topology::EVENTS_EXCHANGE.to_owned(),
+        routing_key: topology::step_result_routing_key(&ready.namespace),
+        payload: message::encode(&result),
+        properties: broker::properties(message_type::STEP_RESULT, Some(ready.task_id)),
+        mandatory: true,
+    };
+    publisher.publish(outgoing.clone()).await?;
+    shared
+        .recent
+        .lock()
+        .expect("recent results poisoned")
+        .insert(key, outgoing);
     delivery
         .ack(BasicAckOptions::default())
         .await

@@ -18,6 +18,9 @@ struct Args {
     /// Simulated service latency, in milliseconds, as MIN..MAX.
     #[arg(long, env = "TASKER_DEMO_LATENCY_MS", default_value = "40..120", value_parser = parse_range)]
     latency_ms: std::ops::Range<u64>,
+    /// Serve /healthz and /readyz on this address, e.g. 0.0.0.0:8081.
+    #[arg(long, env = "TASKER_HEALTH_ADDR")]
+    health_addr: Option<std::net::SocketAddr>,
     /// Seconds in-flight steps get to finish on shutdown.
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
@@ -44,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         concurrency: args.concurrency,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         name: format!("microservices-worker-{}", std::process::id()),
+        health_addr: args.health_addr,
         ..WorkerConfig::default()
     };
     let shutdown = tasker_worker::telemetry::shutdown_on_signal();
