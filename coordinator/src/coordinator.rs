@@ -31,7 +31,7 @@ use tasker_worker::health::{self, Health};
 use tasker_worker::worker::Reconnect;
 
 use crate::Error;
-use crate::store::{Applied, Created, DueRetry, Inputs, Store, Verdict};
+use crate::store::{Applied, Bookkeeping, Created, Inputs, StepRef, Store, Verdict};
 
 /// How a coordinator runs.
 #[derive(Debug, Clone)]
@@ -48,9 +48,14 @@ pub struct CoordinatorConfig {
     pub retention: Duration,
     /// How often the retry schedule is checked.
     pub retry_poll: Duration,
-    /// How long a claimed retry stays with its claimant before another
-    /// coordinator may take it over.
-    pub retry_lease: Duration,
+    /// How long a claimed retry or expired lease stays with its claimant
+    /// before another coordinator may take it over.
+    pub claim_hold: Duration,
+    /// How long a step without `timeout_seconds` may run before it is
+    /// treated as stuck: retried as a retryable `timeout`.
+    pub default_lease: Duration,
+    /// Added to every step's lease, for the trip through the broker.
+    pub lease_margin: Duration,
     /// Shown in the broker's connection list and in logs.
     pub name: String,
     /// Where to serve `/healthz` and `/readyz`, if anywhere.
@@ -69,7 +74,9 @@ impl Default for CoordinatorConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             retention: Duration::from_secs(7 * 24 * 3600),
             retry_poll: Duration::from_millis(50),
-            retry_lease: Duration::from_secs(30),
+            claim_hold: Duration::from_secs(30),
+            default_lease: Duration::from_secs(600),
+            lease_margin: Duration::from_secs(30),
             name: format!("tasker-coordinator-{}", std::process::id()),
             health_addr: None,
             max_redeliveries: 5,
@@ -205,7 +212,7 @@ async fn session(
         stop: stop.clone(),
     });
     let tracker = TaskTracker::new();
-    tracker.spawn(run_retries(coordinator.clone(), stop.clone()));
+    tracker.spawn(run_sweeper(coordinator.clone(), stop.clone()));
 
     let mut deliveries = futures::stream::select_all(consumers);
     let outcome = loop {
@@ -353,10 +360,14 @@ impl Coordinator {
         match created {
             Created::New { roots } => {
                 info!(task_id = %task_id, template = %template.key(), "task accepted");
+                let leases = self.leases(&template, task_id, &roots, 1);
+                self.store.bookkeep(&template.namespace, &leases).await?;
                 self.publish_steps(&template, task_id, &roots, 1, &inputs).await?;
             }
             Created::Existing { status, republish } => {
                 info!(task_id = %task_id, ?status, "request for an existing task; nothing runs again");
+                let leases = self.leases(&template, task_id, &republish, 1);
+                self.store.bookkeep(&template.namespace, &leases).await?;
                 self.publish_steps(&template, task_id, &republish, 1, &inputs)
                     .await?;
                 if status != TaskStatus::Running
@@ -394,6 +405,20 @@ impl Coordinator {
             let reason = format!("template {} has no step {:?}", template.key(), result.step);
             return self.dead_letter(delivery, queue, &reason).await;
         };
+        self.apply(&template, step, &result, redelivered).await?;
+        ack(delivery, queue).await
+    }
+
+    /// Records a step result and carries out what it causes: the leases and
+    /// retries to note, the steps now ready, and the task's report if it
+    /// finished. Used for results from workers and for timeouts alike.
+    async fn apply(
+        &self,
+        template: &Arc<TaskTemplate>,
+        step: usize,
+        result: &StepResult,
+        redelivered: bool,
+    ) -> Result<(), Error> {
         let policy = &template.steps[step].retry;
         let (applied, payload) = match &result.outcome {
             StepOutcome::Completed { result } => (Applied::Completed, result.get().to_owned()),
@@ -404,18 +429,23 @@ impl Coordinator {
                         Some(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
                         _ => policy.delay(result.attempt, &mut rand::rng()),
                     };
-                    let due = Utc::now() + delay;
-                    (Applied::Retry { due }, payload)
+                    (
+                        Applied::Retry {
+                            due: Utc::now() + delay,
+                        },
+                        payload,
+                    )
                 } else {
                     (Applied::Failed, payload)
                 }
             }
         };
+        let task_id = result.task_id;
         let recorded = self
             .store
             .record_result(
-                result.task_id,
-                &template,
+                task_id,
+                template,
                 step,
                 result.attempt,
                 applied,
@@ -427,37 +457,66 @@ impl Coordinator {
             .await?;
         match recorded.verdict {
             Verdict::Applied => {
-                debug!(task_id = %result.task_id, step = %result.step, attempt = result.attempt, ?applied, "step result applied");
+                debug!(task_id = %task_id, step = %result.step, attempt = result.attempt, ?applied, "step result applied");
             }
             Verdict::Duplicate => {
-                info!(task_id = %result.task_id, step = %result.step, attempt = result.attempt,
-                    redelivered = redelivered, "duplicate step result; the first one stands");
+                info!(task_id = %task_id, step = %result.step, attempt = result.attempt,
+                    redelivered, "duplicate step result; the first one stands");
             }
             Verdict::Stale => {
-                info!(task_id = %result.task_id, step = %result.step, attempt = result.attempt,
+                info!(task_id = %task_id, step = %result.step, attempt = result.attempt,
                     "result for an attempt that is not the current one; ignored");
             }
             Verdict::UnknownTask => {
-                warn!(task_id = %result.task_id, step = %result.step, "result for an unknown or expired task; ignored");
+                warn!(task_id = %task_id, step = %result.step, "result for an unknown or expired task; ignored");
+                return Ok(());
             }
         }
-        self.publish_steps(&template, result.task_id, &recorded.ready, 1, &recorded.inputs)
-            .await?;
+        let mut changes = self.leases(template, task_id, &recorded.ready, 1);
+        changes.push(Bookkeeping::EndLease(StepRef::new(
+            task_id,
+            template,
+            step,
+            result.attempt,
+        )));
         if let Some(due) = recorded.retry_due {
-            info!(task_id = %result.task_id, step = %result.step, attempt = result.attempt,
+            info!(task_id = %task_id, step = %result.step, attempt = result.attempt,
                 retry_in_ms = (due - Utc::now()).num_milliseconds().max(0), "step will be retried");
-            self.store
-                .schedule_retry(result.task_id, &template, step, result.attempt, due)
-                .await?;
+            changes.push(Bookkeeping::Retry(
+                StepRef::new(task_id, template, step, result.attempt),
+                due,
+            ));
         }
+        self.store.bookkeep(&template.namespace, &changes).await?;
+        self.publish_steps(template, task_id, &recorded.ready, 1, &recorded.inputs)
+            .await?;
         let first_time_finished =
             recorded.verdict == Verdict::Applied && recorded.status != TaskStatus::Running;
         let finished_again =
             recorded.verdict == Verdict::Duplicate && redelivered && recorded.status != TaskStatus::Running;
         if first_time_finished || finished_again {
-            self.publish_finished(result.task_id, None).await?;
+            self.publish_finished(task_id, None).await?;
         }
-        ack(delivery, queue).await
+        Ok(())
+    }
+
+    /// Leases for `steps`, about to be published at `attempt`: each ends
+    /// after its `timeout_seconds` (or the default lease) plus a margin.
+    fn leases(
+        &self,
+        template: &TaskTemplate,
+        task_id: Uuid,
+        steps: &[usize],
+        attempt: u32,
+    ) -> Vec<Bookkeeping> {
+        steps
+            .iter()
+            .map(|&s| {
+                let lease =
+                    template.steps[s].timeout.unwrap_or(self.config.default_lease) + self.config.lease_margin;
+                Bookkeeping::Lease(StepRef::new(task_id, template, s, attempt), Utc::now() + lease)
+            })
+            .collect()
     }
 
     /// Publishes a step-ready message for each step in `steps`, all at
@@ -577,60 +636,113 @@ impl Coordinator {
     }
 }
 
-/// Takes due retries of every served namespace off the schedule and
-/// publishes their next attempt.
-async fn run_retries(coordinator: Arc<Coordinator>, stop: CancellationToken) {
+/// The sweeper: for every served namespace, publishes the next attempt of
+/// retries that are due, and times out attempts whose lease ran out.
+/// Claims are held, not removed, so a coordinator that dies mid-way leaves
+/// its claims to be taken over when the hold runs out.
+async fn run_sweeper(coordinator: Arc<Coordinator>, stop: CancellationToken) {
     let namespaces: Vec<String> = coordinator
         .templates
         .namespaces()
         .into_iter()
         .map(str::to_owned)
         .collect();
+    let hold = coordinator.config.claim_hold;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(coordinator.config.retry_poll) => {}
         }
         for namespace in &namespaces {
-            let due = match coordinator
-                .store
-                .claim_due_retries(namespace, coordinator.config.retry_lease, 100)
-                .await
-            {
-                Ok(due) => due,
-                Err(e) => {
-                    debug!(error = %e, "cannot read the retry schedule");
-                    continue;
+            match coordinator.store.claim_due_retries(namespace, hold, 100).await {
+                Ok(due) => {
+                    for retry in due {
+                        if let Err(e) = coordinator.dispatch(&retry).await {
+                            warn!(error = %e, task_id = %retry.task_id, "retry not dispatched; it will be tried again");
+                        }
+                    }
                 }
-            };
-            for retry in due {
-                if let Err(e) = coordinator.dispatch(namespace, &retry).await {
-                    // The claim's lease runs out and the retry is claimed again.
-                    warn!(error = %e, task_id = %retry.task_id, "retry not dispatched; it will be tried again");
+                Err(e) => debug!(error = %e, "cannot read the retry schedule"),
+            }
+            match coordinator.store.claim_expired_leases(namespace, hold, 100).await {
+                Ok(expired) => {
+                    for lease in expired {
+                        if let Err(e) = coordinator.expire(&lease).await {
+                            warn!(error = %e, task_id = %lease.task_id, "expired lease not handled; it will be tried again");
+                        }
+                    }
                 }
+                Err(e) => debug!(error = %e, "cannot read the lease set"),
             }
         }
     }
 }
 
 impl Coordinator {
-    async fn dispatch(&self, namespace: &str, retry: &DueRetry) -> Result<(), Error> {
-        let (ns, name, version) = &retry.template;
-        let Ok(template) = self.templates.get(ns, name, Some(version)) else {
+    /// The template a schedule entry names, if this coordinator loads it.
+    fn template_of(&self, entry: &StepRef) -> Option<Arc<TaskTemplate>> {
+        let (ns, name, version) = &entry.template;
+        let found = self.templates.get(ns, name, Some(version)).ok().cloned();
+        if found.is_none() {
             // Another coordinator may load this version; its claim comes
-            // when this one's lease runs out.
-            warn!(task_id = %retry.task_id, template = %format!("{ns}/{name}@{version}"),
-                "retry for a template version this coordinator does not load; leaving it to one that does");
+            // when this one's hold runs out.
+            warn!(task_id = %entry.task_id, template = %format!("{ns}/{name}@{version}"),
+                "schedule entry for a template version this coordinator does not load; leaving it to one that does");
+        }
+        found
+    }
+
+    async fn dispatch(&self, retry: &StepRef) -> Result<(), Error> {
+        let Some(template) = self.template_of(retry) else {
             return Ok(());
         };
-        let template = template.clone();
         if let Some(inputs) = self.store.dispatch_retry(retry, &template).await? {
-            let attempt = retry.failed_attempt + 1;
+            let attempt = retry.attempt + 1;
             info!(task_id = %retry.task_id, step = %template.steps[retry.step].name, attempt, "retrying step");
+            let leases = self.leases(&template, retry.task_id, &[retry.step], attempt);
+            self.store.bookkeep(&template.namespace, &leases).await?;
             self.publish_steps(&template, retry.task_id, &[retry.step], attempt, &inputs)
                 .await?;
         }
-        self.store.unschedule(namespace, &retry.member).await
+        self.store
+            .bookkeep(&template.namespace, &[Bookkeeping::EndRetry(retry.clone())])
+            .await
+    }
+
+    /// An attempt outlived its lease: no result came, and the broker did not
+    /// hand the step to another worker. It fails as a retryable `timeout`.
+    async fn expire(&self, lease: &StepRef) -> Result<(), Error> {
+        let Some(template) = self.template_of(lease) else {
+            return Ok(());
+        };
+        let step = &template.steps[lease.step];
+        let lease_secs =
+            (step.timeout.unwrap_or(self.config.default_lease) + self.config.lease_margin).as_secs_f64();
+        let now = Utc::now();
+        let result = StepResult {
+            protocol_version: PROTOCOL_VERSION,
+            task_id: lease.task_id,
+            namespace: template.namespace.clone(),
+            task_name: template.name.clone(),
+            task_version: template.version.to_string(),
+            step: step.name.clone(),
+            attempt: lease.attempt,
+            started_at: now,
+            finished_at: now,
+            outcome: StepOutcome::Failed {
+                error: tasker_protocol::StepFailure {
+                    retryable: true,
+                    code: tasker_worker::handler::TIMEOUT.to_owned(),
+                    message: format!(
+                        "no result within the step's lease of {lease_secs} s; its worker may have hung or lost the message"
+                    ),
+                    retry_after_seconds: None,
+                },
+            },
+        };
+        // As a redelivery: if the timeout was applied before, its effects
+        // are handed back and carried out again.
+        self.apply(&template, lease.step, &result, true).await
     }
 }
 

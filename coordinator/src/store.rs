@@ -122,10 +122,12 @@ pub struct Inputs {
     pub results: HashMap<usize, String>,
 }
 
-/// A scheduled retry that this coordinator has claimed.
+/// One attempt of one step, as the schedules name it: a member of a
+/// namespace's retry schedule (`attempt` is the one that failed) or of its
+/// lease set (`attempt` is the one running).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DueRetry {
-    /// The schedule member, to remove once the attempt is published.
+pub struct StepRef {
+    /// The sorted-set member: `<task_id>|<namespace>|<name>|<version>|<step>|<attempt>`.
     pub member: String,
     /// The task.
     pub task_id: Uuid,
@@ -133,16 +135,30 @@ pub struct DueRetry {
     pub template: (String, String, String),
     /// The step index.
     pub step: usize,
-    /// The attempt that failed.
-    pub failed_attempt: u32,
+    /// The attempt.
+    pub attempt: u32,
 }
 
-impl DueRetry {
-    fn member(task_id: Uuid, template: &TaskTemplate, step: usize, failed_attempt: u32) -> String {
-        format!(
-            "{task_id}|{}|{}|{}|{step}|{failed_attempt}",
+impl StepRef {
+    /// Names attempt `attempt` of step `step` of a task of `template`.
+    #[must_use]
+    pub fn new(task_id: Uuid, template: &TaskTemplate, step: usize, attempt: u32) -> Self {
+        let member = format!(
+            "{task_id}|{}|{}|{}|{step}|{attempt}",
             template.namespace, template.name, template.version
-        )
+        );
+        let template = (
+            template.namespace.clone(),
+            template.name.clone(),
+            template.version.to_string(),
+        );
+        Self {
+            member,
+            task_id,
+            template,
+            step,
+            attempt,
+        }
     }
 
     fn parse(member: String) -> Option<Self> {
@@ -154,10 +170,32 @@ impl DueRetry {
             task_id: task_id.parse().ok()?,
             template: (ns.to_owned(), name.to_owned(), version.to_owned()),
             step: step.parse().ok()?,
-            failed_attempt: attempt.parse().ok()?,
+            attempt: attempt.parse().ok()?,
             member,
         })
     }
+}
+
+/// A change to a namespace's retry schedule or lease set. Several are sent
+/// to Redis together, in one round trip.
+#[derive(Debug, Clone)]
+pub enum Bookkeeping {
+    /// The attempt is running; if no result comes by the deadline, it is
+    /// treated as a retryable `timeout`.
+    Lease(StepRef, DateTime<Utc>),
+    /// The attempt has a result; its lease is over.
+    EndLease(StepRef),
+    /// The failed attempt is retried at the given time.
+    Retry(StepRef, DateTime<Utc>),
+    /// The retry was published; it leaves the schedule.
+    EndRetry(StepRef),
+}
+
+/// The sorted set of running attempts of `namespace`, scored by their lease
+/// deadline.
+#[must_use]
+pub fn lease_key(namespace: &str) -> String {
+    format!("tasker:leases:{namespace}")
 }
 
 impl Store {
@@ -337,29 +375,32 @@ impl Store {
         })
     }
 
-    /// Puts a retry on the schedule.
+    /// Applies schedule and lease changes of `namespace` in one round trip.
     ///
     /// # Errors
     ///
     /// Returns [`Error::Redis`] if Redis fails.
-    pub async fn schedule_retry(
-        &self,
-        task_id: Uuid,
-        template: &TaskTemplate,
-        step: usize,
-        failed_attempt: u32,
-        due: DateTime<Utc>,
-    ) -> Result<(), Error> {
+    pub async fn bookkeep(&self, namespace: &str, changes: &[Bookkeeping]) -> Result<(), Error> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let (schedule, leases) = (schedule_key(namespace), lease_key(namespace));
+        let mut pipe = redis::pipe();
+        for change in changes {
+            match change {
+                Bookkeeping::Lease(r, at) => pipe.zadd(&leases, &r.member, at.timestamp_millis()),
+                Bookkeeping::EndLease(r) => pipe.zrem(&leases, &r.member),
+                Bookkeeping::Retry(r, at) => pipe.zadd(&schedule, &r.member, at.timestamp_millis()),
+                Bookkeeping::EndRetry(r) => pipe.zrem(&schedule, &r.member),
+            }
+            .ignore();
+        }
         let mut conn = self.conn.clone();
-        let member = DueRetry::member(task_id, template, step, failed_attempt);
-        let _: i64 = conn
-            .zadd(schedule_key(&template.namespace), member, due.timestamp_millis())
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(())
+        pipe.query_async::<()>(&mut conn).await.map_err(|e| self.error(e))
     }
 
-    /// Claims up to `limit` due retries of `namespace` for `lease`.
+    /// Claims up to `limit` retries of `namespace` that are due, holding
+    /// each for `hold`.
     ///
     /// # Errors
     ///
@@ -367,29 +408,48 @@ impl Store {
     pub async fn claim_due_retries(
         &self,
         namespace: &str,
-        lease: Duration,
+        hold: Duration,
         limit: usize,
-    ) -> Result<Vec<DueRetry>, Error> {
+    ) -> Result<Vec<StepRef>, Error> {
+        self.claim(&schedule_key(namespace), hold, limit).await
+    }
+
+    /// Claims up to `limit` attempts of `namespace` whose lease has run out,
+    /// holding each for `hold`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if the script fails.
+    pub async fn claim_expired_leases(
+        &self,
+        namespace: &str,
+        hold: Duration,
+        limit: usize,
+    ) -> Result<Vec<StepRef>, Error> {
+        self.claim(&lease_key(namespace), hold, limit).await
+    }
+
+    async fn claim(&self, key: &str, hold: Duration, limit: usize) -> Result<Vec<StepRef>, Error> {
         let mut conn = self.conn.clone();
         let members: Vec<String> = CLAIM_DUE
-            .key(schedule_key(namespace))
+            .key(key)
             .arg(Utc::now().timestamp_millis())
-            .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
+            .arg(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX))
             .arg(limit)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.error(e))?;
-        let mut due = Vec::with_capacity(members.len());
+        let mut claimed = Vec::with_capacity(members.len());
         for member in members {
-            match DueRetry::parse(member.clone()) {
-                Some(d) => due.push(d),
+            match StepRef::parse(member.clone()) {
+                Some(r) => claimed.push(r),
                 None => {
-                    tracing::error!(member, "unreadable entry in the retry schedule; removing it");
-                    self.unschedule(namespace, &member).await?;
+                    tracing::error!(key, member, "unreadable entry in a schedule; removing it");
+                    let _: i64 = conn.zrem(key, &member).await.map_err(|e| self.error(e))?;
                 }
             }
         }
-        Ok(due)
+        Ok(claimed)
     }
 
     /// Starts the next attempt of a claimed retry; `None` if it no longer applies.
@@ -399,14 +459,14 @@ impl Store {
     /// Returns [`Error::Redis`] if the script fails.
     pub async fn dispatch_retry(
         &self,
-        retry: &DueRetry,
+        retry: &StepRef,
         template: &TaskTemplate,
     ) -> Result<Option<Inputs>, Error> {
         let mut conn = self.conn.clone();
         let reply: Vec<String> = DISPATCH_RETRY
             .key(task_key(retry.task_id))
             .arg(retry.step)
-            .arg(retry.failed_attempt)
+            .arg(retry.attempt)
             .arg(csv(template.dag.ancestors(retry.step)))
             .invoke_async(&mut conn)
             .await
@@ -420,20 +480,6 @@ impl Store {
                 }),
             _ => Ok(None),
         }
-    }
-
-    /// Removes a retry from the schedule of `namespace`.
-    ///
-    /// # Errors
-    ///
-    /// Returns [`Error::Redis`] if Redis fails.
-    pub async fn unschedule(&self, namespace: &str, member: &str) -> Result<(), Error> {
-        let mut conn = self.conn.clone();
-        let _: i64 = conn
-            .zrem(schedule_key(namespace), member)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(())
     }
 
     /// Reads a task; `None` if it does not exist (or has expired).

@@ -80,6 +80,8 @@ pub fn coordinator_config() -> CoordinatorConfig {
         amqp_url: amqp_url(),
         redis_url: redis_url(),
         retry_poll: Duration::from_millis(20),
+        lease_margin: Duration::from_millis(500),
+        claim_hold: Duration::from_secs(5),
         retention: Duration::from_secs(3600),
         name: format!("test-coordinator-{}", &Uuid::new_v4().simple().to_string()[..6]),
         ..CoordinatorConfig::default()

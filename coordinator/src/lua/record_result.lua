@@ -87,7 +87,9 @@ if state == 'retry' then
   return {'duplicate', status, '', redis.call('HGET', key, 'due:' .. i)}
 end
 local ready = {}
-if state == 'completed' then
+-- Children are handed back only to a redelivered completion: a timeout that
+-- comes after the step completed must not publish them again.
+if state == 'completed' and outcome == 'completed' then
   for _, c in ipairs(children) do
     if redis.call('HGET', key, 's:' .. c) == 'enqueued' and redis.call('HGET', key, 'a:' .. c) == '1' then
       ready[#ready + 1] = c
