@@ -152,6 +152,7 @@ struct Coordinator {
     templates: Arc<TemplateRegistry>,
     store: Store,
     publisher: Publisher,
+    broker: Arc<Broker>,
     health: Health,
     /// Cancelled when the session ends, to stop retries in place.
     stop: CancellationToken,
@@ -165,7 +166,7 @@ async fn session(
     shutdown: &CancellationToken,
     backoff: &mut Reconnect,
 ) -> Result<(), Error> {
-    let broker = Broker::connect(&config.amqp_url, &config.name).await?;
+    let broker = Arc::new(Broker::connect(&config.amqp_url, &config.name).await?);
     let publisher = broker.publisher().await?;
     let channel = broker.channel().await?;
     broker.declare_common(&channel).await?;
@@ -208,6 +209,7 @@ async fn session(
         templates: templates.clone(),
         store: store.clone(),
         publisher,
+        broker: broker.clone(),
         health: health.clone(),
         stop: stop.clone(),
     });
@@ -310,6 +312,11 @@ impl Coordinator {
         {
             Ok(t) => t.clone(),
             Err(e) => {
+                if queue == topology::UNROUTED_REQUESTS_QUEUE
+                    && self.forward_unrouted(&request, delivery).await?
+                {
+                    return ack(delivery, queue).await;
+                }
                 let code = match e {
                     LookupError::UnknownTemplate { .. } => RejectCode::UnknownTemplate,
                     LookupError::UnknownVersion { .. } => RejectCode::UnknownVersion,
@@ -629,6 +636,45 @@ impl Coordinator {
         self.publisher.publish_all(messages).await?;
         self.dead_letter(delivery, queue, &format!("{}: {reason}", code.as_str()))
             .await
+    }
+
+    /// A request reached the unrouted queue although its namespace may be
+    /// served: bindings can be missing for a moment while RabbitMQ
+    /// recovers. If the namespace's request queue exists, the request goes
+    /// straight to it, through the default exchange, which needs no binding,
+    /// and `true` is returned; a coordinator that serves the namespace takes
+    /// it from there.
+    async fn forward_unrouted(&self, request: &TaskRequest, delivery: &Delivery) -> Result<bool, Error> {
+        let queue = topology::request_queue(&request.namespace);
+        // A passive declare of a missing queue closes its channel: use one
+        // of its own.
+        let channel = self.broker.channel().await?;
+        let exists = channel
+            .queue_declare(
+                queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .is_ok();
+        let _ = channel.close(200, "done".into()).await;
+        if !exists {
+            return Ok(false);
+        }
+        info!(namespace = %request.namespace, "request reached the unrouted queue while its namespace is served; forwarding it");
+        self.publisher
+            .publish(Outgoing {
+                exchange: String::new(),
+                routing_key: queue,
+                payload: delivery.data.clone(),
+                properties: delivery.properties.clone(),
+                mandatory: true,
+            })
+            .await?;
+        Ok(true)
     }
 
     async fn dead_letter(&self, delivery: &Delivery, queue: &str, reason: &str) -> Result<(), Error> {

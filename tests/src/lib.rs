@@ -6,6 +6,8 @@
 //! Every test uses its own namespaces, so it has its own queues: tests
 //! running at once cannot see each other's messages.
 
+pub mod chaos;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

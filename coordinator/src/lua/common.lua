@@ -8,7 +8,8 @@
 -- fields, by step index i: s:i state (pending | enqueued | retry |
 -- completed | failed | blocked), a:i current attempt, w:i dependencies not
 -- yet completed, r:i result JSON, e:i last error JSON, t0:i and t1:i the
--- last attempt's start and end (unix ms), due:i when a retry is due.
+-- last attempt's start and end (unix ms), due:i when a retry is due, f:i
+-- how often the step was released by its dependency counter (always 1).
 
 -- Splits "1,2,3" into a list of strings; "" gives an empty list.
 local function split(csv)

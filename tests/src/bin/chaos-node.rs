@@ -1,0 +1,101 @@
+//! One process of the chaos suite: a coordinator, or a worker whose
+//! handlers sleep a little and count every run in Redis, so that the suite
+//! can count handler executions beyond one per attempt even across kill -9.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use redis::AsyncCommands;
+use serde_json::json;
+use tasker_worker::{StepContext, StepError, Worker, WorkerConfig, handler_fn};
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Run a coordinator over a directory of templates.
+    Coordinator {
+        #[arg(long)]
+        templates: PathBuf,
+    },
+    /// Run a worker for a namespace.
+    Worker {
+        #[arg(long)]
+        namespace: String,
+    },
+}
+
+/// The Redis hash where the workers of `namespace` count handler runs, by
+/// `<task>|<step>|<attempt>`.
+fn runs_key(namespace: &str) -> String {
+    format!("chaos:runs:{namespace}")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tasker_worker::telemetry::init();
+    let shutdown = tasker_worker::telemetry::shutdown_on_signal();
+    let amqp_url = tasker_e2e::amqp_url();
+    match Args::parse().role {
+        Role::Coordinator { templates } => {
+            let registry = tasker_coordinator::templates::load_dir(&templates)?;
+            let config = tasker_coordinator::CoordinatorConfig {
+                amqp_url,
+                redis_url: tasker_e2e::redis_url(),
+                retention: Duration::from_secs(3600),
+                lease_margin: Duration::from_secs(5),
+                claim_hold: Duration::from_secs(5),
+                ..Default::default()
+            };
+            tasker_coordinator::run(config, registry, shutdown).await?;
+        }
+        Role::Worker { namespace } => {
+            let redis = redis::Client::open(tasker_e2e::redis_url())?;
+            let conn = redis::aio::ConnectionManager::new(redis).await?;
+            let key = runs_key(&namespace);
+            let handler = handler_fn(move |ctx: StepContext| {
+                let (mut conn, key) = (conn.clone(), key.clone());
+                async move {
+                    let field = format!("{}|{}|{}", ctx.task_id(), ctx.step_name(), ctx.attempt());
+                    // Counting is the test's business, not the engine's: a
+                    // failure to count fails the attempt, retryably.
+                    let _: i64 = conn
+                        .hincr(&key, field, 1)
+                        .await
+                        .map_err(|e| StepError::retryable("CHAOS_COUNT", e.to_string()))?;
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(5..20))).await;
+                    Ok(json!({ "step": ctx.step_name(), "nonce": rand::random::<u64>() }))
+                }
+            });
+            let handler = std::sync::Arc::new(handler);
+            let mut worker = Worker::new(WorkerConfig {
+                amqp_url,
+                concurrency: 64,
+                shutdown_grace: Duration::from_secs(5),
+                name: format!("chaos-worker-{}", std::process::id()),
+                ..WorkerConfig::default()
+            })
+            .namespace(&namespace);
+            for callable in tasker_e2e::chaos::CALLABLES {
+                worker = worker.handler(*callable, Shared(handler.clone()));
+            }
+            worker.run(shutdown).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One handler under several callables.
+struct Shared<H>(std::sync::Arc<H>);
+
+#[async_trait::async_trait]
+impl<H: tasker_worker::StepHandler> tasker_worker::StepHandler for Shared<H> {
+    async fn call(&self, ctx: &StepContext) -> Result<serde_json::Value, StepError> {
+        self.0.call(ctx).await
+    }
+}

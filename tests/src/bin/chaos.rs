@@ -1,0 +1,64 @@
+//! `deploy/dev chaos`: the fault-injection suite, at full size.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tasker_e2e::chaos::{self, ChaosConfig, Fault};
+
+#[derive(Parser)]
+#[command(about = "Runs diamonds and 20-way fan-ins under load while killing and restarting every component")]
+struct Args {
+    /// The most tasks to submit; submitting stops once every fault has
+    /// been injected and recovered from.
+    #[arg(long, default_value_t = 100_000)]
+    max_tasks: usize,
+    /// Tasks kept in flight.
+    #[arg(long, default_value_t = 250)]
+    in_flight: usize,
+    /// Seconds between faults, once the previous one has recovered.
+    #[arg(long, default_value_t = 3.0)]
+    fault_interval: f64,
+    /// Seconds unfinished tasks may take once all are submitted.
+    #[arg(long, default_value_t = 120.0)]
+    finish_timeout: f64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dev_script = root.join("deploy/dev");
+    if let Some(why) = chaos::restart_blocker(&dev_script) {
+        anyhow::bail!("{why}; start them with deploy/dev servers (deploy/dev chaos does)");
+    }
+    let exe = std::env::current_exe()?;
+    let node_binary = exe.with_file_name("chaos-node");
+    let log_dir = root
+        .join("target/chaos")
+        .join(chrono::Utc::now().format("%Y%m%dT%H%M%S").to_string());
+    std::fs::create_dir_all(&log_dir)?;
+    let report = chaos::run(ChaosConfig {
+        max_tasks: args.max_tasks,
+        in_flight: args.in_flight,
+        fault_interval: Duration::from_secs_f64(args.fault_interval),
+        finish_timeout: Duration::from_secs_f64(args.finish_timeout),
+        faults: Fault::ALL.to_vec(),
+        node_binary,
+        dev_script,
+        log_dir: log_dir.clone(),
+    })
+    .await?;
+    println!("\n{}", report.table());
+    let json = serde_json::to_string(&report)?;
+    println!("{json}");
+    std::fs::write(root.join("target/chaos/latest.json"), &json)?;
+    if report.passed() {
+        println!("chaos: PASSED: nothing lost, every join fired once");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("chaos: FAILED; the processes' logs are in {}", log_dir.display());
+        Ok(ExitCode::FAILURE)
+    }
+}
