@@ -702,13 +702,14 @@ async fn run_sweeper(coordinator: Arc<Coordinator>, stop: CancellationToken) {
         for namespace in &namespaces {
             match coordinator.store.claim_due_retries(namespace, hold, 100).await {
                 Ok(due) => {
+                    coordinator.health.up(health::REDIS);
                     for retry in due {
                         if let Err(e) = coordinator.dispatch(&retry).await {
                             warn!(error = %e, task_id = %retry.task_id, "retry not dispatched; it will be tried again");
                         }
                     }
                 }
-                Err(e) => debug!(error = %e, "cannot read the retry schedule"),
+                Err(e) => coordinator.health.down(health::REDIS, &e),
             }
             match coordinator.store.claim_expired_leases(namespace, hold, 100).await {
                 Ok(expired) => {
@@ -718,7 +719,7 @@ async fn run_sweeper(coordinator: Arc<Coordinator>, stop: CancellationToken) {
                         }
                     }
                 }
-                Err(e) => debug!(error = %e, "cannot read the lease set"),
+                Err(e) => coordinator.health.down(health::REDIS, &e),
             }
         }
     }

@@ -112,6 +112,15 @@ impl Client {
                     }
                     _ => None,
                 };
+                if reply.is_none() {
+                    // Replies are notifications on a private queue; one that
+                    // cannot be read is reported, not dead-lettered.
+                    tracing::warn!(
+                        correlation,
+                        ?kind,
+                        "unreadable reply from the coordinator; ignoring it"
+                    );
+                }
                 let waiter = routing.lock().expect("reply map poisoned").remove(&correlation);
                 if let (Some(reply), Some(waiter)) = (reply, waiter) {
                     // The waiter may have given up; that is its choice.

@@ -28,15 +28,17 @@ pub const REDIS: &str = "redis";
 #[derive(Clone, Default)]
 pub struct Health {
     // A std mutex: a few instructions under it, never held across an await.
-    state: Arc<Mutex<BTreeMap<&'static str, bool>>>,
+    // `None` until the first attempt to connect: an outage at start is
+    // logged like any other.
+    state: Arc<Mutex<BTreeMap<&'static str, Option<bool>>>>,
 }
 
 impl Health {
-    /// A health record with `dependencies`, all down until reported up.
+    /// A health record with `dependencies`, none of them up until reported.
     #[must_use]
     pub fn new(dependencies: &[&'static str]) -> Self {
         Self {
-            state: Arc::new(Mutex::new(dependencies.iter().map(|d| (*d, false)).collect())),
+            state: Arc::new(Mutex::new(dependencies.iter().map(|d| (*d, None)).collect())),
         }
     }
 
@@ -46,8 +48,8 @@ impl Health {
             .state
             .lock()
             .expect("health poisoned")
-            .insert(dependency, true);
-        if was == Some(false) {
+            .insert(dependency, Some(true));
+        if was == Some(Some(false)) {
             info!(dependency, "connected");
         }
     }
@@ -59,8 +61,8 @@ impl Health {
             .state
             .lock()
             .expect("health poisoned")
-            .insert(dependency, false);
-        if was != Some(false) {
+            .insert(dependency, Some(false));
+        if was != Some(Some(false)) {
             warn!(dependency, %error, "lost connection; retrying until it is back");
         }
     }
@@ -68,7 +70,11 @@ impl Health {
     /// Whether every dependency is up.
     #[must_use]
     pub fn is_ready(&self) -> bool {
-        self.state.lock().expect("health poisoned").values().all(|up| *up)
+        self.state
+            .lock()
+            .expect("health poisoned")
+            .values()
+            .all(|up| *up == Some(true))
     }
 
     /// One `name: up|down` line per dependency.
@@ -78,7 +84,7 @@ impl Health {
             .lock()
             .expect("health poisoned")
             .iter()
-            .map(|(name, up)| format!("{name}: {}\n", if *up { "up" } else { "down" }))
+            .map(|(name, up)| format!("{name}: {}\n", if *up == Some(true) { "up" } else { "down" }))
             .collect()
     }
 }
