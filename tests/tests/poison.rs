@@ -280,3 +280,61 @@ async fn a_step_redelivered_too_often_is_dead_lettered_instead_of_run() {
     handle.await.unwrap();
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_results_for_old_attempts_and_unknown_tasks_change_nothing() {
+    let ns = unique("late");
+    let flow = template(&format!(
+        "name: one\nnamespace_name: {ns}\nversion: 1.0.0\nsteps:\n  - name: only\n    handler: {{ callable: ok }}\n"
+    ));
+    let recorder = Recorder::default();
+    let worker = Worker::new(worker_config(4))
+        .namespace(&ns)
+        .handler("ok", recorder.ok(Duration::ZERO));
+    let stack = Stack::start(vec![flow], 1, vec![worker]).await.unwrap();
+    let report = stack.run(&ns, "one", json!({})).await.unwrap();
+    let publisher = stack.client.publisher();
+    let result = |task_id: uuid::Uuid, attempt: u32| {
+        serde_json::to_vec(
+            &json!({"protocol_version": 1, "task_id": task_id, "namespace": ns, "task_name": "one",
+            "task_version": "1.0.0", "step": "only", "attempt": attempt, "started_at": "2026-01-01T00:00:00Z",
+            "finished_at": "2026-01-01T00:00:01Z", "status": "failed",
+            "error": {"retryable": false, "code": "LATE", "message": "too late"}}),
+        )
+        .unwrap()
+    };
+    let key = topology::step_result_routing_key(&ns);
+    // A failure for an attempt that never was current, and one for a task
+    // that does not exist.
+    publish_raw(
+        publisher,
+        topology::EVENTS_EXCHANGE,
+        &key,
+        message_type::STEP_RESULT,
+        result(report.task_id, 7),
+    )
+    .await;
+    publish_raw(
+        publisher,
+        topology::EVENTS_EXCHANGE,
+        &key,
+        message_type::STEP_RESULT,
+        result(uuid::Uuid::new_v4(), 1),
+    )
+    .await;
+    // The coordinator keeps serving, and the finished task is as it was.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = stack.run(&ns, "one", json!({})).await.unwrap();
+    assert_eq!(later.status, TaskStatus::Complete);
+    let store = tasker_coordinator::Store::connect(&tasker_e2e::redis_url(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let snapshot = store.task(report.task_id).await.unwrap().unwrap();
+    assert_eq!(snapshot.status, TaskStatus::Complete);
+    assert_eq!(snapshot.steps[0].state, tasker_protocol::StepState::Completed);
+    assert!(
+        snapshot.steps[0].error.is_none(),
+        "the late failure was not recorded"
+    );
+    stack.stop().await;
+}
