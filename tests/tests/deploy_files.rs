@@ -1,0 +1,568 @@
+//! `deploy/compose.yaml` and `deploy/Dockerfile` agree with each other and with the workspace.
+//!
+//! No Docker engine runs these files in CI, so this test reads them instead: every service is
+//! restarted and health-checked, every built service runs a binary the workspace builds, with
+//! flags that binary has, from a Dockerfile target that copies it, and Redis keeps the
+//! data-safety settings of `docs/reliability.md`. It needs no servers.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value;
+
+const COMPOSE: &str = "deploy/compose.yaml";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives one level below the workspace root")
+        .to_owned()
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The compose file with its `<<:` merge keys applied, as Compose applies them.
+fn compose() -> Value {
+    let path = repo_root().join(COMPOSE);
+    let mut compose: Value =
+        serde_yaml::from_str(&read(&path)).unwrap_or_else(|e| panic!("{COMPOSE} is not valid YAML: {e}"));
+    compose
+        .apply_merge()
+        .unwrap_or_else(|e| panic!("{COMPOSE}: bad merge key: {e}"));
+    compose
+}
+
+fn services(compose: &Value) -> BTreeMap<String, Value> {
+    let services = compose
+        .get("services")
+        .and_then(Value::as_mapping)
+        .unwrap_or_else(|| panic!("{COMPOSE} has no `services` mapping"));
+    services
+        .iter()
+        .map(|(name, service)| {
+            (
+                name.as_str().expect("service names are strings").to_owned(),
+                service.clone(),
+            )
+        })
+        .collect()
+}
+
+fn service(compose: &Value, name: &str) -> Value {
+    services(compose)
+        .remove(name)
+        .unwrap_or_else(|| panic!("{COMPOSE} has no service `{name}`"))
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => panic!("expected a scalar, found {other:?}"),
+    }
+}
+
+/// A `command` or a healthcheck `test`, given as a string or a list, as words.
+fn words(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+        Value::Sequence(items) => items.iter().map(scalar).collect(),
+        other => panic!("expected a string or a list, found {other:?}"),
+    }
+}
+
+/// The value after `flag` in a command, as in `--flag value` or `--flag=value`.
+fn flag_value(words: &[String], flag: &str) -> Option<String> {
+    words.iter().enumerate().find_map(|(i, word)| {
+        if word == flag {
+            words.get(i + 1).cloned()
+        } else {
+            word.strip_prefix(flag)?.strip_prefix('=').map(str::to_owned)
+        }
+    })
+}
+
+/// A service's `environment`, given as a mapping or as a list of `KEY=value`.
+fn environment(service: &Value) -> BTreeMap<String, String> {
+    match service.get("environment") {
+        None => BTreeMap::new(),
+        Some(Value::Mapping(vars)) => vars.iter().map(|(k, v)| (scalar(k), scalar(v))).collect(),
+        Some(Value::Sequence(vars)) => vars
+            .iter()
+            .map(|var| {
+                let var = scalar(var);
+                let (k, v) = var.split_once('=').unwrap_or((var.as_str(), ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect(),
+        Some(other) => panic!("`environment` is neither a mapping nor a list: {other:?}"),
+    }
+}
+
+/// A `[[bin]]` target of a workspace member.
+#[derive(Debug)]
+struct Binary {
+    name: String,
+    package: String,
+    source: PathBuf,
+}
+
+/// The string value of `key = "…"` on one line of a Cargo.toml.
+fn toml_string(line: &str, key: &str) -> Option<String> {
+    let (k, v) = line.split_once('=')?;
+    (k.trim() == key).then(|| v.trim().trim_matches('"').to_owned())
+}
+
+/// Every binary the workspace builds, read from the members' Cargo.toml files.
+fn workspace_binaries() -> Vec<Binary> {
+    let root = repo_root();
+    let manifest = read(&root.join("Cargo.toml"));
+    let members = manifest
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("members"))
+        .expect("the root Cargo.toml lists its members on one line");
+    let mut binaries = Vec::new();
+    for member in members.split('"').skip(1).step_by(2) {
+        let dir = root.join(member);
+        let mut package = None;
+        let mut section = String::new();
+        let mut bins: Vec<(Option<String>, Option<String>)> = Vec::new();
+        for line in read(&dir.join("Cargo.toml")).lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line.to_owned();
+                if section == "[[bin]]" {
+                    bins.push((None, None));
+                }
+            } else if section == "[package]" {
+                package = package.or_else(|| toml_string(line, "name"));
+            } else if section == "[[bin]]" {
+                let bin = bins.last_mut().expect("inside a [[bin]] section");
+                bin.0 = bin.0.take().or_else(|| toml_string(line, "name"));
+                bin.1 = bin.1.take().or_else(|| toml_string(line, "path"));
+            }
+        }
+        let package = package.unwrap_or_else(|| panic!("{member}/Cargo.toml has no package name"));
+        if bins.is_empty() && dir.join("src/main.rs").exists() {
+            bins.push((Some(package.clone()), None));
+        }
+        for (name, path) in bins {
+            binaries.push(Binary {
+                name: name.unwrap_or_else(|| panic!("a [[bin]] of {member} has no name")),
+                package: package.clone(),
+                source: dir.join(path.as_deref().unwrap_or("src/main.rs")),
+            });
+        }
+    }
+    binaries
+}
+
+/// One `FROM` stage of a Dockerfile, with its instructions after `FROM`.
+#[derive(Debug)]
+struct Stage {
+    name: Option<String>,
+    base: String,
+    instructions: Vec<String>,
+}
+
+/// The stages of a Dockerfile, with comments dropped and continued lines joined.
+fn dockerfile_stages(text: &str) -> Vec<Stage> {
+    let mut instructions = Vec::new();
+    let mut current = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(start) => current.push_str(start),
+            None => {
+                current.push_str(line);
+                instructions.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    let mut stages: Vec<Stage> = Vec::new();
+    for instruction in instructions {
+        let words: Vec<&str> = instruction.split_whitespace().collect();
+        if words[0].eq_ignore_ascii_case("FROM") {
+            let words: Vec<&str> = words[1..]
+                .iter()
+                .copied()
+                .filter(|w| !w.starts_with("--"))
+                .collect();
+            let name = match words.as_slice() {
+                [_, keyword, name] if keyword.eq_ignore_ascii_case("AS") => Some((*name).to_owned()),
+                _ => None,
+            };
+            stages.push(Stage {
+                name,
+                base: words[0].to_owned(),
+                instructions: Vec::new(),
+            });
+        } else {
+            stages
+                .last_mut()
+                .expect("a Dockerfile starts with FROM")
+                .instructions
+                .push(instruction);
+        }
+    }
+    stages
+}
+
+/// The stage a build target names (the last one without a target), then the stages it is
+/// built on, nearest first.
+fn stage_chain<'a>(stages: &'a [Stage], target: Option<&str>) -> Vec<&'a Stage> {
+    let by_name = |name: &str| stages.iter().find(|s| s.name.as_deref() == Some(name));
+    let mut stage = match target {
+        Some(target) => by_name(target),
+        None => stages.last(),
+    };
+    let mut chain = Vec::new();
+    while let Some(s) = stage {
+        chain.push(s);
+        stage = by_name(&s.base);
+    }
+    chain
+}
+
+/// The `COPY` instructions of a chain of stages, as (`--from` stage, sources, destination).
+fn copies(chain: &[&Stage]) -> Vec<(Option<String>, Vec<String>, String)> {
+    chain
+        .iter()
+        .flat_map(|stage| &stage.instructions)
+        .filter_map(|instruction| {
+            let mut words = instruction.split_whitespace();
+            if !words.next()?.eq_ignore_ascii_case("COPY") {
+                return None;
+            }
+            let words: Vec<&str> = words.collect();
+            let from = words
+                .iter()
+                .find_map(|w| w.strip_prefix("--from="))
+                .map(str::to_owned);
+            let mut paths: Vec<String> = words
+                .iter()
+                .filter(|w| !w.starts_with("--"))
+                .map(|w| (*w).to_owned())
+                .collect();
+            let destination = paths.pop()?;
+            Some((from, paths, destination))
+        })
+        .collect()
+}
+
+/// A built service: where its Dockerfile is and which target it builds.
+struct Build {
+    context: PathBuf,
+    dockerfile: PathBuf,
+    target: Option<String>,
+}
+
+fn build(name: &str, service: &Value) -> Option<Build> {
+    let compose_dir = repo_root().join("deploy");
+    let (context, dockerfile, target) = match service.get("build")? {
+        Value::String(context) => (context.clone(), "Dockerfile".to_owned(), None),
+        build => (
+            build.get("context").map_or_else(|| ".".to_owned(), scalar),
+            build
+                .get("dockerfile")
+                .map_or_else(|| "Dockerfile".to_owned(), scalar),
+            build.get("target").map(scalar),
+        ),
+    };
+    // Compose resolves the context against the compose file's directory, and the Dockerfile
+    // against the context.
+    let context = compose_dir.join(context);
+    assert!(
+        context.is_dir(),
+        "service `{name}`: build context {} is not a directory",
+        context.display()
+    );
+    let dockerfile = context.join(dockerfile);
+    assert!(
+        dockerfile.is_file(),
+        "service `{name}`: no Dockerfile at {}",
+        dockerfile.display()
+    );
+    Some(Build {
+        context,
+        dockerfile,
+        target,
+    })
+}
+
+fn path_ends_with_dir(path: &str, dir: &str) -> bool {
+    path.trim_end_matches('/') == dir.trim_end_matches('/')
+}
+
+/// `CamelCase` for a kebab-case subcommand, the name of its clap `Subcommand` variant.
+fn variant_name(subcommand: &str) -> String {
+    subcommand
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn the_stack_has_the_servers_a_coordinator_and_a_worker() {
+    let services = services(&compose());
+    for name in ["rabbitmq", "redis", "jaeger", "coordinator"] {
+        assert!(services.contains_key(name), "{COMPOSE} has no service `{name}`");
+    }
+    assert!(
+        services.keys().any(|name| name.starts_with("worker-")),
+        "{COMPOSE} has no `worker-<namespace>` service"
+    );
+}
+
+#[test]
+fn every_service_restarts_and_has_a_healthcheck() {
+    for (name, service) in services(&compose()) {
+        let restart = service.get("restart").map(scalar);
+        assert!(
+            matches!(
+                restart.as_deref(),
+                Some("always" | "unless-stopped" | "on-failure")
+            ),
+            "service `{name}` needs `restart: unless-stopped` (or always, on-failure), has {restart:?}"
+        );
+        let healthcheck = service
+            .get("healthcheck")
+            .unwrap_or_else(|| panic!("service `{name}` has no healthcheck"));
+        assert_ne!(
+            healthcheck.get("disable"),
+            Some(&Value::Bool(true)),
+            "service `{name}` disables its healthcheck"
+        );
+        let test = words(
+            healthcheck
+                .get("test")
+                .unwrap_or_else(|| panic!("service `{name}`: the healthcheck has no `test`")),
+        );
+        assert!(
+            matches!(test.first().map(String::as_str), Some("CMD" | "CMD-SHELL")) && test.len() > 1,
+            "service `{name}`: the healthcheck test {test:?} runs nothing"
+        );
+    }
+}
+
+#[test]
+fn built_services_run_a_workspace_binary_that_their_image_holds() {
+    let compose = compose();
+    let binaries = workspace_binaries();
+    let mut built = 0;
+    for (name, service) in services(&compose) {
+        let Some(build) = build(&name, &service) else {
+            continue;
+        };
+        built += 1;
+        let dockerfile = read(&build.dockerfile);
+        let stages = dockerfile_stages(&dockerfile);
+        if let Some(target) = &build.target {
+            assert!(
+                stages.iter().any(|s| s.name.as_deref() == Some(target.as_str())),
+                "service `{name}`: {} has no stage `{target}`",
+                build.dockerfile.display()
+            );
+        }
+        let chain = stage_chain(&stages, build.target.as_deref());
+        let copies = copies(&chain);
+
+        // Whatever the image copies from the build context must be there.
+        for (_, sources, _) in copies.iter().filter(|(from, ..)| from.is_none()) {
+            for source in sources {
+                assert!(
+                    build.context.join(source).exists(),
+                    "service `{name}`: the Dockerfile copies {source}, which is not in the build context"
+                );
+            }
+        }
+
+        let command =
+            words(service.get("command").unwrap_or_else(|| {
+                panic!("service `{name}` has no `command`; the images have no entrypoint")
+            }));
+        let binary = binaries.iter().find(|b| b.name == command[0]).unwrap_or_else(|| {
+            let known: Vec<&str> = binaries.iter().map(|b| b.name.as_str()).collect();
+            panic!(
+                "service `{name}` runs `{}`, which the workspace does not build (it builds {known:?})",
+                command[0]
+            )
+        });
+
+        assert!(
+            dockerfile.contains(&format!("-p {}", binary.package))
+                || dockerfile.contains(&format!("--package {}", binary.package)),
+            "service `{name}`: {} does not build package {}",
+            build.dockerfile.display(),
+            binary.package
+        );
+        let bin_path = format!("/usr/local/bin/{}", binary.name);
+        assert!(
+            copies
+                .iter()
+                .any(|(_, sources, destination)| destination == &bin_path
+                    || (path_ends_with_dir(destination, "/usr/local/bin")
+                        && sources.iter().any(|s| s.ends_with(&format!("/{}", binary.name))))),
+            "service `{name}`: target {:?} of the Dockerfile does not copy {bin_path}",
+            build.target
+        );
+
+        let source = read(&binary.source);
+        if let Some(subcommand) = command.get(1).filter(|w| !w.starts_with('-')) {
+            let variant = variant_name(subcommand);
+            assert!(
+                [" {", ",", "("]
+                    .iter()
+                    .any(|end| source.contains(&format!("{variant}{end}"))),
+                "service `{name}`: {} has no subcommand `{subcommand}` in {}",
+                binary.name,
+                binary.source.display()
+            );
+        }
+        for flag in command.iter().filter_map(|w| w.strip_prefix("--")) {
+            let field = flag.split('=').next().unwrap_or(flag).replace('-', "_");
+            assert!(
+                source.contains(&field),
+                "service `{name}`: {} has no flag --{flag} (no `{field}` in {})",
+                binary.name,
+                binary.source.display()
+            );
+        }
+
+        // The healthcheck must ask the port the process serves its health endpoints on.
+        let health_addr = flag_value(&command, "--health-addr")
+            .or_else(|| environment(&service).remove("TASKER_HEALTH_ADDR"))
+            .unwrap_or_else(|| panic!("service `{name}` sets neither --health-addr nor TASKER_HEALTH_ADDR"));
+        let port = health_addr.rsplit(':').next().expect("an address has a port");
+        let test = words(&service["healthcheck"]["test"]).join(" ");
+        assert!(
+            test.contains(&format!(":{port}/readyz")),
+            "service `{name}` serves health on {health_addr}, but its healthcheck is {test:?}"
+        );
+    }
+    assert!(
+        built >= 2,
+        "expected the coordinator and a worker to be built, found {built} built services"
+    );
+}
+
+#[test]
+fn the_coordinator_image_holds_the_templates_its_command_loads() {
+    let compose = compose();
+    let coordinator = service(&compose, "coordinator");
+    let command = words(&coordinator["command"]);
+    let templates = flag_value(&command, "--templates")
+        .unwrap_or_else(|| panic!("the coordinator's command {command:?} has no --templates"));
+    let build = build("coordinator", &coordinator).expect("the coordinator is built from the Dockerfile");
+    let stages = dockerfile_stages(&read(&build.dockerfile));
+    let copies = copies(&stage_chain(&stages, build.target.as_deref()));
+    let (_, sources, _) = copies
+        .iter()
+        .find(|(from, _, destination)| from.is_none() && path_ends_with_dir(destination, &templates))
+        .unwrap_or_else(|| panic!("the coordinator's image does not COPY anything to {templates}"));
+    for source in sources {
+        let dir = build.context.join(source);
+        let has_yaml = fs::read_dir(&dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().is_dir() || e.path().extension().is_some_and(|x| x == "yaml"))
+        });
+        assert!(has_yaml, "{} holds no templates", dir.display());
+    }
+}
+
+#[test]
+fn redis_keeps_the_data_safety_settings() {
+    let redis = service(&compose(), "redis");
+    let command = words(
+        redis
+            .get("command")
+            .expect("redis needs a command that sets its persistence"),
+    );
+    assert_eq!(
+        command[0], "redis-server",
+        "redis's command must run redis-server"
+    );
+    assert_eq!(
+        flag_value(&command, "--appendonly").as_deref(),
+        Some("yes"),
+        "redis must enable AOF (--appendonly yes); its command is {command:?}"
+    );
+    let fsync = flag_value(&command, "--appendfsync");
+    assert!(
+        matches!(fsync.as_deref(), Some("everysec" | "always")),
+        "redis must fsync the AOF every second or on every write; --appendfsync is {fsync:?}"
+    );
+    assert_eq!(
+        flag_value(&command, "--maxmemory-policy").as_deref(),
+        Some("noeviction"),
+        "redis must never evict task state (--maxmemory-policy noeviction); its command is {command:?}"
+    );
+}
+
+#[test]
+fn the_servers_keep_their_data_in_named_volumes() {
+    let compose = compose();
+    let volumes = compose
+        .get("volumes")
+        .and_then(Value::as_mapping)
+        .expect("the compose file declares named volumes");
+    for (name, data_dir) in [("rabbitmq", "/var/lib/rabbitmq"), ("redis", "/data")] {
+        let service = service(&compose, name);
+        let mounts: Vec<String> = service
+            .get("volumes")
+            .and_then(Value::as_sequence)
+            .map(|mounts| mounts.iter().map(scalar).collect())
+            .unwrap_or_default();
+        assert!(
+            mounts.iter().any(|mount| {
+                let (volume, path) = mount.split_once(':').unwrap_or(("", ""));
+                path.trim_end_matches(":rw") == data_dir && volumes.contains_key(volume)
+            }),
+            "service `{name}` must mount a named volume at {data_dir}; its volumes are {mounts:?}"
+        );
+    }
+}
+
+#[test]
+fn built_services_reach_rabbitmq_as_its_configured_user() {
+    let compose = compose();
+    let rabbit = environment(&service(&compose, "rabbitmq"));
+    let user = rabbit
+        .get("RABBITMQ_DEFAULT_USER")
+        .expect("rabbitmq sets RABBITMQ_DEFAULT_USER: guest may only connect from localhost");
+    let pass = rabbit
+        .get("RABBITMQ_DEFAULT_PASS")
+        .expect("rabbitmq sets RABBITMQ_DEFAULT_PASS");
+    for (name, service) in services(&compose) {
+        if service.get("build").is_none() {
+            continue;
+        }
+        let url = environment(&service)
+            .remove("TASKER_AMQP_URL")
+            .unwrap_or_else(|| panic!("service `{name}` does not set TASKER_AMQP_URL"));
+        assert!(
+            url.starts_with(&format!("amqp://{user}:{pass}@rabbitmq:5672/")),
+            "service `{name}`: TASKER_AMQP_URL must use rabbitmq's user and host, is {url}"
+        );
+        let depends_on = service
+            .get("depends_on")
+            .unwrap_or_else(|| panic!("service `{name}` has no depends_on"));
+        assert_eq!(
+            depends_on["rabbitmq"]["condition"].as_str(),
+            Some("service_healthy"),
+            "service `{name}` must wait for rabbitmq to be healthy"
+        );
+    }
+}
