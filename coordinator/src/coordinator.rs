@@ -26,8 +26,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
-use tasker_worker::broker::{self, Broker, Outgoing, Publisher};
+use tasker_worker::broker::{self, Broker, Outgoing, Publisher, REDELIVERY_LIMIT};
 use tasker_worker::health::{self, Health};
+use tasker_worker::metrics;
 use tasker_worker::worker::Reconnect;
 
 use crate::Error;
@@ -254,7 +255,9 @@ impl Coordinator {
                 self.config.max_redeliveries
             );
             // If this fails the channel is gone, and the delivery comes back.
-            let _ = self.dead_letter(&delivery, queue, &reason).await;
+            let _ = self
+                .dead_letter(&delivery, queue, REDELIVERY_LIMIT, &reason)
+                .await;
             return;
         }
         // A failure of Redis or the broker is retried here, with the
@@ -289,7 +292,9 @@ impl Coordinator {
                 }
                 Err(e) => {
                     error!(error = %e, queue, "message cannot be processed; moving it to the dead-letter queue");
-                    let _ = self.dead_letter(&delivery, queue, &e.to_string()).await;
+                    let _ = self
+                        .dead_letter(&delivery, queue, "unprocessable", &e.to_string())
+                        .await;
                     return;
                 }
             }
@@ -367,6 +372,17 @@ impl Coordinator {
         match created {
             Created::New { roots } => {
                 info!(task_id = %task_id, template = %template.key(), "task accepted");
+                let m = metrics::global();
+                m.tasks
+                    .get_or_create(&metrics::task_outcome(
+                        &template.namespace,
+                        &template.name,
+                        "accepted",
+                    ))
+                    .inc();
+                m.tasks_in_flight
+                    .get_or_create(&metrics::task(&template.namespace, &template.name))
+                    .inc();
                 let leases = self.leases(&template, task_id, &roots, 1);
                 self.store.bookkeep(&template.namespace, &leases).await?;
                 self.publish_steps(&template, task_id, &roots, 1, &inputs).await?;
@@ -392,9 +408,7 @@ impl Coordinator {
         let result: StepResult = match message::decode(&delivery.data, self.config.max_message_bytes) {
             Ok(r) => r,
             Err(e) => {
-                return self
-                    .dead_letter(delivery, queue, &format!("{}: {e}", e.code()))
-                    .await;
+                return self.dead_letter(delivery, queue, e.code(), &e.to_string()).await;
             }
         };
         let Ok(template) =
@@ -405,12 +419,14 @@ impl Coordinator {
                 "template {}/{}@{} is not loaded by this coordinator",
                 result.namespace, result.task_name, result.task_version
             );
-            return self.dead_letter(delivery, queue, &reason).await;
+            return self
+                .dead_letter(delivery, queue, "template_not_loaded", &reason)
+                .await;
         };
         let template = template.clone();
         let Some(step) = template.step_index(&result.step) else {
             let reason = format!("template {} has no step {:?}", template.key(), result.step);
-            return self.dead_letter(delivery, queue, &reason).await;
+            return self.dead_letter(delivery, queue, "unknown_step", &reason).await;
         };
         self.apply(&template, step, &result, redelivered).await?;
         ack(delivery, queue).await
@@ -464,6 +480,20 @@ impl Coordinator {
             .await?;
         match recorded.verdict {
             Verdict::Applied => {
+                let outcome = match applied {
+                    Applied::Completed => "completed",
+                    Applied::Retry { .. } => "retried",
+                    Applied::Failed => "failed",
+                };
+                metrics::global()
+                    .steps
+                    .get_or_create(&metrics::step_outcome(
+                        &template.namespace,
+                        &template.name,
+                        &result.step,
+                        outcome,
+                    ))
+                    .inc();
                 debug!(task_id = %task_id, step = %result.step, attempt = result.attempt, ?applied, "step result applied");
             }
             Verdict::Duplicate => {
@@ -504,7 +534,50 @@ impl Coordinator {
         if first_time_finished || finished_again {
             self.publish_finished(task_id, None).await?;
         }
+        if first_time_finished {
+            let m = metrics::global();
+            let outcome = if recorded.status == TaskStatus::Complete {
+                "complete"
+            } else {
+                "failed"
+            };
+            m.tasks
+                .get_or_create(&metrics::task_outcome(
+                    &template.namespace,
+                    &template.name,
+                    outcome,
+                ))
+                .inc();
+            m.tasks_in_flight
+                .get_or_create(&metrics::task(&template.namespace, &template.name))
+                .dec();
+        }
+        if recorded.verdict == Verdict::Applied {
+            self.record_join_waits(template, task_id, &recorded.ready).await;
+        }
         Ok(())
+    }
+
+    /// For each join among `ready`, the time from its first parent finishing
+    /// to its last, into the join-wait histogram. A metric only: a failure
+    /// to read it is logged and forgotten.
+    async fn record_join_waits(&self, template: &TaskTemplate, task_id: Uuid, ready: &[usize]) {
+        for &join in ready.iter().filter(|&&s| template.dag.parents(s).len() > 1) {
+            match self.store.finish_times(task_id, template.dag.parents(join)).await {
+                Ok(times) => {
+                    let times: Vec<i64> = times.into_iter().flatten().collect();
+                    if let (Some(first), Some(last)) = (times.iter().min(), times.iter().max()) {
+                        let labels =
+                            metrics::step(&template.namespace, &template.name, &template.steps[join].name);
+                        metrics::global()
+                            .join_wait
+                            .get_or_create(&labels)
+                            .observe((last - first) as f64 / 1000.0);
+                    }
+                }
+                Err(e) => debug!(error = %e, "join wait not recorded"),
+            }
+        }
     }
 
     /// Leases for `steps`, about to be published at `attempt`: each ends
@@ -603,6 +676,18 @@ impl Coordinator {
         reason: String,
     ) -> Result<(), Error> {
         warn!(code = code.as_str(), %reason, "task request rejected");
+        // Label only with names this coordinator serves: a client's typo
+        // must not create a new series.
+        let (namespace, name) = match request {
+            Some(r) if self.templates.get(&r.namespace, &r.name, None).is_ok() => {
+                (r.namespace.as_str(), r.name.as_str())
+            }
+            _ => ("unknown", "unknown"),
+        };
+        metrics::global()
+            .tasks
+            .get_or_create(&metrics::task_outcome(namespace, name, "rejected"))
+            .inc();
         let rejected = TaskRejected {
             protocol_version: PROTOCOL_VERSION,
             request_id: request.and_then(|r| r.request_id),
@@ -634,8 +719,7 @@ impl Coordinator {
             });
         }
         self.publisher.publish_all(messages).await?;
-        self.dead_letter(delivery, queue, &format!("{}: {reason}", code.as_str()))
-            .await
+        self.dead_letter(delivery, queue, code.as_str(), &reason).await
     }
 
     /// A request reached the unrouted queue although its namespace may be
@@ -677,8 +761,14 @@ impl Coordinator {
         Ok(true)
     }
 
-    async fn dead_letter(&self, delivery: &Delivery, queue: &str, reason: &str) -> Result<(), Error> {
-        Ok(self.publisher.dead_letter(delivery, queue, reason).await?)
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        queue: &str,
+        code: &str,
+        reason: &str,
+    ) -> Result<(), Error> {
+        Ok(self.publisher.dead_letter(delivery, queue, code, reason).await?)
     }
 }
 

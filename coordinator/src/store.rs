@@ -482,6 +482,20 @@ impl Store {
         }
     }
 
+    /// When each of `steps` last finished, in Unix milliseconds, as workers
+    /// reported it.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if Redis fails.
+    pub async fn finish_times(&self, task_id: Uuid, steps: &[usize]) -> Result<Vec<Option<i64>>, Error> {
+        let fields: Vec<String> = steps.iter().map(|s| format!("t1:{s}")).collect();
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(task_key(task_id)).arg(&fields);
+        cmd.query_async(&mut conn).await.map_err(|e| self.error(e))
+    }
+
     /// Reads a task; `None` if it does not exist (or has expired).
     ///
     /// # Errors

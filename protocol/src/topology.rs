@@ -112,6 +112,9 @@ pub mod headers {
     pub const DEAD_LETTER_EXCHANGE: &str = "x-tasker-original-exchange";
     /// The routing key a dead-lettered message was first published with.
     pub const DEAD_LETTER_ROUTING_KEY: &str = "x-tasker-original-routing-key";
+    /// When the message was published, in Unix milliseconds; a worker
+    /// measures the queue wait from it.
+    pub const PUBLISHED_AT_MS: &str = "x-tasker-published-at-ms";
     /// W3C trace context, propagated on every message.
     pub const TRACEPARENT: &str = "traceparent";
     /// W3C trace state, propagated with [`TRACEPARENT`].

@@ -334,14 +334,24 @@ impl Publisher {
         Ok(())
     }
 
-    /// Moves `delivery` to the dead-letter queue with `reason` in a header,
-    /// then acks it. The message is never dropped: if the dead-letter
-    /// publish fails, the delivery stays unacked and comes back.
+    /// Moves `delivery` to the dead-letter queue with `code: reason` in a
+    /// header, then acks it. The message is never dropped: if the
+    /// dead-letter publish fails, the delivery stays unacked and comes back.
+    /// `code` is a short, fixed word (`not_json`, `redelivery_limit`, ..):
+    /// it labels the dead-letter metric.
     ///
     /// # Errors
     ///
     /// Returns an error if the publish or the ack fails.
-    pub async fn dead_letter(&self, delivery: &Delivery, queue: &str, reason: &str) -> Result<(), Error> {
+    pub async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        queue: &str,
+        code: &str,
+        reason: &str,
+    ) -> Result<(), Error> {
+        let reason = format!("{code}: {reason}");
+        let reason = reason.as_str();
         let mut table: BTreeMap<ShortString, AMQPValue> = delivery
             .properties
             .headers()
@@ -377,6 +387,13 @@ impl Publisher {
             .await
             .map_err(|e| self.error(e))?;
         tracing::warn!(queue, reason, "message moved to the dead-letter queue");
+        crate::metrics::global()
+            .dead_letters
+            .get_or_create(&crate::metrics::DeadLetterLabels {
+                queue: queue.to_owned(),
+                reason: code.to_owned(),
+            })
+            .inc();
         Ok(())
     }
 
@@ -388,14 +405,21 @@ impl Publisher {
     }
 }
 
+/// The dead-letter code of a message delivered more often than allowed.
+pub const REDELIVERY_LIMIT: &str = "redelivery_limit";
+
 /// Properties for a Tasker message: persistent, JSON, typed, with the
-/// protocol version and task id in headers.
+/// protocol version, the task id and the publish time in headers.
 #[must_use]
 pub fn properties(message_type: &str, task_id: Option<Uuid>) -> BasicProperties {
     let mut table = FieldTable::default();
     table.insert(
         headers::PROTOCOL_VERSION.into(),
         AMQPValue::LongUInt(PROTOCOL_VERSION),
+    );
+    table.insert(
+        headers::PUBLISHED_AT_MS.into(),
+        AMQPValue::LongLongInt(chrono::Utc::now().timestamp_millis()),
     );
     if let Some(id) = task_id {
         table.insert(
@@ -410,6 +434,16 @@ pub fn properties(message_type: &str, task_id: Option<Uuid>) -> BasicProperties 
         .with_message_id(Uuid::new_v4().to_string().into())
         .with_timestamp(u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default())
         .with_headers(table)
+}
+
+/// When the message was published, from its `x-tasker-published-at-ms` header.
+#[must_use]
+pub fn published_at(delivery: &Delivery) -> Option<chrono::DateTime<chrono::Utc>> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get(headers::PUBLISHED_AT_MS)? {
+        AMQPValue::LongLongInt(ms) => chrono::DateTime::from_timestamp_millis(*ms),
+        _ => None,
+    }
 }
 
 /// How many times RabbitMQ says this message was delivered before.

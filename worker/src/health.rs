@@ -5,6 +5,7 @@
 //! - `GET /readyz` answers 200 when every dependency is connected, and 503
 //!   with the names of those that are not: for readiness probes and load
 //!   balancers.
+//! - `GET /metrics` serves [`crate::metrics`] in the Prometheus text format.
 //!
 //! Both bodies are plain text, one `name: up|down` line per dependency.
 
@@ -108,11 +109,22 @@ pub fn router(health: Health) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(health)
 }
 
 async fn healthz(State(health): State<Health>) -> (StatusCode, String) {
     (StatusCode::OK, health.report())
+}
+
+async fn metrics() -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::global().render(),
+    )
 }
 
 async fn readyz(State(health): State<Health>) -> (StatusCode, String) {

@@ -27,6 +27,7 @@
 //! - [`broker`]: what every Tasker process does with RabbitMQ: connecting,
 //!   declaring the topology, confirmed publishing, dead-lettering;
 //! - [`health`]: connection state, logged once per change, served as `/healthz` and `/readyz`;
+//! - [`metrics`]: the Prometheus metrics both kinds of process record;
 //! - [`telemetry`]: logging and signal handling for binaries;
 //! - [`error`]: this crate's [`Error`].
 //!
@@ -39,6 +40,7 @@ pub mod client;
 pub mod error;
 pub mod handler;
 pub mod health;
+pub mod metrics;
 pub mod telemetry;
 pub mod worker;
 

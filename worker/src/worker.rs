@@ -18,9 +18,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
+use crate::broker::REDELIVERY_LIMIT;
 use crate::broker::{self, Broker, Outgoing, Publisher};
 use crate::handler::{HANDLER_NOT_FOUND, HANDLER_PANIC, TIMEOUT};
 use crate::health::{self, Health};
+use crate::metrics;
 use crate::{Error, StepContext, StepError, StepHandler};
 use uuid::Uuid;
 
@@ -329,7 +331,7 @@ async fn handle_delivery(
         Ok(ready) => ready,
         Err(e) => {
             return publisher
-                .dead_letter(&delivery, queue, &format!("{}: {e}", e.code()))
+                .dead_letter(&delivery, queue, e.code(), &e.to_string())
                 .await;
         }
     };
@@ -339,7 +341,9 @@ async fn handle_delivery(
             "redelivered {redeliveries} times, over the limit of {}; the step may crash its worker",
             shared.config.max_redeliveries
         );
-        return publisher.dead_letter(&delivery, queue, &reason).await;
+        return publisher
+            .dead_letter(&delivery, queue, REDELIVERY_LIMIT, &reason)
+            .await;
     }
 
     let key = (ready.task_id, ready.step.clone(), ready.attempt);
@@ -359,8 +363,21 @@ async fn handle_delivery(
     }
 
     let started_at = Utc::now();
+    let labels = metrics::step(&ready.namespace, &ready.task_name, &ready.step);
+    if let Some(published) = broker::published_at(&delivery) {
+        let wait = (started_at - published).num_microseconds().unwrap_or(0).max(0);
+        metrics::global()
+            .queue_wait
+            .get_or_create(&labels)
+            .observe(wait as f64 / 1e6);
+    }
     let outcome = run_handler(shared, &ready).await;
     let finished_at = Utc::now();
+    let ran = (finished_at - started_at).num_microseconds().unwrap_or(0).max(0);
+    metrics::global()
+        .step_duration
+        .get_or_create(&labels)
+        .observe(ran as f64 / 1e6);
     match &outcome {
         StepOutcome::Completed { .. } => {
             info!(task_id = %ready.task_id, step = %ready.step, attempt = ready.attempt, "step completed");
