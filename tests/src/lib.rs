@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::options::BasicAckOptions;
+use lapin::types::AMQPValue;
 use serde_json::Value;
 use tasker_coordinator::CoordinatorConfig;
 use tasker_protocol::topology;
@@ -300,33 +300,9 @@ impl Duplicator {
         let broker = Broker::connect(&amqp_url(), "test-duplicator").await?;
         let channel = broker.channel().await?;
         let publisher = broker.publisher().await?;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                topology::EVENTS_EXCHANGE.into(),
-                topology::step_result_routing_key(namespace).into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        let mut consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                "dup".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
+        let results = topology::step_result_routing_key(namespace);
+        let (_, mut consumer) = broker
+            .private_queue(&channel, Some((topology::EVENTS_EXCHANGE, &results)), false)
             .await?;
         let copies = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = copies.clone();

@@ -6,8 +6,6 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use serde_json::json;
 use tasker_e2e::{Recorder, Stack, amqp_url, template, unique, worker_config};
 use tasker_protocol::topology::{self, message_type};
@@ -26,40 +24,11 @@ async fn next(c: &mut lapin::Consumer) -> lapin::message::Delivery {
 /// An exclusive queue bound to `exchange` with `key`, to watch its traffic.
 async fn tap(broker: &Broker, exchange: &str, key: &str) -> lapin::Consumer {
     let channel = broker.channel().await.unwrap();
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            exchange.into(),
-            key.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .basic_consume(
-            queue.name().clone(),
-            "tap".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+    broker
+        .private_queue(&channel, Some((exchange, key)), true)
         .await
         .unwrap()
+        .1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

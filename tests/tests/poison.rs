@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 use tasker_e2e::{Recorder, Stack, amqp_url, template, unique, worker_config};
@@ -28,38 +26,8 @@ impl DeadLetters {
         let broker = Broker::connect(&amqp_url(), "test-dead-letters").await.unwrap();
         let channel = broker.channel().await.unwrap();
         broker.declare_common(&channel).await.unwrap();
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                topology::DEAD_LETTER_EXCHANGE.into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                "dlq-watch".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        let (_, consumer) = broker
+            .private_queue(&channel, Some((topology::DEAD_LETTER_EXCHANGE, "")), true)
             .await
             .unwrap();
         Self {

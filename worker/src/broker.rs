@@ -170,6 +170,51 @@ impl Broker {
         .await
     }
 
+    /// Declares a private queue (server-named, exclusive, deleted with the
+    /// connection), binds it to `binding`'s exchange and routing key when
+    /// given, and consumes it. For replies and for watching traffic, never
+    /// for work: its messages die with the process.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration fails.
+    pub async fn private_queue(
+        &self,
+        channel: &Channel,
+        binding: Option<(&str, &str)>,
+        no_ack: bool,
+    ) -> Result<(String, lapin::Consumer), Error> {
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        let name = queue.name().to_string();
+        if let Some((exchange, key)) = binding {
+            self.bind(channel, &name, exchange, key).await?;
+        }
+        let consumer = channel
+            .basic_consume(
+                name.as_str().into(),
+                "".into(),
+                lapin::options::BasicConsumeOptions {
+                    no_ack,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok((name, consumer))
+    }
+
     /// Declares the exchange clients publish requests to, with its alternate
     /// exchange and the queue that catches requests for unknown namespaces.
     ///

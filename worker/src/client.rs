@@ -5,8 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use tasker_protocol::message::{self, DEFAULT_MAX_MESSAGE_BYTES};
 use tasker_protocol::topology::{self, message_type};
 use tasker_protocol::{TaskFinished, TaskRejected, TaskRequest};
@@ -59,33 +57,9 @@ impl Client {
         let publisher = broker.publisher().await?;
         let channel = broker.channel().await?;
         broker.declare_requests_exchange(&channel).await?;
-        // Replies are notifications to this process only: an exclusive,
-        // server-named queue that disappears with the connection.
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| broker.error(e))?;
-        let reply_queue = queue.name().to_string();
-        let mut consumer = channel
-            .basic_consume(
-                reply_queue.as_str().into(),
-                "tasker-client".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| broker.error(e))?;
+        // Replies are notifications to this process only: a private queue
+        // that disappears with the connection.
+        let (reply_queue, mut consumer) = broker.private_queue(&channel, None, true).await?;
         let waiters: Waiters = Arc::default();
         let routing = waiters.clone();
         let replies = tokio::spawn(async move {
@@ -159,31 +133,13 @@ impl Client {
     pub async fn submit(&self, mut request: TaskRequest) -> Result<Submitted, Error> {
         let request_id = *request.request_id.get_or_insert_with(Uuid::new_v4);
         let task_id = request.task_id().unwrap_or(request_id);
-        let (tx, reply) = oneshot::channel();
-        self.waiters
-            .lock()
-            .expect("reply map poisoned")
-            .insert(request_id.to_string(), tx);
-        let submitted = Submitted {
+        self.publish_request(
+            &request.namespace,
+            message::encode(&request),
             request_id,
-            task_id,
-            reply,
-            waiters: self.waiters.clone(),
-        };
-        let properties = broker::properties(message_type::TASK_REQUEST, Some(task_id))
-            .with_message_id(request_id.to_string().into())
-            .with_correlation_id(request_id.to_string().into())
-            .with_reply_to(self.reply_queue.as_str().into());
-        self.publisher
-            .publish(Outgoing {
-                exchange: topology::REQUESTS_EXCHANGE.to_owned(),
-                routing_key: request.namespace.clone(),
-                payload: message::encode(&request),
-                properties,
-                mandatory: true,
-            })
-            .await?;
-        Ok(submitted)
+            Some(task_id),
+        )
+        .await
     }
 
     /// Publishes raw bytes as a task request for `namespace`, for tests of
@@ -193,7 +149,19 @@ impl Client {
     ///
     /// Returns an error if the publish is not confirmed.
     pub async fn submit_raw(&self, namespace: &str, payload: Vec<u8>) -> Result<Submitted, Error> {
-        let request_id = Uuid::new_v4();
+        self.publish_request(namespace, payload, Uuid::new_v4(), None)
+            .await
+    }
+
+    /// Registers a waiter for the reply, then publishes: a reply can never
+    /// arrive before its waiter.
+    async fn publish_request(
+        &self,
+        namespace: &str,
+        payload: Vec<u8>,
+        request_id: Uuid,
+        task_id: Option<Uuid>,
+    ) -> Result<Submitted, Error> {
         let (tx, reply) = oneshot::channel();
         self.waiters
             .lock()
@@ -201,11 +169,11 @@ impl Client {
             .insert(request_id.to_string(), tx);
         let submitted = Submitted {
             request_id,
-            task_id: request_id,
+            task_id: task_id.unwrap_or(request_id),
             reply,
             waiters: self.waiters.clone(),
         };
-        let properties = broker::properties(message_type::TASK_REQUEST, None)
+        let properties = broker::properties(message_type::TASK_REQUEST, task_id)
             .with_message_id(request_id.to_string().into())
             .with_correlation_id(request_id.to_string().into())
             .with_reply_to(self.reply_queue.as_str().into());
