@@ -63,6 +63,28 @@ pub fn registration_template(namespace: &str) -> TaskTemplate {
     template(&yaml)
 }
 
+/// A template `name` in `namespace` with one step, `only`, run by the
+/// callable `ok`.
+#[must_use]
+pub fn one_step_template(namespace: &str, name: &str) -> TaskTemplate {
+    template(&format!(
+        "name: {name}\nnamespace_name: {namespace}\nversion: 1.0.0\nsteps:\n  - name: only\n    handler: {{ callable: ok }}\n"
+    ))
+}
+
+/// Registers `handler(step)` under each callable of the registration
+/// template, as a recorder's handler that stands in for the real ones.
+#[must_use]
+pub fn with_registration_handlers(mut worker: Worker, recorder: &Recorder, delay: Duration) -> Worker {
+    for callable in chaos::CALLABLES
+        .iter()
+        .filter(|c| c.starts_with("Microservices::"))
+    {
+        worker = worker.handler(*callable, recorder.ok(delay));
+    }
+    worker
+}
+
 /// A worker configuration for tests.
 #[must_use]
 pub fn worker_config(concurrency: u16) -> WorkerConfig {

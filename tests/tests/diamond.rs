@@ -81,19 +81,11 @@ async fn all_five_steps_complete_with_parallel_branches_and_one_join() {
 async fn the_join_runs_once_and_reads_its_grandparent() {
     let ns = unique("diamond_rec");
     let recorder = Recorder::default();
-    let mut worker = Worker::new(worker_config(8)).namespace(&ns);
-    for callable in [
-        "CreateUserAccountHandler",
-        "SetupBillingProfileHandler",
-        "InitializePreferencesHandler",
-        "SendWelcomeSequenceHandler",
-        "UpdateUserStatusHandler",
-    ] {
-        worker = worker.handler(
-            format!("Microservices::StepHandlers::{callable}"),
-            recorder.ok(Duration::from_millis(20)),
-        );
-    }
+    let worker = tasker_e2e::with_registration_handlers(
+        Worker::new(worker_config(8)).namespace(&ns),
+        &recorder,
+        Duration::from_millis(20),
+    );
     let stack = Stack::start(vec![registration_template(&ns)], 1, vec![worker])
         .await
         .unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
-use tasker_e2e::{Recorder, Stack, amqp_url, template, unique, worker_config};
+use tasker_e2e::{Recorder, Stack, amqp_url, unique, worker_config};
 use tasker_protocol::topology::{self, message_type};
 use tasker_protocol::{StepResult, TaskStatus};
 use tasker_worker::Worker;
@@ -34,9 +34,7 @@ async fn tap(broker: &Broker, exchange: &str, key: &str) -> lapin::Consumer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_that_comes_back_is_answered_from_memory_not_run_again() {
     let ns = unique("remember");
-    let flow = template(&format!(
-        "name: one\nnamespace_name: {ns}\nversion: 1.0.0\nsteps:\n  - name: only\n    handler: {{ callable: ok }}\n"
-    ));
+    let flow = tasker_e2e::one_step_template(&ns, "one");
     let recorder = Recorder::default();
     let worker = Worker::new(worker_config(4))
         .namespace(&ns)

@@ -39,9 +39,7 @@ async fn wait_for(addr: std::net::SocketAddr, path: &str, status: u16) -> String
 async fn a_connected_coordinator_and_worker_are_ready() {
     let ns = unique("health");
     let mut registry = tasker_protocol::TemplateRegistry::new();
-    registry.insert(tasker_e2e::template(&format!(
-        "name: one\nnamespace_name: {ns}\nversion: 1.0.0\nsteps:\n  - name: only\n    handler: {{ callable: ok }}\n"
-    )));
+    registry.insert(tasker_e2e::one_step_template(&ns, "one"));
     let shutdown = CancellationToken::new();
 
     let coordinator_addr = free_addr();

@@ -100,19 +100,11 @@ async fn a_50_way_fan_in_joins_once_per_task_with_200_in_flight_and_every_event_
 async fn two_coordinators_run_300_diamonds_with_every_join_once() {
     let ns = unique("two_coord");
     let recorder = Recorder::default();
-    let mut worker = Worker::new(worker_config(64)).namespace(&ns);
-    for callable in [
-        "CreateUserAccountHandler",
-        "SetupBillingProfileHandler",
-        "InitializePreferencesHandler",
-        "SendWelcomeSequenceHandler",
-        "UpdateUserStatusHandler",
-    ] {
-        worker = worker.handler(
-            format!("Microservices::StepHandlers::{callable}"),
-            recorder.ok(Duration::ZERO),
-        );
-    }
+    let worker = tasker_e2e::with_registration_handlers(
+        Worker::new(worker_config(64)).namespace(&ns),
+        &recorder,
+        Duration::ZERO,
+    );
     let stack = Stack::start(vec![tasker_e2e::registration_template(&ns)], 2, vec![worker])
         .await
         .unwrap();

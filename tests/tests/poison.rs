@@ -7,7 +7,7 @@ use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
-use tasker_e2e::{Recorder, Stack, amqp_url, template, unique, worker_config};
+use tasker_e2e::{Recorder, Stack, amqp_url, unique, worker_config};
 use tasker_protocol::message::RejectCode;
 use tasker_protocol::topology::{self, headers, message_type};
 use tasker_protocol::{TaskRequest, TaskStatus};
@@ -98,9 +98,7 @@ fn bad_payloads() -> Vec<(&'static str, Vec<u8>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_on_the_step_and_result_queues_is_dead_lettered_and_work_goes_on() {
     let ns = unique("poison");
-    let flow = template(&format!(
-        "name: one\nnamespace_name: {ns}\nversion: 1.0.0\nsteps:\n  - name: only\n    handler: {{ callable: ok }}\n"
-    ));
+    let flow = tasker_e2e::one_step_template(&ns, "one");
     let recorder = Recorder::default();
     let worker = Worker::new(worker_config(4))
         .namespace(&ns)
@@ -158,9 +156,7 @@ async fn poison_on_the_step_and_result_queues_is_dead_lettered_and_work_goes_on(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_request_is_rejected_and_dead_lettered() {
     let ns = unique("big");
-    let flow = template(&format!(
-        "name: one\nnamespace_name: {ns}\nversion: 1.0.0\nsteps:\n  - name: only\n    handler: {{ callable: ok }}\n"
-    ));
+    let flow = tasker_e2e::one_step_template(&ns, "one");
     let stack = Stack::start(vec![flow], 1, vec![]).await.unwrap();
     let mut dead = DeadLetters::watch().await;
     let request = TaskRequest::new(&ns, "one", json!({ "blob": "x".repeat(1024 * 1024) }));
@@ -188,9 +184,7 @@ async fn an_oversized_request_is_rejected_and_dead_lettered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_redelivered_too_often_is_dead_lettered_instead_of_run() {
     let ns = unique("crashloop");
-    let flow = template(&format!(
-        "name: one\nnamespace_name: {ns}\nversion: 1.0.0\nsteps:\n  - name: only\n    handler: {{ callable: ok }}\n"
-    ));
+    let flow = tasker_e2e::one_step_template(&ns, "one");
     let stack = Stack::start(vec![flow], 1, vec![]).await.unwrap();
     let mut dead = DeadLetters::watch().await;
     let submitted = stack
@@ -252,9 +246,7 @@ async fn a_step_redelivered_too_often_is_dead_lettered_instead_of_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_results_for_old_attempts_and_unknown_tasks_change_nothing() {
     let ns = unique("late");
-    let flow = template(&format!(
-        "name: one\nnamespace_name: {ns}\nversion: 1.0.0\nsteps:\n  - name: only\n    handler: {{ callable: ok }}\n"
-    ));
+    let flow = tasker_e2e::one_step_template(&ns, "one");
     let recorder = Recorder::default();
     let worker = Worker::new(worker_config(4))
         .namespace(&ns)
