@@ -247,6 +247,7 @@ async fn session(
 impl Coordinator {
     /// Handles one delivery. A failure that may pass (Redis or the broker
     /// away) hands the delivery back to the queue after a pause.
+    #[tracing::instrument(skip_all, fields(queue = %queue, redelivered = delivery.redelivered))]
     async fn handle(&self, input: Input, queue: &str, delivery: Delivery) {
         let deliveries = broker::delivery_count(&delivery);
         if deliveries > self.config.max_redeliveries {

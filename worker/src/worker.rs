@@ -321,6 +321,7 @@ async fn session(
 
 /// Runs one step-ready delivery to the end: result published and confirmed,
 /// then acked; or dead-lettered when it cannot be used.
+#[tracing::instrument(skip_all, fields(queue = %queue, task_id = tracing::field::Empty, step = tracing::field::Empty))]
 async fn handle_delivery(
     shared: &Shared,
     publisher: &Publisher,
@@ -335,6 +336,9 @@ async fn handle_delivery(
                 .await;
         }
     };
+    let span = tracing::Span::current();
+    span.record("task_id", tracing::field::display(ready.task_id));
+    span.record("step", ready.step.as_str());
     let redeliveries = broker::delivery_count(&delivery);
     if redeliveries > shared.config.max_redeliveries {
         let reason = format!(
