@@ -6,6 +6,7 @@
 //! Every test uses its own namespaces, so it has its own queues: tests
 //! running at once cannot see each other's messages.
 
+pub mod bench;
 pub mod chaos;
 
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,7 @@
-//! One process of the chaos suite: a coordinator, or a worker whose
-//! handlers sleep a little and count every run in Redis, so that the suite
-//! can count handler executions beyond one per attempt even across kill -9.
+//! One process of the chaos suite or the benchmark: a coordinator, or a
+//! worker whose handlers sleep a little and count every run in Redis, so
+//! that the chaos suite can count handler executions beyond one per attempt
+//! even across kill -9 (or, with `--noop`, do nothing at all).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +28,9 @@ enum Role {
     Worker {
         #[arg(long)]
         namespace: String,
+        /// No-op handlers: no sleep, no counting. For benchmarks.
+        #[arg(long)]
+        noop: bool,
     },
 }
 
@@ -54,7 +58,29 @@ async fn main() -> anyhow::Result<()> {
             };
             tasker_coordinator::run(config, registry, shutdown).await?;
         }
-        Role::Worker { namespace } => {
+        Role::Worker {
+            namespace,
+            noop: true,
+        } => {
+            let handler = std::sync::Arc::new(handler_fn(|ctx: StepContext| async move {
+                Ok::<_, StepError>(json!({ "step": ctx.step_name() }))
+            }));
+            let mut worker = Worker::new(WorkerConfig {
+                amqp_url,
+                concurrency: 256,
+                name: format!("bench-worker-{}", std::process::id()),
+                ..WorkerConfig::default()
+            })
+            .namespace(&namespace);
+            for callable in tasker_e2e::chaos::CALLABLES {
+                worker = worker.handler(*callable, Shared(handler.clone()));
+            }
+            worker.run(shutdown).await?;
+        }
+        Role::Worker {
+            namespace,
+            noop: false,
+        } => {
             let redis = redis::Client::open(tasker_e2e::redis_url())?;
             let conn = redis::aio::ConnectionManager::new(redis).await?;
             let key = runs_key(&namespace);

@@ -1,0 +1,405 @@
+//! The benchmark: the broker's own floor for one step, measured in the same
+//! run as Tasker's diamond, so the two can be compared.
+//!
+//! - **Baseline.** One step's worth of work with no engine logic: a ~300-byte
+//!   persistent message published with a confirm to a quorum queue, a
+//!   consumer that republishes it (with a confirm) to a second quorum queue
+//!   and acks, and a second consumer that runs one small Lua script on Redis
+//!   and acks. Both hops use Tasker's own exchanges and queues.
+//! - **Tasker.** The seed's diamond with no-op handlers, on one coordinator
+//!   and one worker process.
+
+use std::collections::BTreeMap as HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use serde::Serialize;
+use serde_json::json;
+use tasker_protocol::TaskRequest;
+use tasker_protocol::topology::{self, message_type};
+use tasker_worker::Client;
+use tasker_worker::broker::{self, Broker, Outgoing};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+use crate::{amqp_url, redis_url, unique};
+
+/// Latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Samples.
+    pub samples: usize,
+}
+
+impl Latency {
+    fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort();
+        let at = |q: f64| {
+            let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+            samples[i].as_secs_f64() * 1000.0
+        };
+        Self {
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            p999_ms: at(0.999),
+            samples: samples.len(),
+        }
+    }
+}
+
+/// Throughput with a number of requests kept in flight.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    /// Kept in flight.
+    pub in_flight: usize,
+    /// Completed per second.
+    pub per_second: f64,
+}
+
+/// The baseline's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Baseline {
+    /// One step's round trip at 1 in flight.
+    pub latency: Latency,
+    /// Steps per second at 256 in flight.
+    pub throughput: Throughput,
+}
+
+/// Tasker's figures for the diamond.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diamond {
+    /// Request published → task finished received, at 1 in flight.
+    pub latency: Latency,
+    /// Tasks per second at each window tried.
+    pub throughput: Vec<Throughput>,
+}
+
+/// Measures the baseline.
+///
+/// # Errors
+///
+/// If the servers cannot be reached.
+pub async fn baseline(samples: usize, window: usize, duration: Duration) -> anyhow::Result<Baseline> {
+    let ns = unique("bench_base");
+    let setup = Broker::connect(&amqp_url(), "bench-setup").await?;
+    let channel = setup.channel().await?;
+    setup.declare_common(&channel).await?;
+    setup.declare_namespace(&channel, &ns).await?;
+
+    // First hop: take from the step queue, republish to the result queue.
+    let hop = Broker::connect(&amqp_url(), "bench-hop").await?;
+    let hop_publisher = hop.publisher().await?;
+    let hop_channel = hop.channel().await?;
+    hop_channel.basic_qos(256, BasicQosOptions::default()).await?;
+    let mut hop_consumer = hop_channel
+        .basic_consume(
+            topology::step_queue(&ns).into(),
+            "hop".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let results_key = topology::step_result_routing_key(&ns);
+    let hop_task = tokio::spawn(async move {
+        while let Some(Ok(delivery)) = hop_consumer.next().await {
+            let (publisher, key) = (hop_publisher.clone(), results_key.clone());
+            tokio::spawn(async move {
+                let copy = Outgoing {
+                    exchange: topology::EVENTS_EXCHANGE.to_owned(),
+                    routing_key: key,
+                    payload: delivery.data.clone(),
+                    properties: broker::properties(message_type::STEP_RESULT, None),
+                    mandatory: true,
+                };
+                if publisher.publish(copy).await.is_ok() {
+                    let _ = delivery.ack(BasicAckOptions::default()).await;
+                }
+            });
+        }
+    });
+
+    // Second hop: one Lua call, then ack, then report completion.
+    let (done_tx, mut done_rx) = mpsc::channel::<u64>(4096);
+    let sink = Broker::connect(&amqp_url(), "bench-sink").await?;
+    let sink_channel = sink.channel().await?;
+    sink_channel.basic_qos(256, BasicQosOptions::default()).await?;
+    let mut sink_consumer = sink_channel
+        .basic_consume(
+            topology::result_queue(&ns).into(),
+            "sink".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let redis = redis::aio::ConnectionManager::new(redis::Client::open(redis_url())?).await?;
+    let script = Arc::new(redis::Script::new(
+        "return redis.call('HINCRBY', KEYS[1], 'n', 1)",
+    ));
+    let counter_key = format!("bench:{{{ns}}}");
+    let sink_task = tokio::spawn(async move {
+        while let Some(Ok(delivery)) = sink_consumer.next().await {
+            let (mut redis, script, key, done) = (
+                redis.clone(),
+                script.clone(),
+                counter_key.clone(),
+                done_tx.clone(),
+            );
+            tokio::spawn(async move {
+                let _: Result<i64, _> = script.key(&key).invoke_async(&mut redis).await;
+                let _ = delivery.ack(BasicAckOptions::default()).await;
+                let seq = u64::from_str_radix(std::str::from_utf8(&delivery.data[..16]).unwrap_or("0"), 16)
+                    .unwrap_or(0);
+                let _ = done.send(seq).await;
+            });
+        }
+    });
+
+    let publisher = setup.publisher().await?;
+    let send = |seq: u64| {
+        // ~300 bytes, like a small step-ready message.
+        let payload = format!("{seq:016x}{}", "x".repeat(284)).into_bytes();
+        Outgoing {
+            exchange: topology::STEPS_EXCHANGE.to_owned(),
+            routing_key: ns.clone(),
+            payload,
+            properties: broker::properties(message_type::STEP_READY, None),
+            mandatory: true,
+        }
+    };
+    let mut seq = 0u64;
+    let mut round_trips = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        seq += 1;
+        let t0 = Instant::now();
+        publisher.publish(send(seq)).await?;
+        while done_rx.recv().await.is_some_and(|s| s != seq) {}
+        round_trips.push(t0.elapsed());
+    }
+
+    // Throughput: keep `window` in flight for `duration`.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(window));
+    let completed = Arc::new(AtomicU64::new(0));
+    let counter = {
+        let (in_flight, completed) = (in_flight.clone(), completed.clone());
+        tokio::spawn(async move {
+            while done_rx.recv().await.is_some() {
+                completed.fetch_add(1, Ordering::Relaxed);
+                in_flight.add_permits(1);
+            }
+        })
+    };
+    let start = Instant::now();
+    let base = completed.load(Ordering::Relaxed);
+    while start.elapsed() < duration {
+        in_flight.acquire().await?.forget();
+        seq += 1;
+        let (publisher, message) = (publisher.clone(), send(seq));
+        tokio::spawn(async move { publisher.publish(message).await });
+    }
+    let per_second = (completed.load(Ordering::Relaxed) - base) as f64 / start.elapsed().as_secs_f64();
+    counter.abort();
+    hop_task.abort();
+    sink_task.abort();
+    for b in [setup, hop, sink] {
+        b.close().await;
+    }
+    Ok(Baseline {
+        latency: Latency::of(round_trips),
+        throughput: Throughput {
+            in_flight: window,
+            per_second,
+        },
+    })
+}
+
+/// Runs a coordinator and a worker process for a diamond namespace while
+/// `f` measures, then stops them.
+pub struct Processes {
+    children: Vec<tokio::process::Child>,
+    /// The benchmark's namespace.
+    pub namespace: String,
+}
+
+impl Processes {
+    /// Starts `coordinators` coordinators and `workers` no-op workers of
+    /// the seed's diamond, in a namespace of their own.
+    ///
+    /// # Errors
+    ///
+    /// If a process cannot be started.
+    pub async fn start(
+        node: &PathBuf,
+        dir: &PathBuf,
+        coordinators: usize,
+        workers: usize,
+    ) -> anyhow::Result<Self> {
+        let namespace = unique("bench");
+        let templates = dir.join(&namespace);
+        std::fs::create_dir_all(&templates)?;
+        let yaml = include_str!("../../templates/microservices/user_registration.yaml").replace(
+            "namespace_name: microservices",
+            &format!("namespace_name: {namespace}"),
+        );
+        std::fs::write(templates.join("user_registration.yaml"), yaml)?;
+        let mut children = Vec::new();
+        let spawn = |args: Vec<String>| -> anyhow::Result<tokio::process::Child> {
+            Ok(Command::new(node)
+                .args(args)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()?)
+        };
+        for _ in 0..coordinators {
+            children.push(spawn(vec![
+                "coordinator".into(),
+                "--templates".into(),
+                templates.display().to_string(),
+            ])?);
+        }
+        for _ in 0..workers {
+            children.push(spawn(vec![
+                "worker".into(),
+                "--namespace".into(),
+                namespace.clone(),
+                "--noop".into(),
+            ])?);
+        }
+        // Declared here, so that no request can go astray while they start.
+        let broker = Broker::connect(&amqp_url(), "bench-setup").await?;
+        let channel = broker.channel().await?;
+        broker.declare_common(&channel).await?;
+        broker.declare_namespace(&channel, &namespace).await?;
+        broker.close().await;
+        Ok(Self { children, namespace })
+    }
+
+    /// The processes' ids.
+    #[must_use]
+    pub fn pids(&self) -> Vec<u32> {
+        self.children
+            .iter()
+            .filter_map(tokio::process::Child::id)
+            .collect()
+    }
+}
+
+/// Measures the diamond: latency at 1 in flight, then throughput at each
+/// window.
+///
+/// # Errors
+///
+/// If a task is rejected or times out.
+pub async fn diamond(
+    namespace: &str,
+    samples: usize,
+    windows: &[usize],
+    duration: Duration,
+) -> anyhow::Result<Diamond> {
+    let client = Client::connect(&amqp_url()).await?;
+    let context = || json!({"user_info": {"email": "bench@example.com", "name": "B", "plan": "pro"}});
+    // Warm up: the first tasks pay for connections and script loading.
+    for _ in 0..20 {
+        crate::finished(
+            client
+                .submit(TaskRequest::new(namespace, "user_registration", context()))
+                .await?
+                .wait(Duration::from_secs(30))
+                .await?,
+        )?;
+    }
+    let mut latencies = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t0 = Instant::now();
+        let submitted = client
+            .submit(TaskRequest::new(namespace, "user_registration", context()))
+            .await?;
+        crate::finished(submitted.wait(Duration::from_secs(30)).await?)?;
+        latencies.push(t0.elapsed());
+    }
+    let client = Arc::new(client);
+    let mut throughput = Vec::new();
+    for &window in windows {
+        let permits = Arc::new(tokio::sync::Semaphore::new(window));
+        let completed = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        while start.elapsed() < duration {
+            let permit = permits.clone().acquire_owned().await?;
+            let (client, completed) = (client.clone(), completed.clone());
+            let request = TaskRequest::new(namespace, "user_registration", context());
+            tokio::spawn(async move {
+                if let Ok(s) = client.submit(request).await
+                    && s.wait(Duration::from_secs(60)).await.is_ok()
+                {
+                    completed.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(permit);
+            });
+        }
+        let per_second = completed.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+        // Let the window drain before the next one.
+        let _ = permits
+            .acquire_many(u32::try_from(window).unwrap_or(u32::MAX))
+            .await;
+        throughput.push(Throughput {
+            in_flight: window,
+            per_second,
+        });
+    }
+    Ok(Diamond {
+        latency: Latency::of(latencies),
+        throughput,
+    })
+}
+
+/// CPU time (user + system) of a process so far, from `/proc`.
+#[must_use]
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports in clock ticks, 100 per second on every common build.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Resident memory of a process, in bytes, from `/proc`.
+#[must_use]
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The broker's own floor.
+    pub baseline: Baseline,
+    /// Tasker, one coordinator and one worker.
+    pub diamond: Diamond,
+    /// Ratios against the baseline, named after the targets.
+    pub ratios: HashMap<String, f64>,
+    /// CPU microseconds per step, by process kind, during the throughput runs.
+    pub cpu_us_per_step: HashMap<String, f64>,
+    /// Resident memory of the coordinator after the run, in MiB.
+    pub coordinator_rss_mib: f64,
+}

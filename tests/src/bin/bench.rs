@@ -1,0 +1,135 @@
+//! `deploy/dev bench`: the broker's floor and Tasker's diamond, measured in
+//! one run on the same RabbitMQ and Redis, printed side by side.
+
+use std::collections::BTreeMap as HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use tasker_e2e::bench::{self, Processes, Report};
+
+#[derive(Parser)]
+#[command(about = "Measures the broker's own floor for one step and Tasker's diamond, in one run")]
+struct Args {
+    /// Round trips / tasks measured one at a time, for the latencies.
+    #[arg(long, default_value_t = 500)]
+    samples: usize,
+    /// Seconds each throughput window runs.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let duration = Duration::from_secs_f64(args.seconds);
+
+    eprintln!(
+        "bench: baseline (broker + one Lua call), {} round trips, then 256 in flight for {:?}",
+        args.samples, duration
+    );
+    let baseline = bench::baseline(args.samples, 256, duration).await?;
+
+    let node = std::env::current_exe()?.with_file_name("chaos-node");
+    let processes = Processes::start(&node, &out_dir, 1, 1).await?;
+    let pids = processes.pids();
+    eprintln!(
+        "bench: diamond on 1 coordinator + 1 worker, {} tasks one at a time, then windows 32, 128, 256",
+        args.samples
+    );
+    let cpu_before: Vec<Duration> = pids
+        .iter()
+        .map(|&p| bench::cpu_time(p).unwrap_or_default())
+        .collect();
+    let windows = [32, 128, 256];
+    let diamond = bench::diamond(&processes.namespace, args.samples, &windows, duration).await?;
+    let cpu_after: Vec<Duration> = pids
+        .iter()
+        .map(|&p| bench::cpu_time(p).unwrap_or_default())
+        .collect();
+    // The latency phase's steps count too: samples + 20 warm-up tasks.
+    let tasks: f64 = diamond
+        .throughput
+        .iter()
+        .map(|t| t.per_second * args.seconds)
+        .sum::<f64>()
+        + (args.samples + 20) as f64;
+    let steps = tasks * 5.0;
+    let cpu_us = |i: usize| (cpu_after[i] - cpu_before[i]).as_secs_f64() * 1e6 / steps;
+    let coordinator_rss_mib = bench::rss_bytes(pids[0]).unwrap_or(0) as f64 / (1024.0 * 1024.0);
+
+    let best = diamond
+        .throughput
+        .iter()
+        .map(|t| t.per_second)
+        .fold(0.0, f64::max);
+    let mut ratios = HashMap::new();
+    ratios.insert(
+        "steps_per_s_vs_baseline".to_owned(),
+        best * 5.0 / baseline.throughput.per_second,
+    );
+    ratios.insert(
+        "diamond_p50_vs_4x_baseline_p50".to_owned(),
+        diamond.latency.p50_ms / (4.0 * baseline.latency.p50_ms),
+    );
+    ratios.insert(
+        "diamond_p99_vs_4x_baseline_p50".to_owned(),
+        diamond.latency.p99_ms / (4.0 * baseline.latency.p50_ms),
+    );
+    let report = Report {
+        baseline,
+        diamond,
+        ratios,
+        cpu_us_per_step: HashMap::from([
+            ("coordinator".to_owned(), cpu_us(0)),
+            ("worker".to_owned(), cpu_us(1)),
+        ]),
+        coordinator_rss_mib,
+    };
+    drop(processes);
+
+    let b = &report.baseline;
+    let d = &report.diamond;
+    println!();
+    println!("{:<48} {:>12} {:>12}", "", "baseline", "tasker");
+    println!(
+        "{:<48} {:>12.3} {:>12.3}",
+        "p50 ms (baseline: one step; tasker: diamond)", b.latency.p50_ms, d.latency.p50_ms
+    );
+    println!(
+        "{:<48} {:>12.3} {:>12.3}",
+        "p99 ms", b.latency.p99_ms, d.latency.p99_ms
+    );
+    println!("{:<48} {:>12} {:>12.3}", "p99.9 ms", "", d.latency.p999_ms);
+    println!(
+        "{:<48} {:>12.0} {:>12.0}",
+        "steps/s (baseline: 256 in flight; tasker: best window)",
+        b.throughput.per_second,
+        best * 5.0
+    );
+    for t in &d.throughput {
+        println!(
+            "{:<48} {:>12} {:>12.1}",
+            format!("tasker diamonds/s at {} in flight", t.in_flight),
+            "",
+            t.per_second
+        );
+    }
+    for (k, v) in &report.ratios {
+        println!("{k:<48} {v:>25.3}");
+    }
+    for (k, v) in &report.cpu_us_per_step {
+        println!("{:<48} {v:>25.1}", format!("{k} CPU µs per step"));
+    }
+    println!(
+        "{:<48} {:>25.1}",
+        "coordinator RSS MiB", report.coordinator_rss_mib
+    );
+    let json = serde_json::to_string(&report)?;
+    println!("{json}");
+    std::fs::write(out_dir.join("latest.json"), &json)?;
+    Ok(())
+}
