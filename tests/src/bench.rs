@@ -10,7 +10,7 @@
 //!   and one worker process.
 
 use std::collections::BTreeMap as HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -239,12 +239,7 @@ impl Processes {
     /// # Errors
     ///
     /// If a process cannot be started.
-    pub async fn start(
-        node: &PathBuf,
-        dir: &PathBuf,
-        coordinators: usize,
-        workers: usize,
-    ) -> anyhow::Result<Self> {
+    pub async fn start(node: &Path, dir: &Path, coordinators: usize, workers: usize) -> anyhow::Result<Self> {
         let namespace = unique("bench");
         let templates = dir.join(&namespace);
         std::fs::create_dir_all(&templates)?;
