@@ -248,6 +248,8 @@ impl Processes {
             &format!("namespace_name: {namespace}"),
         );
         std::fs::write(templates.join("user_registration.yaml"), yaml)?;
+        std::fs::write(templates.join("chain.yaml"), chain_template(&namespace, 10))?;
+        std::fs::write(templates.join("fan_in.yaml"), fan_in_template(&namespace, 50))?;
         let mut children = Vec::new();
         let spawn = |args: Vec<String>| -> anyhow::Result<tokio::process::Child> {
             Ok(Command::new(node)
@@ -282,6 +284,14 @@ impl Processes {
         Ok(Self { children, namespace })
     }
 
+    /// Stops the processes and deletes the namespace's queues.
+    pub async fn stop(mut self) {
+        for child in &mut self.children {
+            let _ = child.kill().await;
+        }
+        crate::delete_namespaces(&[&self.namespace]).await;
+    }
+
     /// The processes' ids.
     #[must_use]
     pub fn pids(&self) -> Vec<u32> {
@@ -290,6 +300,138 @@ impl Processes {
             .filter_map(tokio::process::Child::id)
             .collect()
     }
+}
+
+/// A linear chain of `length` steps, `chain`.
+#[must_use]
+pub fn chain_template(namespace: &str, length: usize) -> String {
+    let mut yaml = format!("name: chain\nnamespace_name: {namespace}\nversion: 1.0.0\nsteps:\n");
+    for i in 0..length {
+        let deps = if i == 0 {
+            String::new()
+        } else {
+            format!("s{}", i - 1)
+        };
+        yaml += &format!("  - name: s{i}\n    handler: {{ callable: chaos }}\n    dependencies: [{deps}]\n");
+    }
+    yaml
+}
+
+/// `start`, then `width` parallel branches, then `join`: `fan_in`.
+#[must_use]
+pub fn fan_in_template(namespace: &str, width: usize) -> String {
+    let mut yaml = format!(
+        "name: fan_in\nnamespace_name: {namespace}\nversion: 1.0.0\nsteps:\n  - name: start\n    handler: {{ callable: chaos }}\n"
+    );
+    for i in 0..width {
+        yaml += &format!("  - name: b{i}\n    handler: {{ callable: chaos }}\n    dependencies: [start]\n");
+    }
+    let branches: Vec<String> = (0..width).map(|i| format!("b{i}")).collect();
+    yaml += &format!(
+        "  - name: join\n    handler: {{ callable: chaos }}\n    dependencies: [{}]\n",
+        branches.join(", ")
+    );
+    yaml
+}
+
+/// The 10-step chain's end-to-end latency at 1 in flight, and the 50-way
+/// fan-in's join latency: from the last branch's end to the join's start,
+/// as the worker recorded them.
+///
+/// # Errors
+///
+/// If a task is rejected or times out.
+pub async fn shapes(namespace: &str, samples: usize) -> anyhow::Result<(Latency, Latency)> {
+    let client = Client::connect(&amqp_url()).await?;
+    let run = |name: &'static str| {
+        let client = &client;
+        async move {
+            let submitted = client
+                .submit(TaskRequest::new(namespace, name, json!({})))
+                .await?;
+            crate::finished(submitted.wait(Duration::from_secs(60)).await?)
+        }
+    };
+    for _ in 0..5 {
+        run("chain").await?;
+    }
+    let mut chain = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t0 = Instant::now();
+        run("chain").await?;
+        chain.push(t0.elapsed());
+    }
+    let mut joins = Vec::new();
+    for _ in 0..(samples / 5).max(10) {
+        let report = run("fan_in").await?;
+        let last_branch = report
+            .steps
+            .iter()
+            .filter(|s| s.name.starts_with('b'))
+            .filter_map(|s| s.finished_at)
+            .max();
+        let join = report
+            .steps
+            .iter()
+            .find(|s| s.name == "join")
+            .and_then(|s| s.started_at);
+        if let (Some(end), Some(start)) = (last_branch, join) {
+            joins.push((start - end).to_std().unwrap_or_default());
+        }
+    }
+    client.close().await;
+    Ok((Latency::of(chain), Latency::of(joins)))
+}
+
+/// Redis memory per in-flight diamond: `used_memory` before and after
+/// creating `count` diamonds that no worker serves, divided by `count`.
+/// The tasks are deleted afterwards.
+///
+/// # Errors
+///
+/// If the servers cannot be reached.
+pub async fn redis_bytes_per_diamond(namespace: &str, count: usize) -> anyhow::Result<f64> {
+    let mut redis = redis::aio::ConnectionManager::new(redis::Client::open(redis_url())?).await?;
+    let used = |info: String| {
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = used(redis::cmd("INFO").arg("memory").query_async(&mut redis).await?);
+    let client = Client::connect(&amqp_url()).await?;
+    let context = json!({"user_info": {"email": "bench@example.com", "name": "B", "plan": "pro"}});
+    let mut ids = Vec::with_capacity(count);
+    for _ in 0..count {
+        ids.push(
+            client
+                .submit(TaskRequest::new(namespace, "user_registration", context.clone()))
+                .await?
+                .task_id,
+        );
+    }
+    // Wait until the coordinator has created every task.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.exists(tasker_coordinator::store::task_key(*id));
+        }
+        let exists: Vec<bool> = pipe.query_async(&mut redis).await?;
+        if exists.iter().all(|e| *e) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = used(redis::cmd("INFO").arg("memory").query_async(&mut redis).await?);
+    let mut pipe = redis::pipe();
+    for id in &ids {
+        pipe.del(tasker_coordinator::store::task_key(*id)).ignore();
+    }
+    pipe.del(crate::chaos_lease_key(namespace)).ignore();
+    let () = pipe.query_async(&mut redis).await?;
+    client.close().await;
+    Ok((after - before) / count as f64)
 }
 
 /// Measures the diamond: latency at 1 in flight, then throughput at each
@@ -397,4 +539,12 @@ pub struct Report {
     pub cpu_us_per_step: HashMap<String, f64>,
     /// Resident memory of the coordinator after the run, in MiB.
     pub coordinator_rss_mib: f64,
+    /// The 10-step chain, end to end, at 1 in flight.
+    pub chain_10: Latency,
+    /// The 50-way fan-in: from the last branch's end to the join's start.
+    pub join_50: Latency,
+    /// Diamonds per second on 2 coordinators and 2 workers, at each window.
+    pub diamond_2x2: Vec<Throughput>,
+    /// Redis `used_memory` per in-flight diamond, in bytes.
+    pub redis_bytes_per_diamond: f64,
 }

@@ -459,6 +459,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         .map_or(0, |d| d.copies.load(Ordering::Relaxed));
     drop(duplicator);
     nodes.stop().await;
+    crate::delete_namespaces(&[&namespace]).await;
 
     let progress = progress.lock().await;
     let mut report = ChaosReport {

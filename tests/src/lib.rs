@@ -203,7 +203,8 @@ impl Stack {
         finished(submitted.wait(Duration::from_secs(60)).await?)
     }
 
-    /// Stops everything, waiting for in-flight work.
+    /// Stops everything, waiting for in-flight work, then deletes the
+    /// test's queues, so that test runs do not pile up queues on the broker.
     pub async fn stop(self) {
         self.shutdown.cancel();
         for (_, handle) in self.coordinators {
@@ -213,7 +214,21 @@ impl Stack {
             let _ = handle.await;
         }
         self.client.close().await;
+        delete_namespaces(&self.registry.namespaces()).await;
     }
+}
+
+/// Deletes the queues of made-up namespaces; a failure only leaves them.
+pub async fn delete_namespaces(namespaces: &[&str]) {
+    let Ok(broker) = Broker::connect(&amqp_url(), "test-cleanup").await else {
+        return;
+    };
+    if let Ok(channel) = broker.channel().await {
+        for ns in namespaces {
+            let _ = broker.delete_namespace(&channel, ns).await;
+        }
+    }
+    broker.close().await;
 }
 
 /// The report in a reply, or an error for a rejection.
@@ -390,6 +405,13 @@ pub async fn run_many(
         .into_iter()
         .map(|s| async move { finished(s.wait(timeout).await?) });
     futures::future::join_all(waits).await.into_iter().collect()
+}
+
+/// The lease set of `namespace`, for cleaning up after tasks that were
+/// never run.
+#[must_use]
+pub fn chaos_lease_key(namespace: &str) -> String {
+    tasker_coordinator::store::lease_key(namespace)
 }
 
 /// Sends the crate's logs to the test output when `RUST_LOG` is set.

@@ -215,6 +215,29 @@ impl Broker {
         Ok((name, consumer))
     }
 
+    /// Deletes the three queues of `namespace`, with whatever they hold. For
+    /// tests and benchmarks that made up a namespace; never for a real one.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a deletion fails.
+    pub async fn delete_namespace(&self, channel: &Channel, namespace: &str) -> Result<(), Error> {
+        for queue in [
+            topology::request_queue(namespace),
+            topology::step_queue(namespace),
+            topology::result_queue(namespace),
+        ] {
+            channel
+                .queue_delete(
+                    queue.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
     /// Declares the exchange clients publish requests to, with its alternate
     /// exchange and the queue that catches requests for unknown namespaces.
     ///

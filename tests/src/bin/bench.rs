@@ -79,6 +79,22 @@ async fn main() -> anyhow::Result<()> {
         "diamond_p99_vs_4x_baseline_p50".to_owned(),
         diamond.latency.p99_ms / (4.0 * baseline.latency.p50_ms),
     );
+    eprintln!("bench: 10-step chain and 50-way fan-in");
+    let (chain_10, join_50) = bench::shapes(&processes.namespace, args.samples / 3).await?;
+    processes.stop().await;
+
+    eprintln!("bench: Redis memory per in-flight diamond (1 coordinator, no worker)");
+    let idle = Processes::start(&node, &out_dir, 1, 0).await?;
+    let redis_bytes_per_diamond = bench::redis_bytes_per_diamond(&idle.namespace, 1000).await?;
+    idle.stop().await;
+
+    eprintln!("bench: diamond on 2 coordinators + 2 workers, windows 32, 128, 256");
+    let scaled = Processes::start(&node, &out_dir, 2, 2).await?;
+    let diamond_2x2 = bench::diamond(&scaled.namespace, 20, &windows, duration)
+        .await?
+        .throughput;
+    scaled.stop().await;
+
     let report = Report {
         baseline,
         diamond,
@@ -88,8 +104,11 @@ async fn main() -> anyhow::Result<()> {
             ("worker".to_owned(), cpu_us(1)),
         ]),
         coordinator_rss_mib,
+        chain_10,
+        join_50,
+        diamond_2x2,
+        redis_bytes_per_diamond,
     };
-    drop(processes);
 
     let b = &report.baseline;
     let d = &report.diamond;
@@ -127,6 +146,22 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "{:<48} {:>25.1}",
         "coordinator RSS MiB", report.coordinator_rss_mib
+    );
+    println!("{:<48} {:>25.3}", "10-step chain p50 ms", report.chain_10.p50_ms);
+    println!(
+        "{:<48} {:>25.3}",
+        "50-way join latency p50 ms", report.join_50.p50_ms
+    );
+    for t in &report.diamond_2x2 {
+        println!(
+            "{:<48} {:>25.1}",
+            format!("2+2 diamonds/s at {} in flight", t.in_flight),
+            t.per_second
+        );
+    }
+    println!(
+        "{:<48} {:>25.0}",
+        "Redis bytes per in-flight diamond", report.redis_bytes_per_diamond
     );
     let json = serde_json::to_string(&report)?;
     println!("{json}");
