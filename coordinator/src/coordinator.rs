@@ -525,9 +525,12 @@ impl Coordinator {
                 due,
             ));
         }
-        self.store.bookkeep(&template.namespace, &changes).await?;
-        self.publish_steps(template, task_id, &recorded.ready, 1, &recorded.inputs)
-            .await?;
+        // Both must be done before the ack, but neither needs the other:
+        // running them together saves a round trip per step.
+        tokio::try_join!(
+            self.store.bookkeep(&template.namespace, &changes),
+            self.publish_steps(template, task_id, &recorded.ready, 1, &recorded.inputs),
+        )?;
         let first_time_finished =
             recorded.verdict == Verdict::Applied && recorded.status != TaskStatus::Running;
         let finished_again =
@@ -553,32 +556,19 @@ impl Coordinator {
                 .get_or_create(&metrics::task(&template.namespace, &template.name))
                 .dec();
         }
-        if recorded.verdict == Verdict::Applied {
-            self.record_join_waits(template, task_id, &recorded.ready).await;
+        if recorded.verdict == Verdict::Applied
+            && recorded.ready.iter().any(|&s| template.dag.parents(s).len() > 1)
+        {
+            // A metric only: read off the delivery's path, so the ack does
+            // not wait for it. One short task per released join.
+            tokio::spawn(record_join_waits(
+                self.store.clone(),
+                template.clone(),
+                task_id,
+                recorded.ready.clone(),
+            ));
         }
         Ok(())
-    }
-
-    /// For each join among `ready`, the time from its first parent finishing
-    /// to its last, into the join-wait histogram. A metric only: a failure
-    /// to read it is logged and forgotten.
-    async fn record_join_waits(&self, template: &TaskTemplate, task_id: Uuid, ready: &[usize]) {
-        for &join in ready.iter().filter(|&&s| template.dag.parents(s).len() > 1) {
-            match self.store.finish_times(task_id, template.dag.parents(join)).await {
-                Ok(times) => {
-                    let times: Vec<i64> = times.into_iter().flatten().collect();
-                    if let (Some(first), Some(last)) = (times.iter().min(), times.iter().max()) {
-                        let labels =
-                            metrics::step(&template.namespace, &template.name, &template.steps[join].name);
-                        metrics::global()
-                            .join_wait
-                            .get_or_create(&labels)
-                            .observe((last - first) as f64 / 1000.0);
-                    }
-                }
-                Err(e) => debug!(error = %e, "join wait not recorded"),
-            }
-        }
     }
 
     /// Leases for `steps`, about to be published at `attempt`: each ends
@@ -770,6 +760,28 @@ impl Coordinator {
         reason: &str,
     ) -> Result<(), Error> {
         Ok(self.publisher.dead_letter(delivery, queue, code, reason).await?)
+    }
+}
+
+/// For each join among `ready`, the time from its first parent finishing
+/// to its last, into the join-wait histogram. A metric only: a failure
+/// to read it is logged and forgotten.
+async fn record_join_waits(store: Store, template: Arc<TaskTemplate>, task_id: Uuid, ready: Vec<usize>) {
+    for &join in ready.iter().filter(|&&s| template.dag.parents(s).len() > 1) {
+        match store.finish_times(task_id, template.dag.parents(join)).await {
+            Ok(times) => {
+                let times: Vec<i64> = times.into_iter().flatten().collect();
+                if let (Some(first), Some(last)) = (times.iter().min(), times.iter().max()) {
+                    let labels =
+                        metrics::step(&template.namespace, &template.name, &template.steps[join].name);
+                    metrics::global()
+                        .join_wait
+                        .get_or_create(&labels)
+                        .observe((last - first) as f64 / 1000.0);
+                }
+            }
+            Err(e) => debug!(error = %e, "join wait not recorded"),
+        }
     }
 }
 
