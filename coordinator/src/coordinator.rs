@@ -23,7 +23,7 @@ use tasker_protocol::{
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 use uuid::Uuid;
 
 use tasker_worker::broker::{self, Broker, Outgoing, Publisher, REDELIVERY_LIMIT};
@@ -140,6 +140,32 @@ pub async fn run(
     }
 }
 
+/// The consumer span of one delivery, a child of the span that published
+/// the message: the client's for a request, the worker's for a result.
+fn delivery_span(input: Input, queue: &str, delivery: &Delivery) -> tracing::Span {
+    let name = match input {
+        Input::Request => "accept task",
+        Input::Result => "record result",
+    };
+    let span = tracing::info_span!(
+        "coordinator",
+        otel.name = name,
+        otel.kind = "consumer",
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "process",
+        messaging.destination.name = %queue,
+        messaging.rabbitmq.destination.routing_key = %delivery.routing_key.as_str(),
+        messaging.message.id = delivery.properties.message_id().as_ref().map(|m| m.to_string()).unwrap_or_default(),
+        redelivered = delivery.redelivered,
+        tasker.task.id = tracing::field::Empty,
+        tasker.step.name = tracing::field::Empty,
+        tasker.step.attempt = tracing::field::Empty,
+        tasker.step.outcome = tracing::field::Empty,
+    );
+    tasker_worker::telemetry::continue_from(&span, delivery.properties.headers().as_ref());
+    span
+}
+
 /// Which kind of message a queue holds.
 #[derive(Debug, Clone, Copy)]
 enum Input {
@@ -224,7 +250,8 @@ async fn session(
             next = deliveries.next() => match next {
                 Some((input, queue, Ok(delivery))) => {
                     let coordinator = coordinator.clone();
-                    tracker.spawn(async move { coordinator.handle(input, &queue, delivery).await });
+                    let span = delivery_span(input, &queue, &delivery);
+                    tracker.spawn(async move { coordinator.handle(input, &queue, delivery).instrument(span).await });
                 }
                 Some((_, _, Err(e))) => break Err(Error::Broker(broker.error(e))),
                 None => break Err(Error::Broker(tasker_worker::Error::ConsumerCancelled)),
@@ -247,7 +274,6 @@ async fn session(
 impl Coordinator {
     /// Handles one delivery. A failure that may pass (Redis or the broker
     /// away) hands the delivery back to the queue after a pause.
-    #[tracing::instrument(skip_all, fields(queue = %queue, redelivered = delivery.redelivered))]
     async fn handle(&self, input: Input, queue: &str, delivery: Delivery) {
         let deliveries = broker::delivery_count(&delivery);
         if deliveries > self.config.max_redeliveries {
@@ -604,18 +630,45 @@ impl Coordinator {
             return Ok(());
         }
         let mut messages = Vec::with_capacity(steps.len());
+        let mut spans = Vec::with_capacity(steps.len());
         for &step in steps {
             let ready = step_ready(template, task_id, step, attempt, inputs)?;
             debug!(task_id = %task_id, step = %ready.step, attempt, "step published");
+            // One producer span per attempt; the worker's span is its child.
+            let queue = topology::step_queue(&template.namespace);
+            let span = tracing::info_span!(
+                "publish step",
+                otel.name = format!("publish {}", ready.step),
+                otel.kind = "producer",
+                messaging.system = "rabbitmq",
+                messaging.operation.type = "send",
+                messaging.destination.name = %queue,
+                messaging.rabbitmq.destination.routing_key = %template.namespace,
+                messaging.message.id = tracing::field::Empty,
+                tasker.task.id = %task_id,
+                tasker.namespace = %template.namespace,
+                tasker.task.name = %template.name,
+                tasker.task.version = %template.version,
+                tasker.step.name = %ready.step,
+                tasker.step.attempt = attempt,
+            );
+            let properties = span.in_scope(|| broker::properties(message_type::STEP_READY, Some(task_id)));
+            if let Some(id) = properties.message_id() {
+                span.record("messaging.message.id", id.as_str());
+            }
+            spans.push(span);
             messages.push(Outgoing {
                 exchange: topology::STEPS_EXCHANGE.to_owned(),
                 routing_key: template.namespace.clone(),
                 payload: message::encode(&ready),
-                properties: broker::properties(message_type::STEP_READY, Some(task_id)),
+                properties,
                 mandatory: true,
             });
         }
-        Ok(self.publisher.publish_all(messages).await?)
+        // The producer spans end when the broker has confirmed.
+        let published = self.publisher.publish_all(messages).await;
+        drop(spans);
+        Ok(published?)
     }
 
     /// Publishes the task's report to the events exchange and to every

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use tasker_coordinator::{CoordinatorConfig, Store, report, templates};
 use tasker_protocol::{TaskRequest, TaskStatus, TaskTemplate};
 use tasker_worker::{Client, Reply};
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Exit code of `submit --wait` when the task failed.
@@ -124,6 +125,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let service = match cli.command {
+        Command::Coordinator { .. } => "tasker-coordinator",
+        _ => "tasker-cli",
+    };
+    // Flushes spans when `run` returns.
+    let _telemetry = tasker_worker::telemetry::init(service);
     match cli.command {
         Command::Coordinator {
             templates,
@@ -131,7 +138,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             retention_days,
             health_addr,
         } => {
-            tasker_worker::telemetry::init();
             let registry = templates::load_dir(&templates)?;
             let config = CoordinatorConfig {
                 amqp_url: cli.amqp_url,
@@ -273,10 +279,17 @@ async fn demo(amqp_url: &str, email: &str, name: &str, plan: &str) -> anyhow::Re
     });
     println!("Submitting microservices/user_registration for {name} <{email}> on the {plan} plan");
     let client = Client::connect(amqp_url).await?;
+    // The task joins this span's trace: the request carries its context.
+    let span = tracing::info_span!("register user", otel.kind = "producer");
     let submitted = client
         .create_task("microservices", "user_registration", context)
+        .instrument(span.clone())
         .await?;
-    println!("task {}: waiting for it to finish…\n", submitted.task_id);
+    println!("task {}: waiting for it to finish…", submitted.task_id);
+    match tasker_worker::telemetry::trace_id(&span) {
+        Some(trace) => println!("trace {trace}: open it in Jaeger (http://localhost:16686/trace/{trace})\n"),
+        None => println!("(set OTEL_EXPORTER_OTLP_ENDPOINT to export this task's trace)\n"),
+    }
     let reply = submitted.wait(Duration::from_secs(120)).await?;
     let Reply::Finished(report) = &reply else {
         return Ok(print_reply(&reply, false));

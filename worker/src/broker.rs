@@ -495,6 +495,8 @@ pub fn properties(message_type: &str, task_id: Option<Uuid>) -> BasicProperties 
             AMQPValue::LongString(id.to_string().into()),
         );
     }
+    // The publishing span's trace context travels with the message.
+    crate::telemetry::inject(&tracing::Span::current(), &mut table);
     BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type(topology::CONTENT_TYPE.into())

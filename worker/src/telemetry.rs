@@ -3,15 +3,58 @@
 //! Logs are readable text by default and JSON with `TASKER_LOG_FORMAT=json`.
 //! `RUST_LOG` filters them, with `info` as the default.
 
+use std::collections::HashMap;
+
+use lapin::types::{AMQPValue, FieldTable};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the global subscriber. Call once, at the start of `main`.
-pub fn init() {
+/// Flushes spans on drop: keep it alive for the life of `main`.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            // Nothing useful can be done about a failed flush at exit.
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Installs logging, and span export over OTLP when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Call once, at the start of `main`,
+/// and keep the guard until the end.
+///
+/// - Logs are readable text by default and JSON with
+///   `TASKER_LOG_FORMAT=json`; `RUST_LOG` filters them (default `info`).
+/// - Export follows the standard variables: `OTEL_EXPORTER_OTLP_ENDPOINT`,
+///   `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`, or `http/protobuf`, the
+///   default), `OTEL_SERVICE_NAME` (else `service`), `OTEL_RESOURCE_ATTRIBUTES`,
+///   and `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`. With no endpoint,
+///   nothing is exported and spans cost next to nothing.
+///
+/// # Panics
+///
+/// If the OTLP exporter cannot be built from the environment.
+#[must_use]
+pub fn init(service: &str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,lapin=warn"));
     let json = std::env::var("TASKER_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let provider = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .map(|_| provider(service));
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("tasker")));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     if json {
         registry
             .with(
@@ -25,6 +68,84 @@ pub fn init() {
         registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
             .init();
+    }
+    Telemetry { provider }
+}
+
+fn provider(service: &str) -> SdkTracerProvider {
+    let protocol = std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").unwrap_or_else(|_| "http/protobuf".into());
+    let exporter = match protocol.as_str() {
+        "grpc" => opentelemetry_otlp::SpanExporter::builder().with_tonic().build(),
+        _ => opentelemetry_otlp::SpanExporter::builder().with_http().build(),
+    }
+    .unwrap_or_else(|e| panic!("cannot export spans to OTEL_EXPORTER_OTLP_ENDPOINT over {protocol}: {e}"));
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if std::env::var("OTEL_SERVICE_NAME").is_err() {
+        resource = resource.with_service_name(service.to_owned());
+    }
+    // Batches are exported on the Tokio runtime: the HTTP client needs its
+    // reactor, which the SDK's own batch thread does not have.
+    let processor = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+        exporter,
+        opentelemetry_sdk::runtime::Tokio,
+    )
+    .build();
+    SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource.build())
+        .build()
+}
+
+/// Adds the W3C trace context of `span` (`traceparent`, `tracestate`) to
+/// AMQP headers.
+pub fn inject(span: &tracing::Span, headers: &mut FieldTable) {
+    let mut fields = HashMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut Fields(&mut fields));
+    for (k, v) in fields {
+        headers.insert(k.into(), AMQPValue::LongString(v.into()));
+    }
+}
+
+/// Makes `span` a child of the trace context in AMQP `headers`, if they
+/// carry one.
+pub fn continue_from(span: &tracing::Span, headers: Option<&FieldTable>) {
+    let Some(headers) = headers else { return };
+    let fields: HashMap<String, String> = headers
+        .inner()
+        .iter()
+        .filter_map(|(k, v)| match v {
+            AMQPValue::LongString(s) => Some((k.to_string(), s.to_string())),
+            _ => None,
+        })
+        .collect();
+    let cx = TraceContextPropagator::new().extract(&Fields(&mut fields.clone()));
+    let _ = span.set_parent(cx);
+}
+
+/// The trace id of `span`, as 32 hex digits, when it is being traced.
+#[must_use]
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let cx = span.context();
+    let id = cx.span().span_context().trace_id();
+    (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
+}
+
+struct Fields<'a>(&'a mut HashMap<String, String>);
+
+impl Injector for Fields<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+}
+
+impl Extractor for Fields<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
     }
 }
 

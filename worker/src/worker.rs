@@ -16,7 +16,7 @@ use tasker_protocol::topology::{self, message_type};
 use tasker_protocol::{PROTOCOL_VERSION, StepFailure, StepOutcome, StepReady, StepResult};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use crate::broker::REDELIVERY_LIMIT;
 use crate::broker::{self, Broker, Outgoing, Publisher};
@@ -287,8 +287,9 @@ async fn session(
                 Some((queue, Ok(delivery))) => {
                     let shared = shared.clone();
                     let publisher = publisher.clone();
+                    let span = delivery_span(&queue, &delivery);
                     tracker.spawn(async move {
-                        if let Err(e) = handle_delivery(&shared, &publisher, &queue, delivery).await {
+                        if let Err(e) = handle_delivery(&shared, &publisher, &queue, delivery).instrument(span).await {
                             // The delivery stays unacked and comes back once the
                             // connection is replaced.
                             debug!(error = %e, "step not acknowledged");
@@ -319,9 +320,33 @@ async fn session(
     outcome
 }
 
+/// The consumer span of one delivery: a child of the span that published
+/// the message, so the task's trace continues across the queue.
+fn delivery_span(queue: &str, delivery: &Delivery) -> tracing::Span {
+    let span = tracing::info_span!("process step",
+        otel.name = "process step",
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        otel.status_message = tracing::field::Empty,
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "process",
+        messaging.destination.name = %queue,
+        messaging.rabbitmq.destination.routing_key = %delivery.routing_key.as_str(),
+        messaging.message.id = tracing::field::Empty,
+        tasker.task.id = tracing::field::Empty,
+        tasker.namespace = tracing::field::Empty,
+        tasker.task.name = tracing::field::Empty,
+        tasker.task.version = tracing::field::Empty,
+        tasker.step.name = tracing::field::Empty,
+        tasker.step.attempt = tracing::field::Empty,
+        tasker.step.outcome = tracing::field::Empty,
+    );
+    crate::telemetry::continue_from(&span, delivery.properties.headers().as_ref());
+    span
+}
+
 /// Runs one step-ready delivery to the end: result published and confirmed,
 /// then acked; or dead-lettered when it cannot be used.
-#[tracing::instrument(skip_all, fields(queue = %queue, task_id = tracing::field::Empty, step = tracing::field::Empty))]
 async fn handle_delivery(
     shared: &Shared,
     publisher: &Publisher,
@@ -337,8 +362,16 @@ async fn handle_delivery(
         }
     };
     let span = tracing::Span::current();
-    span.record("task_id", tracing::field::display(ready.task_id));
-    span.record("step", ready.step.as_str());
+    span.record("otel.name", format!("process {}", ready.step));
+    span.record("tasker.task.id", tracing::field::display(ready.task_id));
+    span.record("tasker.namespace", ready.namespace.as_str());
+    span.record("tasker.task.name", ready.task_name.as_str());
+    span.record("tasker.task.version", ready.task_version.as_str());
+    span.record("tasker.step.name", ready.step.as_str());
+    span.record("tasker.step.attempt", ready.attempt);
+    if let Some(id) = delivery.properties.message_id() {
+        span.record("messaging.message.id", id.as_str());
+    }
     let redeliveries = broker::delivery_count(&delivery);
     if redeliveries > shared.config.max_redeliveries {
         let reason = format!(
@@ -384,9 +417,21 @@ async fn handle_delivery(
         .observe(ran as f64 / 1e6);
     match &outcome {
         StepOutcome::Completed { .. } => {
+            tracing::Span::current().record("tasker.step.outcome", "completed");
             info!(task_id = %ready.task_id, step = %ready.step, attempt = ready.attempt, "step completed");
         }
         StepOutcome::Failed { error } => {
+            let span = tracing::Span::current();
+            span.record(
+                "tasker.step.outcome",
+                if error.retryable {
+                    "failed_retryable"
+                } else {
+                    "failed_permanent"
+                },
+            );
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_message", error.code.as_str());
             warn!(task_id = %ready.task_id, step = %ready.step, attempt = ready.attempt,
                 code = %error.code, retryable = error.retryable, message = %error.message, "step failed");
         }

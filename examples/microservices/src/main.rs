@@ -41,7 +41,7 @@ fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tasker_worker::telemetry::init();
+    let _telemetry = tasker_worker::telemetry::init("worker-microservices");
     let config = WorkerConfig {
         amqp_url: args.amqp_url,
         concurrency: args.concurrency,

@@ -42,7 +42,7 @@ fn runs_key(namespace: &str) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tasker_worker::telemetry::init();
+    let _telemetry = tasker_worker::telemetry::init("chaos-node");
     let shutdown = tasker_worker::telemetry::shutdown_on_signal();
     let amqp_url = tasker_e2e::amqp_url();
     match Args::parse().role {
