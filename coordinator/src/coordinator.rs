@@ -546,10 +546,9 @@ impl Coordinator {
         if let Some(due) = recorded.retry_due {
             info!(task_id = %task_id, step = %result.step, attempt = result.attempt,
                 retry_in_ms = (due - Utc::now()).num_milliseconds().max(0), "step will be retried");
-            changes.push(Bookkeeping::Retry(
-                StepRef::new(task_id, template, step, result.attempt),
-                due,
-            ));
+            let traceparent = tasker_worker::telemetry::traceparent(&tracing::Span::current());
+            let entry = StepRef::new(task_id, template, step, result.attempt).with_trace(traceparent);
+            changes.push(Bookkeeping::Retry(entry, due));
         }
         // Both must be done before the ack, but neither needs the other:
         // running them together saves a round trip per step.
@@ -860,7 +859,16 @@ async fn run_sweeper(coordinator: Arc<Coordinator>, stop: CancellationToken) {
                 Ok(due) => {
                     coordinator.health.up(health::REDIS);
                     for retry in due {
-                        if let Err(e) = coordinator.dispatch(&retry).await {
+                        let span = tracing::info_span!(
+                            "retry step",
+                            otel.kind = "internal",
+                            tasker.task.id = %retry.task_id,
+                            tasker.step.attempt = retry.attempt + 1,
+                        );
+                        if let Some(tp) = &retry.trace {
+                            tasker_worker::telemetry::continue_from_traceparent(&span, tp);
+                        }
+                        if let Err(e) = coordinator.dispatch(&retry).instrument(span).await {
                             warn!(error = %e, task_id = %retry.task_id, "retry not dispatched; it will be tried again");
                         }
                     }
@@ -901,6 +909,7 @@ impl Coordinator {
         };
         if let Some(inputs) = self.store.dispatch_retry(retry, &template).await? {
             let attempt = retry.attempt + 1;
+            // An event on the retry span: the wait is over.
             info!(task_id = %retry.task_id, step = %template.steps[retry.step].name, attempt, "retrying step");
             let leases = self.leases(&template, retry.task_id, &[retry.step], attempt);
             self.store.bookkeep(&template.namespace, &leases).await?;

@@ -137,6 +137,9 @@ pub struct StepRef {
     pub step: usize,
     /// The attempt.
     pub attempt: u32,
+    /// The W3C `traceparent` the entry carries, for a retry: the next
+    /// attempt joins the task's trace.
+    pub trace: Option<String>,
 }
 
 impl StepRef {
@@ -158,12 +161,27 @@ impl StepRef {
             template,
             step,
             attempt,
+            trace: None,
         }
+    }
+
+    /// The same entry, carrying `traceparent` in its member.
+    #[must_use]
+    pub fn with_trace(mut self, traceparent: Option<String>) -> Self {
+        if let Some(tp) = traceparent {
+            self.member = format!("{}|{tp}", self.member);
+            self.trace = Some(tp);
+        }
+        self
     }
 
     fn parse(member: String) -> Option<Self> {
         let parts: Vec<&str> = member.split('|').collect();
-        let [task_id, ns, name, version, step, attempt] = parts[..] else {
+        let (&[task_id, ns, name, version, step, attempt], trace) = (match parts.len() {
+            6 => (&parts[..], None),
+            7 => (&parts[..6], Some(parts[6].to_owned())),
+            _ => return None,
+        }) else {
             return None;
         };
         Some(Self {
@@ -171,6 +189,7 @@ impl StepRef {
             template: (ns.to_owned(), name.to_owned(), version.to_owned()),
             step: step.parse().ok()?,
             attempt: attempt.parse().ok()?,
+            trace,
             member,
         })
     }

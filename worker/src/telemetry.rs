@@ -11,9 +11,9 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 /// Flushes spans on drop: keep it alive for the life of `main`.
 pub struct Telemetry {
@@ -51,22 +51,26 @@ pub fn init(service: &str) -> Telemetry {
     let provider = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .ok()
         .map(|_| provider(service));
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("tasker")));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // Spans are exported whatever `RUST_LOG` says: it filters the logs only.
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("tasker"))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    let registry = tracing_subscriber::registry().with(otel);
     if json {
+        let logs = tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr);
+        registry.with(logs.with_filter(filter)).init();
+    } else {
         registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             )
-            .init();
-    } else {
-        registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
             .init();
     }
     Telemetry { provider }
@@ -119,6 +123,22 @@ pub fn continue_from(span: &tracing::Span, headers: Option<&FieldTable>) {
         })
         .collect();
     let cx = TraceContextPropagator::new().extract(&Fields(&mut fields.clone()));
+    let _ = span.set_parent(cx);
+}
+
+/// The W3C `traceparent` of `span`, when it is being traced: to carry a
+/// trace through a store rather than a message.
+#[must_use]
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    let mut fields = HashMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut Fields(&mut fields));
+    fields.remove("traceparent")
+}
+
+/// Makes `span` a child of the W3C `traceparent` given.
+pub fn continue_from_traceparent(span: &tracing::Span, traceparent: &str) {
+    let mut fields = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let cx = TraceContextPropagator::new().extract(&Fields(&mut fields));
     let _ = span.set_parent(cx);
 }
 

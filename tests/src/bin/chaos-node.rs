@@ -63,6 +63,15 @@ async fn main() -> anyhow::Result<()> {
             noop: true,
         } => {
             let handler = std::sync::Arc::new(handler_fn(|ctx: StepContext| async move {
+                // For the tracing test: a retry to be seen in the trace.
+                if ctx.attempt() == 1
+                    && ctx.input_or("fail_first_attempt_of", String::new())? == ctx.step_name()
+                {
+                    return Err(StepError::retryable(
+                        "ASKED_TO_FAIL",
+                        "the request asked this attempt to fail",
+                    ));
+                }
                 Ok::<_, StepError>(json!({ "step": ctx.step_name() }))
             }));
             let mut worker = Worker::new(WorkerConfig {

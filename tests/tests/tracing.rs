@@ -1,0 +1,269 @@
+//! One task is one trace, across the coordinator and two worker processes,
+//! as received by a real OTLP receiver (rotel, from PyPI), with one span per
+//! step attempt under its publish span, the attributes, and the retry.
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use tasker_e2e::{amqp_url, redis_url, unique};
+use tasker_protocol::{TaskRequest, TaskStatus};
+use tokio::process::{Child, Command};
+
+/// One span as rotel prints it with `--debug-log-verbosity detailed`.
+#[derive(Debug, Default, Clone)]
+struct Span {
+    service: String,
+    trace: String,
+    parent: String,
+    id: String,
+    name: String,
+    kind: String,
+    status: String,
+    attributes: HashMap<String, String>,
+}
+
+fn parse(log: &str) -> Vec<Span> {
+    let mut spans = Vec::new();
+    let mut service = String::new();
+    let mut current: Option<Span> = None;
+    let mut in_attributes = false;
+    let value = |line: &str| {
+        line.split_once(':')
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let unwrap = |v: &str| {
+        v.split_once('(')
+            .map(|(_, rest)| rest.trim_end_matches(')').to_owned())
+            .unwrap_or_else(|| v.to_owned())
+    };
+    for line in log.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("-> service.name:") {
+            service = unwrap(&value(trimmed));
+        } else if trimmed.starts_with("Span #") {
+            spans.extend(current.take());
+            current = Some(Span {
+                service: service.clone(),
+                ..Span::default()
+            });
+            in_attributes = false;
+        } else if let Some(span) = current.as_mut() {
+            if trimmed.starts_with("Trace ID") {
+                span.trace = value(trimmed);
+            } else if trimmed.starts_with("Parent ID") {
+                span.parent = value(trimmed);
+            } else if trimmed.starts_with("ID ") {
+                span.id = value(trimmed);
+            } else if trimmed.starts_with("Name ") {
+                span.name = value(trimmed);
+            } else if trimmed.starts_with("Kind ") {
+                span.kind = value(trimmed);
+            } else if trimmed.starts_with("Status code") {
+                span.status = value(trimmed);
+            } else if trimmed.starts_with("Attributes:") {
+                in_attributes = true;
+            } else if trimmed.starts_with("Events:") || trimmed.starts_with("ResourceSpans") {
+                in_attributes = false;
+            } else if in_attributes && line.starts_with("     -> ") {
+                let (k, v) = trimmed
+                    .trim_start_matches("-> ")
+                    .split_once(": ")
+                    .unwrap_or_default();
+                span.attributes.insert(k.to_owned(), unwrap(v));
+            }
+        }
+    }
+    spans.extend(current);
+    spans
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn node(args: &[&str], service: &str, endpoint: &str, protocol: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_chaos-node"))
+        .args(args)
+        .env("TASKER_AMQP_URL", amqp_url())
+        .env("TASKER_REDIS_URL", redis_url())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+        .env("OTEL_SERVICE_NAME", service)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn stop(child: &mut Child) {
+    // SIGTERM: a graceful stop flushes the spans.
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().unwrap().to_string())
+        .status();
+    let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_is_one_trace_across_three_processes() {
+    let agent = std::env::var("TASKER_ROTEL_AGENT")
+        .expect("TASKER_ROTEL_AGENT names the rotel-agent binary; deploy/dev test installs it");
+    let (grpc, http) = (free_port(), free_port());
+    let log_path = std::env::temp_dir().join(format!("{}.log", unique("rotel")));
+    let mut rotel = Command::new(agent)
+        .args([
+            "start",
+            "--exporter",
+            "blackhole",
+            "--debug-log",
+            "traces",
+            "--debug-log-verbosity",
+            "detailed",
+        ])
+        .args([
+            "--otlp-grpc-endpoint",
+            &format!("127.0.0.1:{grpc}"),
+            "--otlp-http-endpoint",
+            &format!("127.0.0.1:{http}"),
+        ])
+        // rotel prints what it receives on stdout and its own logs on stderr.
+        .stdout(std::fs::File::create(&log_path).unwrap())
+        .stderr(std::fs::File::create(log_path.with_extension("stderr")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let ns = unique("traced");
+    let dir = std::env::temp_dir().join(&ns);
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml = include_str!("../../templates/microservices/user_registration.yaml")
+        .replace("namespace_name: microservices", &format!("namespace_name: {ns}"))
+        .replace("initial_delay: 2", "initial_delay: 0.05");
+    std::fs::write(dir.join("user_registration.yaml"), yaml).unwrap();
+    let http_endpoint = format!("http://127.0.0.1:{http}");
+    let grpc_endpoint = format!("http://127.0.0.1:{grpc}");
+    // Declared first, so that no request can go astray while they start.
+    let stack = tasker_e2e::Stack::start(vec![tasker_e2e::registration_template(&ns)], 0, vec![])
+        .await
+        .unwrap();
+    let mut processes = vec![
+        node(
+            &["coordinator", "--templates", dir.to_str().unwrap()],
+            "coordinator",
+            &http_endpoint,
+            "http/protobuf",
+        ),
+        node(
+            &["worker", "--namespace", &ns, "--noop"],
+            "worker-a",
+            &grpc_endpoint,
+            "grpc",
+        ),
+        node(
+            &["worker", "--namespace", &ns, "--noop"],
+            "worker-b",
+            &http_endpoint,
+            "http/protobuf",
+        ),
+    ];
+
+    let request = TaskRequest::new(
+        &ns,
+        "user_registration",
+        json!({ "fail_first_attempt_of": "setup_billing_profile" }),
+    );
+    let submitted = stack.client.submit(request).await.unwrap();
+    let task_id = submitted.task_id.to_string();
+    let report = tasker_e2e::finished(submitted.wait(Duration::from_secs(60)).await.unwrap()).unwrap();
+    assert_eq!(report.status, TaskStatus::Complete);
+    for p in &mut processes {
+        stop(p).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = rotel.kill().await;
+    stack.stop().await;
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let spans: Vec<Span> = parse(&log)
+        .into_iter()
+        .filter(|s| s.attributes.get("tasker.task.id") == Some(&task_id))
+        .collect();
+    assert!(
+        !spans.is_empty(),
+        "rotel received no span of task {task_id}; its log is {}",
+        log_path.display()
+    );
+    let traces: BTreeSet<&str> = spans.iter().map(|s| s.trace.as_str()).collect();
+    assert_eq!(traces.len(), 1, "one trace per task, got {traces:?}");
+    let services: BTreeSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
+    assert!(services.contains("coordinator"), "{services:?}");
+    assert!(
+        services.contains("worker-a") && services.contains("worker-b"),
+        "two worker processes: {services:?}"
+    );
+
+    // One consumer span per step attempt: five steps, billing twice.
+    let processes: Vec<&Span> = spans.iter().filter(|s| s.name == "process step").collect();
+    let attempts: BTreeSet<(String, String)> = processes
+        .iter()
+        .map(|s| {
+            (
+                s.attributes["tasker.step.name"].clone(),
+                s.attributes["tasker.step.attempt"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(processes.len(), 6, "{attempts:?}");
+    assert!(attempts.contains(&("setup_billing_profile".into(), "2".into())));
+    for p in &processes {
+        assert_eq!(p.kind, "SPAN_KIND_CONSUMER");
+        assert_eq!(p.attributes["messaging.system"], "rabbitmq");
+        assert_eq!(
+            p.attributes["messaging.destination.name"],
+            format!("tasker.steps.{ns}")
+        );
+        assert!(p.attributes.contains_key("messaging.message.id"));
+        for key in [
+            "tasker.namespace",
+            "tasker.task.name",
+            "tasker.task.version",
+            "tasker.step.outcome",
+        ] {
+            assert!(p.attributes.contains_key(key), "{key} missing on {p:?}");
+        }
+        // Its parent is the publish span of the same step and attempt.
+        let parent = spans
+            .iter()
+            .find(|s| s.id == p.parent)
+            .unwrap_or_else(|| panic!("no parent for {p:?}"));
+        assert_eq!(parent.kind, "SPAN_KIND_PRODUCER");
+        assert_eq!(
+            parent.name,
+            format!("publish {}", p.attributes["tasker.step.name"])
+        );
+        assert_eq!(
+            parent.attributes["tasker.step.attempt"],
+            p.attributes["tasker.step.attempt"]
+        );
+        assert_eq!(parent.service, "coordinator");
+    }
+    // The retry is visible: the failed attempt is an error with its code.
+    let failed = processes
+        .iter()
+        .find(|s| {
+            s.attributes["tasker.step.name"] == "setup_billing_profile"
+                && s.attributes["tasker.step.attempt"] == "1"
+        })
+        .unwrap();
+    assert_eq!(failed.status, "STATUS_CODE_ERROR");
+    assert_eq!(failed.attributes["tasker.step.outcome"], "failed_retryable");
+    std::fs::remove_dir_all(&dir).ok();
+}
