@@ -151,6 +151,8 @@ fn delivery_span(input: Input, queue: &str, delivery: &Delivery) -> tracing::Spa
         "coordinator",
         otel.name = name,
         otel.kind = "consumer",
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
         messaging.system = "rabbitmq",
         messaging.operation.type = "process",
         messaging.destination.name = %queue,
@@ -163,6 +165,7 @@ fn delivery_span(input: Input, queue: &str, delivery: &Delivery) -> tracing::Spa
         tasker.step.outcome = tracing::field::Empty,
     );
     tasker_worker::telemetry::continue_from(&span, delivery.properties.headers().as_ref());
+    tasker_worker::telemetry::record_ids(&span);
     span
 }
 

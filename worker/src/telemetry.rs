@@ -142,6 +142,19 @@ pub fn continue_from_traceparent(span: &tracing::Span, traceparent: &str) {
     let _ = span.set_parent(cx);
 }
 
+/// Records the span's own trace and span ids as its `trace_id` and
+/// `span_id` fields, so that JSON logs of events inside it carry them.
+/// The span must declare both fields (as `tracing::field::Empty`).
+pub fn record_ids(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt as _;
+    let cx = span.context();
+    let context = cx.span().span_context().clone();
+    if context.is_valid() {
+        span.record("trace_id", context.trace_id().to_string());
+        span.record("span_id", context.span_id().to_string());
+    }
+}
+
 /// The trace id of `span`, as 32 hex digits, when it is being traced.
 #[must_use]
 pub fn trace_id(span: &tracing::Span) -> Option<String> {

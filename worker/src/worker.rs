@@ -325,6 +325,8 @@ async fn session(
 fn delivery_span(queue: &str, delivery: &Delivery) -> tracing::Span {
     let span = tracing::info_span!("process step",
         otel.name = "process step",
+    trace_id = tracing::field::Empty,
+    span_id = tracing::field::Empty,
         otel.kind = "consumer",
         otel.status_code = tracing::field::Empty,
         otel.status_message = tracing::field::Empty,
@@ -342,6 +344,7 @@ fn delivery_span(queue: &str, delivery: &Delivery) -> tracing::Span {
         tasker.step.outcome = tracing::field::Empty,
     );
     crate::telemetry::continue_from(&span, delivery.properties.headers().as_ref());
+    crate::telemetry::record_ids(&span);
     span
 }
 
