@@ -391,9 +391,17 @@ impl Coordinator {
         let reply_to = delivery.properties.reply_to().as_ref().map(|q| q.to_string());
         let correlation = correlation_id(delivery, &request);
         let reply = reply_to.as_deref().map(|q| (q, correlation.as_str()));
+        let traceparent = tasker_worker::telemetry::traceparent(&tracing::Span::current());
         let created = self
             .store
-            .create_task(task_id, &template, &context, reply, redelivered)
+            .create_task(
+                task_id,
+                &template,
+                &context,
+                reply,
+                redelivered,
+                traceparent.as_deref(),
+            )
             .await?;
         let inputs = Inputs {
             context,
@@ -695,6 +703,25 @@ impl Coordinator {
             Some((queue, correlation)) => messages.push(direct(queue, correlation)),
             None => {
                 info!(task_id = %task_id, status = ?report.status, "task finished");
+                if let Some(tp) = &snapshot.traceparent {
+                    tasker_worker::telemetry::record_finished_span(
+                        &format!("task {}/{}", report.namespace, report.name),
+                        tp,
+                        report.created_at.into(),
+                        report.finished_at.into(),
+                        vec![
+                            ("tasker.task.id", task_id.to_string()),
+                            ("tasker.namespace", report.namespace.clone()),
+                            ("tasker.task.name", report.name.clone()),
+                            ("tasker.task.version", report.version.clone()),
+                            (
+                                "tasker.task.status",
+                                format!("{:?}", report.status).to_lowercase(),
+                            ),
+                        ],
+                        report.status != TaskStatus::Complete,
+                    );
+                }
                 messages.push(Outgoing {
                     exchange: topology::EVENTS_EXCHANGE.to_owned(),
                     routing_key: topology::task_finished_routing_key(&report.namespace, &report.name),

@@ -263,6 +263,7 @@ impl Store {
         context: &str,
         reply: Option<(&str, &str)>,
         redelivered: bool,
+        traceparent: Option<&str>,
     ) -> Result<Created, Error> {
         let mut call = CREATE_TASK.key(task_key(task_id));
         let (queue, correlation) = reply.unwrap_or(("", ""));
@@ -281,7 +282,8 @@ impl Store {
                     .map(|s| s.name.as_str())
                     .collect::<Vec<_>>()
                     .join(","),
-            );
+            )
+            .arg(traceparent.unwrap_or_default());
         for step in 0..template.steps.len() {
             call.arg(template.dag.parents(step).len());
         }
@@ -553,6 +555,8 @@ pub struct TaskSnapshot {
     pub steps: Vec<StepSnapshot>,
     /// Who asked for the task: (reply queue, correlation id).
     pub replies: Vec<(String, String)>,
+    /// The W3C traceparent of the span that accepted the task.
+    pub traceparent: Option<String>,
 }
 
 /// A step as the store holds it.
@@ -621,6 +625,7 @@ impl TaskSnapshot {
             finished_at: time("finished"),
             steps,
             replies,
+            traceparent: f.get("tp").filter(|tp| !tp.is_empty()).cloned(),
         })
     }
 

@@ -255,6 +255,13 @@ async fn a_task_is_one_trace_across_three_processes() {
         );
         assert_eq!(parent.service, "coordinator");
     }
+    // The task's whole life is one span of the coordinator's.
+    let life = spans
+        .iter()
+        .find(|s| s.name == format!("task {ns}/user_registration"))
+        .expect("a span for the task's life");
+    assert_eq!(life.service, "coordinator");
+    assert_eq!(life.attributes["tasker.task.status"], "complete");
     // The retry is visible: the failed attempt is an error with its code.
     let failed = processes
         .iter()

@@ -51,6 +51,10 @@ pub fn init(service: &str) -> Telemetry {
     let provider = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .ok()
         .map(|_| provider(service));
+    if let Some(p) = &provider {
+        // For the spans recorded with the OpenTelemetry API directly.
+        opentelemetry::global::set_tracer_provider(p.clone());
+    }
     // Spans are exported whatever `RUST_LOG` says: it filters the logs only.
     let otel = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
@@ -153,6 +157,36 @@ pub fn record_ids(span: &tracing::Span) {
         span.record("trace_id", context.trace_id().to_string());
         span.record("span_id", context.span_id().to_string());
     }
+}
+
+/// Records a span that already ended, with its own start and end: for the
+/// life of a task, which no single process sees from start to end. Its
+/// parent is `traceparent`. Does nothing when spans are not exported.
+pub fn record_finished_span(
+    name: &str,
+    traceparent: &str,
+    start: std::time::SystemTime,
+    end: std::time::SystemTime,
+    attributes: Vec<(&'static str, String)>,
+    error: bool,
+) {
+    use opentelemetry::trace::{Span as _, Tracer as _};
+    let mut fields = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let parent = TraceContextPropagator::new().extract(&Fields(&mut fields));
+    let tracer = opentelemetry::global::tracer("tasker");
+    let mut span = tracer
+        .span_builder(name.to_owned())
+        .with_start_time(start)
+        .with_attributes(
+            attributes
+                .into_iter()
+                .map(|(k, v)| opentelemetry::KeyValue::new(k, v)),
+        )
+        .start_with_context(&tracer, &parent);
+    if error {
+        span.set_status(opentelemetry::trace::Status::error("the task failed"));
+    }
+    span.end_with_timestamp(end);
 }
 
 /// The trace id of `span`, as 32 hex digits, when it is being traced.

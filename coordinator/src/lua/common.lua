@@ -2,7 +2,9 @@
 --
 -- A task is one hash, tasker:{<task_id>}. Task fields: ns, name, ver,
 -- status (running | complete | failed), ctx (the context JSON), steps (the
--- step names in template order, as "a,b,c"), created and
+-- step names in template order, as "a,b,c"), tp (the traceparent of the
+-- span that accepted the task, so that its whole-life span can be recorded
+-- when it finishes), created and
 -- finished (unix ms), open (steps not yet terminal), failed (failed steps),
 -- and reply:<correlation id> = <reply queue> for every requester. Step
 -- fields, by step index i: s:i state (pending | enqueued | retry |

@@ -6,7 +6,8 @@
 -- ARGV[6]  reply queue ('' for none)                     ARGV[7]  correlation id
 -- ARGV[8]  '1' if this request is a redelivery, else '0'
 -- ARGV[9]  the step names in template order, as "a,b,c"
--- ARGV[10..] for each step in template order, its number of dependencies
+-- ARGV[10] the W3C traceparent of the span that accepted the task ('' for none)
+-- ARGV[11..] for each step in template order, its number of dependencies
 --
 -- Returns {'created', root...}: the roots, now enqueued at attempt 1, to publish.
 -- Returns {'exists', status, root...}: the task existed; the requester is
@@ -14,7 +15,7 @@
 -- are still enqueued at attempt 1: the first delivery may have died before
 -- publishing them.
 local key = KEYS[1]
-local first_step = 10
+local first_step = 11
 local nsteps = #ARGV - first_step + 1
 
 if ARGV[6] ~= '' then
@@ -38,7 +39,7 @@ if redis.call('HEXISTS', key, 'status') == 1 then
 end
 
 redis.call('HSET', key, 'ns', ARGV[1], 'name', ARGV[2], 'ver', ARGV[3], 'status', 'running',
-  'ctx', ARGV[4], 'created', ARGV[5], 'open', nsteps, 'failed', 0, 'steps', ARGV[9])
+  'ctx', ARGV[4], 'created', ARGV[5], 'open', nsteps, 'failed', 0, 'steps', ARGV[9], 'tp', ARGV[10])
 local out = {'created'}
 for i = 0, nsteps - 1 do
   local waiting = tonumber(ARGV[first_step + i])
