@@ -391,6 +391,7 @@ impl Coordinator {
         let reply_to = delivery.properties.reply_to().as_ref().map(|q| q.to_string());
         let correlation = correlation_id(delivery, &request);
         let reply = reply_to.as_deref().map(|q| (q, correlation.as_str()));
+        tracing::Span::current().record("tasker.task.id", tracing::field::display(task_id));
         let traceparent = tasker_worker::telemetry::traceparent(&tracing::Span::current());
         let created = self
             .store
@@ -449,6 +450,10 @@ impl Coordinator {
                 return self.dead_letter(delivery, queue, e.code(), &e.to_string()).await;
             }
         };
+        let span = tracing::Span::current();
+        span.record("tasker.task.id", tracing::field::display(result.task_id));
+        span.record("tasker.step.name", result.step.as_str());
+        span.record("tasker.step.attempt", result.attempt);
         let Ok(template) =
             self.templates
                 .get(&result.namespace, &result.task_name, Some(&result.task_version))
@@ -514,6 +519,7 @@ impl Coordinator {
                 result.started_at,
                 result.finished_at,
                 redelivered,
+                tasker_worker::telemetry::traceparent(&tracing::Span::current()).as_deref(),
             )
             .await?;
         match recorded.verdict {
@@ -662,6 +668,13 @@ impl Coordinator {
                 tasker.step.name = %ready.step,
                 tasker.step.attempt = attempt,
             );
+            // A join's publish links to the recording of each predecessor's
+            // result: it shows what the join waited for.
+            let parents = template.dag.parents(step);
+            if parents.len() > 1 && tasker_worker::telemetry::exporting() {
+                let linked = self.store.result_spans(task_id, parents).await?;
+                tasker_worker::telemetry::add_links(&span, linked.iter().flatten());
+            }
             let properties = span.in_scope(|| broker::properties(message_type::STEP_READY, Some(task_id)));
             if let Some(id) = properties.message_id() {
                 span.record("messaging.message.id", id.as_str());

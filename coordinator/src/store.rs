@@ -323,6 +323,7 @@ impl Store {
         started_at: DateTime<Utc>,
         finished_at: DateTime<Utc>,
         redelivered: bool,
+        traceparent: Option<&str>,
     ) -> Result<Recorded, Error> {
         let dag = &template.dag;
         let children = dag.children(step);
@@ -354,6 +355,7 @@ impl Store {
             .arg(self.retention.as_secs())
             .arg(csv(children))
             .arg(csv(&related))
+            .arg(traceparent.unwrap_or_default())
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.error(e))?;
@@ -510,7 +512,29 @@ impl Store {
     ///
     /// Returns [`Error::Redis`] if Redis fails.
     pub async fn finish_times(&self, task_id: Uuid, steps: &[usize]) -> Result<Vec<Option<i64>>, Error> {
-        let fields: Vec<String> = steps.iter().map(|s| format!("t1:{s}")).collect();
+        let times = self.step_fields(task_id, "t1", steps).await?;
+        Ok(times
+            .into_iter()
+            .map(|t| t.and_then(|t| t.parse().ok()))
+            .collect())
+    }
+
+    /// The traceparents of the spans that recorded each of `steps`' results.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if Redis fails.
+    pub async fn result_spans(&self, task_id: Uuid, steps: &[usize]) -> Result<Vec<Option<String>>, Error> {
+        self.step_fields(task_id, "sc", steps).await
+    }
+
+    async fn step_fields(
+        &self,
+        task_id: Uuid,
+        field: &str,
+        steps: &[usize],
+    ) -> Result<Vec<Option<String>>, Error> {
+        let fields: Vec<String> = steps.iter().map(|s| format!("{field}:{s}")).collect();
         let mut conn = self.conn.clone();
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(task_key(task_id)).arg(&fields);

@@ -22,6 +22,7 @@ struct Span {
     kind: String,
     status: String,
     attributes: HashMap<String, String>,
+    links: Vec<String>,
 }
 
 fn parse(log: &str) -> Vec<Span> {
@@ -29,6 +30,7 @@ fn parse(log: &str) -> Vec<Span> {
     let mut service = String::new();
     let mut current: Option<Span> = None;
     let mut in_attributes = false;
+    let mut in_links = false;
     let value = |line: &str| {
         line.split_once(':')
             .map(|(_, v)| v.trim().to_owned())
@@ -50,6 +52,7 @@ fn parse(log: &str) -> Vec<Span> {
                 ..Span::default()
             });
             in_attributes = false;
+            in_links = false;
         } else if let Some(span) = current.as_mut() {
             if trimmed.starts_with("Trace ID") {
                 span.trace = value(trimmed);
@@ -65,8 +68,13 @@ fn parse(log: &str) -> Vec<Span> {
                 span.status = value(trimmed);
             } else if trimmed.starts_with("Attributes:") {
                 in_attributes = true;
+            } else if trimmed.starts_with("Links:") {
+                in_attributes = false;
+                in_links = true;
             } else if trimmed.starts_with("Events:") || trimmed.starts_with("ResourceSpans") {
                 in_attributes = false;
+            } else if in_links && trimmed.starts_with("-> ID:") {
+                span.links.push(value(trimmed));
             } else if in_attributes && line.starts_with("     -> ") {
                 let (k, v) = trimmed
                     .trim_start_matches("-> ")
@@ -254,6 +262,23 @@ async fn a_task_is_one_trace_across_three_processes() {
             p.attributes["tasker.step.attempt"]
         );
         assert_eq!(parent.service, "coordinator");
+    }
+    // The join waited for both branches: its publish links to the recording
+    // of each branch's result.
+    let join = spans
+        .iter()
+        .find(|s| s.name == "publish send_welcome_sequence")
+        .unwrap();
+    assert_eq!(join.links.len(), 2, "{join:?}");
+    for link in &join.links {
+        let linked = spans
+            .iter()
+            .find(|s| &s.id == link)
+            .unwrap_or_else(|| panic!("link to an unknown span {link}"));
+        assert_eq!(
+            (linked.name.as_str(), linked.service.as_str()),
+            ("record result", "coordinator")
+        );
     }
     // The task's whole life is one span of the coordinator's.
     let life = spans

@@ -54,6 +54,7 @@ pub fn init(service: &str) -> Telemetry {
     if let Some(p) = &provider {
         // For the spans recorded with the OpenTelemetry API directly.
         opentelemetry::global::set_tracer_provider(p.clone());
+        EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     // Spans are exported whatever `RUST_LOG` says: it filters the logs only.
     let otel = provider.as_ref().map(|p| {
@@ -188,6 +189,25 @@ pub fn record_finished_span(
     }
     span.end_with_timestamp(end);
 }
+
+/// Links `span` to the spans with these W3C traceparents.
+pub fn add_links<'a>(span: &tracing::Span, traceparents: impl IntoIterator<Item = &'a String>) {
+    use opentelemetry::trace::TraceContextExt as _;
+    for tp in traceparents {
+        let mut fields = HashMap::from([("traceparent".to_owned(), tp.clone())]);
+        let cx = TraceContextPropagator::new().extract(&Fields(&mut fields));
+        span.add_link(cx.span().span_context().clone());
+    }
+}
+
+/// Whether spans are exported: work done only for traces can be skipped
+/// when they are not.
+#[must_use]
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The trace id of `span`, as 32 hex digits, when it is being traced.
 #[must_use]

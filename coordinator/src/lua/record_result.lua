@@ -11,6 +11,8 @@
 -- ARGV[11] the step's children, as "1,2"
 -- ARGV[12] completed: the union of the children's ancestors, whose results
 --          ready children carry; failed: the step's descendants, to block
+-- ARGV[13] the W3C traceparent of the span that recorded the result ('' for
+--          none), kept as sc:i so that a join's span can link to it
 --
 -- Only the first result for the step's current attempt is applied: every
 -- child's dependency counter goes down once, so a join is enqueued exactly
@@ -40,6 +42,9 @@ local status = redis.call('HGET', key, 'status')
 
 if state == 'enqueued' and current == attempt then
   redis.call('HSET', key, 't0:' .. i, ARGV[5], 't1:' .. i, ARGV[6])
+  if ARGV[13] ~= '' then
+    redis.call('HSET', key, 'sc:' .. i, ARGV[13])
+  end
   if outcome == 'retry' then
     redis.call('HSET', key, 's:' .. i, 'retry', 'e:' .. i, ARGV[4], 'due:' .. i, ARGV[8])
     return {'applied', status, '', ARGV[8]}
