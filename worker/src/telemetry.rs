@@ -60,7 +60,21 @@ pub fn init(service: &str) -> Telemetry {
     let otel = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("tasker"))
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+            // The libraries' own spans (lapin's I/O loop, the exporter's
+            // HTTP and gRPC stacks) would only be noise in a task's trace.
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_default(tracing_subscriber::filter::LevelFilter::INFO)
+                    .with_target("lapin", tracing_subscriber::filter::LevelFilter::OFF)
+                    .with_target("h2", tracing_subscriber::filter::LevelFilter::OFF)
+                    .with_target("hyper", tracing_subscriber::filter::LevelFilter::OFF)
+                    .with_target("hyper_util", tracing_subscriber::filter::LevelFilter::OFF)
+                    .with_target("tonic", tracing_subscriber::filter::LevelFilter::OFF)
+                    .with_target("tower", tracing_subscriber::filter::LevelFilter::OFF)
+                    .with_target("opentelemetry", tracing_subscriber::filter::LevelFilter::OFF)
+                    .with_target("opentelemetry_sdk", tracing_subscriber::filter::LevelFilter::OFF)
+                    .with_target("opentelemetry_otlp", tracing_subscriber::filter::LevelFilter::OFF),
+            )
     });
     let registry = tracing_subscriber::registry().with(otel);
     if json {
