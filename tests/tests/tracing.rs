@@ -122,8 +122,14 @@ async fn stop(child: &mut Child) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_is_one_trace_across_three_processes() {
+    // deploy/dev test installs rotel and names it; a plain `cargo test`
+    // finds the same install under .dev/.
+    let installed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev/rotel/rotel/rotel-agent");
     let agent = std::env::var("TASKER_ROTEL_AGENT")
-        .expect("TASKER_ROTEL_AGENT names the rotel-agent binary; deploy/dev test installs it");
+        .ok()
+        .or_else(|| installed.exists().then(|| installed.display().to_string()));
+    let agent =
+        agent.expect("no rotel-agent: run deploy/dev test, which installs it, or set TASKER_ROTEL_AGENT");
     let (grpc, http) = (free_port(), free_port());
     let log_path = std::env::temp_dir().join(format!("{}.log", unique("rotel")));
     let mut rotel = Command::new(agent)
