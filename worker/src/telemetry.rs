@@ -122,9 +122,7 @@ fn provider(service: &str) -> SdkTracerProvider {
 /// Adds the W3C trace context of `span` (`traceparent`, `tracestate`) to
 /// AMQP headers.
 pub fn inject(span: &tracing::Span, headers: &mut FieldTable) {
-    let mut fields = HashMap::new();
-    TraceContextPropagator::new().inject_context(&span.context(), &mut Fields(&mut fields));
-    for (k, v) in fields {
+    for (k, v) in trace_fields(span) {
         headers.insert(k.into(), AMQPValue::LongString(v.into()));
     }
 }
@@ -141,24 +139,22 @@ pub fn continue_from(span: &tracing::Span, headers: Option<&FieldTable>) {
             _ => None,
         })
         .collect();
-    let cx = TraceContextPropagator::new().extract(&Fields(&mut fields.clone()));
-    let _ = span.set_parent(cx);
+    let _ = span.set_parent(context_from(fields));
 }
 
 /// The W3C `traceparent` of `span`, when it is being traced: to carry a
 /// trace through a store rather than a message.
 #[must_use]
 pub fn traceparent(span: &tracing::Span) -> Option<String> {
-    let mut fields = HashMap::new();
-    TraceContextPropagator::new().inject_context(&span.context(), &mut Fields(&mut fields));
-    fields.remove("traceparent")
+    trace_fields(span).remove("traceparent")
 }
 
 /// Makes `span` a child of the W3C `traceparent` given.
 pub fn continue_from_traceparent(span: &tracing::Span, traceparent: &str) {
-    let mut fields = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
-    let cx = TraceContextPropagator::new().extract(&Fields(&mut fields));
-    let _ = span.set_parent(cx);
+    let _ = span.set_parent(context_from(HashMap::from([(
+        "traceparent".to_owned(),
+        traceparent.to_owned(),
+    )])));
 }
 
 /// Records the span's own trace and span ids as its `trace_id` and
@@ -186,8 +182,10 @@ pub fn record_finished_span(
     error: bool,
 ) {
     use opentelemetry::trace::{Span as _, Tracer as _};
-    let mut fields = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
-    let parent = TraceContextPropagator::new().extract(&Fields(&mut fields));
+    let parent = context_from(HashMap::from([(
+        "traceparent".to_owned(),
+        traceparent.to_owned(),
+    )]));
     let tracer = opentelemetry::global::tracer("tasker");
     let mut span = tracer
         .span_builder(name.to_owned())
@@ -208,8 +206,7 @@ pub fn record_finished_span(
 pub fn add_links<'a>(span: &tracing::Span, traceparents: impl IntoIterator<Item = &'a String>) {
     use opentelemetry::trace::TraceContextExt as _;
     for tp in traceparents {
-        let mut fields = HashMap::from([("traceparent".to_owned(), tp.clone())]);
-        let cx = TraceContextPropagator::new().extract(&Fields(&mut fields));
+        let cx = context_from(HashMap::from([("traceparent".to_owned(), tp.clone())]));
         span.add_link(cx.span().span_context().clone());
     }
 }
@@ -230,6 +227,21 @@ pub fn trace_id(span: &tracing::Span) -> Option<String> {
     let cx = span.context();
     let id = cx.span().span_context().trace_id();
     (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
+}
+
+/// The W3C fields of `span`'s context; none when spans are not exported,
+/// so that publishing pays nothing for tracing that is off.
+fn trace_fields(span: &tracing::Span) -> HashMap<String, String> {
+    let mut fields = HashMap::new();
+    if exporting() {
+        TraceContextPropagator::new().inject_context(&span.context(), &mut Fields(&mut fields));
+    }
+    fields
+}
+
+/// The context that W3C `fields` describe.
+fn context_from(mut fields: HashMap<String, String>) -> opentelemetry::Context {
+    TraceContextPropagator::new().extract(&Fields(&mut fields))
 }
 
 struct Fields<'a>(&'a mut HashMap<String, String>);
