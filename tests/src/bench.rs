@@ -547,4 +547,128 @@ pub struct Report {
     pub diamond_2x2: Vec<Throughput>,
     /// Redis `used_memory` per in-flight diamond, in bytes.
     pub redis_bytes_per_diamond: f64,
+    /// Per-step cost with 100 and with 10,000 diamonds in flight.
+    pub scale: Vec<Scale>,
+    /// Celery's canvas diamond on the same servers, as `tests/bench/celery`
+    /// reports it; `None` when it was skipped.
+    pub celery: Option<serde_json::Value>,
+}
+
+/// The cost of a step with many tasks in flight at once.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scale {
+    /// Tasks submitted at once, in each batch.
+    pub in_flight: usize,
+    /// Tasks run in all.
+    pub tasks: usize,
+    /// CPU microseconds per step, by process kind.
+    pub cpu_us_per_step: HashMap<String, f64>,
+    /// The coordinator's largest resident memory seen while they ran, in MiB.
+    pub coordinator_peak_rss_mib: f64,
+    /// Wall time from the first submission to the last task finished.
+    pub seconds: f64,
+}
+
+/// Submits `in_flight` diamonds at once and waits for all of them, `batches`
+/// times, and divides the CPU time the coordinator (`pids[0]`) and the
+/// worker (`pids[1]`) spent by the steps they ran. Counting whole batches,
+/// from the first submission until the last task ends, charges every step
+/// exactly once, whatever was queued where.
+///
+/// # Errors
+///
+/// If a task is rejected or does not finish within two minutes.
+pub async fn scale(namespace: &str, in_flight: usize, batches: usize, pids: &[u32]) -> anyhow::Result<Scale> {
+    let client = Arc::new(Client::connect(&amqp_url()).await?);
+    let cpu = || -> Vec<Duration> { pids.iter().map(|&p| cpu_time(p).unwrap_or_default()).collect() };
+    let before = cpu();
+    let start = Instant::now();
+    let mut peak_rss = 0u64;
+    for _ in 0..batches {
+        let mut waiting = tokio::task::JoinSet::new();
+        for _ in 0..in_flight {
+            let request = TaskRequest::new(
+                namespace,
+                "user_registration",
+                json!({"user_info": {"email": "bench@example.com", "name": "B", "plan": "pro"}}),
+            );
+            let client = client.clone();
+            waiting.spawn(async move { client.submit(request).await?.wait(Duration::from_secs(120)).await });
+        }
+        let mut sample = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                done = waiting.join_next() => match done {
+                    Some(reply) => { crate::finished(reply??)?; }
+                    None => break,
+                },
+                _ = sample.tick() => peak_rss = peak_rss.max(rss_bytes(pids[0]).unwrap_or(0)),
+            }
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let after = cpu();
+    let tasks = in_flight * batches;
+    let steps = (tasks * DIAMOND_STEPS) as f64;
+    let per_step = |i: usize| (after[i] - before[i]).as_secs_f64() * 1e6 / steps;
+    Ok(Scale {
+        in_flight,
+        tasks,
+        cpu_us_per_step: HashMap::from([
+            ("coordinator".to_owned(), per_step(0)),
+            ("worker".to_owned(), per_step(1)),
+        ]),
+        coordinator_peak_rss_mib: peak_rss as f64 / (1024.0 * 1024.0),
+        seconds,
+    })
+}
+
+/// Steps in the seed's `user_registration` diamond.
+pub const DIAMOND_STEPS: usize = 5;
+
+/// Runs Celery's canvas diamond on the same servers: `tests/bench/celery`'s
+/// `setup.sh` makes its virtual environment, then `bench_celery.py` measures
+/// and prints its figures as the last line of its output, in JSON.
+///
+/// # Errors
+///
+/// If the virtual environment cannot be made or the script fails.
+pub fn celery(root: &Path, samples: usize, seconds: f64, full: bool) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context as _;
+    let dir = root.join("tests/bench/celery");
+    let setup = std::process::Command::new(dir.join("setup.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", dir.join("setup.sh").display()))?;
+    anyhow::ensure!(
+        setup.status.success(),
+        "{} failed ({}); its output above says why. Run `deploy/dev bench --no-celery` to skip Celery",
+        dir.join("setup.sh").display(),
+        setup.status
+    );
+    let python = String::from_utf8_lossy(&setup.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    // kombu spells the default virtual host "//", not "/%2f".
+    let amqp = amqp_url().replace("/%2f", "//").replace("/%2F", "//");
+    let run = std::process::Command::new(&python)
+        .arg(dir.join("bench_celery.py"))
+        .args(["--amqp-url", &amqp, "--redis-url", &redis_url()])
+        .args(["--samples", &samples.min(300).to_string()])
+        .args(["--seconds", &seconds.to_string()])
+        .args((!full).then_some("--quick"))
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {python}"))?;
+    anyhow::ensure!(
+        run.status.success(),
+        "bench_celery.py failed ({}); its output above says why",
+        run.status
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).with_context(|| format!("bench_celery.py's last line is not JSON: {last}"))
 }

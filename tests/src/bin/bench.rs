@@ -17,6 +17,17 @@ struct Args {
     /// Seconds each throughput window runs.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// The large number of diamonds in flight at once, for the cost at scale
+    /// (compared with 100 in flight).
+    #[arg(long, default_value_t = 10_000)]
+    scale: usize,
+    /// Skip Celery (which needs python3 and PyPI for its virtual environment).
+    #[arg(long)]
+    no_celery: bool,
+    /// Give Celery's configurations longer windows and more samples
+    /// (about 3 minutes rather than 1.5).
+    #[arg(long)]
+    celery_full: bool,
 }
 
 #[tokio::main]
@@ -81,6 +92,14 @@ async fn main() -> anyhow::Result<()> {
     );
     eprintln!("bench: 10-step chain and 50-way fan-in");
     let (chain_10, join_50) = bench::shapes(&processes.namespace, args.samples / 3).await?;
+    eprintln!(
+        "bench: CPU per step with 100 diamonds in flight (20 batches), then {} at once",
+        args.scale
+    );
+    let scale = vec![
+        bench::scale(&processes.namespace, 100, 20, &pids).await?,
+        bench::scale(&processes.namespace, args.scale, 1, &pids).await?,
+    ];
     processes.stop().await;
 
     eprintln!("bench: Redis memory per in-flight diamond (1 coordinator, no worker)");
@@ -95,6 +114,32 @@ async fn main() -> anyhow::Result<()> {
         .throughput;
     scaled.stop().await;
 
+    let celery = if args.no_celery {
+        None
+    } else {
+        eprintln!("bench: Celery's canvas diamond on the same RabbitMQ and Redis (tests/bench/celery)");
+        Some(bench::celery(
+            &root,
+            args.samples,
+            args.seconds,
+            args.celery_full,
+        )?)
+    };
+    if let Some(c) = &celery {
+        let per_second = c["best"]["per_second"].as_f64().unwrap_or(f64::NAN);
+        let p50 = c["latency"]["p50_ms"].as_f64().unwrap_or(f64::NAN);
+        ratios.insert("diamonds_per_s_vs_celery".to_owned(), best / per_second);
+        ratios.insert(
+            "celery_p50_vs_diamond_p50".to_owned(),
+            p50 / diamond.latency.p50_ms,
+        );
+    }
+    let total = |s: &bench::Scale| s.cpu_us_per_step["coordinator"] + s.cpu_us_per_step["worker"];
+    ratios.insert(
+        format!("cpu_per_step_{}_vs_100_in_flight", args.scale),
+        total(&scale[1]) / total(&scale[0]),
+    );
+
     let report = Report {
         baseline,
         diamond,
@@ -108,6 +153,8 @@ async fn main() -> anyhow::Result<()> {
         join_50,
         diamond_2x2,
         redis_bytes_per_diamond,
+        scale,
+        celery,
     };
 
     let b = &report.baseline;
@@ -163,6 +210,42 @@ async fn main() -> anyhow::Result<()> {
         "{:<48} {:>25.0}",
         "Redis bytes per in-flight diamond", report.redis_bytes_per_diamond
     );
+    for s in &report.scale {
+        for (k, v) in &s.cpu_us_per_step {
+            println!(
+                "{:<48} {v:>25.1}",
+                format!("{k} CPU µs per step, {} in flight", s.in_flight)
+            );
+        }
+        println!(
+            "{:<48} {:>25.1}",
+            format!("coordinator peak RSS MiB, {} in flight", s.in_flight),
+            s.coordinator_peak_rss_mib
+        );
+    }
+    if let Some(c) = &report.celery {
+        println!();
+        println!("{:<48} {:>12} {:>12}", "", "celery", "tasker");
+        println!(
+            "{:<48} {:>12.3} {:>12.3}",
+            "diamond p50 ms at 1 in flight",
+            c["latency"]["p50_ms"].as_f64().unwrap_or(f64::NAN),
+            d.latency.p50_ms
+        );
+        println!(
+            "{:<48} {:>12.3} {:>12.3}",
+            "diamond p99 ms at 1 in flight",
+            c["latency"]["p99_ms"].as_f64().unwrap_or(f64::NAN),
+            d.latency.p99_ms
+        );
+        println!(
+            "{:<48} {:>12.1} {:>12.1}",
+            "diamonds/s, best configuration",
+            c["best"]["per_second"].as_f64().unwrap_or(f64::NAN),
+            best
+        );
+        println!("celery's best: {}", c["best"]["config"].as_str().unwrap_or("?"));
+    }
     let json = serde_json::to_string(&report)?;
     println!("{json}");
     std::fs::write(out_dir.join("latest.json"), &json)?;
