@@ -18,8 +18,8 @@ use tasker_protocol::message::{self, DEFAULT_MAX_MESSAGE_BYTES, RejectCode};
 use tasker_protocol::registry::LookupError;
 use tasker_protocol::topology::{self, message_type};
 use tasker_protocol::{
-    PROTOCOL_VERSION, StepOutcome, StepReady, StepResult, TaskRejected, TaskRequest, TaskStatus,
-    TaskTemplate, TemplateRegistry,
+    CommandReply, PROTOCOL_VERSION, StepOutcome, StepReady, StepResult, StepState, TaskAction, TaskCommand,
+    TaskRejected, TaskRequest, TaskStatus, TaskTemplate, TemplateRegistry,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,7 +32,7 @@ use tasker_worker::metrics;
 use tasker_worker::worker::Reconnect;
 
 use crate::Error;
-use crate::store::{Applied, Bookkeeping, Created, Inputs, StepRef, Store, Verdict};
+use crate::store::{Applied, Bookkeeping, Created, Inputs, Operated, Operation, StepRef, Store, Verdict};
 
 /// How a coordinator runs.
 #[derive(Debug, Clone)]
@@ -332,6 +332,9 @@ impl Coordinator {
     }
 
     async fn handle_request(&self, queue: &str, delivery: &Delivery, redelivered: bool) -> Result<(), Error> {
+        if delivery.properties.kind().as_ref().map(|k| k.as_str()) == Some(message_type::TASK_COMMAND) {
+            return self.handle_command(queue, delivery).await;
+        }
         let request: TaskRequest = match message::decode(&delivery.data, self.config.max_message_bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -422,16 +425,23 @@ impl Coordinator {
                 m.tasks_in_flight
                     .get_or_create(&metrics::task(&template.namespace, &template.name))
                     .inc();
-                let leases = self.leases(&template, task_id, &roots, 1);
-                self.store.bookkeep(&template.namespace, &leases).await?;
-                self.publish_steps(&template, task_id, &roots, 1, &inputs).await?;
+                let mut changes = self.leases(&template, task_id, &roots, 1);
+                changes.push(Bookkeeping::Index(task_id, Utc::now()));
+                // As in `apply`: both before the ack, neither needs the other.
+                tokio::try_join!(
+                    self.store.bookkeep(&template.namespace, &changes),
+                    self.publish_steps(&template, task_id, &roots, 1, &inputs),
+                )?;
             }
             Created::Existing { status, republish } => {
                 info!(task_id = %task_id, ?status, "request for an existing task; nothing runs again");
-                let leases = self.leases(&template, task_id, &republish, 1);
-                self.store.bookkeep(&template.namespace, &leases).await?;
-                self.publish_steps(&template, task_id, &republish, 1, &inputs)
-                    .await?;
+                // The first delivery may have died before its bookkeeping.
+                let mut changes = self.leases(&template, task_id, &republish, 1);
+                changes.push(Bookkeeping::Index(task_id, Utc::now()));
+                tokio::try_join!(
+                    self.store.bookkeep(&template.namespace, &changes),
+                    self.publish_steps(&template, task_id, &republish, 1, &inputs),
+                )?;
                 if status != TaskStatus::Running
                     && let Some(queue) = &reply_to
                 {
@@ -475,6 +485,149 @@ impl Coordinator {
         ack(delivery, queue).await
     }
 
+    /// An operator's retry or resolve: carried out, then answered on the
+    /// command's `reply_to`.
+    async fn handle_command(&self, queue: &str, delivery: &Delivery) -> Result<(), Error> {
+        let command: TaskCommand = match message::decode(&delivery.data, self.config.max_message_bytes) {
+            Ok(c) => c,
+            Err(e) => return self.dead_letter(delivery, queue, e.code(), &e.to_string()).await,
+        };
+        tracing::Span::current().record("tasker.task.id", tracing::field::display(command.task_id));
+        let reply = self.carry_out(&command).await?;
+        if reply.accepted {
+            info!(task_id = %command.task_id, action = ?command.action, message = %reply.message, "operator command carried out");
+        } else {
+            info!(task_id = %command.task_id, action = ?command.action, reason = %reply.message, "operator command refused");
+        }
+        if let Some(to) = delivery.properties.reply_to() {
+            let mut properties = broker::properties(message_type::COMMAND_REPLY, Some(command.task_id));
+            if let Some(c) = delivery.properties.correlation_id() {
+                properties = properties.with_correlation_id(c.clone());
+            }
+            self.publisher
+                .publish_all(vec![Outgoing {
+                    exchange: String::new(),
+                    routing_key: to.to_string(),
+                    payload: message::encode(&reply),
+                    properties,
+                    mandatory: false,
+                }])
+                .await?;
+        }
+        ack(delivery, queue).await
+    }
+
+    async fn carry_out(&self, command: &TaskCommand) -> Result<CommandReply, Error> {
+        let task_id = command.task_id;
+        let refuse = |message: String| CommandReply {
+            protocol_version: PROTOCOL_VERSION,
+            task_id,
+            accepted: false,
+            message,
+            started: Vec::new(),
+            status: None,
+        };
+        let Some(snapshot) = self.store.task(task_id).await? else {
+            return Ok(refuse(format!(
+                "no task {task_id}; it never existed, or it finished more than the retention period ago"
+            )));
+        };
+        let Ok(template) = self
+            .templates
+            .get(&snapshot.namespace, &snapshot.name, Some(&snapshot.version))
+            .cloned()
+        else {
+            return Ok(refuse(format!(
+                "template {}/{}@{} is not loaded by this coordinator",
+                snapshot.namespace, snapshot.name, snapshot.version
+            )));
+        };
+        let index = |name: &str| {
+            template.step_index(name).ok_or_else(|| {
+                let names: Vec<&str> = template.steps.iter().map(|s| s.name.as_str()).collect();
+                format!(
+                    "{} has no step {name:?}; its steps are {}",
+                    template.key(),
+                    names.join(", ")
+                )
+            })
+        };
+        let result_json = match &command.action {
+            TaskAction::Resolve { result, .. } => result.to_string(),
+            TaskAction::Retry { .. } => String::new(),
+        };
+        let operation = match &command.action {
+            TaskAction::Retry { step: None } => Operation::Retry { step: None },
+            TaskAction::Retry { step: Some(name) } => match index(name) {
+                Ok(i) => Operation::Retry { step: Some(i) },
+                Err(m) => return Ok(refuse(m)),
+            },
+            TaskAction::Resolve { step, .. } => match index(step) {
+                Ok(i) => Operation::Resolve {
+                    step: i,
+                    result: &result_json,
+                },
+                Err(m) => return Ok(refuse(m)),
+            },
+        };
+        // Leases first, for every step the command may enqueue (a failed
+        // or blocked step, at its next attempt): if this coordinator dies
+        // after the store's change and before its publishes, the leases
+        // run out and the steps are retried. Leases for steps that stay
+        // put only ever expire into stale results, which are ignored.
+        let candidates: Vec<Bookkeeping> = snapshot
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s.state, StepState::Failed | StepState::Blocked))
+            .flat_map(|(i, s)| self.leases(&template, task_id, &[i], s.attempts + 1))
+            .collect();
+        self.store.bookkeep(&template.namespace, &candidates).await?;
+        let (status, ready, inputs) = match self.store.operate(task_id, &template, operation).await? {
+            Operated::Refused(reason) => return Ok(refuse(reason)),
+            Operated::Done {
+                status,
+                ready,
+                inputs,
+            } => (status, ready, inputs),
+        };
+        let mut by_attempt: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (step, attempt) in &ready {
+            by_attempt.entry(*attempt).or_default().push(*step);
+        }
+        for (attempt, steps) in &by_attempt {
+            let leases = self.leases(&template, task_id, steps, *attempt);
+            tokio::try_join!(
+                self.store.bookkeep(&template.namespace, &leases),
+                self.publish_steps(&template, task_id, steps, *attempt, &inputs),
+            )?;
+        }
+        if status != TaskStatus::Running {
+            self.publish_finished(task_id, None).await?;
+        }
+        let started: Vec<String> = ready
+            .iter()
+            .map(|(s, _)| template.steps[*s].name.clone())
+            .collect();
+        let message = match (&command.action, started.is_empty()) {
+            (TaskAction::Retry { .. }, _) => format!("retrying; started {}", started.join(", ")),
+            (TaskAction::Resolve { step, .. }, true) => {
+                format!("{step} resolved; nothing was waiting for it")
+            }
+            (TaskAction::Resolve { step, .. }, false) => {
+                format!("{step} resolved; started {}", started.join(", "))
+            }
+        };
+        Ok(CommandReply {
+            protocol_version: PROTOCOL_VERSION,
+            task_id,
+            accepted: true,
+            message,
+            started,
+            status: Some(status),
+        })
+    }
+
     /// Records a step result and carries out what it causes: the leases and
     /// retries to note, the steps now ready, and the task's report if it
     /// finished. Used for results from workers and for timeouts alike.
@@ -490,7 +643,9 @@ impl Coordinator {
             StepOutcome::Completed { result } => (Applied::Completed, result.get().to_owned()),
             StepOutcome::Failed { error } => {
                 let payload = serde_json::to_string(error).expect("a failure always serializes");
-                if error.retryable && policy.allows_retry_after(result.attempt) {
+                // Whether an attempt is left is the store's to say: attempts
+                // count from an operator's last retry, which only it knows.
+                if error.retryable && policy.retryable && policy.max_attempts > 1 {
                     let delay = match error.retry_after_seconds {
                         Some(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
                         _ => policy.delay(result.attempt, &mut rand::rng()),
@@ -526,8 +681,8 @@ impl Coordinator {
             Verdict::Applied => {
                 let outcome = match applied {
                     Applied::Completed => "completed",
-                    Applied::Retry { .. } => "retried",
-                    Applied::Failed => "failed",
+                    Applied::Retry { .. } if recorded.retry_due.is_some() => "retried",
+                    Applied::Retry { .. } | Applied::Failed => "failed",
                 };
                 metrics::global()
                     .steps

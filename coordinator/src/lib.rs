@@ -17,6 +17,7 @@
 
 pub mod coordinator;
 pub mod error;
+pub mod graph;
 pub mod report;
 pub mod store;
 pub mod templates;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use tasker_coordinator::{CoordinatorConfig, Store, report, templates};
-use tasker_protocol::{TaskRequest, TaskStatus, TaskTemplate};
+use tasker_coordinator::{CoordinatorConfig, Store, graph, report, templates};
+use tasker_protocol::{TaskAction, TaskCommand, TaskRequest, TaskStatus, TaskTemplate};
 use tasker_worker::{Client, Reply};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -17,7 +17,8 @@ use uuid::Uuid;
 const EXIT_TASK_FAILED: u8 = 3;
 /// Exit code of `submit` when the coordinator rejected the request.
 const EXIT_REJECTED: u8 = 4;
-/// Exit code of `status` when no such task exists.
+/// Exit code of `status` when no such task exists, and of `templates graph`
+/// when no such template does.
 const EXIT_NOT_FOUND: u8 = 5;
 
 #[derive(Parser)]
@@ -33,7 +34,7 @@ struct Cli {
     command: Command,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 success; 1 error; 2 bad usage; 3 the task failed; 4 the request was rejected; 5 no such task.";
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 error; 2 bad usage; 3 the task failed; 4 the request or command was refused; 5 no such task or template.";
 
 #[derive(Subcommand)]
 enum Command {
@@ -90,12 +91,81 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Retry a failed task from its failed steps, keeping every completed
+    /// result: failed steps and the steps they blocked go back to pending
+    /// with a fresh budget of attempts, and the task runs on.
+    #[command(
+        after_help = "Examples:\n  tasker retry 0b6f3c1e-8d2a-4f5e-9c41-7e2b9a0d5f13\n  tasker retry 0b6f3c1e-8d2a-4f5e-9c41-7e2b9a0d5f13 --step setup_billing_profile --wait\n\nRefused (exit code 4) for a task that is complete or still running."
+    )]
+    Retry {
+        /// The task's id.
+        task_id: Uuid,
+        /// Retry only this failed step (and what it blocked).
+        #[arg(long)]
+        step: Option<String>,
+        /// Then wait for the task to end and print its steps.
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait for the coordinator's answer, and with --wait for the task.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Complete a failed step by hand with a result; the steps it blocked
+    /// then run.
+    #[command(
+        after_help = "Example:\n  tasker resolve 0b6f3c1e-8d2a-4f5e-9c41-7e2b9a0d5f13 --step setup_billing_profile \\\n    --result '{\"billing_id\":\"bill_manual\",\"plan\":\"pro\"}' --wait"
+    )]
+    Resolve {
+        /// The task's id.
+        task_id: Uuid,
+        /// The failed step.
+        #[arg(long)]
+        step: String,
+        /// Its result, as JSON.
+        #[arg(long)]
+        result: String,
+        /// Then wait for the task to end and print its steps.
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait for the coordinator's answer, and with --wait for the task.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List recent tasks, newest first.
+    #[command(
+        after_help = "Examples:\n  tasker list\n  tasker list --namespace microservices --status failed --limit 5\n  tasker list --json"
+    )]
+    List {
+        /// Only tasks of this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only tasks with this status.
+        #[arg(long, value_enum)]
+        status: Option<StatusFilter>,
+        /// At most this many tasks.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check template files or directories.
     #[command(after_help = "Example:\n  tasker validate templates/")]
     Validate {
         /// Files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+    },
+    /// List the templates in a directory, or draw one's DAG.
+    Templates {
+        #[command(subcommand)]
+        command: TemplatesCommand,
     },
     /// Run the user-registration diamond once and show its timeline.
     #[command(after_help = "Example:\n  tasker demo --email jane@example.com --plan pro")]
@@ -110,6 +180,68 @@ enum Command {
         #[arg(long, default_value = "pro")]
         plan: String,
     },
+}
+
+#[derive(Subcommand)]
+enum TemplatesCommand {
+    /// List every template and version in the directory.
+    #[command(
+        after_help = "Examples:\n  tasker templates list\n  tasker templates list --templates deploy/templates --json"
+    )]
+    List {
+        /// Directory of task templates, searched recursively.
+        #[arg(long, env = "TASKER_TEMPLATES", default_value = "templates")]
+        templates: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw a template's DAG.
+    #[command(
+        after_help = "Examples:\n  tasker templates graph microservices/user_registration\n  tasker templates graph microservices/user_registration --format dot | dot -Tpng > diamond.png\n  tasker templates graph microservices/user_registration --format svg > diamond.svg\n  tasker templates graph microservices/user_registration --format text"
+    )]
+    Graph {
+        /// The template, as NAMESPACE/NAME.
+        template: String,
+        /// A version; the highest one when absent.
+        #[arg(long)]
+        version: Option<String>,
+        /// mermaid (for Markdown), dot (Graphviz source), svg (rendered by
+        /// Graphviz's `dot`, which must be installed) or text.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+        /// Directory of task templates, searched recursively.
+        #[arg(long, env = "TASKER_TEMPLATES", default_value = "templates")]
+        templates: PathBuf,
+        /// Print JSON: the steps, their dependencies, and the drawing.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StatusFilter {
+    Running,
+    Complete,
+    Failed,
+}
+
+impl From<StatusFilter> for TaskStatus {
+    fn from(s: StatusFilter) -> Self {
+        match s {
+            StatusFilter::Running => Self::Running,
+            StatusFilter::Complete => Self::Complete,
+            StatusFilter::Failed => Self::Failed,
+        }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+    Svg,
+    Text,
 }
 
 #[tokio::main]
@@ -196,8 +328,128 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::List {
+            namespace,
+            status,
+            limit,
+            json,
+        } => {
+            let store = Store::connect(&cli.redis_url, Duration::ZERO).await?;
+            let tasks = store
+                .list_tasks(namespace.as_deref(), status.map(Into::into), limit)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tasks)?);
+            } else {
+                print!("{}", report::task_list(&tasks, chrono::Utc::now()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Retry {
+            task_id,
+            step,
+            wait,
+            timeout,
+            json,
+        } => {
+            let action = TaskAction::Retry { step };
+            operate(
+                &cli.amqp_url,
+                &cli.redis_url,
+                task_id,
+                action,
+                wait,
+                timeout,
+                json,
+            )
+            .await
+        }
+        Command::Resolve {
+            task_id,
+            step,
+            result,
+            wait,
+            timeout,
+            json,
+        } => {
+            let result: serde_json::Value = serde_json::from_str(&result)
+                .context("--result is not valid JSON; pass a value such as '{\"key\":1}'")?;
+            let action = TaskAction::Resolve { step, result };
+            operate(
+                &cli.amqp_url,
+                &cli.redis_url,
+                task_id,
+                action,
+                wait,
+                timeout,
+                json,
+            )
+            .await
+        }
         Command::Validate { paths } => validate(&paths),
+        Command::Templates { command } => templates_command(command),
         Command::Demo { email, name, plan } => demo(&cli.amqp_url, &email, &name, &plan).await,
+    }
+}
+
+/// Sends an operator's command to the coordinators of the task's namespace
+/// and prints their answer; with `wait`, then waits for the task to end.
+async fn operate(
+    amqp_url: &str,
+    redis_url: &str,
+    task_id: Uuid,
+    action: TaskAction,
+    wait: bool,
+    timeout: f64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = Store::connect(redis_url, Duration::ZERO).await?;
+    let Some(snapshot) = store.task(task_id).await? else {
+        eprintln!(
+            "error: no task {task_id}; it never existed, or it finished more than the retention period ago"
+        );
+        return Ok(ExitCode::from(EXIT_NOT_FOUND));
+    };
+    let client = Client::connect(amqp_url).await?;
+    let command = TaskCommand {
+        protocol_version: tasker_protocol::PROTOCOL_VERSION,
+        task_id,
+        action,
+    };
+    let timeout = Duration::from_secs_f64(timeout);
+    let reply = client
+        .command(&snapshot.namespace, &command)
+        .await?
+        .wait(timeout)
+        .await
+        .with_context(|| {
+            format!(
+                "no coordinator of namespace {} answered; is one running? (deploy/dev status)",
+                snapshot.namespace
+            )
+        })?;
+    let code = print_reply(&reply, json && !wait);
+    let accepted = matches!(&reply, Reply::Command(r) if r.accepted);
+    if !wait || !accepted {
+        return Ok(code);
+    }
+    // Poll the store: the task's end is announced to its requesters, not
+    // to whoever retried it.
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let snapshot = store
+            .task(task_id)
+            .await?
+            .context("the task expired while waiting")?;
+        if snapshot.status != TaskStatus::Running {
+            return Ok(print_reply(&Reply::Finished(snapshot.report()), json));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "task {task_id} is still running after {timeout:?}; `tasker status {task_id}` shows where it stands"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -215,6 +467,23 @@ fn print_reply(reply: &Reply, json: bool) -> ExitCode {
             match report.status {
                 TaskStatus::Complete => ExitCode::SUCCESS,
                 TaskStatus::Failed | TaskStatus::Running => ExitCode::from(EXIT_TASK_FAILED),
+            }
+        }
+        Reply::Command(reply) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(reply).expect("a command reply always serializes")
+                );
+            } else if reply.accepted {
+                println!("{}", reply.message);
+            } else {
+                eprintln!("refused: {}", reply.message);
+            }
+            if reply.accepted {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_REJECTED)
             }
         }
         Reply::Rejected(rejected) => {
@@ -271,6 +540,119 @@ fn validate(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn templates_command(command: TemplatesCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TemplatesCommand::List { templates, json } => {
+            let registry = load_templates(&templates)?;
+            if json {
+                let list: Vec<serde_json::Value> = registry
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "namespace": t.namespace,
+                            "name": t.name,
+                            "version": t.version.to_string(),
+                            "steps": t.steps.len(),
+                            "description": t.description,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", report::template_table(registry.iter().map(AsRef::as_ref)));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TemplatesCommand::Graph {
+            template,
+            version,
+            format,
+            templates,
+            json,
+        } => {
+            let Some((namespace, name)) = template.split_once('/') else {
+                bail!("'{template}' is not NAMESPACE/NAME, e.g. microservices/user_registration");
+            };
+            let registry = load_templates(&templates)?;
+            let template = match registry.get(namespace, name, version.as_deref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e} (templates read from {})", templates.display());
+                    return Ok(ExitCode::from(EXIT_NOT_FOUND));
+                }
+            };
+            let drawing = match format {
+                GraphFormat::Mermaid => graph::mermaid(template, None),
+                GraphFormat::Dot => graph::dot(template, None),
+                GraphFormat::Text => graph::text(template, None),
+                GraphFormat::Svg => render_svg(&graph::dot(template, None))?,
+            };
+            if json {
+                let steps: Vec<serde_json::Value> = template
+                    .steps
+                    .iter()
+                    .map(|s| serde_json::json!({ "name": s.name, "dependencies": s.dependencies }))
+                    .collect();
+                let out =
+                    serde_json::json!({ "template": template.key(), "steps": steps, "drawing": drawing });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                print!("{drawing}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_templates(dir: &std::path::Path) -> anyhow::Result<tasker_protocol::TemplateRegistry> {
+    if !dir.is_dir() {
+        bail!(
+            "{} is not a directory of templates; pass --templates DIR or set TASKER_TEMPLATES",
+            dir.display()
+        );
+    }
+    match templates::load_dir(dir) {
+        Ok(registry) => Ok(registry),
+        Err(tasker_coordinator::Error::Templates(errors)) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            bail!(
+                "{} template problem(s) in {}; `tasker validate {}` shows them too",
+                errors.len(),
+                dir.display(),
+                dir.display()
+            )
+        }
+        Err(e) => bail!(e),
+    }
+}
+
+/// Renders DOT source to SVG with Graphviz's `dot`.
+fn render_svg(source: &str) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "--format svg needs Graphviz's `dot` ({e}); install it (apt-get install graphviz), or print the source with --format dot"
+            )
+        })?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(source.as_bytes())?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!("Graphviz's `dot -Tsvg` failed ({})", output.status);
+    }
+    Ok(String::from_utf8(output.stdout)?)
 }
 
 async fn demo(amqp_url: &str, email: &str, name: &str, plan: &str) -> anyhow::Result<ExitCode> {

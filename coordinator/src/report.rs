@@ -3,7 +3,9 @@
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
-use tasker_protocol::{StepReport, StepState, TaskFinished};
+use tasker_protocol::{StepReport, StepState, TaskFinished, TaskStatus, TaskTemplate};
+
+use crate::store::TaskSummary;
 
 /// A table of the task's steps: state, attempts, duration, and the last
 /// error.
@@ -98,6 +100,93 @@ pub fn timeline(report: &TaskFinished) -> String {
     out
 }
 
+/// One line per task: id, template, status, progress, age and duration.
+#[must_use]
+pub fn task_list(tasks: &[TaskSummary], now: DateTime<Utc>) -> String {
+    let templates: Vec<String> = tasks
+        .iter()
+        .map(|t| format!("{}/{}@{}", t.namespace, t.name, t.version))
+        .collect();
+    let wt = templates.iter().map(String::len).max().unwrap_or(0).max(8);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<36}  {:<wt$}  {:<8}  {:>5}  {:>9}  {:>9}",
+        "TASK", "TEMPLATE", "STATUS", "STEPS", "AGE", "DURATION"
+    );
+    for (t, template) in tasks.iter().zip(&templates) {
+        let status = match t.status {
+            TaskStatus::Running => "running",
+            TaskStatus::Complete => "complete",
+            TaskStatus::Failed => "failed",
+        };
+        let duration = t
+            .finished_at
+            .map_or_else(|| "-".to_owned(), |f| format_ms(millis_between(t.created_at, f)));
+        let _ = writeln!(
+            out,
+            "{:<36}  {template:<wt$}  {status:<8}  {:>5}  {:>9}  {duration:>9}",
+            t.task_id,
+            format!("{}/{}", t.steps_done, t.steps),
+            format_age(millis_between(t.created_at, now)),
+        );
+    }
+    if tasks.is_empty() {
+        out.push_str("(no tasks)\n");
+    }
+    out
+}
+
+fn format_age(ms: i64) -> String {
+    let s = ms / 1000;
+    match s {
+        ..60 => format!("{s}s ago"),
+        60..3600 => format!("{}m ago", s / 60),
+        3600..86_400 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// One line per template: namespace, name, version, steps and description.
+#[must_use]
+pub fn template_table<'a>(templates: impl Iterator<Item = &'a TaskTemplate>) -> String {
+    let templates: Vec<&TaskTemplate> = templates.collect();
+    let width = |f: &dyn Fn(&TaskTemplate) -> usize, min: usize| {
+        templates.iter().map(|t| f(t)).max().unwrap_or(0).max(min)
+    };
+    let (wn, wm, wv) = (
+        width(&|t| t.namespace.len(), 9),
+        width(&|t| t.name.len(), 4),
+        width(&|t| t.version.to_string().len(), 7),
+    );
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<wn$}  {:<wm$}  {:<wv$}  STEPS  DESCRIPTION",
+        "NAMESPACE", "NAME", "VERSION"
+    );
+    for t in &templates {
+        let _ = writeln!(
+            out,
+            "{:<wn$}  {:<wm$}  {:<wv$}  {:>5}  {}",
+            t.namespace,
+            t.name,
+            t.version.to_string(),
+            t.steps.len(),
+            t.description
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("")
+        );
+    }
+    if templates.is_empty() {
+        out.push_str("(no templates)\n");
+    }
+    out
+}
+
 /// The state's name as the wire format spells it.
 #[must_use]
 pub fn state_name(state: StepState) -> &'static str {
@@ -120,5 +209,118 @@ fn format_ms(ms: i64) -> String {
         format!("{ms}ms")
     } else {
         format!("{:.1}s", ms as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tasker_protocol::{PROTOCOL_VERSION, StepFailure};
+
+    fn at(ms: i64) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp_millis(1_796_000_000_000 + ms)
+    }
+
+    fn step(
+        name: &str,
+        state: StepState,
+        attempts: u32,
+        span: Option<(i64, i64)>,
+        error: Option<(&str, &str)>,
+    ) -> StepReport {
+        StepReport {
+            name: name.to_owned(),
+            state,
+            attempts,
+            started_at: span.and_then(|(a, _)| at(a)),
+            finished_at: span.and_then(|(_, b)| at(b)),
+            result: None,
+            error: error.map(|(code, message)| StepFailure {
+                retryable: false,
+                code: code.to_owned(),
+                message: message.to_owned(),
+                retry_after_seconds: None,
+            }),
+        }
+    }
+
+    /// A registration whose billing step ran out of attempts, after
+    /// preferences recovered from a retry.
+    fn failed_registration() -> TaskFinished {
+        TaskFinished {
+            protocol_version: PROTOCOL_VERSION,
+            task_id: uuid::Uuid::from_u128(0x0b6f_3c1e_8d2a_4f5e_9c41_7e2b_9a0d_5f13),
+            namespace: "microservices".to_owned(),
+            name: "user_registration".to_owned(),
+            version: "1.0.0".to_owned(),
+            status: TaskStatus::Failed,
+            created_at: at(0).unwrap(),
+            finished_at: at(12_480).unwrap(),
+            steps: vec![
+                step(
+                    "create_user_account",
+                    StepState::Completed,
+                    1,
+                    Some((3, 54)),
+                    None,
+                ),
+                step(
+                    "setup_billing_profile",
+                    StepState::Failed,
+                    3,
+                    Some((9_100, 9_180)),
+                    Some(("PAYMENT_GATEWAY_TIMEOUT", "billing gateway did not answer in 5s")),
+                ),
+                step(
+                    "initialize_preferences",
+                    StepState::Completed,
+                    2,
+                    Some((1_060, 1_131)),
+                    Some(("PREFERENCES_STORE_BUSY", "try again")),
+                ),
+                step("send_welcome_sequence", StepState::Blocked, 0, None, None),
+                step("update_user_status", StepState::Blocked, 0, None, None),
+            ],
+        }
+    }
+
+    #[test]
+    fn snapshot_status_table() {
+        insta::assert_snapshot!(status_table(&failed_registration()));
+    }
+
+    #[test]
+    fn snapshot_task_list() {
+        let report = failed_registration();
+        let running = TaskSummary {
+            task_id: uuid::Uuid::from_u128(0x7d1e_0000_0000_4000_8000_0000_0000_0001),
+            namespace: "payments".to_owned(),
+            name: "process_refund".to_owned(),
+            version: "1.1.0".to_owned(),
+            status: TaskStatus::Running,
+            created_at: at(60_000).unwrap(),
+            finished_at: None,
+            steps: 5,
+            steps_done: 2,
+        };
+        let failed = TaskSummary {
+            task_id: report.task_id,
+            namespace: report.namespace,
+            name: report.name,
+            version: report.version,
+            status: report.status,
+            created_at: report.created_at,
+            finished_at: Some(report.finished_at),
+            steps: 5,
+            steps_done: 5,
+        };
+        insta::assert_snapshot!(task_list(&[running, failed], at(3_700_000).unwrap()));
+    }
+
+    #[test]
+    fn snapshot_template_table() {
+        let text = include_str!("../../templates/microservices/user_registration.yaml");
+        let template = TaskTemplate::from_yaml("user_registration.yaml", text).unwrap();
+        insta::assert_snapshot!(template_table([&template].into_iter()));
     }
 }

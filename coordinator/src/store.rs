@@ -42,6 +42,8 @@ static CREATE_TASK: LazyLock<Script> = LazyLock::new(|| task_script(include_str!
 static RECORD_RESULT: LazyLock<Script> = LazyLock::new(|| task_script(include_str!("lua/record_result.lua")));
 static DISPATCH_RETRY: LazyLock<Script> =
     LazyLock::new(|| task_script(include_str!("lua/dispatch_retry.lua")));
+static OPERATE: LazyLock<Script> = LazyLock::new(|| task_script(include_str!("lua/operate.lua")));
+static SUMMARY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/summary.lua")));
 static CLAIM_DUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim_due.lua")));
 
 /// A connection to the store. Cloning shares the connection, which
@@ -208,6 +210,70 @@ pub enum Bookkeeping {
     Retry(StepRef, DateTime<Utc>),
     /// The retry was published; it leaves the schedule.
     EndRetry(StepRef),
+    /// A new task, for `tasker list`: indexed by its creation time, unless
+    /// it is indexed already.
+    Index(Uuid, DateTime<Utc>),
+}
+
+/// An operator's change to a task with failed steps.
+#[derive(Debug, Clone, Copy)]
+pub enum Operation<'a> {
+    /// Failed steps back to pending, all of them or only `step`.
+    Retry {
+        /// Only this step.
+        step: Option<usize>,
+    },
+    /// The failed `step` completed by hand with `result` (JSON).
+    Resolve {
+        /// The step.
+        step: usize,
+        /// Its result.
+        result: &'a str,
+    },
+}
+
+/// What [`Store::operate`] did.
+#[derive(Debug)]
+pub enum Operated {
+    /// Nothing: the task is not in a state the operation applies to.
+    Refused(String),
+    /// Applied.
+    Done {
+        /// The task's status afterwards.
+        status: TaskStatus,
+        /// Steps now enqueued, to publish, each at its `a:i` attempt.
+        ready: Vec<(usize, u32)>,
+        /// What their messages carry.
+        inputs: Inputs,
+    },
+}
+
+/// Every task by creation time (unix ms), newest last, for `tasker list`.
+/// Entries of tasks that expired are dropped as `list` meets them, and
+/// anything older than twice the retention when a task is indexed.
+pub const TASK_INDEX: &str = "tasker:tasks";
+
+/// One line of `tasker list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskSummary {
+    /// The task.
+    pub task_id: Uuid,
+    /// The template's namespace.
+    pub namespace: String,
+    /// The template's name.
+    pub name: String,
+    /// The template's version.
+    pub version: String,
+    /// Where the task stands.
+    pub status: TaskStatus,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When it ended, if it has.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Steps in all.
+    pub steps: usize,
+    /// Steps that will change no more (completed, failed or blocked).
+    pub steps_done: usize,
 }
 
 /// The sorted set of running attempts of `namespace`, scored by their lease
@@ -337,7 +403,7 @@ impl Store {
                 related.dedup();
                 ("completed", 0, related)
             }
-            Applied::Retry { due } => ("retry", due.timestamp_millis(), Vec::new()),
+            Applied::Retry { due } => ("retry", due.timestamp_millis(), dag.descendants(step).to_vec()),
             Applied::Failed => ("failed", 0, dag.descendants(step).to_vec()),
         };
         let mut conn = self.conn.clone();
@@ -356,6 +422,7 @@ impl Store {
             .arg(csv(children))
             .arg(csv(&related))
             .arg(traceparent.unwrap_or_default())
+            .arg(template.steps[step].retry.max_attempts)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.error(e))?;
@@ -398,6 +465,63 @@ impl Store {
         })
     }
 
+    /// Retries or resolves failed steps of a task, atomically.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if Redis fails.
+    pub async fn operate(
+        &self,
+        task_id: Uuid,
+        template: &TaskTemplate,
+        operation: Operation<'_>,
+    ) -> Result<Operated, Error> {
+        let (mode, step, result) = match operation {
+            Operation::Retry { step } => ("retry", step, ""),
+            Operation::Resolve { step, result } => ("resolve", Some(step), result),
+        };
+        let mut call = OPERATE.key(task_key(task_id));
+        call.arg(mode)
+            .arg(step.map(|s| s.to_string()).unwrap_or_default())
+            .arg(result)
+            .arg(Utc::now().timestamp_millis())
+            .arg(self.retention.as_secs())
+            .arg(template.steps.len());
+        for i in 0..template.steps.len() {
+            call.arg(csv(template.dag.parents(i)));
+        }
+        for i in 0..template.steps.len() {
+            call.arg(csv(template.dag.ancestors(i)));
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = call.invoke_async(&mut conn).await.map_err(|e| self.error(e))?;
+        let corrupt = || Error::CorruptState {
+            task_id,
+            detail: format!("operate returned {reply:?}"),
+        };
+        match &reply[..] {
+            [verdict, reason] if verdict == "refused" => Ok(Operated::Refused(reason.clone())),
+            [verdict, status, ready, rest @ ..] if verdict == "ok" => {
+                let ready = if ready.is_empty() {
+                    Vec::new()
+                } else {
+                    indices(&ready.split(',').map(str::to_owned).collect::<Vec<_>>()).ok_or_else(corrupt)?
+                };
+                let snapshot = self.task(task_id).await?.ok_or_else(corrupt)?;
+                let ready = ready
+                    .into_iter()
+                    .map(|i| (i, snapshot.steps.get(i).map_or(1, |s| s.attempts)))
+                    .collect();
+                Ok(Operated::Done {
+                    status: parse_status(status).ok_or_else(corrupt)?,
+                    ready,
+                    inputs: parse_inputs(rest).ok_or_else(corrupt)?,
+                })
+            }
+            _ => Err(corrupt()),
+        }
+    }
+
     /// Applies schedule and lease changes of `namespace` in one round trip.
     ///
     /// # Errors
@@ -415,6 +539,16 @@ impl Store {
                 Bookkeeping::EndLease(r) => pipe.zrem(&leases, &r.member),
                 Bookkeeping::Retry(r, at) => pipe.zadd(&schedule, &r.member, at.timestamp_millis()),
                 Bookkeeping::EndRetry(r) => pipe.zrem(&schedule, &r.member),
+                Bookkeeping::Index(task_id, at) => {
+                    let oldest = at.timestamp_millis()
+                        - 2 * i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX / 4);
+                    pipe.zrembyscore(TASK_INDEX, "-inf", oldest).ignore();
+                    pipe.cmd("ZADD")
+                        .arg(TASK_INDEX)
+                        .arg("NX")
+                        .arg(at.timestamp_millis())
+                        .arg(task_id.to_string())
+                }
             }
             .ignore();
         }
@@ -539,6 +673,74 @@ impl Store {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(task_key(task_id)).arg(&fields);
         cmd.query_async(&mut conn).await.map_err(|e| self.error(e))
+    }
+
+    /// The newest tasks first, at most `limit`, of `namespace` and with
+    /// `status` when given.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if Redis fails.
+    pub async fn list_tasks(
+        &self,
+        namespace: Option<&str>,
+        status: Option<TaskStatus>,
+        limit: usize,
+    ) -> Result<Vec<TaskSummary>, Error> {
+        const PAGE: isize = 200;
+        let mut conn = self.conn.clone();
+        let mut found = Vec::new();
+        let mut start: isize = 0;
+        while found.len() < limit {
+            let ids: Vec<String> = conn
+                .zrevrange(TASK_INDEX, start, start + PAGE - 1)
+                .await
+                .map_err(|e| self.error(e))?;
+            if ids.is_empty() {
+                break;
+            }
+            start += PAGE;
+            let rows = futures::future::try_join_all(ids.iter().map(|id| {
+                let mut conn = conn.clone();
+                let key = Uuid::parse_str(id).map_or_else(|_| id.clone(), task_key);
+                async move { SUMMARY.key(key).invoke_async::<Vec<String>>(&mut conn).await }
+            }))
+            .await
+            .map_err(|e| self.error(e))?;
+            let mut gone = Vec::new();
+            for (id, row) in ids.iter().zip(rows) {
+                let (Ok(task_id), [ns, name, ver, st, created, finished, steps, done]) =
+                    (Uuid::parse_str(id), &row[..])
+                else {
+                    gone.push(id.clone());
+                    continue;
+                };
+                let Some(st) = parse_status(st) else { continue };
+                if namespace.is_some_and(|n| n != ns) || status.is_some_and(|s| s != st) {
+                    continue;
+                }
+                let ms = |v: &str| v.parse().ok().and_then(DateTime::from_timestamp_millis);
+                found.push(TaskSummary {
+                    task_id,
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                    version: ver.clone(),
+                    status: st,
+                    created_at: ms(created).unwrap_or_default(),
+                    finished_at: ms(finished),
+                    steps: steps.parse().unwrap_or(0),
+                    steps_done: done.parse().unwrap_or(0),
+                });
+                if found.len() == limit {
+                    break;
+                }
+            }
+            if !gone.is_empty() {
+                let _: () = conn.zrem(TASK_INDEX, &gone).await.map_err(|e| self.error(e))?;
+                start -= isize::try_from(gone.len()).unwrap_or(0);
+            }
+        }
+        Ok(found)
     }
 
     /// Reads a task; `None` if it does not exist (or has expired).

@@ -95,6 +95,10 @@ pub mod message_type {
     pub const TASK_FINISHED: &str = "tasker.task_finished";
     /// The coordinator refused a task request.
     pub const TASK_REJECTED: &str = "tasker.task_rejected";
+    /// An operator's command for a task, on a namespace's request queue.
+    pub const TASK_COMMAND: &str = "tasker.task_command";
+    /// A coordinator's answer to a task command.
+    pub const COMMAND_REPLY: &str = "tasker.command_reply";
 }
 
 /// AMQP header names.

@@ -240,6 +240,7 @@ pub fn finished(reply: Reply) -> anyhow::Result<TaskFinished> {
     match reply {
         Reply::Finished(report) => Ok(report),
         Reply::Rejected(r) => bail!("rejected ({:?}): {}", r.code, r.reason),
+        Reply::Command(c) => bail!("a command's reply where a task's end was expected: {}", c.message),
     }
 }
 

@@ -28,7 +28,7 @@ steps:
 fn rejected(reply: Reply) -> tasker_protocol::TaskRejected {
     match reply {
         Reply::Rejected(r) => r,
-        Reply::Finished(f) => panic!("expected a rejection, got {f:#?}"),
+        other => panic!("expected a rejection, got {other:#?}"),
     }
 }
 

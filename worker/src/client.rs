@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tasker_protocol::message::{self, DEFAULT_MAX_MESSAGE_BYTES};
 use tasker_protocol::topology::{self, message_type};
-use tasker_protocol::{TaskFinished, TaskRejected, TaskRequest};
+use tasker_protocol::{CommandReply, TaskCommand, TaskFinished, TaskRejected, TaskRequest};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -21,6 +21,8 @@ pub enum Reply {
     Finished(TaskFinished),
     /// The request was refused.
     Rejected(TaskRejected),
+    /// A coordinator's answer to an operator's command.
+    Command(CommandReply),
 }
 
 // A std mutex: it guards a map for a few instructions and is never held
@@ -84,6 +86,11 @@ impl Client {
                             .ok()
                             .map(Reply::Rejected)
                     }
+                    Some(message_type::COMMAND_REPLY) => {
+                        message::decode(&delivery.data, DEFAULT_MAX_MESSAGE_BYTES)
+                            .ok()
+                            .map(Reply::Command)
+                    }
                     _ => None,
                 };
                 if reply.is_none() {
@@ -134,10 +141,30 @@ impl Client {
         let request_id = *request.request_id.get_or_insert_with(Uuid::new_v4);
         let task_id = request.task_id().unwrap_or(request_id);
         self.publish_request(
+            message_type::TASK_REQUEST,
             &request.namespace,
             message::encode(&request),
             request_id,
             Some(task_id),
+        )
+        .await
+    }
+
+    /// Sends an operator's command for a task of `namespace` to the
+    /// coordinators serving it; its [`Submitted::wait`] gives their
+    /// [`Reply::Command`].
+    ///
+    /// # Errors
+    ///
+    /// Returns an error if the command cannot be published and confirmed.
+    pub async fn command(&self, namespace: &str, command: &TaskCommand) -> Result<Submitted, Error> {
+        let id = Uuid::new_v4();
+        self.publish_request(
+            message_type::TASK_COMMAND,
+            namespace,
+            message::encode(command),
+            id,
+            Some(command.task_id),
         )
         .await
     }
@@ -149,14 +176,21 @@ impl Client {
     ///
     /// Returns an error if the publish is not confirmed.
     pub async fn submit_raw(&self, namespace: &str, payload: Vec<u8>) -> Result<Submitted, Error> {
-        self.publish_request(namespace, payload, Uuid::new_v4(), None)
-            .await
+        self.publish_request(
+            message_type::TASK_REQUEST,
+            namespace,
+            payload,
+            Uuid::new_v4(),
+            None,
+        )
+        .await
     }
 
     /// Registers a waiter for the reply, then publishes: a reply can never
     /// arrive before its waiter.
     async fn publish_request(
         &self,
+        kind: &str,
         namespace: &str,
         payload: Vec<u8>,
         request_id: Uuid,
@@ -173,7 +207,7 @@ impl Client {
             reply,
             waiters: self.waiters.clone(),
         };
-        let properties = broker::properties(message_type::TASK_REQUEST, task_id)
+        let properties = broker::properties(kind, task_id)
             .with_message_id(request_id.to_string().into())
             .with_correlation_id(request_id.to_string().into())
             .with_reply_to(self.reply_queue.as_str().into());

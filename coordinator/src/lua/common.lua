@@ -11,7 +11,9 @@
 -- completed | failed | blocked), a:i current attempt, w:i dependencies not
 -- yet completed, r:i result JSON, e:i last error JSON, t0:i and t1:i the
 -- last attempt's start and end (unix ms), due:i when a retry is due, f:i
--- how often the step was released by its dependency counter (always 1).
+-- how often the step was released by its dependency counter since it was
+-- last reset (always 1), b:i the last attempt before an operator's retry
+-- (attempts are budgeted from it).
 
 -- Splits "1,2,3" into a list of strings; "" gives an empty list.
 local function split(csv)

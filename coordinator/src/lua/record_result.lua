@@ -10,9 +10,13 @@
 -- ARGV[10] retention of a finished task, in seconds
 -- ARGV[11] the step's children, as "1,2"
 -- ARGV[12] completed: the union of the children's ancestors, whose results
---          ready children carry; failed: the step's descendants, to block
+--          ready children carry; retry and failed: the step's descendants,
+--          to block if it fails for good
 -- ARGV[13] the W3C traceparent of the span that recorded the result ('' for
 --          none), kept as sc:i so that a join's span can link to it
+-- ARGV[14] the step's max_attempts: a 'retry' with no attempt left is
+--          applied as 'failed'. Attempts count from b:i, the last attempt
+--          before an operator's retry (0 if there was none).
 --
 -- Only the first result for the step's current attempt is applied: every
 -- child's dependency counter goes down once, so a join is enqueued exactly
@@ -41,6 +45,10 @@ local current = tonumber(redis.call('HGET', key, 'a:' .. i))
 local status = redis.call('HGET', key, 'status')
 
 if state == 'enqueued' and current == attempt then
+  if outcome == 'retry'
+    and attempt - tonumber(redis.call('HGET', key, 'b:' .. i) or '0') >= tonumber(ARGV[14]) then
+    outcome = 'failed'
+  end
   redis.call('HSET', key, 't0:' .. i, ARGV[5], 't1:' .. i, ARGV[6])
   if ARGV[13] ~= '' then
     redis.call('HSET', key, 'sc:' .. i, ARGV[13])

@@ -1,0 +1,284 @@
+//! What operators read with `tasker list`: recent tasks, newest first,
+//! filtered by namespace and status, against the real servers.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tasker_coordinator::Store;
+use tasker_e2e::{Recorder, Stack, one_step_template, redis_url, unique, worker_config};
+use tasker_protocol::{StepState, TaskAction, TaskCommand, TaskStatus};
+use tasker_worker::{Reply, StepError, Worker};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_shows_recent_tasks_newest_first_and_filters_them() {
+    let ns = unique("listed");
+    let recorder = Recorder::default();
+    // The handler fails for good when the context asks it to.
+    let handler = recorder.handler(Duration::ZERO, |ctx| {
+        if ctx.context().get("fail") == Some(&json!(true)) {
+            Err(StepError::permanent("ASKED_TO_FAIL", "the context said fail"))
+        } else {
+            Ok(json!({"ok": true}))
+        }
+    });
+    let worker = Worker::new(worker_config(4))
+        .namespace(&ns)
+        .handler("ok", handler);
+    let stack = Stack::start(vec![one_step_template(&ns, "single")], 1, vec![worker])
+        .await
+        .unwrap();
+
+    let mut ids = Vec::new();
+    for fail in [false, true, false] {
+        let report = stack.run(&ns, "single", json!({"fail": fail})).await.unwrap();
+        ids.push((report.task_id, report.status));
+        // Creation times are in milliseconds: keep the order unambiguous.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let store = Store::connect(&redis_url(), Duration::ZERO).await.unwrap();
+
+    let all = store.list_tasks(Some(&ns), None, 10).await.unwrap();
+    let listed: Vec<_> = all.iter().map(|t| (t.task_id, t.status)).collect();
+    let newest_first: Vec<_> = ids.iter().rev().copied().collect();
+    assert_eq!(listed, newest_first);
+    assert!(
+        all.iter()
+            .all(|t| t.namespace == ns && t.name == "single" && t.steps == 1 && t.steps_done == 1)
+    );
+    assert!(
+        all.iter()
+            .all(|t| t.finished_at.is_some_and(|f| f >= t.created_at))
+    );
+
+    let failed = store
+        .list_tasks(Some(&ns), Some(TaskStatus::Failed), 10)
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].task_id, ids[1].0);
+
+    let limited = store.list_tasks(Some(&ns), None, 2).await.unwrap();
+    assert_eq!(limited.len(), 2);
+    assert_eq!(limited[0].task_id, ids[2].0);
+
+    assert!(
+        store
+            .list_tasks(Some(&unique("nobody")), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    stack.stop().await;
+}
+
+/// The seed's diamond in `namespace`, with retry delays short enough for a test.
+fn quick_registration(namespace: &str) -> tasker_protocol::TaskTemplate {
+    let yaml = include_str!("../../templates/microservices/user_registration.yaml")
+        .replace(
+            "namespace_name: microservices",
+            &format!("namespace_name: {namespace}"),
+        )
+        .replace("initial_delay: 2", "initial_delay: 0.02")
+        .replace("initial_delay: 1", "initial_delay: 0.02");
+    tasker_e2e::template(&yaml)
+}
+
+/// A stack running the diamond whose billing step fails retryably while
+/// `broken` is set, with every run recorded.
+async fn stack_with_flaky_billing(
+    ns: &str,
+    broken: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Stack, Recorder) {
+    use std::sync::atomic::Ordering;
+    let recorder = Recorder::default();
+    let mut worker = Worker::new(worker_config(8)).namespace(ns);
+    for callable in tasker_e2e::chaos::CALLABLES {
+        if callable.contains("SetupBillingProfile") {
+            let broken = broken.clone();
+            worker = worker.handler(
+                *callable,
+                recorder.handler(Duration::ZERO, move |_| {
+                    if broken.load(Ordering::SeqCst) {
+                        Err(StepError::retryable(
+                            "BILLING_DOWN",
+                            "the billing service is down",
+                        ))
+                    } else {
+                        Ok(json!({"billing_id": "bill_1", "plan": "pro"}))
+                    }
+                }),
+            );
+        } else {
+            worker = worker.handler(*callable, recorder.ok(Duration::ZERO));
+        }
+    }
+    let stack = Stack::start(vec![quick_registration(ns)], 1, vec![worker])
+        .await
+        .unwrap();
+    (stack, recorder)
+}
+
+async fn command(
+    stack: &Stack,
+    ns: &str,
+    task_id: uuid::Uuid,
+    action: TaskAction,
+) -> tasker_protocol::CommandReply {
+    let command = TaskCommand {
+        protocol_version: tasker_protocol::PROTOCOL_VERSION,
+        task_id,
+        action,
+    };
+    let reply = stack
+        .client
+        .command(ns, &command)
+        .await
+        .unwrap()
+        .wait(Duration::from_secs(30))
+        .await
+        .unwrap();
+    match reply {
+        Reply::Command(r) => r,
+        other => panic!("expected a command reply, got {other:?}"),
+    }
+}
+
+async fn wait_until_ended(task_id: uuid::Uuid) -> tasker_protocol::TaskFinished {
+    let store = Store::connect(&redis_url(), Duration::ZERO).await.unwrap();
+    for _ in 0..300 {
+        let snapshot = store.task(task_id).await.unwrap().unwrap();
+        if snapshot.status != TaskStatus::Running {
+            return snapshot.report();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("task {task_id} did not end within 15 s");
+}
+
+fn state_of(report: &tasker_protocol::TaskFinished, step: &str) -> (StepState, u32) {
+    let s = report.steps.iter().find(|s| s.name == step).unwrap();
+    (s.state, s.attempts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_billing_ran_out_of_attempts_completes_and_keeps_what_completed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ns = unique("retried");
+    let broken = std::sync::Arc::new(AtomicBool::new(true));
+    let (stack, recorder) = stack_with_flaky_billing(&ns, &broken).await;
+    let context = json!({"user_info": {"email": "a@example.com", "name": "A", "plan": "pro"}});
+
+    let failed = stack.run(&ns, "user_registration", context).await.unwrap();
+    assert_eq!(failed.status, TaskStatus::Failed);
+    assert_eq!(state_of(&failed, "setup_billing_profile"), (StepState::Failed, 3));
+    assert_eq!(state_of(&failed, "send_welcome_sequence").0, StepState::Blocked);
+    let task_id = failed.task_id;
+
+    // A failed task is retried; a complete one is not.
+    broken.store(false, Ordering::SeqCst);
+    let reply = command(&stack, &ns, task_id, TaskAction::Retry { step: None }).await;
+    assert!(reply.accepted, "{reply:?}");
+    assert_eq!(reply.started, ["setup_billing_profile"]);
+
+    let done = wait_until_ended(task_id).await;
+    assert_eq!(done.status, TaskStatus::Complete, "{done:#?}");
+    // Attempts go on from where they were: three failed, the fourth worked.
+    assert_eq!(
+        state_of(&done, "setup_billing_profile"),
+        (StepState::Completed, 4)
+    );
+    assert_eq!(
+        state_of(&done, "send_welcome_sequence"),
+        (StepState::Completed, 1)
+    );
+    assert_eq!(state_of(&done, "update_user_status"), (StepState::Completed, 1));
+    // What had completed ran once, and kept its result.
+    assert_eq!(recorder.runs_of(task_id, "create_user_account").len(), 1);
+    assert_eq!(recorder.runs_of(task_id, "initialize_preferences").len(), 1);
+    assert_eq!(recorder.runs_of(task_id, "setup_billing_profile").len(), 4);
+    // The join saw both branches' results.
+    let welcome = recorder.runs_of(task_id, "send_welcome_sequence");
+    assert_eq!(welcome.len(), 1);
+    let mut inputs = welcome[0].inputs.clone();
+    inputs.sort();
+    assert_eq!(
+        inputs,
+        [
+            "create_user_account",
+            "initialize_preferences",
+            "setup_billing_profile"
+        ]
+    );
+
+    let again = command(&stack, &ns, task_id, TaskAction::Retry { step: None }).await;
+    assert!(!again.accepted);
+    assert!(again.message.contains("complete"), "{}", again.message);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_step_resolved_by_hand_lets_its_descendants_run() {
+    let ns = unique("resolved");
+    let broken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (stack, recorder) = stack_with_flaky_billing(&ns, &broken).await;
+    let context = json!({"user_info": {"email": "b@example.com", "name": "B", "plan": "pro"}});
+    let failed = stack.run(&ns, "user_registration", context).await.unwrap();
+    assert_eq!(failed.status, TaskStatus::Failed);
+    let task_id = failed.task_id;
+
+    // Only a failed step can be resolved, and only a step the template has.
+    let wrong = command(
+        &stack,
+        &ns,
+        task_id,
+        TaskAction::Resolve {
+            step: "initialize_preferences".into(),
+            result: json!({}),
+        },
+    )
+    .await;
+    assert!(
+        !wrong.accepted && wrong.message.contains("not failed"),
+        "{wrong:?}"
+    );
+    let unknown = command(
+        &stack,
+        &ns,
+        task_id,
+        TaskAction::Retry {
+            step: Some("nope".into()),
+        },
+    )
+    .await;
+    assert!(
+        !unknown.accepted && unknown.message.contains("no step"),
+        "{unknown:?}"
+    );
+
+    let result = r#"{"billing_id":"bill_manual","plan":"pro"}"#;
+    let reply = command(
+        &stack,
+        &ns,
+        task_id,
+        TaskAction::Resolve {
+            step: "setup_billing_profile".into(),
+            result: serde_json::from_str(result).unwrap(),
+        },
+    )
+    .await;
+    assert!(reply.accepted, "{reply:?}");
+    assert_eq!(reply.started, ["send_welcome_sequence"]);
+
+    let done = wait_until_ended(task_id).await;
+    assert_eq!(done.status, TaskStatus::Complete, "{done:#?}");
+    let billing = done
+        .steps
+        .iter()
+        .find(|s| s.name == "setup_billing_profile")
+        .unwrap();
+    assert_eq!(billing.result.as_ref().unwrap().get(), result);
+    // No handler ran billing again; the hand-made result stands.
+    assert_eq!(recorder.runs_of(task_id, "setup_billing_profile").len(), 3);
+    assert_eq!(recorder.runs_of(task_id, "update_user_status").len(), 1);
+    stack.stop().await;
+}
