@@ -554,9 +554,10 @@ impl Coordinator {
         };
         let result_json = match &command.action {
             TaskAction::Resolve { result, .. } => result.to_string(),
-            TaskAction::Retry { .. } => String::new(),
+            TaskAction::Retry { .. } | TaskAction::Cancel => String::new(),
         };
         let operation = match &command.action {
+            TaskAction::Cancel => Operation::Cancel,
             TaskAction::Retry { step: None } => Operation::Retry { step: None },
             TaskAction::Retry { step: Some(name) } => match index(name) {
                 Ok(i) => Operation::Retry { step: Some(i) },
@@ -579,7 +580,10 @@ impl Coordinator {
             .steps
             .iter()
             .enumerate()
-            .filter(|(_, s)| matches!(s.state, StepState::Failed | StepState::Blocked))
+            .filter(|(_, s)| {
+                !matches!(command.action, TaskAction::Cancel)
+                    && matches!(s.state, StepState::Failed | StepState::Blocked)
+            })
             .flat_map(|(i, s)| self.leases(&template, task_id, &[i], s.attempts + 1))
             .collect();
         self.store.bookkeep(&template.namespace, &candidates).await?;
@@ -602,14 +606,31 @@ impl Coordinator {
                 self.publish_steps(&template, task_id, steps, *attempt, &inputs),
             )?;
         }
+        if snapshot.status != TaskStatus::Running {
+            // A retried or resolved task is in flight again.
+            metrics::global()
+                .tasks_in_flight
+                .get_or_create(&metrics::task(&template.namespace, &template.name))
+                .inc();
+        }
         if status != TaskStatus::Running {
             self.publish_finished(task_id, None).await?;
+            count_finished(&template, status);
         }
         let started: Vec<String> = ready
             .iter()
             .map(|(s, _)| template.steps[*s].name.clone())
             .collect();
+        let running = snapshot
+            .steps
+            .iter()
+            .filter(|s| s.state == StepState::Enqueued)
+            .count();
         let message = match (&command.action, started.is_empty()) {
+            (TaskAction::Cancel, _) if status == TaskStatus::Cancelled => "cancelled".to_owned(),
+            (TaskAction::Cancel, _) => format!(
+                "cancelling: nothing starts any more; the task ends cancelled once its {running} running step(s) finish"
+            ),
             (TaskAction::Retry { .. }, _) => format!("retrying; started {}", started.join(", ")),
             (TaskAction::Resolve { step, .. }, true) => {
                 format!("{step} resolved; nothing was waiting for it")
@@ -736,22 +757,7 @@ impl Coordinator {
             self.publish_finished(task_id, None).await?;
         }
         if first_time_finished {
-            let m = metrics::global();
-            let outcome = if recorded.status == TaskStatus::Complete {
-                "complete"
-            } else {
-                "failed"
-            };
-            m.tasks
-                .get_or_create(&metrics::task_outcome(
-                    &template.namespace,
-                    &template.name,
-                    outcome,
-                ))
-                .inc();
-            m.tasks_in_flight
-                .get_or_create(&metrics::task(&template.namespace, &template.name))
-                .dec();
+            count_finished(template, recorded.status);
         }
         if recorded.verdict == Verdict::Applied
             && recorded.ready.iter().any(|&s| template.dag.parents(s).len() > 1)
@@ -1016,6 +1022,26 @@ impl Coordinator {
 /// For each join among `ready`, the time from its first parent finishing
 /// to its last, into the join-wait histogram. A metric only: a failure
 /// to read it is logged and forgotten.
+/// Counts a task that has just ended.
+fn count_finished(template: &TaskTemplate, status: TaskStatus) {
+    let m = metrics::global();
+    let outcome = match status {
+        TaskStatus::Complete => "complete",
+        TaskStatus::Cancelled => "cancelled",
+        TaskStatus::Failed | TaskStatus::Running => "failed",
+    };
+    m.tasks
+        .get_or_create(&metrics::task_outcome(
+            &template.namespace,
+            &template.name,
+            outcome,
+        ))
+        .inc();
+    m.tasks_in_flight
+        .get_or_create(&metrics::task(&template.namespace, &template.name))
+        .dec();
+}
+
 async fn record_join_waits(store: Store, template: Arc<TaskTemplate>, task_id: Uuid, ready: Vec<usize>) {
     for &join in ready.iter().filter(|&&s| template.dag.parents(s).len() > 1) {
         match store.finish_times(task_id, template.dag.parents(join)).await {

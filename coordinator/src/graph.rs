@@ -30,6 +30,7 @@ fn colours(state: StepState) -> (&'static str, &'static str) {
         StepState::Completed => ("#e8f5e9", "#43a047"),
         StepState::Failed => ("#ffebee", "#e53935"),
         StepState::Blocked => ("#eceff1", "#546e7a"),
+        StepState::Cancelled => ("#fafafa", "#bdbdbd"),
     }
 }
 
@@ -146,6 +147,7 @@ pub fn text(template: &TaskTemplate, states: Option<&[StepState]>) -> String {
         StepState::Enqueued => '▶',
         StepState::WaitingRetry => '↻',
         StepState::Blocked => '⊘',
+        StepState::Cancelled => '–',
         StepState::Pending => '·',
     };
     let mut out = String::new();

@@ -34,7 +34,7 @@ struct Cli {
     command: Command,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 success; 1 error; 2 bad usage; 3 the task failed; 4 the request or command was refused; 5 no such task or template.";
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 error; 2 bad usage; 3 the task failed or was cancelled; 4 the request or command was refused; 5 no such task or template.";
 
 #[derive(Subcommand)]
 enum Command {
@@ -104,6 +104,24 @@ enum Command {
         #[arg(long)]
         step: Option<String>,
         /// Then wait for the task to end and print its steps.
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait for the coordinator's answer, and with --wait for the task.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a running task: no step starts any more, the steps running
+    /// now finish, and the task ends cancelled.
+    #[command(
+        after_help = "Examples:\n  tasker cancel 0b6f3c1e-8d2a-4f5e-9c41-7e2b9a0d5f13\n  tasker cancel 0b6f3c1e-8d2a-4f5e-9c41-7e2b9a0d5f13 --wait\n\nRefused (exit code 4) for a task that has ended."
+    )]
+    Cancel {
+        /// The task's id.
+        task_id: Uuid,
+        /// Then wait for the running steps and print the task's steps.
         #[arg(long)]
         wait: bool,
         /// Seconds to wait for the coordinator's answer, and with --wait for the task.
@@ -364,6 +382,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Cancel {
+            task_id,
+            wait,
+            timeout,
+            json,
+        } => {
+            operate(
+                &cli.amqp_url,
+                &cli.redis_url,
+                task_id,
+                TaskAction::Cancel,
+                wait,
+                timeout,
+                json,
+            )
+            .await
+        }
         Command::Resolve {
             task_id,
             step,
@@ -466,7 +501,9 @@ fn print_reply(reply: &Reply, json: bool) -> ExitCode {
             }
             match report.status {
                 TaskStatus::Complete => ExitCode::SUCCESS,
-                TaskStatus::Failed | TaskStatus::Running => ExitCode::from(EXIT_TASK_FAILED),
+                TaskStatus::Failed | TaskStatus::Cancelled | TaskStatus::Running => {
+                    ExitCode::from(EXIT_TASK_FAILED)
+                }
             }
         }
         Reply::Command(reply) => {

@@ -119,6 +119,7 @@ pub fn task_list(tasks: &[TaskSummary], now: DateTime<Utc>) -> String {
             TaskStatus::Running => "running",
             TaskStatus::Complete => "complete",
             TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
         };
         let duration = t
             .finished_at
@@ -197,6 +198,7 @@ pub fn state_name(state: StepState) -> &'static str {
         StepState::Completed => "completed",
         StepState::Failed => "failed",
         StepState::Blocked => "blocked",
+        StepState::Cancelled => "cancelled",
     }
 }
 

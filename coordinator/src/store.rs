@@ -223,6 +223,9 @@ pub enum Operation<'a> {
         /// Only this step.
         step: Option<usize>,
     },
+    /// No step starts any more; the task ends cancelled once the running
+    /// ones have finished.
+    Cancel,
     /// The failed `step` completed by hand with `result` (JSON).
     Resolve {
         /// The step.
@@ -465,7 +468,7 @@ impl Store {
         })
     }
 
-    /// Retries or resolves failed steps of a task, atomically.
+    /// Retries or resolves failed steps of a task, or cancels it, atomically.
     ///
     /// # Errors
     ///
@@ -478,6 +481,7 @@ impl Store {
     ) -> Result<Operated, Error> {
         let (mode, step, result) = match operation {
             Operation::Retry { step } => ("retry", step, ""),
+            Operation::Cancel => ("cancel", None, ""),
             Operation::Resolve { step, result } => ("resolve", Some(step), result),
         };
         let mut call = OPERATE.key(task_key(task_id));
@@ -823,6 +827,7 @@ impl TaskSnapshot {
                 "completed" => StepState::Completed,
                 "failed" => StepState::Failed,
                 "blocked" => StepState::Blocked,
+                "cancelled" => StepState::Cancelled,
                 _ => return Err(corrupt(&format!("s:{i}"))),
             };
             steps.push(StepSnapshot {
@@ -892,6 +897,7 @@ fn parse_status(s: &str) -> Option<TaskStatus> {
         "running" => Some(TaskStatus::Running),
         "complete" => Some(TaskStatus::Complete),
         "failed" => Some(TaskStatus::Failed),
+        "cancelled" => Some(TaskStatus::Cancelled),
         _ => None,
     }
 }

@@ -286,6 +286,9 @@ pub enum TaskStatus {
     Complete,
     /// At least one step failed; the steps that needed it were blocked.
     Failed,
+    /// An operator cancelled it: no step started after that, the steps
+    /// then running finished, and the rest were cancelled.
+    Cancelled,
 }
 
 /// The state of a step.
@@ -304,6 +307,8 @@ pub enum StepState {
     Failed,
     /// Will never run, because a step it depends on failed.
     Blocked,
+    /// Will never run, because the task was cancelled.
+    Cancelled,
 }
 
 impl StepState {
@@ -311,7 +316,7 @@ impl StepState {
     #[must_use]
     pub fn is_terminal(self) -> bool {
         match self {
-            Self::Completed | Self::Failed | Self::Blocked => true,
+            Self::Completed | Self::Failed | Self::Blocked | Self::Cancelled => true,
             Self::Pending | Self::Enqueued | Self::WaitingRetry => false,
         }
     }
@@ -420,6 +425,9 @@ pub enum TaskAction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         step: Option<String>,
     },
+    /// Cancel the task: no step starts any more, the steps running now
+    /// finish, and the task ends `cancelled`.
+    Cancel,
     /// Complete a failed step by hand with `result`; the steps it blocked
     /// then run.
     Resolve {

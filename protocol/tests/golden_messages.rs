@@ -13,12 +13,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tasker_protocol::message::{DEFAULT_MAX_MESSAGE_BYTES, Versioned, decode, encode};
 use tasker_protocol::{
-    DecodeError, PROTOCOL_VERSION, RejectCode, StepOutcome, StepReady, StepResult, StepState, TaskFinished,
+    CommandReply, DecodeError, PROTOCOL_VERSION, RejectCode, TaskAction, TaskCommand, StepOutcome, StepReady, StepResult, StepState, TaskFinished,
     TaskRejected, TaskRequest, TaskStatus,
 };
 use uuid::Uuid;
 
-const FIXTURES: [&str; 8] = [
+const FIXTURES: [&str; 12] = [
     "task_request",
     "step_ready",
     "step_result_completed",
@@ -27,6 +27,10 @@ const FIXTURES: [&str; 8] = [
     "task_finished_complete",
     "task_finished_failed",
     "task_rejected",
+    "task_command_retry",
+    "task_command_resolve",
+    "task_command_cancel",
+    "command_reply",
 ];
 
 /// The task of `task_request.json`, derived from its idempotency key.
@@ -416,4 +420,25 @@ fn without_a_key_the_task_id_is_the_request_id() {
         ..a
     };
     assert_eq!(anonymous.task_id(), None);
+}
+
+#[test]
+fn task_commands() {
+    let retry: TaskCommand = round_trip("task_command_retry");
+    assert!(matches!(retry.action, TaskAction::Retry { step: Some(ref s) } if s == "setup_billing_profile"));
+    let resolve: TaskCommand = round_trip("task_command_resolve");
+    match resolve.action {
+        TaskAction::Resolve { step, result } => {
+            assert_eq!(step, "setup_billing_profile");
+            assert_eq!(result["billing_id"], "bill_manual");
+        }
+        other => panic!("expected a resolve, got {other:?}"),
+    }
+    let cancel: TaskCommand = round_trip("task_command_cancel");
+    assert!(matches!(cancel.action, TaskAction::Cancel));
+    assert_eq!(cancel.task_id, TASK_A.parse::<Uuid>().unwrap());
+    let reply: CommandReply = round_trip("command_reply");
+    assert!(reply.accepted);
+    assert_eq!(reply.started, ["setup_billing_profile"]);
+    assert_eq!(reply.status, Some(TaskStatus::Running));
 }

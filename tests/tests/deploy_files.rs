@@ -121,10 +121,12 @@ fn toml_string(line: &str, key: &str) -> Option<String> {
 fn workspace_binaries() -> Vec<Binary> {
     let root = repo_root();
     let manifest = read(&root.join("Cargo.toml"));
-    let members = manifest
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("members"))
-        .expect("the root Cargo.toml lists its members on one line");
+    // `members = [ ... ]`, on one line or several.
+    let start = manifest
+        .find("\nmembers")
+        .expect("the root Cargo.toml lists its members");
+    let members = &manifest[start..];
+    let members = &members[..members.find(']').expect("the members list ends with ]")];
     let mut binaries = Vec::new();
     for member in members.split('"').skip(1).step_by(2) {
         let dir = root.join(member);

@@ -282,3 +282,77 @@ async fn a_failed_step_resolved_by_hand_lets_its_descendants_run() {
     assert_eq!(recorder.runs_of(task_id, "update_user_status").len(), 1);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_in_the_middle_of_a_diamond_lets_running_steps_finish_and_starts_nothing() {
+    let ns = unique("cancelled");
+    let recorder = Recorder::default();
+    // Billing takes long enough to cancel while it runs; preferences is quick.
+    let mut worker = Worker::new(worker_config(8)).namespace(&ns);
+    for callable in tasker_e2e::chaos::CALLABLES {
+        let delay = if callable.contains("SetupBillingProfile") {
+            Duration::from_millis(1500)
+        } else {
+            Duration::ZERO
+        };
+        worker = worker.handler(*callable, recorder.ok(delay));
+    }
+    let stack = Stack::start(vec![quick_registration(&ns)], 1, vec![worker])
+        .await
+        .unwrap();
+    let context = json!({"user_info": {"email": "c@example.com", "name": "C", "plan": "pro"}});
+    let submitted = stack
+        .client
+        .submit(tasker_protocol::TaskRequest::new(
+            &ns,
+            "user_registration",
+            context,
+        ))
+        .await
+        .unwrap();
+    let task_id = submitted.task_id;
+    // Wait until billing runs.
+    for _ in 0..100 {
+        if !recorder.runs_of(task_id, "initialize_preferences").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let early = command(&stack, &ns, task_id, TaskAction::Retry { step: None }).await;
+    assert!(
+        !early.accepted && early.message.contains("still running"),
+        "{early:?}"
+    );
+
+    let reply = command(&stack, &ns, task_id, TaskAction::Cancel).await;
+    assert!(reply.accepted, "{reply:?}");
+    assert!(reply.message.contains("cancelling"), "{}", reply.message);
+
+    // The requester hears of the end, as for any task.
+    let report = tasker_e2e::finished(submitted.wait(Duration::from_secs(30)).await.unwrap()).unwrap();
+    assert_eq!(report.status, TaskStatus::Cancelled, "{report:#?}");
+    assert_eq!(state_of(&report, "create_user_account").0, StepState::Completed);
+    assert_eq!(
+        state_of(&report, "initialize_preferences").0,
+        StepState::Completed
+    );
+    // The running step finished; what would have come after it never started.
+    assert_eq!(state_of(&report, "setup_billing_profile").0, StepState::Completed);
+    assert_eq!(
+        state_of(&report, "send_welcome_sequence"),
+        (StepState::Cancelled, 0)
+    );
+    assert_eq!(state_of(&report, "update_user_status"), (StepState::Cancelled, 0));
+    assert!(recorder.runs_of(task_id, "send_welcome_sequence").is_empty());
+
+    let again = command(&stack, &ns, task_id, TaskAction::Cancel).await;
+    assert!(
+        !again.accepted && again.message.contains("cancelled"),
+        "{again:?}"
+    );
+    let retry = command(&stack, &ns, task_id, TaskAction::Retry { step: None }).await;
+    assert!(!retry.accepted, "{retry:?}");
+    stack.stop().await;
+}

@@ -1,14 +1,15 @@
 -- Helpers shared by the task scripts; prepended to each script at load time.
 --
 -- A task is one hash, tasker:{<task_id>}. Task fields: ns, name, ver,
--- status (running | complete | failed), ctx (the context JSON), steps (the
+-- status (running | complete | failed | cancelled), cancel ('1' once an
+-- operator cancelled the task), ctx (the context JSON), steps (the
 -- step names in template order, as "a,b,c"), tp (the traceparent of the
 -- span that accepted the task, so that its whole-life span can be recorded
 -- when it finishes), created and
 -- finished (unix ms), open (steps not yet terminal), failed (failed steps),
 -- and reply:<correlation id> = <reply queue> for every requester. Step
 -- fields, by step index i: s:i state (pending | enqueued | retry |
--- completed | failed | blocked), a:i current attempt, w:i dependencies not
+-- completed | failed | blocked | cancelled), a:i current attempt, w:i dependencies not
 -- yet completed, r:i result JSON, e:i last error JSON, t0:i and t1:i the
 -- last attempt's start and end (unix ms), due:i when a retry is due, f:i
 -- how often the step was released by its dependency counter since it was
@@ -43,7 +44,9 @@ local function finish_if_done(key, now, retention)
     return 'running'
   end
   local status = 'complete'
-  if tonumber(redis.call('HGET', key, 'failed')) > 0 then
+  if redis.call('HGET', key, 'cancel') == '1' then
+    status = 'cancelled'
+  elseif tonumber(redis.call('HGET', key, 'failed')) > 0 then
     status = 'failed'
   end
   redis.call('HSET', key, 'status', status, 'finished', now)

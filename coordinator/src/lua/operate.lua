@@ -1,7 +1,7 @@
--- An operator's retry or resolve of a task that has failed steps.
+-- An operator's retry, resolve or cancel of a task.
 --
 -- KEYS[1]  the task hash, tasker:{<task_id>}
--- ARGV[1]  'retry' | 'resolve'
+-- ARGV[1]  'retry' | 'resolve' | 'cancel'
 -- ARGV[2]  the step index; for a retry, '' means every failed step
 -- ARGV[3]  resolve: the step's result JSON
 -- ARGV[4]  now (unix ms)            ARGV[5]  retention of a finished task, in seconds
@@ -16,7 +16,10 @@
 -- completed with the given result. Then, either way, every blocked step
 -- that no failed step blocks any longer goes back to pending, and each
 -- pending step whose dependencies are all complete is enqueued at its next
--- attempt. Completed steps and their results are kept.
+-- attempt. Completed steps and their results are kept. cancel: every step
+-- that has not started (pending, or waiting for a retry) is cancelled; the
+-- steps running finish, start nothing after them, and are not retried; the
+-- task ends cancelled once none runs.
 --
 -- Returns {'refused', reason}, or {'ok', task status, enqueued steps as
 -- "3,4", then the context JSON, then index, result pairs of every
@@ -31,6 +34,28 @@ if not status then
 end
 if status == 'complete' then
   return {'refused', 'the task is complete; there is nothing to ' .. mode}
+end
+if status == 'cancelled' then
+  return {'refused', 'the task was cancelled'}
+end
+if mode == 'cancel' then
+  if status ~= 'running' then
+    return {'refused', 'the task has ended ' .. status .. '; only a running task can be cancelled'}
+  end
+  redis.call('HSET', key, 'cancel', '1')
+  for i = 0, n - 1 do
+    local s = redis.call('HGET', key, 's:' .. i)
+    if s == 'pending' or s == 'retry' then
+      redis.call('HSET', key, 's:' .. i, 'cancelled')
+      redis.call('HDEL', key, 'due:' .. i)
+      redis.call('HINCRBY', key, 'open', -1)
+    end
+  end
+  return {'ok', finish_if_done(key, ARGV[4], ARGV[5]), ''}
+end
+
+if mode == 'retry' and status == 'running' then
+  return {'refused', 'the task is still running; retry it once it has ended failed'}
 end
 
 local function state(i) return redis.call('HGET', key, 's:' .. i) end
@@ -53,9 +78,6 @@ else
 end
 if next(targets) == nil then
   return {'refused', 'the task has no failed step'}
-end
-if mode == 'retry' and status == 'running' then
-  return {'refused', 'the task is still running; retry it once it has ended failed'}
 end
 
 local reset = {}

@@ -45,8 +45,10 @@ local current = tonumber(redis.call('HGET', key, 'a:' .. i))
 local status = redis.call('HGET', key, 'status')
 
 if state == 'enqueued' and current == attempt then
+  -- No retry once attempts are used up, or the task was cancelled.
   if outcome == 'retry'
-    and attempt - tonumber(redis.call('HGET', key, 'b:' .. i) or '0') >= tonumber(ARGV[14]) then
+    and (attempt - tonumber(redis.call('HGET', key, 'b:' .. i) or '0') >= tonumber(ARGV[14])
+      or redis.call('HGET', key, 'cancel') == '1') then
     outcome = 'failed'
   end
   redis.call('HSET', key, 't0:' .. i, ARGV[5], 't1:' .. i, ARGV[6])
