@@ -667,16 +667,11 @@ impl Coordinator {
                 // Whether an attempt is left is the store's to say: attempts
                 // count from an operator's last retry, which only it knows.
                 if error.retryable && policy.retryable && policy.max_attempts > 1 {
-                    let delay = match error.retry_after_seconds {
-                        Some(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
-                        _ => policy.delay(result.attempt, &mut rand::rng()),
+                    let after = match error.retry_after_seconds {
+                        Some(secs) if secs.is_finite() && secs >= 0.0 => Some(Duration::from_secs_f64(secs)),
+                        _ => None,
                     };
-                    (
-                        Applied::Retry {
-                            due: Utc::now() + delay,
-                        },
-                        payload,
-                    )
+                    (Applied::Retry { after }, payload)
                 } else {
                     (Applied::Failed, payload)
                 }
@@ -1019,9 +1014,6 @@ impl Coordinator {
     }
 }
 
-/// For each join among `ready`, the time from its first parent finishing
-/// to its last, into the join-wait histogram. A metric only: a failure
-/// to read it is logged and forgotten.
 /// Counts a task that has just ended.
 fn count_finished(template: &TaskTemplate, status: TaskStatus) {
     let m = metrics::global();
@@ -1042,6 +1034,9 @@ fn count_finished(template: &TaskTemplate, status: TaskStatus) {
         .dec();
 }
 
+/// For each join among `ready`, the time from its first parent finishing
+/// to its last, into the join-wait histogram. A metric only: a failure
+/// to read it is logged and forgotten.
 async fn record_join_waits(store: Store, template: Arc<TaskTemplate>, task_id: Uuid, ready: Vec<usize>) {
     for &join in ready.iter().filter(|&&s| template.dag.parents(s).len() > 1) {
         match store.finish_times(task_id, template.dag.parents(join)).await {

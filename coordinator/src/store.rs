@@ -77,10 +77,11 @@ pub enum Created {
 pub enum Applied {
     /// The step completed with a result.
     Completed,
-    /// The step failed retryably and will be retried at the given time.
+    /// The step failed retryably: it is retried after its backoff, or
+    /// after `after` when the handler asked for it, if an attempt is left.
     Retry {
-        /// When the next attempt is due.
-        due: DateTime<Utc>,
+        /// The delay the handler asked for.
+        after: Option<Duration>,
     },
     /// The step failed for good.
     Failed,
@@ -396,7 +397,7 @@ impl Store {
     ) -> Result<Recorded, Error> {
         let dag = &template.dag;
         let children = dag.children(step);
-        let (kind, due, related): (&str, i64, Vec<usize>) = match applied {
+        let (kind, related): (&str, Vec<usize>) = match applied {
             Applied::Completed => {
                 let mut related: Vec<usize> = children
                     .iter()
@@ -404,10 +405,25 @@ impl Store {
                     .collect();
                 related.sort_unstable();
                 related.dedup();
-                ("completed", 0, related)
+                ("completed", related)
             }
-            Applied::Retry { due } => ("retry", due.timestamp_millis(), dag.descendants(step).to_vec()),
-            Applied::Failed => ("failed", 0, dag.descendants(step).to_vec()),
+            Applied::Retry { .. } => ("retry", dag.descendants(step).to_vec()),
+            Applied::Failed => ("failed", dag.descendants(step).to_vec()),
+        };
+        // The retry's due time for each attempt of the step's budget: the
+        // script picks the one for the attempt counted from the operator's
+        // last retry, which only it knows.
+        let now = Utc::now();
+        let policy = &template.steps[step].retry;
+        let dues = match applied {
+            Applied::Retry { after } => (1..policy.max_attempts.max(2))
+                .map(|k| {
+                    let delay = after.unwrap_or_else(|| policy.delay(k, &mut rand::rng()));
+                    (now + delay).timestamp_millis().to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => String::new(),
         };
         let mut conn = self.conn.clone();
         let reply: Vec<String> = RECORD_RESULT
@@ -418,8 +434,8 @@ impl Store {
             .arg(payload)
             .arg(started_at.timestamp_millis())
             .arg(finished_at.timestamp_millis())
-            .arg(Utc::now().timestamp_millis())
-            .arg(due)
+            .arg(now.timestamp_millis())
+            .arg(dues)
             .arg(if redelivered { "1" } else { "0" })
             .arg(self.retention.as_secs())
             .arg(csv(children))

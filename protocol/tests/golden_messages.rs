@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tasker_protocol::message::{DEFAULT_MAX_MESSAGE_BYTES, Versioned, decode, encode};
 use tasker_protocol::{
-    CommandReply, DecodeError, PROTOCOL_VERSION, RejectCode, TaskAction, TaskCommand, StepOutcome, StepReady, StepResult, StepState, TaskFinished,
-    TaskRejected, TaskRequest, TaskStatus,
+    CommandReply, DecodeError, PROTOCOL_VERSION, RejectCode, StepOutcome, StepReady, StepResult, StepState,
+    TaskAction, TaskCommand, TaskFinished, TaskRejected, TaskRequest, TaskStatus,
 };
 use uuid::Uuid;
 

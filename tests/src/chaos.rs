@@ -534,18 +534,20 @@ fn results(hash: &HashMap<String, String>) -> HashMap<String, String> {
 }
 
 async fn restart(script: &Path, server: &str) -> anyhow::Result<()> {
-    let status = Command::new(script)
+    let output = Command::new(script)
         .arg("restart")
         .arg(server)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+        .stdin(Stdio::null())
+        .output()
         .await
         .with_context(|| format!("cannot run {}", script.display()))?;
-    if !status.success() {
+    if !output.status.success() {
         bail!(
-            "`{} restart {server}` failed; were the servers started by deploy/dev?",
-            script.display()
+            "`{} restart {server}` failed ({}); were the servers started by deploy/dev? It said:\n{}{}",
+            script.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
         );
     }
     Ok(())

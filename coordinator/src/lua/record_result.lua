@@ -5,7 +5,9 @@
 -- ARGV[3]  outcome: 'completed' | 'retry' (a retryable failure with attempts left) | 'failed'
 -- ARGV[4]  the result JSON (completed) or the error JSON (retry, failed)
 -- ARGV[5]  started at (unix ms)     ARGV[6]  finished at (unix ms)
--- ARGV[7]  now (unix ms)            ARGV[8]  when the retry is due (unix ms; retry only)
+-- ARGV[7]  now (unix ms)
+-- ARGV[8]  retry only: when the retry is due (unix ms) after the 1st, 2nd, ...
+--          attempt of the step's budget, as "ms,ms"
 -- ARGV[9]  '1' if this event is a redelivery, else '0'
 -- ARGV[10] retention of a finished task, in seconds
 -- ARGV[11] the step's children, as "1,2"
@@ -56,8 +58,11 @@ if state == 'enqueued' and current == attempt then
     redis.call('HSET', key, 'sc:' .. i, ARGV[13])
   end
   if outcome == 'retry' then
-    redis.call('HSET', key, 's:' .. i, 'retry', 'e:' .. i, ARGV[4], 'due:' .. i, ARGV[8])
-    return {'applied', status, '', ARGV[8]}
+    local dues = split(ARGV[8])
+    local k = math.max(1, math.min(#dues, attempt - tonumber(redis.call('HGET', key, 'b:' .. i) or '0')))
+    local due = dues[k]
+    redis.call('HSET', key, 's:' .. i, 'retry', 'e:' .. i, ARGV[4], 'due:' .. i, due)
+    return {'applied', status, '', due}
   end
   local ready = {}
   if outcome == 'completed' then

@@ -49,6 +49,22 @@ impl Latency {
 /// caller chooses the namespaces the worker serves.
 #[must_use]
 pub fn register(worker: Worker, latency: &Latency) -> Worker {
+    register_with(worker, latency, BillingService::Up)
+}
+
+/// Whether the billing service the billing step calls is reachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillingService {
+    /// It answers.
+    Up,
+    /// It is down: every billing attempt fails retryably with
+    /// `BILLING_SERVICE_UNAVAILABLE`, as during an outage.
+    Down,
+}
+
+/// [`register`], with the billing service up or down.
+#[must_use]
+pub fn register_with(worker: Worker, latency: &Latency, billing: BillingService) -> Worker {
     worker
         .handler(
             "Microservices::StepHandlers::CreateUserAccountHandler",
@@ -56,7 +72,7 @@ pub fn register(worker: Worker, latency: &Latency) -> Worker {
         )
         .handler(
             "Microservices::StepHandlers::SetupBillingProfileHandler",
-            SetupBillingProfile(latency.clone()),
+            SetupBillingProfile(latency.clone(), billing),
         )
         .handler(
             "Microservices::StepHandlers::InitializePreferencesHandler",
@@ -142,7 +158,7 @@ struct Account {
 }
 
 /// Sets up the billing profile; paid plans start with a trial.
-pub struct SetupBillingProfile(pub Latency);
+pub struct SetupBillingProfile(pub Latency, pub BillingService);
 
 #[async_trait::async_trait]
 impl StepHandler for SetupBillingProfile {
@@ -154,6 +170,12 @@ impl StepHandler for SetupBillingProfile {
             _ => 0,
         };
         self.0.wait().await;
+        if self.1 == BillingService::Down {
+            return Err(StepError::retryable(
+                "BILLING_SERVICE_UNAVAILABLE",
+                "the billing service did not answer; the step is retried with backoff",
+            ));
+        }
         Ok(json!({
             "billing_id": format!("bill_{}", &account.user_id[4..]),
             "user_id": account.user_id,

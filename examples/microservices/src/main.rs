@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use tasker_example_microservices::{Latency, NAMESPACE, register};
+use tasker_example_microservices::{BillingService, Latency, NAMESPACE, register_with};
 use tasker_worker::{Worker, WorkerConfig};
 
 #[derive(Parser)]
@@ -21,6 +21,11 @@ struct Args {
     /// Serve /healthz and /readyz on this address, e.g. 0.0.0.0:8081.
     #[arg(long, env = "TASKER_HEALTH_ADDR")]
     health_addr: Option<std::net::SocketAddr>,
+    /// Simulate an outage of the billing service: every billing attempt
+    /// fails retryably with BILLING_SERVICE_UNAVAILABLE.
+    #[arg(long, env = "TASKER_DEMO_BILLING_DOWN", num_args = 0..=1, default_value_t = false,
+        default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    billing_down: bool,
     /// Seconds in-flight steps get to finish on shutdown.
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
@@ -51,9 +56,15 @@ async fn main() -> anyhow::Result<()> {
         ..WorkerConfig::default()
     };
     let shutdown = tasker_worker::telemetry::shutdown_on_signal();
-    register(
+    let billing = if args.billing_down {
+        BillingService::Down
+    } else {
+        BillingService::Up
+    };
+    register_with(
         Worker::new(config).namespace(NAMESPACE),
         &Latency(args.latency_ms),
+        billing,
     )
     .run(shutdown)
     .await?;

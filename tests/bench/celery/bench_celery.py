@@ -42,6 +42,8 @@ import urllib.parse
 
 from celery import Celery, chain, chord, group
 from celery.exceptions import TimeoutError as ResultTimeout
+import kombu.exceptions as kombu_errors
+import redis.exceptions as redis_errors
 from kombu import Exchange, Queue
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
@@ -386,6 +388,10 @@ def _client_main(conn, index):
                 except Exception as exc:  # reported by the parent
                     conn.send(("error", f"{exc.__class__.__name__}: {exc}"))
     finally:
+        try:
+            release_results()
+        except Exception:
+            pass
         client.close()
 
 
@@ -517,7 +523,8 @@ class Clients:
                     raise BenchError("a client process did not report back in time")
             status, reply = pipe.recv()
             if status != "ok":
-                raise BenchError(f"a client process failed: {reply}")
+                raise BenchError(f"a client process failed: {reply} (are RabbitMQ "
+                                 "and Redis still up?)")
             replies.append(reply)
         return replies
 
@@ -803,6 +810,12 @@ def main(argv=None):
     except BenchError as exc:
         log(f"error: {exc}")
         return 1
+    except (ConnectionError, OSError, redis_errors.ConnectionError,
+            kombu_errors.OperationalError) as exc:
+        log(f"error: lost a connection to RabbitMQ or Redis: {exc.__class__.__name__}: "
+            f"{exc}; were they stopped or restarted during the run? Start them with "
+            "`deploy/dev servers` and run again")
+        return 1
     except KeyboardInterrupt:
         log("interrupted")
         return 130
@@ -814,6 +827,10 @@ def main(argv=None):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for worker in list(_live_workers):
             worker.stop(timeout=3.0)
+        try:
+            release_results()  # or their __del__ unsubscribes at shutdown, noisily
+        except Exception:
+            pass
     log(f"done in {time.monotonic() - started:.0f} s; best "
         f"{report['best']['per_second']} diamonds/s ({report['best']['config']}, "
         f"{report['best']['in_flight']} in flight), latency p50 "

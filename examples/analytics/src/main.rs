@@ -1,0 +1,61 @@
+//! The worker of the `analytics` namespace: one process of the reporting service.
+
+use std::time::Duration;
+
+use clap::Parser;
+use tasker_example_analytics::{Latency, NAMESPACE, register};
+use tasker_worker::{Worker, WorkerConfig};
+
+#[derive(Parser)]
+#[command(about = "Runs the data-pipeline step handlers (namespace `analytics`)")]
+struct Args {
+    /// RabbitMQ URL.
+    #[arg(long, env = "TASKER_AMQP_URL", default_value = tasker_worker::defaults::AMQP_URL, hide_env_values = true)]
+    amqp_url: String,
+    /// Steps run at once (the consumer prefetch).
+    #[arg(long, env = "TASKER_CONCURRENCY", default_value_t = 32)]
+    concurrency: u16,
+    /// Simulated service latency, in milliseconds, as MIN..MAX.
+    #[arg(long, env = "TASKER_DEMO_LATENCY_MS", default_value = "40..120", value_parser = parse_range)]
+    latency_ms: std::ops::Range<u64>,
+    /// Serve /healthz and /readyz on this address, e.g. 0.0.0.0:8081.
+    #[arg(long, env = "TASKER_HEALTH_ADDR")]
+    health_addr: Option<std::net::SocketAddr>,
+    /// Seconds in-flight steps get to finish on shutdown.
+    #[arg(long, default_value_t = 30)]
+    shutdown_grace: u64,
+}
+
+fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("{s:?} is not MIN..MAX, for example 40..120"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|e| format!("{v:?} in {s:?}: {e}"))
+    };
+    Ok(parse(a)?..parse(b)?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _telemetry = tasker_worker::telemetry::init("worker-analytics");
+    let config = WorkerConfig {
+        amqp_url: args.amqp_url,
+        concurrency: args.concurrency,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        name: format!("analytics-worker-{}", std::process::id()),
+        health_addr: args.health_addr,
+        ..WorkerConfig::default()
+    };
+    let shutdown = tasker_worker::telemetry::shutdown_on_signal();
+    register(
+        Worker::new(config).namespace(NAMESPACE),
+        &Latency(args.latency_ms),
+    )
+    .run(shutdown)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! `customer_success/process_refund`, run through this crate's handlers.
+//! `execute_refund_workflow` has no handler until child tasks exist, so
+//! these runs either stop there or stand in for its result.
+
+use serde_json::{Value, json};
+use tasker_example_customer_success::policy::Approval;
+use tasker_example_customer_success::refund_workflow::payments_request;
+use tasker_example_customer_success::request::ValidatedRefund;
+use tasker_example_customer_success::{Latency, handlers};
+
+const TEMPLATE: &str = include_str!("../../../templates/customer_success/process_refund.yaml");
+
+fn request(extra: Value) -> Value {
+    let mut context = json!({
+        "ticket_id": "TKT-1042",
+        "customer_id": "cus_42",
+        "customer_email": "jane@example.com",
+        "payment_id": "pay_3f9a12c4",
+        "refund_amount": 4999,
+        "currency": "USD",
+        "reason": "item arrived damaged",
+        "requested_by": "agent_sam",
+        "days_since_purchase": 6,
+    });
+    if let (Some(base), Some(extra)) = (context.as_object_mut(), extra.as_object()) {
+        base.extend(extra.clone());
+    }
+    context
+}
+
+/// What the payments child task would complete with.
+fn child_result() -> Value {
+    json!({ "process_gateway_refund": { "refund_id": "re_5d1c", "status": "succeeded" } })
+}
+
+#[test]
+fn only_execute_refund_workflow_lacks_a_handler() {
+    let registered = handlers(&Latency::none());
+    let template = harness::template(TEMPLATE);
+    let missing: Vec<&str> = template
+        .steps
+        .iter()
+        .filter(|step| !registered.iter().any(|(callable, _)| *callable == step.callable))
+        .map(|step| step.name.as_str())
+        .collect();
+    assert_eq!(missing, ["execute_refund_workflow"]);
+}
+
+#[tokio::test]
+async fn without_child_tasks_the_refund_stops_at_the_payment_step() {
+    let template = harness::template(TEMPLATE);
+    let context = request(json!({ "gateway_failures": 1 }));
+    let run = harness::run(&template, &handlers(&Latency::none()), &context, &[]).await;
+    assert_eq!(run.failure(), ("execute_refund_workflow", "handler_not_found"));
+
+    // What the step will ask of the payment service, from the results so far.
+    let refund: ValidatedRefund =
+        serde_json::from_value(run.result("validate_refund_request").clone()).expect("a validated refund");
+    let approval: Approval =
+        serde_json::from_value(run.result("get_manager_approval").clone()).expect("an approval");
+    let (namespace, name, child) =
+        payments_request(context.as_object().expect("an object"), &refund, &approval);
+    assert_eq!((namespace, name), ("payments", "process_refund"));
+    assert_eq!(child["refund_amount"], 4999);
+    assert_eq!(child["approved_by"], "policy:auto");
+    assert_eq!(child["gateway_failures"], 1);
+}
+
+#[tokio::test]
+async fn a_finished_refund_resolves_the_ticket() {
+    let stand_in = [("execute_refund_workflow", child_result())];
+    let run = harness::run(
+        &harness::template(TEMPLATE),
+        &handlers(&Latency::none()),
+        &request(json!({})),
+        &stand_in,
+    )
+    .await;
+    assert!(run.failed.is_none(), "{:?}", run.failed);
+    let ticket = run.result("update_ticket_status");
+    assert_eq!(ticket["status"], "resolved");
+    assert_eq!(ticket["refund_id"], "re_5d1c");
+    assert_eq!(
+        ticket["note"],
+        "Refunded $49.99 on payment pay_3f9a12c4 (refund re_5d1c)."
+    );
+}
+
+#[tokio::test]
+async fn large_refunds_go_to_the_manager() {
+    let stand_in = [("execute_refund_workflow", child_result())];
+    let template = harness::template(TEMPLATE);
+    let approved = request(json!({ "refund_amount": 45_000, "manager_id": "mgr_ana" }));
+    let run = harness::run(&template, &handlers(&Latency::none()), &approved, &stand_in).await;
+    assert!(run.failed.is_none(), "{:?}", run.failed);
+    assert_eq!(run.result("check_refund_policy")["requires_approval"], true);
+    assert_eq!(run.result("get_manager_approval")["approved_by"], "mgr_ana");
+    assert_eq!(run.result("update_ticket_status")["approved_by"], "mgr_ana");
+
+    let denied = request(json!({ "refund_amount": 45_000, "manager_decision": "deny" }));
+    let run = harness::run(&template, &handlers(&Latency::none()), &denied, &stand_in).await;
+    assert_eq!(run.failure(), ("get_manager_approval", "MANAGER_DENIED"));
+    assert!(!run.results.contains_key("update_ticket_status"));
+
+    let unclear = request(json!({ "refund_amount": 45_000, "manager_decision": "maybe" }));
+    let run = harness::run(&template, &handlers(&Latency::none()), &unclear, &stand_in).await;
+    assert_eq!(run.failure(), ("get_manager_approval", "invalid_input"));
+}
+
+#[tokio::test]
+async fn the_template_sets_the_policy() {
+    let template = harness::template(TEMPLATE);
+    let window = template.steps[template.step_index("check_refund_policy").expect("a policy step")]
+        .initialization["refund_window_days"]
+        .as_i64()
+        .expect("a refund window");
+    let stand_in = [("execute_refund_workflow", child_result())];
+    let run = harness::run(
+        &template,
+        &handlers(&Latency::none()),
+        &request(json!({ "days_since_purchase": window })),
+        &stand_in,
+    )
+    .await;
+    assert!(run.failed.is_none(), "{:?}", run.failed);
+    let late = request(json!({ "days_since_purchase": window + 1 }));
+    let run = harness::run(&template, &handlers(&Latency::none()), &late, &stand_in).await;
+    assert_eq!(run.failure(), ("check_refund_policy", "REFUND_WINDOW_EXPIRED"));
+}
+
+#[tokio::test]
+async fn bad_requests_fail_validation() {
+    for (extra, code) in [
+        (json!({ "refund_amount": 0 }), "INVALID_REFUND_AMOUNT"),
+        (json!({ "currency": "XYZ" }), "UNSUPPORTED_CURRENCY"),
+        (json!({ "ticket_id": null }), "MISSING_TICKET_ID"),
+        (json!({ "days_since_purchase": null }), "MISSING_PURCHASE_DATE"),
+    ] {
+        let run = harness::run(
+            &harness::template(TEMPLATE),
+            &handlers(&Latency::none()),
+            &request(extra),
+            &[],
+        )
+        .await;
+        assert_eq!(run.failure(), ("validate_refund_request", code));
+    }
+}
+
+/// Runs a task of `template` through `handlers` in-process, as the
+/// coordinator and a worker would: steps in dependency order, each handed
+/// its ancestors' results, a retryable failure tried again while attempts
+/// remain. `stand_ins` gives the result of steps that are not run.
+mod harness {
+    use std::collections::BTreeMap;
+
+    use serde_json::{Value, json};
+    use tasker_protocol::{PROTOCOL_VERSION, StepReady, TaskTemplate};
+    use tasker_worker::handler::HANDLER_NOT_FOUND;
+    use tasker_worker::{StepContext, StepError, StepHandler};
+
+    pub struct Run {
+        /// Each completed step's result.
+        pub results: BTreeMap<String, Value>,
+        /// The attempts each step that ran took.
+        pub attempts: BTreeMap<String, u32>,
+        /// The step that failed, and how.
+        pub failed: Option<(String, StepError)>,
+    }
+
+    impl Run {
+        pub fn result(&self, step: &str) -> &Value {
+            self.results
+                .get(step)
+                .unwrap_or_else(|| panic!("{step} has no result; failed: {:?}", self.failed))
+        }
+
+        pub fn failure(&self) -> (&str, &str) {
+            let (step, error) = self.failed.as_ref().expect("the task should fail");
+            (step.as_str(), error.code())
+        }
+    }
+
+    pub fn template(yaml: &str) -> TaskTemplate {
+        TaskTemplate::from_yaml("template.yaml", yaml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub async fn run(
+        template: &TaskTemplate,
+        handlers: &[(&str, Box<dyn StepHandler>)],
+        context: &Value,
+        stand_ins: &[(&str, Value)],
+    ) -> Run {
+        let mut run = Run {
+            results: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            failed: None,
+        };
+        for &i in template.dag.topological_order() {
+            let step = &template.steps[i];
+            if let Some((_, result)) = stand_ins.iter().find(|(name, _)| *name == step.name) {
+                run.results.insert(step.name.clone(), result.clone());
+                continue;
+            }
+            let Some((_, handler)) = handlers.iter().find(|(callable, _)| *callable == step.callable) else {
+                let error =
+                    StepError::permanent(HANDLER_NOT_FOUND, format!("no handler for {}", step.callable));
+                run.failed = Some((step.name.clone(), error));
+                return run;
+            };
+            let ancestors: BTreeMap<&str, &Value> = template
+                .dag
+                .ancestors(i)
+                .iter()
+                .map(|&a| {
+                    let name = template.steps[a].name.as_str();
+                    (name, &run.results[name])
+                })
+                .collect();
+            for attempt in 1..=step.retry.max_attempts {
+                let ready = json!({
+                    "protocol_version": PROTOCOL_VERSION,
+                    "task_id": "5b0c7d1e-8f1a-4c2b-9d3e-0a1b2c3d4e5f",
+                    "namespace": template.namespace,
+                    "task_name": template.name,
+                    "task_version": template.version.to_string(),
+                    "step": step.name,
+                    "callable": step.callable,
+                    "attempt": attempt,
+                    "max_attempts": step.retry.max_attempts,
+                    "context": context,
+                    "initialization": step.initialization,
+                    "dependency_results": ancestors,
+                });
+                // The context and results are raw JSON, which only parsing text yields.
+                let ready: StepReady =
+                    serde_json::from_str(&ready.to_string()).expect("a step-ready message");
+                let ctx = StepContext::new(ready).expect("an object context");
+                run.attempts.insert(step.name.clone(), attempt);
+                match handler.call(&ctx).await {
+                    Ok(result) => {
+                        run.results.insert(step.name.clone(), result);
+                        break;
+                    }
+                    Err(error)
+                        if error.is_retryable()
+                            && step.retry.retryable
+                            && attempt < step.retry.max_attempts => {}
+                    Err(error) => {
+                        run.failed = Some((step.name.clone(), error));
+                        return run;
+                    }
+                }
+            }
+        }
+        run
+    }
+}

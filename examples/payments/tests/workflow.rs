@@ -1,0 +1,258 @@
+//! Both versions of `payments/process_refund`, run end to end through this
+//! crate's handlers, with the simulated ledger and gateway scripted from the
+//! context.
+
+use serde_json::{Value, json};
+use tasker_example_payments::{Latency, handlers};
+
+const V1_0: &str = include_str!("../../../templates/payments/process_refund.yaml");
+const V1_1: &str = include_str!("../../../templates/payments/process_refund_1_1_0.yaml");
+
+fn request(extra: Value) -> Value {
+    let mut context = json!({
+        "payment_id": "pay_3f9a12c4",
+        "refund_amount": 4999,
+        "currency": "USD",
+        "reason": "item arrived damaged",
+        "customer_id": "cus_42",
+        "customer_email": "jane@example.com",
+        "captured_amount": 12_000,
+    });
+    if let (Some(base), Some(extra)) = (context.as_object_mut(), extra.as_object()) {
+        base.extend(extra.clone());
+    }
+    context
+}
+
+#[test]
+fn every_step_of_both_versions_has_a_handler() {
+    let registered = handlers(&Latency::none());
+    for yaml in [V1_0, V1_1] {
+        let template = harness::template(yaml);
+        for step in &template.steps {
+            assert!(
+                registered.iter().any(|(callable, _)| *callable == step.callable),
+                "{}: no handler for {}",
+                template.key(),
+                step.callable
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn version_1_0_refunds_and_notifies() {
+    let run = harness::run(
+        &harness::template(V1_0),
+        &handlers(&Latency::none()),
+        &request(json!({})),
+        &[],
+    )
+    .await;
+    assert!(run.failed.is_none(), "{:?}", run.failed);
+    let receipt = run.result("process_gateway_refund");
+    let ledger = run.result("update_payment_records");
+    assert_eq!(ledger["refund_id"], receipt["refund_id"]);
+    assert_eq!(ledger["payment_status"], "partially_refunded");
+    assert_eq!(ledger["remaining_refundable"], 12_000 - 4999);
+    let notice = run.result("notify_customer");
+    assert_eq!(notice["recipient"], "jane@example.com");
+    assert_eq!(notice["subject"], "Your refund of $49.99 is on its way");
+    assert!(!run.results.contains_key("record_refund_audit"));
+}
+
+#[tokio::test]
+async fn version_1_1_audits_before_it_notifies() {
+    let template = harness::template(V1_1);
+    let audit = template.step_index("record_refund_audit").expect("an audit step");
+    let notify = template.step_index("notify_customer").expect("a notify step");
+    assert!(template.dag.ancestors(notify).contains(&audit));
+
+    let context = request(json!({ "requested_by": "agent_sam", "ticket_id": "TKT-1042" }));
+    let run = harness::run(&template, &handlers(&Latency::none()), &context, &[]).await;
+    assert!(run.failed.is_none(), "{:?}", run.failed);
+    let record = run.result("record_refund_audit");
+    assert_eq!(
+        record["refund_id"],
+        run.result("process_gateway_refund")["refund_id"]
+    );
+    assert_eq!(record["status_before"], "captured");
+    assert_eq!(record["status_after"], "partially_refunded");
+    assert_eq!(record["requested_by"], "agent_sam");
+    assert_eq!(record["ticket_id"], "TKT-1042");
+}
+
+#[tokio::test]
+async fn scripted_gateway_failures_are_retried() {
+    let context = request(json!({ "gateway_failures": 2, "gateway_failure": "rate_limited" }));
+    let run = harness::run(
+        &harness::template(V1_0),
+        &handlers(&Latency::none()),
+        &context,
+        &[],
+    )
+    .await;
+    assert!(run.failed.is_none(), "{:?}", run.failed);
+    assert_eq!(run.attempts["process_gateway_refund"], 3);
+    assert_eq!(run.result("process_gateway_refund")["attempt"], 3);
+}
+
+#[tokio::test]
+async fn a_gateway_that_keeps_failing_exhausts_the_attempts() {
+    let template = harness::template(V1_0);
+    let step = &template.steps[template
+        .step_index("process_gateway_refund")
+        .expect("the gateway step")];
+    let context = request(json!({ "gateway_failures": step.retry.max_attempts }));
+    let run = harness::run(&template, &handlers(&Latency::none()), &context, &[]).await;
+    assert_eq!(run.failure(), ("process_gateway_refund", "GATEWAY_TIMEOUT"));
+    assert_eq!(run.attempts["process_gateway_refund"], step.retry.max_attempts);
+    assert!(!run.results.contains_key("update_payment_records"));
+}
+
+#[tokio::test]
+async fn a_decline_stops_the_refund_at_once() {
+    let context = request(json!({ "gateway_decline": "card account closed" }));
+    let run = harness::run(
+        &harness::template(V1_0),
+        &handlers(&Latency::none()),
+        &context,
+        &[],
+    )
+    .await;
+    assert_eq!(run.failure(), ("process_gateway_refund", "GATEWAY_DECLINED"));
+    assert_eq!(run.attempts["process_gateway_refund"], 1);
+}
+
+#[tokio::test]
+async fn ineligible_payments_fail_the_first_step() {
+    for (extra, code) in [
+        (json!({ "payment_id": "pay_missing_77" }), "PAYMENT_NOT_FOUND"),
+        (json!({ "already_refunded_amount": 12_000 }), "ALREADY_REFUNDED"),
+        (json!({ "refund_amount": 20_000 }), "AMOUNT_EXCEEDS_CAPTURED"),
+        (json!({ "refund_amount": "49.99" }), "invalid_input"),
+    ] {
+        let run = harness::run(
+            &harness::template(V1_0),
+            &handlers(&Latency::none()),
+            &request(extra),
+            &[],
+        )
+        .await;
+        assert_eq!(run.failure(), ("validate_payment_eligibility", code));
+        assert_eq!(
+            run.attempts["validate_payment_eligibility"], 1,
+            "permanent errors are not retried"
+        );
+    }
+}
+
+/// Runs a task of `template` through `handlers` in-process, as the
+/// coordinator and a worker would: steps in dependency order, each handed
+/// its ancestors' results, a retryable failure tried again while attempts
+/// remain. `stand_ins` gives the result of steps that are not run.
+mod harness {
+    use std::collections::BTreeMap;
+
+    use serde_json::{Value, json};
+    use tasker_protocol::{PROTOCOL_VERSION, StepReady, TaskTemplate};
+    use tasker_worker::handler::HANDLER_NOT_FOUND;
+    use tasker_worker::{StepContext, StepError, StepHandler};
+
+    pub struct Run {
+        /// Each completed step's result.
+        pub results: BTreeMap<String, Value>,
+        /// The attempts each step that ran took.
+        pub attempts: BTreeMap<String, u32>,
+        /// The step that failed, and how.
+        pub failed: Option<(String, StepError)>,
+    }
+
+    impl Run {
+        pub fn result(&self, step: &str) -> &Value {
+            self.results
+                .get(step)
+                .unwrap_or_else(|| panic!("{step} has no result; failed: {:?}", self.failed))
+        }
+
+        pub fn failure(&self) -> (&str, &str) {
+            let (step, error) = self.failed.as_ref().expect("the task should fail");
+            (step.as_str(), error.code())
+        }
+    }
+
+    pub fn template(yaml: &str) -> TaskTemplate {
+        TaskTemplate::from_yaml("template.yaml", yaml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub async fn run(
+        template: &TaskTemplate,
+        handlers: &[(&str, Box<dyn StepHandler>)],
+        context: &Value,
+        stand_ins: &[(&str, Value)],
+    ) -> Run {
+        let mut run = Run {
+            results: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            failed: None,
+        };
+        for &i in template.dag.topological_order() {
+            let step = &template.steps[i];
+            if let Some((_, result)) = stand_ins.iter().find(|(name, _)| *name == step.name) {
+                run.results.insert(step.name.clone(), result.clone());
+                continue;
+            }
+            let Some((_, handler)) = handlers.iter().find(|(callable, _)| *callable == step.callable) else {
+                let error =
+                    StepError::permanent(HANDLER_NOT_FOUND, format!("no handler for {}", step.callable));
+                run.failed = Some((step.name.clone(), error));
+                return run;
+            };
+            let ancestors: BTreeMap<&str, &Value> = template
+                .dag
+                .ancestors(i)
+                .iter()
+                .map(|&a| {
+                    let name = template.steps[a].name.as_str();
+                    (name, &run.results[name])
+                })
+                .collect();
+            for attempt in 1..=step.retry.max_attempts {
+                let ready = json!({
+                    "protocol_version": PROTOCOL_VERSION,
+                    "task_id": "5b0c7d1e-8f1a-4c2b-9d3e-0a1b2c3d4e5f",
+                    "namespace": template.namespace,
+                    "task_name": template.name,
+                    "task_version": template.version.to_string(),
+                    "step": step.name,
+                    "callable": step.callable,
+                    "attempt": attempt,
+                    "max_attempts": step.retry.max_attempts,
+                    "context": context,
+                    "initialization": step.initialization,
+                    "dependency_results": ancestors,
+                });
+                // The context and results are raw JSON, which only parsing text yields.
+                let ready: StepReady =
+                    serde_json::from_str(&ready.to_string()).expect("a step-ready message");
+                let ctx = StepContext::new(ready).expect("an object context");
+                run.attempts.insert(step.name.clone(), attempt);
+                match handler.call(&ctx).await {
+                    Ok(result) => {
+                        run.results.insert(step.name.clone(), result);
+                        break;
+                    }
+                    Err(error)
+                        if error.is_retryable()
+                            && step.retry.retryable
+                            && attempt < step.retry.max_attempts => {}
+                    Err(error) => {
+                        run.failed = Some((step.name.clone(), error));
+                        return run;
+                    }
+                }
+            }
+        }
+        run
+    }
+}
