@@ -64,6 +64,12 @@ pub struct CoordinatorConfig {
     /// A message delivered more often than this is dead-lettered: it is
     /// probably what crashes coordinators.
     pub max_redeliveries: u64,
+    /// How long a request on `tasker.requests.unrouted` for a namespace
+    /// this coordinator does not serve waits for that namespace's queue
+    /// before it is rejected. A RabbitMQ that is starting routes requests
+    /// there until it has recovered the queues, and the coordinator that
+    /// sees them may be another team's.
+    pub unrouted_grace: Duration,
 }
 
 impl Default for CoordinatorConfig {
@@ -81,6 +87,7 @@ impl Default for CoordinatorConfig {
             name: format!("tasker-coordinator-{}", std::process::id()),
             health_addr: None,
             max_redeliveries: 5,
+            unrouted_grace: Duration::from_secs(30),
         }
     }
 }
@@ -972,23 +979,42 @@ impl Coordinator {
     /// it from there.
     async fn forward_unrouted(&self, request: &TaskRequest, delivery: &Delivery) -> Result<bool, Error> {
         let queue = topology::request_queue(&request.namespace);
-        // A passive declare of a missing queue closes its channel: use one
-        // of its own.
-        let channel = self.broker.channel().await?;
-        let exists = channel
-            .queue_declare(
-                queue.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .is_ok();
-        let _ = channel.close(200, "done".into()).await;
-        if !exists {
-            return Ok(false);
+        // Until the request is `unrouted_grace` old, its namespace's queue
+        // may only be missing because RabbitMQ is still recovering it.
+        let deadline = broker::published_at(delivery)
+            .and_then(|at| {
+                chrono::Duration::from_std(self.config.unrouted_grace)
+                    .ok()
+                    .map(|g| at + g)
+            })
+            .unwrap_or_else(Utc::now);
+        loop {
+            // A passive declare of a missing queue closes its channel: use
+            // one of its own.
+            let channel = self.broker.channel().await?;
+            let exists = channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    lapin::options::QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .is_ok();
+            let _ = channel.close(200, "done".into()).await;
+            if exists {
+                break;
+            }
+            if Utc::now() >= deadline {
+                return Ok(false);
+            }
+            // Stopping: leave the request unacked, for another coordinator.
+            tokio::select! {
+                () = self.stop.cancelled() => return Err(tasker_worker::Error::ConsumerCancelled.into()),
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
         }
         info!(namespace = %request.namespace, "request reached the unrouted queue while its namespace is served; forwarding it");
         self.publisher

@@ -108,6 +108,7 @@ pub fn coordinator_config() -> CoordinatorConfig {
         lease_margin: Duration::from_millis(500),
         claim_hold: Duration::from_secs(5),
         retention: Duration::from_secs(3600),
+        unrouted_grace: Duration::from_secs(2),
         name: format!("test-coordinator-{}", &Uuid::new_v4().simple().to_string()[..6]),
         ..CoordinatorConfig::default()
     }

@@ -129,3 +129,41 @@ async fn a_request_pins_a_version_and_gets_the_highest_by_default_while_two_team
     assert_eq!(steps(&order).len(), 5);
     stack.stop().await;
 }
+
+/// A RabbitMQ that is still recovering its queues routes a request to the
+/// unrouted queue, where another team's coordinator may see it first. That
+/// coordinator waits for the namespace's queue for a grace period before it
+/// rejects, and forwards the request once the queue is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrouted_request_waits_for_its_namespace_queue_and_is_forwarded() {
+    let other_team = unique("other");
+    let late = unique("late");
+    let other = Stack::start(vec![tasker_e2e::one_step_template(&other_team, "x")], 1, vec![])
+        .await
+        .unwrap();
+    // No queue for `late` yet: the request goes to the unrouted queue.
+    let submitted = other
+        .client
+        .create_task(&late, "single", json!({}))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // Now the namespace comes up, with its coordinator and worker.
+    let recorder = tasker_e2e::Recorder::default();
+    let worker = Worker::new(worker_config(2))
+        .namespace(&late)
+        .handler("ok", recorder.ok(std::time::Duration::ZERO));
+    let team = Stack::start(
+        vec![tasker_e2e::one_step_template(&late, "single")],
+        1,
+        vec![worker],
+    )
+    .await
+    .unwrap();
+    let report =
+        tasker_e2e::finished(submitted.wait(std::time::Duration::from_secs(20)).await.unwrap()).unwrap();
+    assert_eq!(report.status, TaskStatus::Complete, "{report:#?}");
+    assert_eq!(report.namespace, late);
+    team.stop().await;
+    other.stop().await;
+}

@@ -728,6 +728,11 @@ def run(args):
             "on its Redis pub/sub connection and does not read them back: up to "
             f"{subs} subscriptions after {runs} diamonds; each worker runs for "
             "seconds here, far from Redis' output buffer limit")
+    stalled = [f"{t['config']} at {t['in_flight']}" for t in throughput
+               if t["per_second"] == 0]
+    if stalled:
+        notes.append("completed no diamond in a measured window (the worker ran them "
+                     "one at a time in the latency probe): " + "; ".join(stalled))
     if importlib.util.find_spec("gevent") is None:
         notes.append("gevent is not installed; the gevent pool was not tried")
     if failures:
@@ -768,17 +773,19 @@ def parse_args(argv):
     p.add_argument("--seconds", type=float, default=4.0,
                    help="length of each throughput window in seconds (default 4)")
     p.add_argument("--windows", default=None,
-                   help="diamonds in flight, comma-separated (default 32,128,256)")
+                   help="diamonds in flight, comma-separated (default 32,128,256; "
+                        "32,256 with --quick)")
     p.add_argument("--clients", type=int, default=2,
                    help="client processes that drive throughput (default 2)")
     p.add_argument("--quick", action="store_true",
-                   help="fewer configurations, for a fast run")
+                   help="fewer configurations and windows, for a fast run")
     p.add_argument("--only", default=None,
                    help="only configurations whose text contains this")
     args = p.parse_args(argv)
     if args.redis_db == 0:
         p.error("--redis-db 0 is Tasker's; pick another")
-    args.windows = [int(w) for w in (args.windows or "32,128,256").split(",")]
+    default_windows = "32,256" if args.quick else "32,128,256"
+    args.windows = [int(w) for w in (args.windows or default_windows).split(",")]
     if args.samples < 1 or args.seconds <= 0 or args.clients < 1 or min(args.windows) < 1:
         p.error("--samples, --seconds, --clients and the windows must be positive")
     # The latency run stops after this many seconds, whatever --samples says.
