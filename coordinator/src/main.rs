@@ -155,6 +155,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Follow a task live until it ends: its progress, its DAG with each
+    /// step's state, and the step table.
+    #[command(
+        after_help = "Examples:\n  tasker watch 0b6f3c1e-8d2a-4f5e-9c41-7e2b9a0d5f13\n  tasker watch 0b6f3c1e-8d2a-4f5e-9c41-7e2b9a0d5f13 --json   # one JSON report per change"
+    )]
+    Watch {
+        /// The task's id.
+        task_id: Uuid,
+        /// Directory of task templates, for drawing the DAG.
+        #[arg(long, env = "TASKER_TEMPLATES", default_value = "templates")]
+        templates: PathBuf,
+        /// Seconds between looks.
+        #[arg(long, default_value_t = 0.5)]
+        interval: f64,
+        /// Print one JSON report per change instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// List recent tasks, newest first.
     #[command(
         after_help = "Examples:\n  tasker list\n  tasker list --namespace microservices --status failed --limit 5\n  tasker list --json"
@@ -346,6 +364,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Watch {
+            task_id,
+            templates,
+            interval,
+            json,
+        } => watch(&cli.redis_url, task_id, &templates, interval, json).await,
         Command::List {
             namespace,
             status,
@@ -485,6 +509,57 @@ async fn operate(
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `tasker watch`: redraws the task whenever it changes, until it ends.
+async fn watch(
+    redis_url: &str,
+    task_id: Uuid,
+    templates: &std::path::Path,
+    interval: f64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal as _;
+    let store = Store::connect(redis_url, Duration::ZERO).await?;
+    // The DAG is drawn when the template is at hand; the table always is.
+    let registry = templates::load_dir(templates).ok();
+    let terminal = std::io::stdout().is_terminal();
+    let mut last = String::new();
+    loop {
+        let Some(snapshot) = store.task(task_id).await? else {
+            eprintln!(
+                "error: no task {task_id}; it never existed, or it finished more than the retention period ago"
+            );
+            return Ok(ExitCode::from(EXIT_NOT_FOUND));
+        };
+        let report = snapshot.report();
+        let template = registry
+            .as_ref()
+            .and_then(|r| r.get(&report.namespace, &report.name, Some(&report.version)).ok());
+        let frame = if json {
+            serde_json::to_string(&report)?
+        } else {
+            report::watch_frame(&report, template.map(AsRef::as_ref))
+        };
+        if frame != last {
+            if json {
+                println!("{frame}");
+            } else if terminal {
+                // Clear the screen and draw from the top.
+                print!("\x1b[2J\x1b[H{frame}");
+            } else {
+                println!("{frame}");
+            }
+            last = frame;
+        }
+        if report.status != TaskStatus::Running {
+            return Ok(match report.status {
+                TaskStatus::Complete => ExitCode::SUCCESS,
+                _ => ExitCode::from(EXIT_TASK_FAILED),
+            });
+        }
+        tokio::time::sleep(Duration::from_secs_f64(interval.max(0.05))).await;
     }
 }
 

@@ -100,6 +100,42 @@ pub fn timeline(report: &TaskFinished) -> String {
     out
 }
 
+/// One frame of `tasker watch`: the task's progress, its DAG with each
+/// step's state (when the template is at hand), and the step table.
+#[must_use]
+pub fn watch_frame(report: &TaskFinished, template: Option<&TaskTemplate>) -> String {
+    const WIDTH: usize = 30;
+    let done = report.steps.iter().filter(|s| s.state.is_terminal()).count();
+    let total = report.steps.len().max(1);
+    let filled = done * WIDTH / total;
+    let mut out = format!(
+        "{}/{}@{}  {}  [{}{}] {done}/{} steps done\n\n",
+        report.namespace,
+        report.name,
+        report.version,
+        status_name(report.status),
+        "█".repeat(filled),
+        "░".repeat(WIDTH - filled),
+        report.steps.len(),
+    );
+    if let Some(template) = template {
+        let states: Vec<StepState> = report.steps.iter().map(|s| s.state).collect();
+        out.push_str(&crate::graph::text(template, Some(&states)));
+        out.push('\n');
+    }
+    out.push_str(&status_table(report));
+    out
+}
+
+fn status_name(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Running => "running",
+        TaskStatus::Complete => "complete",
+        TaskStatus::Failed => "failed",
+        TaskStatus::Cancelled => "cancelled",
+    }
+}
+
 /// One line per task: id, template, status, progress, age and duration.
 #[must_use]
 pub fn task_list(tasks: &[TaskSummary], now: DateTime<Utc>) -> String {
@@ -115,12 +151,7 @@ pub fn task_list(tasks: &[TaskSummary], now: DateTime<Utc>) -> String {
         "TASK", "TEMPLATE", "STATUS", "STEPS", "AGE", "DURATION"
     );
     for (t, template) in tasks.iter().zip(&templates) {
-        let status = match t.status {
-            TaskStatus::Running => "running",
-            TaskStatus::Complete => "complete",
-            TaskStatus::Failed => "failed",
-            TaskStatus::Cancelled => "cancelled",
-        };
+        let status = status_name(t.status);
         let duration = t
             .finished_at
             .map_or_else(|| "-".to_owned(), |f| format_ms(millis_between(t.created_at, f)));
@@ -317,6 +348,19 @@ mod tests {
             steps_done: 5,
         };
         insta::assert_snapshot!(task_list(&[running, failed], at(3_700_000).unwrap()));
+    }
+
+    #[test]
+    fn snapshot_watch_frame() {
+        let text = include_str!("../../templates/microservices/user_registration.yaml");
+        let template = TaskTemplate::from_yaml("user_registration.yaml", text).unwrap();
+        let mut report = failed_registration();
+        // Midway: billing waits for its retry, the join has not started.
+        report.status = TaskStatus::Running;
+        report.steps[1].state = StepState::WaitingRetry;
+        report.steps[3].state = StepState::Pending;
+        report.steps[4].state = StepState::Pending;
+        insta::assert_snapshot!(watch_frame(&report, Some(&template)));
     }
 
     #[test]
