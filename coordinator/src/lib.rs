@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod coordinator;
+pub mod dlq;
 pub mod error;
 pub mod graph;
 pub mod report;

@@ -173,6 +173,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Inspect the dead-letter queue, and put messages back on their queue.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// List recent tasks, newest first.
     #[command(
         after_help = "Examples:\n  tasker list\n  tasker list --namespace microservices --status failed --limit 5\n  tasker list --json"
@@ -250,6 +255,46 @@ enum TemplatesCommand {
         #[arg(long, env = "TASKER_TEMPLATES", default_value = "templates")]
         templates: PathBuf,
         /// Print JSON: the steps, their dependencies, and the drawing.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Every parked message with its reason, oldest first.
+    #[command(after_help = "Examples:\n  tasker dlq list\n  tasker dlq list --json")]
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One message in full: its reason, where it came from and its body.
+    #[command(after_help = "Example:\n  tasker dlq show 5d2c8a90-1b7e-4f3a-a6d4-0c9e8b7f6a51")]
+    Show {
+        /// The message id, as `dlq list` shows it.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish a message back to where it was first sent, once its cause
+    /// is fixed, and take it off the dead-letter queue.
+    #[command(after_help = "Example:\n  tasker dlq replay 5d2c8a90-1b7e-4f3a-a6d4-0c9e8b7f6a51")]
+    Replay {
+        /// The message id, as `dlq list` shows it.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop every parked message.
+    #[command(after_help = "Example:\n  tasker dlq purge --yes")]
+    Purge {
+        /// Really drop them.
+        #[arg(long)]
+        yes: bool,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -370,6 +415,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             interval,
             json,
         } => watch(&cli.redis_url, task_id, &templates, interval, json).await,
+        Command::Dlq { command } => dlq_command(&cli.amqp_url, command).await,
         Command::List {
             namespace,
             status,
@@ -510,6 +556,83 @@ async fn operate(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+async fn dlq_command(amqp_url: &str, command: DlqCommand) -> anyhow::Result<ExitCode> {
+    use tasker_coordinator::dlq::DeadLetters;
+    let dlq = DeadLetters::connect(amqp_url).await?;
+    let code = match command {
+        DlqCommand::List { json } => {
+            let letters = dlq.list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else {
+                print!("{}", report::dead_letter_table(&letters));
+            }
+            ExitCode::SUCCESS
+        }
+        DlqCommand::Show { id, json } => match dlq.list().await?.into_iter().find(|l| l.id == id) {
+            Some(letter) if json => {
+                println!("{}", serde_json::to_string_pretty(&letter)?);
+                ExitCode::SUCCESS
+            }
+            Some(letter) => {
+                let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                println!("id           {}", letter.id);
+                println!("type         {}", show(&letter.kind));
+                println!("task         {}", show(&letter.task_id));
+                println!("reason       {}", show(&letter.reason));
+                println!("from queue   {}", show(&letter.queue));
+                println!(
+                    "sent to      exchange {:?}, routing key {:?}",
+                    show(&letter.exchange),
+                    show(&letter.routing_key)
+                );
+                println!("body\n{}", letter.body);
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("error: no dead-lettered message {id}; `tasker dlq list` shows their ids");
+                ExitCode::from(EXIT_NOT_FOUND)
+            }
+        },
+        DlqCommand::Replay { id, json } => match dlq.replay(&id).await? {
+            Some(letter) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&letter)?);
+                } else {
+                    println!(
+                        "replayed {} to exchange {:?} with routing key {:?}",
+                        letter.id,
+                        letter.exchange.unwrap_or_default(),
+                        letter.routing_key.unwrap_or_default()
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("error: no dead-lettered message {id}; `tasker dlq list` shows their ids");
+                ExitCode::from(EXIT_NOT_FOUND)
+            }
+        },
+        DlqCommand::Purge { yes, json } => {
+            if !yes {
+                eprintln!("error: purge drops every dead-lettered message for good; add --yes to do it");
+                return Ok(ExitCode::from(2));
+            }
+            let purged = dlq.purge().await?;
+            if json {
+                println!("{}", serde_json::json!({ "purged": purged }));
+            } else {
+                println!("purged {purged} message(s)");
+            }
+            ExitCode::SUCCESS
+        }
+    };
+    // Not closed by hand: the process ends here, and closing while the
+    // publisher's channel winds down only makes lapin log a spurious error.
+    drop(dlq);
+    Ok(code)
 }
 
 /// `tasker watch`: redraws the task whenever it changes, until it ends.

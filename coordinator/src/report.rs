@@ -136,6 +136,28 @@ fn status_name(status: TaskStatus) -> &'static str {
     }
 }
 
+/// One line per dead-lettered message: id, type, task and reason.
+#[must_use]
+pub fn dead_letter_table(letters: &[crate::dlq::DeadLetter]) -> String {
+    let wi = letters.iter().map(|l| l.id.len()).max().unwrap_or(0).max(2);
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<wi$}  {:<20}  {:<36}  REASON", "ID", "TYPE", "TASK");
+    for l in letters {
+        let _ = writeln!(
+            out,
+            "{:<wi$}  {:<20}  {:<36}  {}",
+            l.id,
+            l.kind.as_deref().unwrap_or("-"),
+            l.task_id.as_deref().unwrap_or("-"),
+            l.reason.as_deref().unwrap_or("-")
+        );
+    }
+    if letters.is_empty() {
+        out.push_str("(no dead-lettered messages)\n");
+    }
+    out
+}
+
 /// One line per task: id, template, status, progress, age and duration.
 #[must_use]
 pub fn task_list(tasks: &[TaskSummary], now: DateTime<Utc>) -> String {

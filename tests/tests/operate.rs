@@ -356,3 +356,65 @@ async fn cancel_in_the_middle_of_a_diamond_lets_running_steps_finish_and_starts_
     assert!(!retry.accepted, "{retry:?}");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_request_is_listed_with_its_reason_and_replayed_once_its_template_is_deployed() {
+    use tasker_coordinator::dlq::DeadLetters;
+    let ns = unique("replayed");
+    // The namespace is served, but not yet with the template asked for.
+    let early = Stack::start(vec![one_step_template(&ns, "other")], 1, vec![])
+        .await
+        .unwrap();
+    let submitted = early.client.create_task(&ns, "later", json!({})).await.unwrap();
+    let (request_id, task_id) = (submitted.request_id.to_string(), submitted.task_id);
+    match submitted.wait(Duration::from_secs(30)).await.unwrap() {
+        Reply::Rejected(r) => assert_eq!(r.code, tasker_protocol::RejectCode::UnknownTemplate),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    early.stop().await;
+
+    let dlq = DeadLetters::connect(&tasker_e2e::amqp_url()).await.unwrap();
+    let parked = dlq.list().await.unwrap();
+    let letter = parked
+        .iter()
+        .find(|l| l.id == request_id)
+        .expect("the request is parked");
+    assert!(
+        letter.reason.as_deref().unwrap().starts_with("unknown_template"),
+        "{letter:?}"
+    );
+    assert_eq!(letter.routing_key.as_deref(), Some(ns.as_str()));
+    // Listing took nothing away.
+    assert!(dlq.list().await.unwrap().iter().any(|l| l.id == request_id));
+
+    // The fix: the template is deployed. Then the request is replayed.
+    let recorder = Recorder::default();
+    let worker = Worker::new(worker_config(2))
+        .namespace(&ns)
+        .handler("ok", recorder.ok(Duration::ZERO));
+    let fixed = Stack::start(vec![one_step_template(&ns, "later")], 1, vec![worker])
+        .await
+        .unwrap();
+    let replayed = dlq.replay(&request_id).await.unwrap().expect("replayed");
+    assert_eq!(replayed.id, request_id);
+    let done = wait_until_created_and_ended(task_id).await;
+    assert_eq!(done.status, TaskStatus::Complete, "{done:#?}");
+    assert_eq!(recorder.runs_of(task_id, "only").len(), 1);
+    assert!(!dlq.list().await.unwrap().iter().any(|l| l.id == request_id));
+    assert!(dlq.replay(&request_id).await.unwrap().is_none());
+    dlq.close().await;
+    fixed.stop().await;
+}
+
+async fn wait_until_created_and_ended(task_id: uuid::Uuid) -> tasker_protocol::TaskFinished {
+    let store = Store::connect(&redis_url(), Duration::ZERO).await.unwrap();
+    for _ in 0..300 {
+        if let Some(snapshot) = store.task(task_id).await.unwrap()
+            && snapshot.status != TaskStatus::Running
+        {
+            return snapshot.report();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("task {task_id} was not created and ended within 15 s");
+}

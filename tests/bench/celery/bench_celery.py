@@ -618,7 +618,7 @@ def start_worker(config, index, log_dir):
     return worker
 
 
-def run(args):
+def run(args, log_dir):
     import celery
     import redis
 
@@ -636,7 +636,6 @@ def run(args):
         f"{', '.join(map(str, windows))} for {args.seconds:g} s each, "
         f"{args.samples} latency samples; {args.clients} client processes")
 
-    log_dir = tempfile.mkdtemp(prefix="celery_bench_")
     throughput, tried = [], []
     probe_p50 = {}   # config -> p50 of the short latency probe, ms
     client_cpu = {}  # (config, window) -> CPU cores the clients used
@@ -694,7 +693,6 @@ def run(args):
     log(f"{lat_config_text}: 1 in flight: p50 {percentile(lat, 50):.1f} ms, p99 "
         f"{percentile(lat, 99):.1f} ms, p99.9 {percentile(lat, 99.9):.1f} ms over "
         f"{len(lat)} diamonds")
-    shutil.rmtree(log_dir, ignore_errors=True)
 
     best = max(throughput, key=lambda t: t["per_second"])
     best_cpu = client_cpu[(best["config"], best["in_flight"])]
@@ -812,12 +810,15 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
     started = time.monotonic()
+    log_dir = tempfile.mkdtemp(prefix="celery_bench_")
+    ok = False
     try:
-        report = run(args)
+        report = run(args, log_dir)
+        ok = True
     except BenchError as exc:
         log(f"error: {exc}")
         return 1
-    except (ConnectionError, OSError, redis_errors.ConnectionError,
+    except (ConnectionError, redis_errors.ConnectionError,
             kombu_errors.OperationalError) as exc:
         log(f"error: lost a connection to RabbitMQ or Redis: {exc.__class__.__name__}: "
             f"{exc}; were they stopped or restarted during the run? Start them with "
@@ -838,6 +839,10 @@ def main(argv=None):
             release_results()  # or their __del__ unsubscribes at shutdown, noisily
         except Exception:
             pass
+        if ok:
+            shutil.rmtree(log_dir, ignore_errors=True)
+        else:
+            log(f"the workers' logs are in {log_dir}")
     log(f"done in {time.monotonic() - started:.0f} s; best "
         f"{report['best']['per_second']} diamonds/s ({report['best']['config']}, "
         f"{report['best']['in_flight']} in flight), latency p50 "
