@@ -42,6 +42,7 @@ pub mod handler;
 pub mod health;
 pub mod metrics;
 pub mod telemetry;
+pub mod testing;
 pub mod worker;
 
 pub use client::{Client, Reply, Submitted};
