@@ -396,10 +396,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { task_id, json } => {
             let store = Store::connect(&cli.redis_url, Duration::ZERO).await?;
             let Some(snapshot) = store.task(task_id).await? else {
-                eprintln!(
-                    "error: no task {task_id}; it never existed, or it finished more than the retention period ago"
-                );
-                return Ok(ExitCode::from(EXIT_NOT_FOUND));
+                return Ok(no_such_task(task_id));
             };
             let report = snapshot.report();
             if json {
@@ -510,10 +507,7 @@ async fn operate(
 ) -> anyhow::Result<ExitCode> {
     let store = Store::connect(redis_url, Duration::ZERO).await?;
     let Some(snapshot) = store.task(task_id).await? else {
-        eprintln!(
-            "error: no task {task_id}; it never existed, or it finished more than the retention period ago"
-        );
-        return Ok(ExitCode::from(EXIT_NOT_FOUND));
+        return Ok(no_such_task(task_id));
     };
     let client = Client::connect(amqp_url).await?;
     let command = TaskCommand {
@@ -651,10 +645,7 @@ async fn watch(
     let mut last = String::new();
     loop {
         let Some(snapshot) = store.task(task_id).await? else {
-            eprintln!(
-                "error: no task {task_id}; it never existed, or it finished more than the retention period ago"
-            );
-            return Ok(ExitCode::from(EXIT_NOT_FOUND));
+            return Ok(no_such_task(task_id));
         };
         let report = snapshot.report();
         let template = registry
@@ -684,6 +675,14 @@ async fn watch(
         }
         tokio::time::sleep(Duration::from_secs_f64(interval.max(0.05))).await;
     }
+}
+
+/// Says that `task_id` is not in the store, and returns the exit code for it.
+fn no_such_task(task_id: Uuid) -> ExitCode {
+    eprintln!(
+        "error: no task {task_id}; it never existed, or it finished more than the retention period ago"
+    );
+    ExitCode::from(EXIT_NOT_FOUND)
 }
 
 fn print_reply(reply: &Reply, json: bool) -> ExitCode {
