@@ -18,8 +18,8 @@ use tasker_protocol::message::{self, DEFAULT_MAX_MESSAGE_BYTES, RejectCode};
 use tasker_protocol::registry::LookupError;
 use tasker_protocol::topology::{self, message_type};
 use tasker_protocol::{
-    CommandReply, PROTOCOL_VERSION, StepOutcome, StepReady, StepResult, StepState, TaskAction, TaskCommand,
-    TaskRejected, TaskRequest, TaskStatus, TaskTemplate, TemplateRegistry,
+    CommandReply, PROTOCOL_VERSION, ParentStep, StepOutcome, StepReady, StepResult, StepState, TaskAction,
+    TaskCommand, TaskRejected, TaskRequest, TaskStatus, TaskTemplate, TemplateRegistry,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -412,6 +412,7 @@ impl Coordinator {
                 reply,
                 redelivered,
                 traceparent.as_deref(),
+                request.parent.as_ref(),
             )
             .await?;
         let inputs = Inputs {
@@ -420,7 +421,11 @@ impl Coordinator {
         };
         match created {
             Created::New { roots } => {
-                info!(task_id = %task_id, template = %template.key(), "task accepted");
+                match &request.parent {
+                    Some(p) => info!(task_id = %task_id, template = %template.key(),
+                        parent_task_id = %p.task_id, parent_step = %p.step, "child task accepted"),
+                    None => info!(task_id = %task_id, template = %template.key(), "task accepted"),
+                }
                 let m = metrics::global();
                 m.tasks
                     .get_or_create(&metrics::task_outcome(
@@ -455,6 +460,15 @@ impl Coordinator {
                     self.publish_finished(task_id, Some((queue.as_str(), correlation.as_str())))
                         .await?;
                 }
+                // A later attempt of the parent step asks again: a child
+                // that has finished tells it at once.
+                if status != TaskStatus::Running
+                    && let Some(parent) = &request.parent
+                    && let Some(snapshot) = self.store.task(task_id).await?
+                {
+                    let result = parent.result_of(&snapshot.report());
+                    self.publisher.publish(to_parent(parent, &result)).await?;
+                }
             }
         }
         ack(delivery, queue).await
@@ -488,8 +502,41 @@ impl Coordinator {
             let reason = format!("template {} has no step {:?}", template.key(), result.step);
             return self.dead_letter(delivery, queue, "unknown_step", &reason).await;
         };
-        self.apply(&template, step, &result, redelivered).await?;
+        if let StepOutcome::WaitingForChild { child_task_id } = result.outcome {
+            self.wait_for_child(&template, step, &result, child_task_id)
+                .await?;
+        } else {
+            self.apply(&template, step, &result, redelivered).await?;
+        }
         ack(delivery, queue).await
+    }
+
+    /// A worker started a child task for the step: its lease ends, since the
+    /// worker holds nothing any more, and the child's coordinator reports
+    /// the outcome when the child finishes.
+    async fn wait_for_child(
+        &self,
+        template: &TaskTemplate,
+        step: usize,
+        result: &StepResult,
+        child: Uuid,
+    ) -> Result<(), Error> {
+        let noted = self
+            .store
+            .wait_for_child(result.task_id, step, result.attempt, child)
+            .await?;
+        let lease = StepRef::new(result.task_id, template, step, result.attempt);
+        self.store
+            .bookkeep(&template.namespace, &[Bookkeeping::EndLease(lease)])
+            .await?;
+        if noted {
+            info!(task_id = %result.task_id, step = %result.step, attempt = result.attempt,
+                child_task_id = %child, "step waits for its child task");
+        } else {
+            debug!(task_id = %result.task_id, step = %result.step, attempt = result.attempt,
+                "the step moved on before its child task was noted; nothing to do");
+        }
+        Ok(())
     }
 
     /// An operator's retry or resolve: carried out, then answered on the
@@ -669,6 +716,9 @@ impl Coordinator {
         let policy = &template.steps[step].retry;
         let (applied, payload) = match &result.outcome {
             StepOutcome::Completed { result } => (Applied::Completed, result.get().to_owned()),
+            StepOutcome::WaitingForChild { .. } => {
+                unreachable!("handle_result notes children; they are no end")
+            }
             StepOutcome::Failed { error } => {
                 let payload = serde_json::to_string(error).expect("a failure always serializes");
                 // Whether an attempt is left is the store's to say: attempts
@@ -908,6 +958,9 @@ impl Coordinator {
                 for (queue, correlation) in &snapshot.replies {
                     messages.push(direct(queue, correlation));
                 }
+                if let Some(parent) = &report.parent {
+                    messages.push(to_parent(parent, &parent.result_of(&report)));
+                }
             }
         }
         Ok(self.publisher.publish_all(messages).await?)
@@ -966,6 +1019,14 @@ impl Coordinator {
                     .with_correlation_id(correlation.into()),
                 mandatory: false,
             });
+        }
+        if let Some(r) = request
+            && let Some(parent) = &r.parent
+        {
+            messages.push(to_parent(
+                parent,
+                &parent.rejected(&r.namespace, &r.name, &reason),
+            ));
         }
         self.publisher.publish_all(messages).await?;
         self.dead_letter(delivery, queue, code.as_str(), &reason).await
@@ -1037,6 +1098,18 @@ impl Coordinator {
         reason: &str,
     ) -> Result<(), Error> {
         Ok(self.publisher.dead_letter(delivery, queue, code, reason).await?)
+    }
+}
+
+/// A step result for the parent step of a child task, to the parent's
+/// result queue.
+fn to_parent(parent: &ParentStep, result: &StepResult) -> Outgoing {
+    Outgoing {
+        exchange: topology::EVENTS_EXCHANGE.to_owned(),
+        routing_key: topology::step_result_routing_key(&parent.namespace),
+        payload: message::encode(result),
+        properties: broker::properties(message_type::STEP_RESULT, Some(parent.task_id)),
+        mandatory: true,
     }
 }
 

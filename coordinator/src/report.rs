@@ -17,6 +17,13 @@ pub fn status_table(report: &TaskFinished) -> String {
         "task {}  {}/{}@{}  {:?}",
         report.task_id, report.namespace, report.name, report.version, report.status
     );
+    if let Some(parent) = &report.parent {
+        let _ = writeln!(
+            out,
+            "child of task {} ({}/{}), step {} attempt {}",
+            parent.task_id, parent.namespace, parent.name, parent.step, parent.attempt
+        );
+    }
     let width = report
         .steps
         .iter()
@@ -49,6 +56,20 @@ pub fn status_table(report: &TaskFinished) -> String {
             step.attempts,
             duration
         );
+    }
+    for step in &report.steps {
+        if let Some(child) = step.child_task_id {
+            let waits = if step.state == StepState::Enqueued {
+                "waits for"
+            } else {
+                "started"
+            };
+            let _ = writeln!(
+                out,
+                "{} {waits} child task {child} (see: tasker status {child})",
+                step.name
+            );
+        }
     }
     out
 }
@@ -296,6 +317,7 @@ mod tests {
                 message: message.to_owned(),
                 retry_after_seconds: None,
             }),
+            child_task_id: None,
         }
     }
 
@@ -336,7 +358,97 @@ mod tests {
                 step("send_welcome_sequence", StepState::Blocked, 0, None, None),
                 step("update_user_status", StepState::Blocked, 0, None, None),
             ],
+            parent: None,
         }
+    }
+
+    /// A support refund whose payment runs as a child task in the payments
+    /// namespace, and that child.
+    fn refund_and_child() -> (TaskFinished, TaskFinished) {
+        let parent_id = uuid::Uuid::from_u128(0x3a9c_51d2_0e47_4b8f_a1c6_2d90_7e35_b804);
+        let child_id = uuid::Uuid::from_u128(0x9e02_7b64_c13a_5d8e_8f20_41c7_d6a9_3b15);
+        let mut waiting = step("execute_refund_workflow", StepState::Enqueued, 1, None, None);
+        waiting.child_task_id = Some(child_id);
+        let parent = TaskFinished {
+            protocol_version: PROTOCOL_VERSION,
+            task_id: parent_id,
+            namespace: "customer_success".to_owned(),
+            name: "process_refund".to_owned(),
+            version: "1.0.0".to_owned(),
+            status: TaskStatus::Running,
+            created_at: at(0).unwrap(),
+            finished_at: at(0).unwrap(),
+            steps: vec![
+                step(
+                    "validate_refund_request",
+                    StepState::Completed,
+                    1,
+                    Some((2, 40)),
+                    None,
+                ),
+                step(
+                    "check_refund_policy",
+                    StepState::Completed,
+                    1,
+                    Some((45, 81)),
+                    None,
+                ),
+                step(
+                    "get_manager_approval",
+                    StepState::Completed,
+                    1,
+                    Some((86, 120)),
+                    None,
+                ),
+                waiting,
+                step("update_ticket_status", StepState::Pending, 0, None, None),
+            ],
+            parent: None,
+        };
+        let child = TaskFinished {
+            protocol_version: PROTOCOL_VERSION,
+            task_id: child_id,
+            namespace: "payments".to_owned(),
+            name: "process_refund".to_owned(),
+            version: "1.1.0".to_owned(),
+            status: TaskStatus::Running,
+            created_at: at(130).unwrap(),
+            finished_at: at(130).unwrap(),
+            steps: vec![
+                step(
+                    "validate_payment_eligibility",
+                    StepState::Completed,
+                    1,
+                    Some((133, 170)),
+                    None,
+                ),
+                step(
+                    "process_gateway_refund",
+                    StepState::WaitingRetry,
+                    1,
+                    Some((175, 260)),
+                    Some(("GATEWAY_TIMEOUT", "the payment gateway did not answer in time")),
+                ),
+                step("update_payment_records", StepState::Pending, 0, None, None),
+                step("record_refund_audit", StepState::Pending, 0, None, None),
+                step("notify_customer", StepState::Pending, 0, None, None),
+            ],
+            parent: Some(tasker_protocol::ParentStep {
+                task_id: parent_id,
+                namespace: "customer_success".to_owned(),
+                name: "process_refund".to_owned(),
+                version: "1.0.0".to_owned(),
+                step: "execute_refund_workflow".to_owned(),
+                attempt: 1,
+            }),
+        };
+        (parent, child)
+    }
+
+    #[test]
+    fn snapshot_status_table_of_a_parent_and_its_child() {
+        let (parent, child) = refund_and_child();
+        insta::assert_snapshot!(format!("{}\n{}", status_table(&parent), status_table(&child)));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde_json::value::RawValue;
 use tasker_protocol::{
-    PROTOCOL_VERSION, StepFailure, StepReport, StepState, TaskFinished, TaskStatus, TaskTemplate,
+    PROTOCOL_VERSION, ParentStep, StepFailure, StepReport, StepState, TaskFinished, TaskStatus, TaskTemplate,
 };
 use uuid::Uuid;
 
@@ -44,6 +44,7 @@ static DISPATCH_RETRY: LazyLock<Script> =
     LazyLock::new(|| task_script(include_str!("lua/dispatch_retry.lua")));
 static OPERATE: LazyLock<Script> = LazyLock::new(|| task_script(include_str!("lua/operate.lua")));
 static SUMMARY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/summary.lua")));
+static WAIT_CHILD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/wait_child.lua")));
 static CLAIM_DUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim_due.lua")));
 
 /// A connection to the store. Cloning shares the connection, which
@@ -321,11 +322,12 @@ impl Store {
     }
 
     /// Creates the task, or finds it if it exists; records `reply` as a
-    /// requester either way.
+    /// requester either way, and `parent` as the step it reports to.
     ///
     /// # Errors
     ///
     /// Returns [`Error::Redis`] if the script fails.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_task(
         &self,
         task_id: Uuid,
@@ -334,6 +336,7 @@ impl Store {
         reply: Option<(&str, &str)>,
         redelivered: bool,
         traceparent: Option<&str>,
+        parent: Option<&ParentStep>,
     ) -> Result<Created, Error> {
         let mut call = CREATE_TASK.key(task_key(task_id));
         let (queue, correlation) = reply.unwrap_or(("", ""));
@@ -353,7 +356,12 @@ impl Store {
                     .collect::<Vec<_>>()
                     .join(","),
             )
-            .arg(traceparent.unwrap_or_default());
+            .arg(traceparent.unwrap_or_default())
+            .arg(
+                parent
+                    .map(|p| serde_json::to_string(p).expect("a parent step always serializes"))
+                    .unwrap_or_default(),
+            );
         for step in 0..template.steps.len() {
             call.arg(template.dag.parents(step).len());
         }
@@ -482,6 +490,32 @@ impl Store {
             retry_due,
             inputs,
         })
+    }
+
+    /// Notes that `attempt` of `step` waits for `child`; `false` if that
+    /// attempt is no longer running (the child's result came first, or the
+    /// step moved on).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if the script fails.
+    pub async fn wait_for_child(
+        &self,
+        task_id: Uuid,
+        step: usize,
+        attempt: u32,
+        child: Uuid,
+    ) -> Result<bool, Error> {
+        let mut conn = self.conn.clone();
+        let verdict: String = WAIT_CHILD
+            .key(task_key(task_id))
+            .arg(step)
+            .arg(attempt)
+            .arg(child.to_string())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(verdict == "applied")
     }
 
     /// Retries or resolves failed steps of a task, or cancels it, atomically.
@@ -803,6 +837,8 @@ pub struct TaskSnapshot {
     pub replies: Vec<(String, String)>,
     /// The W3C traceparent of the span that accepted the task.
     pub traceparent: Option<String>,
+    /// For a child task, the step that waits for it.
+    pub parent: Option<ParentStep>,
 }
 
 /// A step as the store holds it.
@@ -822,6 +858,8 @@ pub struct StepSnapshot {
     pub started_at: Option<DateTime<Utc>>,
     /// When the last attempt ended.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The child task the step's handler started, if it started one.
+    pub child: Option<Uuid>,
 }
 
 impl TaskSnapshot {
@@ -856,6 +894,7 @@ impl TaskSnapshot {
                     .and_then(|e| serde_json::from_str(e).ok()),
                 started_at: time(&format!("t0:{i}")),
                 finished_at: time(&format!("t1:{i}")),
+                child: f.get(&format!("ch:{i}")).and_then(|c| c.parse().ok()),
             });
         }
         let replies = f
@@ -873,6 +912,10 @@ impl TaskSnapshot {
             steps,
             replies,
             traceparent: f.get("tp").filter(|tp| !tp.is_empty()).cloned(),
+            parent: match f.get("parent") {
+                Some(p) => Some(serde_json::from_str(p).map_err(|_| corrupt("parent"))?),
+                None => None,
+            },
         })
     }
 
@@ -902,8 +945,10 @@ impl TaskSnapshot {
                         .as_ref()
                         .and_then(|r| RawValue::from_string(r.clone()).ok()),
                     error: s.error.clone(),
+                    child_task_id: s.child,
                 })
                 .collect(),
+            parent: self.parent.clone(),
         }
     }
 }

@@ -28,8 +28,9 @@ mod names;
 
 pub use dag::Dag;
 pub use message::{
-    CommandReply, DecodeError, PROTOCOL_VERSION, RejectCode, StepFailure, StepOutcome, StepReady, StepReport,
-    StepResult, StepState, TaskAction, TaskCommand, TaskFinished, TaskRejected, TaskRequest, TaskStatus,
+    CommandReply, DecodeError, PROTOCOL_VERSION, ParentStep, RejectCode, StepFailure, StepOutcome, StepReady,
+    StepReport, StepResult, StepState, TaskAction, TaskCommand, TaskFinished, TaskRejected, TaskRequest,
+    TaskStatus,
 };
 pub use registry::{LookupError, TemplateRegistry};
 pub use retry::{Backoff, RetryPolicy};

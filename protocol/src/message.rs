@@ -41,6 +41,152 @@ pub struct TaskRequest {
     /// one task; a later request gets the existing task's outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// Set when a step of another task asks for this one as its child: the
+    /// step completes with this task's outcome. See [`ParentStep`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentStep>,
+}
+
+/// The step that is waiting for a child task: one attempt of one step of
+/// another task, possibly of another namespace.
+///
+/// When the child finishes, its coordinator publishes a [`StepResult`] for
+/// that attempt to [`crate::topology::EVENTS_EXCHANGE`] with routing key
+/// `step.result.<parent namespace>`, made by [`ParentStep::result_of`]: the
+/// parent's coordinator takes it as it takes a worker's. A request that is
+/// rejected fails the parent step the same way, with
+/// [`ParentStep::rejected`].
+///
+/// A child is requested with an idempotency key of the parent task and step
+/// ([`ParentStep::idempotency_key`]), so every attempt of the parent step
+/// finds the same child: a redelivery or a retry of the step never starts a
+/// second one. A request for a child that exists moves its report to the
+/// new attempt, and a child that has finished reports again at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentStep {
+    /// The parent task.
+    pub task_id: Uuid,
+    /// The parent template's namespace.
+    pub namespace: String,
+    /// The parent template's name.
+    pub name: String,
+    /// The parent template's version.
+    pub version: String,
+    /// The waiting step.
+    pub step: String,
+    /// The waiting attempt.
+    pub attempt: u32,
+}
+
+/// The code of a parent step whose child task failed.
+pub const CHILD_TASK_FAILED: &str = "child_task_failed";
+/// The code of a parent step whose child task was cancelled.
+pub const CHILD_TASK_CANCELLED: &str = "child_task_cancelled";
+/// The code of a parent step whose child task was refused by its coordinator.
+pub const CHILD_TASK_REJECTED: &str = "child_task_rejected";
+
+impl ParentStep {
+    /// The idempotency key of the child task requested by this step: the
+    /// same for every attempt and every delivery of the step.
+    #[must_use]
+    pub fn idempotency_key(&self) -> String {
+        format!("child-of:{}:{}", self.task_id, self.step)
+    }
+
+    /// The result the parent step gets when its child has finished.
+    ///
+    /// A complete child completes the step with a JSON object holding the
+    /// child's `task_id`, `namespace`, `name`, `version` and `results`, the
+    /// result of each of its steps by name. A failed or cancelled child
+    /// fails the step permanently, naming the child and its failed step.
+    #[must_use]
+    pub fn result_of(&self, child: &TaskFinished) -> StepResult {
+        let outcome = match child.status {
+            TaskStatus::Complete => {
+                let results: serde_json::Map<String, serde_json::Value> = child
+                    .steps
+                    .iter()
+                    .filter_map(|s| {
+                        let value = serde_json::from_str(s.result.as_ref()?.get()).ok()?;
+                        Some((s.name.clone(), value))
+                    })
+                    .collect();
+                let result = serde_json::json!({
+                    "task_id": child.task_id,
+                    "namespace": child.namespace,
+                    "name": child.name,
+                    "version": child.version,
+                    "results": results,
+                });
+                StepOutcome::Completed {
+                    result: serde_json::value::to_raw_value(&result).expect("JSON always encodes"),
+                }
+            }
+            status => {
+                let failed = child
+                    .steps
+                    .iter()
+                    .find(|s| s.state == StepState::Failed)
+                    .map(|s| match &s.error {
+                        Some(e) => format!(" at {}: {}: {}", s.name, e.code, e.message),
+                        None => format!(" at {}", s.name),
+                    })
+                    .unwrap_or_default();
+                let (code, verb) = if status == TaskStatus::Cancelled {
+                    (CHILD_TASK_CANCELLED, "was cancelled")
+                } else {
+                    (CHILD_TASK_FAILED, "failed")
+                };
+                StepOutcome::Failed {
+                    error: StepFailure {
+                        retryable: false,
+                        code: code.to_owned(),
+                        message: format!(
+                            "child task {}/{} {} {verb}{failed}; `tasker retry {}` it, then retry this task",
+                            child.namespace, child.name, child.task_id, child.task_id
+                        ),
+                        retry_after_seconds: None,
+                    },
+                }
+            }
+        };
+        self.result(child.created_at, child.finished_at, outcome)
+    }
+
+    /// The result the parent step gets when its child's request is refused.
+    #[must_use]
+    pub fn rejected(&self, namespace: &str, name: &str, reason: &str) -> StepResult {
+        let now = Utc::now();
+        let outcome = StepOutcome::Failed {
+            error: StepFailure {
+                retryable: false,
+                code: CHILD_TASK_REJECTED.to_owned(),
+                message: format!("the child task {namespace}/{name} was refused: {reason}"),
+                retry_after_seconds: None,
+            },
+        };
+        self.result(now, now, outcome)
+    }
+
+    fn result(
+        &self,
+        started_at: DateTime<Utc>,
+        finished_at: DateTime<Utc>,
+        outcome: StepOutcome,
+    ) -> StepResult {
+        StepResult {
+            protocol_version: PROTOCOL_VERSION,
+            task_id: self.task_id,
+            namespace: self.namespace.clone(),
+            task_name: self.name.clone(),
+            task_version: self.version.clone(),
+            step: self.step.clone(),
+            attempt: self.attempt,
+            started_at,
+            finished_at,
+            outcome,
+        }
+    }
 }
 
 /// UUID namespace for task ids derived from requests.
@@ -58,6 +204,7 @@ impl TaskRequest {
             version: None,
             context,
             idempotency_key: None,
+            parent: None,
         }
     }
 
@@ -170,6 +317,13 @@ pub enum StepOutcome {
         /// Why.
         error: StepFailure,
     },
+    /// Not an end: the handler started a child task, whose outcome will
+    /// be this attempt's result. The step holds no worker meanwhile, and
+    /// no lease: the child has its own.
+    WaitingForChild {
+        /// The child task.
+        child_task_id: Uuid,
+    },
 }
 
 /// The `status` field of a step result.
@@ -178,6 +332,7 @@ pub enum StepOutcome {
 enum OutcomeStatus {
     Completed,
     Failed,
+    WaitingForChild,
 }
 
 /// [`StepOutcome`] as it is decoded: plain fields, so that `result` is read
@@ -189,12 +344,22 @@ struct OutcomeWire {
     result: Option<Box<RawValue>>,
     #[serde(default)]
     error: Option<StepFailure>,
+    #[serde(default)]
+    child_task_id: Option<Uuid>,
 }
 
 impl TryFrom<OutcomeWire> for StepOutcome {
     type Error = String;
 
     fn try_from(wire: OutcomeWire) -> Result<Self, Self::Error> {
+        if let OutcomeStatus::WaitingForChild = wire.status {
+            return match wire.child_task_id {
+                Some(child_task_id) => Ok(Self::WaitingForChild { child_task_id }),
+                None => Err(
+                    "status is \"waiting_for_child\" but there is no `child_task_id`; send the id of the child task".to_owned(),
+                ),
+            };
+        }
         match (wire.status, wire.result, wire.error) {
             (OutcomeStatus::Completed, Some(result), _) => Ok(Self::Completed { result }),
             (OutcomeStatus::Completed, None, _) => {
@@ -205,6 +370,7 @@ impl TryFrom<OutcomeWire> for StepOutcome {
                 "status is \"failed\" but there is no `error`; send an object with `retryable`, `code` and `message`"
                     .to_owned(),
             ),
+            (OutcomeStatus::WaitingForChild, ..) => unreachable!("handled above"),
         }
     }
 }
@@ -226,6 +392,8 @@ struct StepResultWire {
     result: Option<Box<RawValue>>,
     #[serde(default)]
     error: Option<StepFailure>,
+    #[serde(default)]
+    child_task_id: Option<Uuid>,
 }
 
 impl TryFrom<StepResultWire> for StepResult {
@@ -236,6 +404,7 @@ impl TryFrom<StepResultWire> for StepResult {
             status: wire.status,
             result: wire.result,
             error: wire.error,
+            child_task_id: wire.child_task_id,
         })?;
         Ok(Self {
             protocol_version: wire.protocol_version,
@@ -347,6 +516,11 @@ pub struct StepReport {
     /// The last error, for a step that failed at least once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<StepFailure>,
+    /// The child task the step started, for a step whose handler asked for
+    /// one: while it runs the step stays `enqueued`, and its result is the
+    /// child's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_task_id: Option<Uuid>,
 }
 
 /// The coordinator reports a task's final state: published to
@@ -372,6 +546,9 @@ pub struct TaskFinished {
     pub finished_at: DateTime<Utc>,
     /// Every step, in template order.
     pub steps: Vec<StepReport>,
+    /// For a child task, the step of the parent task that waits for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentStep>,
 }
 
 /// The coordinator refused a task request: published to

@@ -18,8 +18,12 @@ use tasker_protocol::{
 };
 use uuid::Uuid;
 
-const FIXTURES: [&str; 12] = [
+const FIXTURES: [&str; 16] = [
     "task_request",
+    "task_request_child",
+    "step_result_waiting_for_child",
+    "task_finished_child",
+    "step_result_from_child",
     "step_ready",
     "step_result_completed",
     "step_result_failed_retryable",
@@ -156,6 +160,73 @@ fn task_rejected() {
     let rejected: TaskRejected = round_trip("task_rejected");
     assert_eq!(rejected.code, RejectCode::UnknownTemplate);
     assert_eq!(rejected.name.as_deref(), Some("user_registraton"));
+}
+
+#[test]
+fn a_child_task_request_names_the_step_that_waits_for_it() {
+    let request: TaskRequest = round_trip("task_request_child");
+    let parent = request.parent.as_ref().expect("a parent step");
+    assert_eq!(
+        (parent.step.as_str(), parent.attempt),
+        ("execute_refund_workflow", 1)
+    );
+    // Every attempt of the parent step asks for the same child.
+    assert_eq!(request.idempotency_key, Some(parent.idempotency_key()));
+    let waiting: StepResult = round_trip("step_result_waiting_for_child");
+    assert!(matches!(
+        waiting.outcome,
+        StepOutcome::WaitingForChild { child_task_id } if Some(child_task_id) == request.task_id()
+    ));
+}
+
+#[test]
+fn a_finished_child_becomes_its_parent_steps_result() {
+    let child: TaskFinished = round_trip("task_finished_child");
+    let parent = child.parent.clone().expect("a parent step");
+    let expected: StepResult = round_trip("step_result_from_child");
+    let result = parent.result_of(&child);
+    assert_eq!(
+        serde_json::to_value(&result).unwrap(),
+        serde_json::to_value(&expected).unwrap()
+    );
+
+    // A failed child fails the step for good, naming the child and its failed step.
+    let mut failed = child.clone();
+    failed.status = TaskStatus::Failed;
+    failed.steps[1].state = StepState::Failed;
+    failed.steps[1].result = None;
+    let StepOutcome::Failed { error } = parent.result_of(&failed).outcome else {
+        panic!("a failed child fails its parent step");
+    };
+    assert_eq!(
+        (error.code.as_str(), error.retryable),
+        (tasker_protocol::message::CHILD_TASK_FAILED, false)
+    );
+    assert!(
+        error.message.contains("0203cdea-4a86-5cc4-9a57-7b04284b46ec"),
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.contains("process_gateway_refund: GATEWAY_TIMEOUT"),
+        "{}",
+        error.message
+    );
+
+    failed.status = TaskStatus::Cancelled;
+    let StepOutcome::Failed { error } = parent.result_of(&failed).outcome else {
+        panic!("a cancelled child fails its parent step");
+    };
+    assert_eq!(error.code, tasker_protocol::message::CHILD_TASK_CANCELLED);
+
+    let StepOutcome::Failed { error } = parent
+        .rejected("payments", "process_refnd", "no such template")
+        .outcome
+    else {
+        panic!("a refused child fails its parent step");
+    };
+    assert_eq!(error.code, tasker_protocol::message::CHILD_TASK_REJECTED);
+    assert!(error.message.contains("no such template"));
 }
 
 #[test]

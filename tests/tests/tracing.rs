@@ -120,41 +120,70 @@ async fn stop(child: &mut Child) {
     let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
 }
 
+/// A real OTLP receiver: rotel, printing every span it gets to a log.
+struct Receiver {
+    process: Child,
+    log: std::path::PathBuf,
+    http: String,
+    grpc: String,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        // deploy/dev test installs rotel and names it; a plain `cargo test`
+        // finds the same install under .dev/.
+        let installed =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev/rotel/rotel/rotel-agent");
+        let agent = std::env::var("TASKER_ROTEL_AGENT")
+            .ok()
+            .or_else(|| installed.exists().then(|| installed.display().to_string()));
+        let agent =
+            agent.expect("no rotel-agent: run deploy/dev test, which installs it, or set TASKER_ROTEL_AGENT");
+        let (grpc, http) = (free_port(), free_port());
+        let log = std::env::temp_dir().join(format!("{}.log", unique("rotel")));
+        let process = Command::new(agent)
+            .args([
+                "start",
+                "--exporter",
+                "blackhole",
+                "--debug-log",
+                "traces",
+                "--debug-log-verbosity",
+                "detailed",
+            ])
+            .args([
+                "--otlp-grpc-endpoint",
+                &format!("127.0.0.1:{grpc}"),
+                "--otlp-http-endpoint",
+                &format!("127.0.0.1:{http}"),
+            ])
+            // rotel prints what it receives on stdout and its own logs on stderr.
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log.with_extension("stderr")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Self {
+            process,
+            log,
+            http: format!("http://127.0.0.1:{http}"),
+            grpc: format!("http://127.0.0.1:{grpc}"),
+        }
+    }
+
+    /// Stops the receiver, once the processes that export to it have
+    /// flushed, and reads what it received.
+    async fn spans(mut self) -> Vec<Span> {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let _ = self.process.kill().await;
+        parse(&std::fs::read_to_string(&self.log).unwrap())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_is_one_trace_across_three_processes() {
-    // deploy/dev test installs rotel and names it; a plain `cargo test`
-    // finds the same install under .dev/.
-    let installed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev/rotel/rotel/rotel-agent");
-    let agent = std::env::var("TASKER_ROTEL_AGENT")
-        .ok()
-        .or_else(|| installed.exists().then(|| installed.display().to_string()));
-    let agent =
-        agent.expect("no rotel-agent: run deploy/dev test, which installs it, or set TASKER_ROTEL_AGENT");
-    let (grpc, http) = (free_port(), free_port());
-    let log_path = std::env::temp_dir().join(format!("{}.log", unique("rotel")));
-    let mut rotel = Command::new(agent)
-        .args([
-            "start",
-            "--exporter",
-            "blackhole",
-            "--debug-log",
-            "traces",
-            "--debug-log-verbosity",
-            "detailed",
-        ])
-        .args([
-            "--otlp-grpc-endpoint",
-            &format!("127.0.0.1:{grpc}"),
-            "--otlp-http-endpoint",
-            &format!("127.0.0.1:{http}"),
-        ])
-        // rotel prints what it receives on stdout and its own logs on stderr.
-        .stdout(std::fs::File::create(&log_path).unwrap())
-        .stderr(std::fs::File::create(log_path.with_extension("stderr")).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-
+    let receiver = Receiver::start();
+    let log_path = receiver.log.clone();
     let ns = unique("traced");
     let dir = std::env::temp_dir().join(&ns);
     std::fs::create_dir_all(&dir).unwrap();
@@ -162,8 +191,7 @@ async fn a_task_is_one_trace_across_three_processes() {
         .replace("namespace_name: microservices", &format!("namespace_name: {ns}"))
         .replace("initial_delay: 2", "initial_delay: 0.05");
     std::fs::write(dir.join("user_registration.yaml"), yaml).unwrap();
-    let http_endpoint = format!("http://127.0.0.1:{http}");
-    let grpc_endpoint = format!("http://127.0.0.1:{grpc}");
+    let (http_endpoint, grpc_endpoint) = (receiver.http.clone(), receiver.grpc.clone());
     // Declared first, so that no request can go astray while they start.
     let stack = tasker_e2e::Stack::start(vec![tasker_e2e::registration_template(&ns)], 0, vec![])
         .await
@@ -201,12 +229,11 @@ async fn a_task_is_one_trace_across_three_processes() {
     for p in &mut processes {
         stop(p).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = rotel.kill().await;
     stack.stop().await;
 
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    let spans: Vec<Span> = parse(&log)
+    let spans: Vec<Span> = receiver
+        .spans()
+        .await
         .into_iter()
         .filter(|s| s.attributes.get("tasker.task.id") == Some(&task_id))
         .collect();
@@ -303,5 +330,140 @@ async fn a_task_is_one_trace_across_three_processes() {
         .unwrap();
     assert_eq!(failed.status, "STATUS_CODE_ERROR");
     assert_eq!(failed.attributes["tasker.step.outcome"], "failed_retryable");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A child task in another namespace joins its parent's trace: the
+/// parent's worker publishes the request in a "start child" span, the
+/// child's coordinator accepts it under that span, and the child's steps
+/// and its report to the parent follow in the same trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_task_is_part_of_its_parents_trace() {
+    let receiver = Receiver::start();
+    let (support, payments) = (unique("customer_success"), unique("payments"));
+    let dir = std::env::temp_dir().join(&support);
+    std::fs::create_dir_all(&dir).unwrap();
+    let support_yaml = include_str!("../../templates/customer_success/process_refund.yaml")
+        .replace(
+            "namespace_name: customer_success",
+            &format!("namespace_name: {support}"),
+        )
+        .replace(
+            "child_namespace: payments",
+            &format!("child_namespace: {payments}"),
+        );
+    let payments_yaml = include_str!("../../templates/payments/process_refund_1_1_0.yaml")
+        .replace("namespace_name: payments", &format!("namespace_name: {payments}"));
+    std::fs::write(dir.join("support.yaml"), &support_yaml).unwrap();
+    std::fs::write(dir.join("payments.yaml"), &payments_yaml).unwrap();
+    let stack = tasker_e2e::Stack::start(
+        vec![
+            tasker_e2e::template(&support_yaml),
+            tasker_e2e::template(&payments_yaml),
+        ],
+        0,
+        vec![],
+    )
+    .await
+    .unwrap();
+    let mut processes = vec![
+        node(
+            &["coordinator", "--templates", dir.to_str().unwrap()],
+            "coordinator",
+            &receiver.http,
+            "http/protobuf",
+        ),
+        node(
+            &[
+                "team-worker",
+                "--team",
+                "customer_success",
+                "--namespace",
+                &support,
+            ],
+            "worker-customer-success",
+            &receiver.grpc,
+            "grpc",
+        ),
+        node(
+            &["team-worker", "--team", "payments", "--namespace", &payments],
+            "worker-payments",
+            &receiver.http,
+            "http/protobuf",
+        ),
+    ];
+    let ticket = json!({
+        "ticket_id": "TKT-7", "customer_id": "cus_42", "customer_email": "jane@example.com",
+        "payment_id": "pay_3f9a12c4", "refund_amount": 4999, "currency": "USD",
+        "reason": "item arrived damaged", "requested_by": "agent_sam",
+        "days_since_purchase": 6, "captured_amount": 12_000,
+    });
+    let submitted = stack
+        .client
+        .submit(TaskRequest::new(&support, "process_refund", ticket))
+        .await
+        .unwrap();
+    let parent_id = submitted.task_id.to_string();
+    let report = tasker_e2e::finished(submitted.wait(Duration::from_secs(60)).await.unwrap()).unwrap();
+    assert_eq!(report.status, TaskStatus::Complete, "{report:#?}");
+    let child_id = report
+        .steps
+        .iter()
+        .find_map(|s| s.child_task_id)
+        .expect("a step with a child task")
+        .to_string();
+    for p in &mut processes {
+        stop(p).await;
+    }
+    stack.stop().await;
+    let spans = receiver.spans().await;
+
+    let of = |task: &str| -> Vec<&Span> {
+        spans
+            .iter()
+            .filter(|s| s.attributes.get("tasker.task.id").map(String::as_str) == Some(task))
+            .collect()
+    };
+    let (parent_spans, child_spans) = (of(&parent_id), of(&child_id));
+    assert!(
+        !parent_spans.is_empty() && !child_spans.is_empty(),
+        "spans of both tasks"
+    );
+    let traces: BTreeSet<&str> = parent_spans
+        .iter()
+        .chain(&child_spans)
+        .map(|s| s.trace.as_str())
+        .collect();
+    assert_eq!(traces.len(), 1, "parent and child in one trace: {traces:?}");
+
+    // The parent's worker started the child, in a producer span that names it.
+    let start = spans
+        .iter()
+        .find(|s| s.attributes.get("tasker.child_task.id") == Some(&child_id))
+        .expect("a span that starts the child");
+    assert_eq!(
+        (start.kind.as_str(), start.service.as_str()),
+        ("SPAN_KIND_PRODUCER", "worker-customer-success")
+    );
+    assert_eq!(start.attributes["tasker.task.id"], parent_id);
+    assert_eq!(start.name, format!("start child {payments}/process_refund"));
+    // The child's coordinator accepted it under that span.
+    let accept = child_spans
+        .iter()
+        .find(|s| s.name == "accept task")
+        .expect("the child's accept span");
+    assert_eq!(accept.parent, start.id);
+    // The child's steps ran on the payments worker, in the same trace.
+    assert!(
+        child_spans
+            .iter()
+            .any(|s| s.name == "process step" && s.service == "worker-payments"),
+        "{child_spans:#?}"
+    );
+    let step = parent_spans
+        .iter()
+        .find(|s| s.name == "process step" && s.attributes["tasker.step.name"] == "execute_refund_workflow")
+        .expect("the parent step's span");
+    assert_eq!(step.attributes["tasker.step.outcome"], "waiting_for_child");
     std::fs::remove_dir_all(&dir).ok();
 }

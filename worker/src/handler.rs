@@ -5,8 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use tasker_protocol::StepReady;
+use tasker_protocol::topology::{self, message_type};
+use tasker_protocol::{PROTOCOL_VERSION, ParentStep, StepReady, TaskRequest, message};
+use tracing::Instrument;
 use uuid::Uuid;
+
+use crate::broker::{self, Outgoing, Publisher};
 
 /// The code a step fails with when its worker has no handler for its callable.
 pub const HANDLER_NOT_FOUND: &str = "handler_not_found";
@@ -16,6 +20,8 @@ pub const HANDLER_PANIC: &str = "handler_panic";
 pub const TIMEOUT: &str = "timeout";
 /// The code of a missing or malformed input, ancestor result or setting.
 pub const INVALID_INPUT: &str = "invalid_input";
+/// The code of a step whose child task could not be requested.
+pub const CHILD_NOT_STARTED: &str = "child_not_started";
 
 /// The user's code for one step. One value serves every attempt of every
 /// task, concurrently, so it holds only shared, read-mostly state.
@@ -79,6 +85,15 @@ pub enum StepError {
         /// step's backoff.
         retry_after: Option<Duration>,
     },
+    /// Not a failure: the step's result will be the outcome of a child
+    /// task, which [`StepContext::complete_with_child`] started. Return it
+    /// from the handler as it is; the worker then reports that the step
+    /// waits, and takes the next message.
+    #[error("waiting for child task {child_task_id}")]
+    WaitingForChild {
+        /// The child task.
+        child_task_id: Uuid,
+    },
 }
 
 impl StepError {
@@ -109,7 +124,7 @@ impl StepError {
                 message,
                 retry_after: Some(delay),
             },
-            permanent @ Self::Permanent { .. } => permanent,
+            other @ (Self::Permanent { .. } | Self::WaitingForChild { .. }) => other,
         }
     }
 
@@ -118,6 +133,7 @@ impl StepError {
     pub fn code(&self) -> &str {
         match self {
             Self::Permanent { code, .. } | Self::Retryable { code, .. } => code,
+            Self::WaitingForChild { .. } => "waiting_for_child",
         }
     }
 
@@ -126,7 +142,7 @@ impl StepError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Retryable { .. } => true,
-            Self::Permanent { .. } => false,
+            Self::Permanent { .. } | Self::WaitingForChild { .. } => false,
         }
     }
 }
@@ -143,6 +159,50 @@ pub struct StepContext {
 struct Inner {
     ready: StepReady,
     context: serde_json::Map<String, serde_json::Value>,
+    /// Where child task requests go.
+    children: Children,
+    /// The child task this attempt started.
+    child: std::sync::Mutex<Option<Uuid>>,
+}
+
+/// Where a context sends the child task requests of its handler.
+pub(crate) enum Children {
+    /// Nowhere: the context was made outside a worker.
+    None,
+    /// To the broker, as a worker does.
+    Broker(Publisher),
+    /// Into a list, for [`crate::testing`].
+    Recorded(Arc<std::sync::Mutex<Vec<TaskRequest>>>),
+}
+
+/// A task that a step asks for, to complete with its outcome: see
+/// [`StepContext::complete_with_child`].
+#[derive(Debug, Clone)]
+pub struct ChildTask {
+    namespace: String,
+    name: String,
+    version: Option<String>,
+    context: serde_json::Value,
+}
+
+impl ChildTask {
+    /// The highest version of template `namespace/name`, with `context` as
+    /// its input (a JSON object).
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>, context: serde_json::Value) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            version: None,
+            context,
+        }
+    }
+
+    /// Pins the template's version.
+    #[must_use]
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
 }
 
 impl StepContext {
@@ -153,6 +213,11 @@ impl StepContext {
     /// Returns a permanent [`INVALID_INPUT`] error if the message's context
     /// is not a JSON object.
     pub fn new(ready: StepReady) -> Result<Self, StepError> {
+        Self::with_children(ready, Children::None)
+    }
+
+    /// As [`Self::new`], with somewhere to send child task requests.
+    pub(crate) fn with_children(ready: StepReady, children: Children) -> Result<Self, StepError> {
         let context = serde_json::from_str(ready.context.get()).map_err(|e| {
             StepError::permanent(
                 INVALID_INPUT,
@@ -160,8 +225,123 @@ impl StepContext {
             )
         })?;
         Ok(Self {
-            inner: Arc::new(Inner { ready, context }),
+            inner: Arc::new(Inner {
+                ready,
+                context,
+                children,
+                child: std::sync::Mutex::new(None),
+            }),
         })
+    }
+
+    /// Starts `child`, a task of any namespace, and makes its outcome this
+    /// step's: return what this gives from the handler.
+    ///
+    /// ```ignore
+    /// return ctx.complete_with_child(ChildTask::new("payments", "process_refund", request)).await;
+    /// ```
+    ///
+    /// The request is confirmed by the broker before this returns, and the
+    /// worker takes its next message: the step holds no worker slot while
+    /// the child runs. When the child completes, the step completes with a
+    /// JSON object of the child's `task_id`, `namespace`, `name`, `version`
+    /// and `results` (each of its steps' results, by name); when the child
+    /// fails or is cancelled, the step fails permanently with
+    /// `child_task_failed` or `child_task_cancelled`, and a child that its
+    /// coordinator refuses fails it with `child_task_rejected`.
+    ///
+    /// Every attempt and delivery of this step asks for the same child (its
+    /// idempotency key is the task and step), so a redelivery or a retry
+    /// never starts a second child: a retry of the step after its child
+    /// failed finds the child failed, until the child is retried.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StepError::WaitingForChild`] once the child is requested;
+    /// a permanent [`INVALID_INPUT`] error if the child's context is not a
+    /// JSON object; a retryable [`CHILD_NOT_STARTED`] error if the request
+    /// could not be published; and a permanent one outside a worker.
+    pub async fn complete_with_child(&self, child: ChildTask) -> Result<serde_json::Value, StepError> {
+        let ready = &self.inner.ready;
+        if !child.context.is_object() {
+            return Err(StepError::permanent(
+                INVALID_INPUT,
+                format!(
+                    "the context of child task {}/{} must be a JSON object",
+                    child.namespace, child.name
+                ),
+            ));
+        }
+        let parent = ParentStep {
+            task_id: ready.task_id,
+            namespace: ready.namespace.clone(),
+            name: ready.task_name.clone(),
+            version: ready.task_version.clone(),
+            step: ready.step.clone(),
+            attempt: ready.attempt,
+        };
+        let request = TaskRequest {
+            protocol_version: PROTOCOL_VERSION,
+            request_id: Some(Uuid::new_v4()),
+            idempotency_key: Some(parent.idempotency_key()),
+            namespace: child.namespace,
+            name: child.name,
+            version: child.version,
+            context: child.context,
+            parent: Some(parent),
+        };
+        let child_task_id = request.task_id().expect("a request with a key has a task id");
+        let span = tracing::info_span!(
+            "start child task",
+            otel.name = format!("start child {}/{}", request.namespace, request.name),
+            otel.kind = "producer",
+            messaging.system = "rabbitmq",
+            messaging.operation.type = "send",
+            messaging.destination.name = topology::REQUESTS_EXCHANGE,
+            messaging.rabbitmq.destination.routing_key = %request.namespace,
+            tasker.task.id = %ready.task_id,
+            tasker.step.name = %ready.step,
+            tasker.child_task.id = %child_task_id,
+            tasker.child_task.namespace = %request.namespace,
+            tasker.child_task.name = %request.name,
+        );
+        let child_name = format!("{}/{}", request.namespace, request.name);
+        match &self.inner.children {
+            Children::None => {
+                return Err(StepError::permanent(
+                    CHILD_NOT_STARTED,
+                    "this context has no broker to start a child task with; child tasks start only in a Worker",
+                ));
+            }
+            Children::Recorded(list) => list.lock().expect("child list poisoned").push(request),
+            Children::Broker(publisher) => {
+                let properties =
+                    span.in_scope(|| broker::properties(message_type::TASK_REQUEST, Some(child_task_id)));
+                let outgoing = Outgoing {
+                    exchange: topology::REQUESTS_EXCHANGE.to_owned(),
+                    routing_key: request.namespace.clone(),
+                    payload: message::encode(&request),
+                    properties,
+                    mandatory: true,
+                };
+                publisher.publish(outgoing).instrument(span).await.map_err(|e| {
+                    StepError::retryable(
+                        CHILD_NOT_STARTED,
+                        format!("the request for child task {child_name} was not published: {e}"),
+                    )
+                })?;
+            }
+        }
+        *self.inner.child.lock().expect("child lock poisoned") = Some(child_task_id);
+        tracing::info!(task_id = %ready.task_id, step = %ready.step, %child_task_id,
+            child = %child_name, "child task requested");
+        Err(StepError::WaitingForChild { child_task_id })
+    }
+
+    /// The child task this attempt started, if it started one.
+    #[must_use]
+    pub fn started_child(&self) -> Option<Uuid> {
+        *self.inner.child.lock().expect("child lock poisoned")
     }
 
     /// The task's id.

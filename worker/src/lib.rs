@@ -47,7 +47,7 @@ pub mod worker;
 
 pub use client::{Client, Reply, Submitted};
 pub use error::Error;
-pub use handler::{StepContext, StepError, StepHandler, handler_fn};
+pub use handler::{ChildTask, StepContext, StepError, StepHandler, handler_fn};
 pub use worker::{Worker, WorkerConfig};
 
 /// Defaults shared by every Tasker process.

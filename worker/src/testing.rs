@@ -5,13 +5,18 @@
 //! dependency order, each handed its ancestors' results, a retryable failure
 //! tried again while attempts remain. It checks the handlers against the
 //! template as written; the engine's own guarantees are tested end to end.
+//!
+//! A step whose handler starts a child task stops the run there, with
+//! [`StepError::WaitingForChild`], and the child's request is kept in
+//! [`Run::children`]; give the step a stand-in result to run past it.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use tasker_protocol::{PROTOCOL_VERSION, StepReady, TaskTemplate};
+use tasker_protocol::{PROTOCOL_VERSION, StepReady, TaskRequest, TaskTemplate};
 
-use crate::handler::HANDLER_NOT_FOUND;
+use crate::handler::{Children, HANDLER_NOT_FOUND};
 use crate::{StepContext, StepError, StepHandler};
 
 /// How a [`run`] went.
@@ -22,6 +27,8 @@ pub struct Run {
     pub attempts: BTreeMap<String, u32>,
     /// The step that failed, and how.
     pub failed: Option<(String, StepError)>,
+    /// The child task each step asked for, by step name.
+    pub children: BTreeMap<String, TaskRequest>,
 }
 
 impl Run {
@@ -75,6 +82,7 @@ pub async fn run(
         results: BTreeMap::new(),
         attempts: BTreeMap::new(),
         failed: None,
+        children: BTreeMap::new(),
     };
     for &i in template.dag.topological_order() {
         let step = &template.steps[i];
@@ -113,9 +121,15 @@ pub async fn run(
             });
             // The context and results are raw JSON, which only parsing text yields.
             let ready: StepReady = serde_json::from_str(&ready.to_string()).expect("a step-ready message");
-            let ctx = StepContext::new(ready).expect("an object context");
+            let requested = Arc::new(Mutex::new(Vec::new()));
+            let ctx = StepContext::with_children(ready, Children::Recorded(requested.clone()))
+                .expect("an object context");
             run.attempts.insert(step.name.clone(), attempt);
-            match handler.call(&ctx).await {
+            let outcome = handler.call(&ctx).await;
+            if let Some(child) = requested.lock().expect("child list poisoned").pop() {
+                run.children.insert(step.name.clone(), child);
+            }
+            match outcome {
                 Ok(result) => {
                     run.results.insert(step.name.clone(), result);
                     break;

@@ -20,7 +20,7 @@ use tracing::{Instrument, debug, error, info, warn};
 
 use crate::broker::REDELIVERY_LIMIT;
 use crate::broker::{self, Broker, Outgoing, Publisher};
-use crate::handler::{HANDLER_NOT_FOUND, HANDLER_PANIC, TIMEOUT};
+use crate::handler::{Children, HANDLER_NOT_FOUND, HANDLER_PANIC, TIMEOUT};
 use crate::health::{self, Health};
 use crate::metrics;
 use crate::{Error, StepContext, StepError, StepHandler};
@@ -411,7 +411,7 @@ async fn handle_delivery(
             .get_or_create(&labels)
             .observe(wait as f64 / 1e6);
     }
-    let outcome = run_handler(shared, &ready).await;
+    let outcome = run_handler(shared, publisher, &ready).await;
     let finished_at = Utc::now();
     let ran = (finished_at - started_at).num_microseconds().unwrap_or(0).max(0);
     metrics::global()
@@ -437,6 +437,11 @@ async fn handle_delivery(
             span.record("otel.status_message", error.code.as_str());
             warn!(task_id = %ready.task_id, step = %ready.step, attempt = ready.attempt,
                 code = %error.code, retryable = error.retryable, message = %error.message, "step failed");
+        }
+        StepOutcome::WaitingForChild { child_task_id } => {
+            tracing::Span::current().record("tasker.step.outcome", "waiting_for_child");
+            info!(task_id = %ready.task_id, step = %ready.step, attempt = ready.attempt,
+                %child_task_id, "step waits for its child task");
         }
     }
     let result = StepResult {
@@ -480,7 +485,7 @@ fn redacted(shared: &Shared) -> String {
 
 /// Runs the handler in its own task, so that a panic or a timeout becomes a
 /// step failure instead of taking the worker down.
-async fn run_handler(shared: &Shared, ready: &StepReady) -> StepOutcome {
+async fn run_handler(shared: &Shared, publisher: &Publisher, ready: &StepReady) -> StepOutcome {
     let Some(handler) = shared.handlers.get(&ready.callable).cloned() else {
         let known: Vec<&str> = shared.handlers.keys().map(String::as_str).collect();
         return failed(StepError::permanent(
@@ -497,11 +502,16 @@ async fn run_handler(shared: &Shared, ready: &StepReady) -> StepOutcome {
             ),
         ));
     };
-    let ctx = match StepContext::new(ready.clone()) {
+    let ctx = match StepContext::with_children(ready.clone(), Children::Broker(publisher.clone())) {
         Ok(ctx) => ctx,
         Err(e) => return failed(e),
     };
-    let task = tokio::spawn(async move { AssertUnwindSafe(handler.call(&ctx)).catch_unwind().await });
+    let started = ctx.clone();
+    // In the delivery's span: what the handler logs and publishes joins the task's trace.
+    let task = tokio::spawn(
+        async move { AssertUnwindSafe(handler.call(&ctx)).catch_unwind().await }
+            .instrument(tracing::Span::current()),
+    );
     let abort = task.abort_handle();
     let joined = match ready.timeout_seconds {
         Some(secs) => match tokio::time::timeout(Duration::from_secs_f64(secs), task).await {
@@ -524,6 +534,19 @@ async fn run_handler(shared: &Shared, ready: &StepReady) -> StepOutcome {
                 format!("the handler's result is not JSON: {e}"),
             )),
         },
+        Ok(Ok(Err(StepError::WaitingForChild { child_task_id }))) => {
+            if started.started_child() == Some(child_task_id) {
+                StepOutcome::WaitingForChild { child_task_id }
+            } else {
+                failed(StepError::permanent(
+                    "no_child_task",
+                    format!(
+                        "the handler says it waits for child task {child_task_id}, which it did not start; \
+                         return what StepContext::complete_with_child returns"
+                    ),
+                ))
+            }
+        }
         Ok(Ok(Err(e))) => failed(e),
         Ok(Err(panic)) => {
             let text = panic_text(panic.as_ref());
@@ -543,6 +566,12 @@ async fn run_handler(shared: &Shared, ready: &StepReady) -> StepOutcome {
 fn failed(error: StepError) -> StepOutcome {
     let (retryable, code, message, retry_after) = match error {
         StepError::Permanent { code, message } => (false, code, message, None),
+        StepError::WaitingForChild { child_task_id } => (
+            false,
+            "no_child_task".to_owned(),
+            format!("waiting for child task {child_task_id} is not possible here"),
+            None,
+        ),
         StepError::Retryable {
             code,
             message,

@@ -14,7 +14,9 @@
 -- last attempt's start and end (unix ms), due:i when a retry is due, f:i
 -- how often the step was released by its dependency counter since it was
 -- last reset (always 1), b:i the last attempt before an operator's retry
--- (attempts are budgeted from it).
+-- (attempts are budgeted from it), ch:i the child task the step's handler
+-- started. A child task also has parent, the JSON of the parent step
+-- that waits for it.
 
 -- Splits "1,2,3" into a list of strings; "" gives an empty list.
 local function split(csv)

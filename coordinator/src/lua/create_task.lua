@@ -7,7 +7,10 @@
 -- ARGV[8]  '1' if this request is a redelivery, else '0'
 -- ARGV[9]  the step names in template order, as "a,b,c"
 -- ARGV[10] the W3C traceparent of the span that accepted the task ('' for none)
--- ARGV[11..] for each step in template order, its number of dependencies
+-- ARGV[11] for a child task, the parent step JSON ('' for none): kept as
+--          parent, and for a task that exists, put in place of the old one
+--          (a later attempt of the parent step waits for it now)
+-- ARGV[12..] for each step in template order, its number of dependencies
 --
 -- Returns {'created', root...}: the roots, now enqueued at attempt 1, to publish.
 -- Returns {'exists', status, root...}: the task existed; the requester is
@@ -15,7 +18,7 @@
 -- are still enqueued at attempt 1: the first delivery may have died before
 -- publishing them.
 local key = KEYS[1]
-local first_step = 11
+local first_step = 12
 local nsteps = #ARGV - first_step + 1
 
 if ARGV[6] ~= '' then
@@ -24,6 +27,9 @@ if ARGV[6] ~= '' then
 end
 
 if redis.call('HEXISTS', key, 'status') == 1 then
+  if ARGV[11] ~= '' then
+    redis.call('HSET', key, 'parent', ARGV[11])
+  end
   local status = redis.call('HGET', key, 'status')
   local out = {'exists', status}
   if ARGV[8] == '1' and status == 'running' then
@@ -40,6 +46,9 @@ end
 
 redis.call('HSET', key, 'ns', ARGV[1], 'name', ARGV[2], 'ver', ARGV[3], 'status', 'running',
   'ctx', ARGV[4], 'created', ARGV[5], 'open', nsteps, 'failed', 0, 'steps', ARGV[9], 'tp', ARGV[10])
+if ARGV[11] ~= '' then
+  redis.call('HSET', key, 'parent', ARGV[11])
+end
 local out = {'created'}
 for i = 0, nsteps - 1 do
   local waiting = tonumber(ARGV[first_step + i])

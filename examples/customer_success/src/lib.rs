@@ -10,12 +10,9 @@
 //! ```
 //!
 //! `execute_refund_workflow` starts the payment service's `process_refund`
-//! as a child task and completes with its result. The handler for
-//! execute_refund_workflow arrives with child tasks, which the SDK does not
-//! have yet, so this worker does not register one: until then a task of
-//! this template stops at that step with `handler_not_found`. The request
-//! the child gets is already built and tested, in
-//! [`refund_workflow::payments_request`].
+//! as a child task and completes with its result; no worker of this
+//! service waits for the payment meanwhile. The request the child gets is
+//! built in [`refund_workflow::payments_request`].
 //!
 //! - [`request`]: the request as filed, and its validation;
 //! - [`policy`]: the refund window, the limits, and the approval;
@@ -33,13 +30,13 @@ use std::ops::Range;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tasker_worker::{StepContext, StepError, StepHandler, Worker};
+use tasker_worker::{ChildTask, StepContext, StepError, StepHandler, Worker};
 
 use crate::money::format_money;
 use crate::policy::{
     Approval, ManagerDecision, ManagerReview, PolicyDecision, RefundPolicy, approve, check_policy,
 };
-use crate::refund_workflow::refund_id_of;
+use crate::refund_workflow::{child_template, payments_request, refund_id_of};
 use crate::request::{RefundTicket, ValidatedRefund, validate};
 
 /// The namespace these handlers serve.
@@ -68,10 +65,6 @@ impl Latency {
 
 /// The handlers of `process_refund`, each with its template `callable`.
 ///
-/// `CustomerSuccess::StepHandlers::ExecuteRefundWorkflowHandler` is not
-/// among them: the handler for execute_refund_workflow arrives with child
-/// tasks.
-///
 /// [`register`] puts them on a worker; the workflow tests run the
 /// templates' steps through them directly.
 #[must_use]
@@ -89,7 +82,10 @@ pub fn handlers(latency: &Latency) -> Vec<(&'static str, Box<dyn StepHandler>)> 
             "CustomerSuccess::StepHandlers::GetManagerApprovalHandler",
             Box::new(GetManagerApproval(latency.clone())),
         ),
-        // The handler for execute_refund_workflow arrives with child tasks.
+        (
+            "CustomerSuccess::StepHandlers::ExecuteRefundWorkflowHandler",
+            Box::new(ExecuteRefundWorkflow),
+        ),
         (
             "CustomerSuccess::StepHandlers::UpdateTicketStatusHandler",
             Box::new(UpdateTicketStatus(latency.clone())),
@@ -172,6 +168,24 @@ impl StepHandler for GetManagerApproval {
         result["approved"] = json!(true);
         result["approved_at"] = json!(chrono::Utc::now().to_rfc3339());
         Ok(result)
+    }
+}
+
+/// Has the payment service refund the payment: starts its
+/// `process_refund` as a child task (the namespace and template come from
+/// the step's `handler.initialization`), and completes with the child's
+/// result once the child finishes.
+pub struct ExecuteRefundWorkflow;
+
+#[async_trait::async_trait]
+impl StepHandler for ExecuteRefundWorkflow {
+    async fn call(&self, ctx: &StepContext) -> Result<Value, StepError> {
+        let refund: ValidatedRefund = ctx.dependency_result("validate_refund_request")?;
+        let approval: Approval = ctx.dependency_result("get_manager_approval")?;
+        let (namespace, name) = child_template(ctx)?;
+        let request = payments_request(ctx.context(), &refund, &approval);
+        ctx.complete_with_child(ChildTask::new(namespace, name, request))
+            .await
     }
 }
 

@@ -1,7 +1,7 @@
 //! The worker of the `customer_success` namespace: one process of the support service.
 //!
-//! It serves every step of `process_refund` but `execute_refund_workflow`:
-//! the handler for execute_refund_workflow arrives with child tasks.
+//! It serves every step of `process_refund`; `execute_refund_workflow` hands
+//! the refund to the payments namespace as a child task.
 
 use std::time::Duration;
 

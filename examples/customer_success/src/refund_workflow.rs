@@ -1,21 +1,36 @@
 //! The refund itself happens in the payment service: `execute_refund_workflow`
 //! starts the `payments` namespace's `process_refund` as a child task and
-//! completes with the child's result.
-//!
-//! The handler that starts the child arrives with child tasks in the SDK;
-//! until then the template's step has no handler on this worker. What the
-//! child is asked to do does not depend on that, and lives here.
+//! completes with the child's result. What the child is asked to do lives
+//! here.
 
 use serde_json::{Map, Value, json};
+use tasker_worker::{StepContext, StepError};
 
 use crate::policy::Approval;
 use crate::request::ValidatedRefund;
 
-/// The namespace of the child task.
+/// The namespace of the child task, unless the step's
+/// `handler.initialization.child_namespace` names another.
 pub const PAYMENTS_NAMESPACE: &str = "payments";
 
-/// The template of the child task.
+/// The template of the child task, unless the step's
+/// `handler.initialization.child_task` names another.
 pub const PAYMENTS_TASK: &str = "process_refund";
+
+/// The child task's namespace and template name, from the step's
+/// `handler.initialization`.
+///
+/// # Errors
+///
+/// A permanent error if a setting is there but is not a string.
+pub fn child_template(ctx: &StepContext) -> Result<(String, String), StepError> {
+    Ok((
+        ctx.initialization("child_namespace")?
+            .unwrap_or_else(|| PAYMENTS_NAMESPACE.to_owned()),
+        ctx.initialization("child_task")?
+            .unwrap_or_else(|| PAYMENTS_TASK.to_owned()),
+    ))
+}
 
 /// Fields of the parent's context that script the simulated payment ledger
 /// and gateway; they pass through to the child unchanged, so that one
@@ -28,15 +43,14 @@ pub const SIMULATION_FIELDS: [&str; 5] = [
     "gateway_decline",
 ];
 
-/// The child task to start: its namespace, its template name and its
-/// context, built from the validated request, the approval, and the
-/// parent's context for the simulation fields.
+/// The child task's context, built from the validated request, the
+/// approval, and the parent's context for the simulation fields.
 #[must_use]
 pub fn payments_request(
     context: &Map<String, Value>,
     refund: &ValidatedRefund,
     approval: &Approval,
-) -> (&'static str, &'static str, Value) {
+) -> Value {
     let mut child = json!({
         "payment_id": refund.payment_id,
         "refund_amount": refund.refund_amount,
@@ -59,21 +73,18 @@ pub fn payments_request(
             }
         }
     }
-    (PAYMENTS_NAMESPACE, PAYMENTS_TASK, child)
+    child
 }
 
-/// The gateway's refund id in the child's result: a `refund_id` at its top
-/// level, or in one of its step results (the result of
-/// `process_gateway_refund` carries one).
+/// The gateway's refund id in the child's result: in one of the child's
+/// step `results` (the result of `process_gateway_refund` carries one).
 #[must_use]
 pub fn refund_id_of(result: &Value) -> Option<&str> {
-    let top = result.get("refund_id").and_then(Value::as_str);
-    top.or_else(|| {
-        result
-            .as_object()?
-            .values()
-            .find_map(|step| step.get("refund_id").and_then(Value::as_str))
-    })
+    result
+        .get("results")?
+        .as_object()?
+        .values()
+        .find_map(|step| step.get("refund_id").and_then(Value::as_str))
 }
 
 #[cfg(test)]
@@ -111,8 +122,7 @@ mod tests {
     #[test]
     fn asks_payments_for_the_validated_refund() {
         let parent = context(json!({ "refund_amount": "ignored: the validated amount wins" }));
-        let (namespace, name, child) = payments_request(&parent, &refund(), &approval());
-        assert_eq!((namespace, name), ("payments", "process_refund"));
+        let child = payments_request(&parent, &refund(), &approval());
         assert_eq!(child["payment_id"], "pay_3f9a12");
         assert_eq!(child["refund_amount"], 12_500);
         assert_eq!(child["currency"], "USD");
@@ -130,7 +140,7 @@ mod tests {
             "gateway_decline": null,
             "manager_decision": "approve",
         }));
-        let (_, _, child) = payments_request(&parent, &refund(), &approval());
+        let child = payments_request(&parent, &refund(), &approval());
         assert_eq!(child["gateway_failures"], 2);
         assert_eq!(child["gateway_failure"], "rate_limited");
         assert_eq!(child["captured_amount"], 20_000);
@@ -141,7 +151,7 @@ mod tests {
     #[test]
     fn the_payments_service_accepts_the_request() {
         let parent = context(json!({ "captured_amount": 20_000, "already_refunded_amount": 5_000 }));
-        let (_, _, child) = payments_request(&parent, &refund(), &approval());
+        let child = payments_request(&parent, &refund(), &approval());
         let request: RefundRequest = serde_json::from_value(child).expect("the payments request shape");
         let eligible = check_eligibility(&request).expect("eligible for a refund");
         assert_eq!(eligible.refund_amount, 12_500);
@@ -150,14 +160,27 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_refund_id_at_the_top_or_in_a_step_result() {
-        assert_eq!(refund_id_of(&json!({ "refund_id": "re_1" })), Some("re_1"));
-        let by_step = json!({
-            "validate_payment_eligibility": { "eligible": true },
-            "process_gateway_refund": { "refund_id": "re_2", "status": "succeeded" },
+    fn finds_the_refund_id_in_a_step_result_of_the_child() {
+        let child = json!({
+            "task_id": "9e027b64-c13a-5d8e-8f20-41c7d6a93b15",
+            "namespace": "payments",
+            "name": "process_refund",
+            "version": "1.1.0",
+            "results": {
+                "validate_payment_eligibility": { "eligible": true },
+                "process_gateway_refund": { "refund_id": "re_2", "status": "succeeded" },
+            },
         });
-        assert_eq!(refund_id_of(&by_step), Some("re_2"));
-        assert_eq!(refund_id_of(&json!({ "status": "done" })), None);
+        assert_eq!(refund_id_of(&child), Some("re_2"));
+        assert_eq!(
+            refund_id_of(&json!({ "results": { "a": { "status": "done" } } })),
+            None
+        );
+        assert_eq!(
+            refund_id_of(&json!({ "refund_id": "re_1" })),
+            None,
+            "not a child's result"
+        );
         assert_eq!(refund_id_of(&json!(null)), None);
     }
 }

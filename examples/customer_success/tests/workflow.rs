@@ -1,12 +1,11 @@
 //! `customer_success/process_refund`, run through this crate's handlers.
-//! `execute_refund_workflow` has no handler until child tasks exist, so
-//! these runs either stop there or stand in for its result.
+//! `execute_refund_workflow` starts a child task in the payments namespace,
+//! which runs no handler here: these runs either stop there, with the
+//! child's request in hand, or stand in for the child's result.
 
 use serde_json::{Value, json};
-use tasker_example_customer_success::policy::Approval;
-use tasker_example_customer_success::refund_workflow::payments_request;
-use tasker_example_customer_success::request::ValidatedRefund;
 use tasker_example_customer_success::{Latency, handlers};
+use tasker_protocol::ParentStep;
 
 const TEMPLATE: &str = include_str!("../../../templates/customer_success/process_refund.yaml");
 
@@ -30,11 +29,20 @@ fn request(extra: Value) -> Value {
 
 /// What the payments child task would complete with.
 fn child_result() -> Value {
-    json!({ "process_gateway_refund": { "refund_id": "re_5d1c", "status": "succeeded" } })
+    json!({
+        "task_id": "9e027b64-c13a-5d8e-8f20-41c7d6a93b15",
+        "namespace": "payments",
+        "name": "process_refund",
+        "version": "1.1.0",
+        "results": {
+            "validate_payment_eligibility": { "eligible": true },
+            "process_gateway_refund": { "refund_id": "re_5d1c", "status": "succeeded" },
+        },
+    })
 }
 
 #[test]
-fn only_execute_refund_workflow_lacks_a_handler() {
+fn every_step_has_a_handler() {
     let registered = handlers(&Latency::none());
     let template = harness::template(TEMPLATE);
     let missing: Vec<&str> = template
@@ -43,27 +51,51 @@ fn only_execute_refund_workflow_lacks_a_handler() {
         .filter(|step| !registered.iter().any(|(callable, _)| *callable == step.callable))
         .map(|step| step.name.as_str())
         .collect();
-    assert_eq!(missing, ["execute_refund_workflow"]);
+    assert!(missing.is_empty(), "no handler for {missing:?}");
 }
 
 #[tokio::test]
-async fn without_child_tasks_the_refund_stops_at_the_payment_step() {
+async fn the_payment_step_asks_the_payment_service_for_the_approved_refund() {
     let template = harness::template(TEMPLATE);
-    let context = request(json!({ "gateway_failures": 1 }));
+    let context = request(json!({ "gateway_failures": 1, "manager_decision": "approve" }));
     let run = harness::run(&template, &handlers(&Latency::none()), &context, &[]).await;
-    assert_eq!(run.failure(), ("execute_refund_workflow", "handler_not_found"));
-
-    // What the step will ask of the payment service, from the results so far.
-    let refund: ValidatedRefund =
-        serde_json::from_value(run.result("validate_refund_request").clone()).expect("a validated refund");
-    let approval: Approval =
-        serde_json::from_value(run.result("get_manager_approval").clone()).expect("an approval");
-    let (namespace, name, child) =
-        payments_request(context.as_object().expect("an object"), &refund, &approval);
-    assert_eq!((namespace, name), ("payments", "process_refund"));
-    assert_eq!(child["refund_amount"], 4999);
-    assert_eq!(child["approved_by"], "policy:auto");
-    assert_eq!(child["gateway_failures"], 1);
+    // The run stops where the step waits for its child.
+    assert_eq!(run.failure(), ("execute_refund_workflow", "waiting_for_child"));
+    let child = &run.children["execute_refund_workflow"];
+    assert_eq!(
+        (child.namespace.as_str(), child.name.as_str()),
+        ("payments", "process_refund")
+    );
+    assert_eq!(child.version, None, "the highest version");
+    assert_eq!(child.context["refund_amount"], 4999);
+    assert_eq!(child.context["approved_by"], "policy:auto");
+    assert_eq!(
+        child.context["gateway_failures"], 1,
+        "simulation fields pass through"
+    );
+    assert!(child.context.get("manager_decision").is_none());
+    // It reports to this step, and every attempt asks for the same child.
+    let parent: &ParentStep = child.parent.as_ref().expect("a parent step");
+    assert_eq!(
+        (
+            parent.namespace.as_str(),
+            parent.name.as_str(),
+            parent.step.as_str(),
+            parent.attempt
+        ),
+        ("customer_success", "process_refund", "execute_refund_workflow", 1)
+    );
+    assert_eq!(
+        child.idempotency_key.as_deref(),
+        Some(parent.idempotency_key().as_str())
+    );
+    let waiting = &run.failed.as_ref().unwrap().1;
+    assert_eq!(
+        waiting,
+        &tasker_worker::StepError::WaitingForChild {
+            child_task_id: child.task_id().unwrap()
+        }
+    );
 }
 
 #[tokio::test]

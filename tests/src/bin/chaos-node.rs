@@ -1,7 +1,8 @@
 //! One process of the chaos suite or the benchmark: a coordinator, or a
 //! worker whose handlers sleep a little and count every run in Redis, so
 //! that the chaos suite can count handler executions beyond one per attempt
-//! even across kill -9 (or, with `--noop`, do nothing at all).
+//! even across kill -9 (or, with `--noop`, do nothing at all); or a worker
+//! with one team's example handlers, for the tracing test.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +32,14 @@ enum Role {
         /// No-op handlers: no sleep, no counting. For benchmarks.
         #[arg(long)]
         noop: bool,
+    },
+    /// Run a worker with the handlers of an example team, `payments` or
+    /// `customer_success`, for `namespace`.
+    TeamWorker {
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        namespace: String,
     },
 }
 
@@ -84,6 +93,25 @@ async fn main() -> anyhow::Result<()> {
             for callable in tasker_e2e::chaos::CALLABLES {
                 worker = worker.handler(*callable, Shared(handler.clone()));
             }
+            worker.run(shutdown).await?;
+        }
+        Role::TeamWorker { team, namespace } => {
+            let worker = Worker::new(WorkerConfig {
+                amqp_url,
+                name: format!("{team}-worker-{}", std::process::id()),
+                ..WorkerConfig::default()
+            })
+            .namespace(&namespace);
+            let worker = match team.as_str() {
+                "payments" => {
+                    tasker_example_payments::register(worker, &tasker_example_payments::Latency::none())
+                }
+                "customer_success" => tasker_example_customer_success::register(
+                    worker,
+                    &tasker_example_customer_success::Latency::none(),
+                ),
+                other => anyhow::bail!("no team {other:?}; pass payments or customer_success"),
+            };
             worker.run(shutdown).await?;
         }
         Role::Worker {
