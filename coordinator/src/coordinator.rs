@@ -454,20 +454,14 @@ impl Coordinator {
                     self.store.bookkeep(&template.namespace, &changes),
                     self.publish_steps(&template, task_id, &republish, 1, &inputs),
                 )?;
-                if status != TaskStatus::Running
-                    && let Some(queue) = &reply_to
-                {
-                    self.publish_finished(task_id, Some((queue.as_str(), correlation.as_str())))
-                        .await?;
-                }
-                // A later attempt of the parent step asks again: a child
-                // that has finished tells it at once.
-                if status != TaskStatus::Running
-                    && let Some(parent) = &request.parent
-                    && let Some(snapshot) = self.store.task(task_id).await?
-                {
-                    let result = parent.result_of(&snapshot.report());
-                    self.publisher.publish(to_parent(parent, &result)).await?;
+                // A late requester, or a later attempt of a parent step,
+                // hears at once of a task that has finished.
+                if status != TaskStatus::Running && (reply_to.is_some() || request.parent.is_some()) {
+                    let late = Audience::Late {
+                        reply: reply_to.as_deref().map(|q| (q, correlation.as_str())),
+                        parent: request.parent.is_some(),
+                    };
+                    self.publish_finished(task_id, late).await?;
                 }
             }
         }
@@ -668,7 +662,7 @@ impl Coordinator {
                 .inc();
         }
         if status != TaskStatus::Running {
-            self.publish_finished(task_id, None).await?;
+            self.publish_finished(task_id, Audience::Everyone).await?;
             count_finished(&template, status);
         }
         let started: Vec<String> = ready
@@ -806,7 +800,7 @@ impl Coordinator {
         let finished_again =
             recorded.verdict == Verdict::Duplicate && redelivered && recorded.status != TaskStatus::Running;
         if first_time_finished || finished_again {
-            self.publish_finished(task_id, None).await?;
+            self.publish_finished(task_id, Audience::Everyone).await?;
         }
         if first_time_finished {
             count_finished(template, recorded.status);
@@ -907,9 +901,8 @@ impl Coordinator {
         Ok(published?)
     }
 
-    /// Publishes the task's report to the events exchange and to every
-    /// requester, or only to `only` when it is given.
-    async fn publish_finished(&self, task_id: Uuid, only: Option<(&str, &str)>) -> Result<(), Error> {
+    /// Publishes the task's report to `audience`.
+    async fn publish_finished(&self, task_id: Uuid, audience: Audience<'_>) -> Result<(), Error> {
         let Some(snapshot) = self.store.task(task_id).await? else {
             return Ok(());
         };
@@ -925,9 +918,17 @@ impl Coordinator {
             // A requester that went away takes its reply queue with it.
             mandatory: false,
         };
-        match only {
-            Some((queue, correlation)) => messages.push(direct(queue, correlation)),
-            None => {
+        match audience {
+            Audience::Late { reply, parent } => {
+                if let Some((queue, correlation)) = reply {
+                    messages.push(direct(queue, correlation));
+                }
+                // The store has just moved the parent link to the asking attempt.
+                if parent && let Some(parent) = &report.parent {
+                    messages.push(to_parent(parent, &parent.result_of(&report)));
+                }
+            }
+            Audience::Everyone => {
                 info!(task_id = %task_id, status = ?report.status, "task finished");
                 if let Some(tp) = &snapshot.traceparent {
                     tasker_worker::telemetry::record_finished_span(
@@ -1099,6 +1100,21 @@ impl Coordinator {
     ) -> Result<(), Error> {
         Ok(self.publisher.dead_letter(delivery, queue, code, reason).await?)
     }
+}
+
+/// Who hears of a finished task.
+enum Audience<'a> {
+    /// Everyone, when it has just finished: the events exchange, every
+    /// requester, and the parent step of a child task.
+    Everyone,
+    /// A request for a task that had finished already: its requester's
+    /// reply queue, if it gave one, and the parent step if it came from one.
+    Late {
+        /// The reply queue and correlation id.
+        reply: Option<(&'a str, &'a str)>,
+        /// Whether the request came from a parent step.
+        parent: bool,
+    },
 }
 
 /// A step result for the parent step of a child task, to the parent's

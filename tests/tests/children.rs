@@ -77,6 +77,18 @@ impl Teams {
         )
     }
 
+    /// The payments team's coordinator and worker, then the support
+    /// team's, each on its own stack.
+    async fn start_both(&self) -> (Stack, Stack) {
+        let payments = Stack::start(self.payments_templates(), 1, vec![self.payments_worker()])
+            .await
+            .unwrap();
+        let support = Stack::start(vec![self.support_template()], 1, vec![self.support_worker(4)])
+            .await
+            .unwrap();
+        (payments, support)
+    }
+
     fn payments_worker(&self) -> Worker {
         tasker_example_payments::register(
             Worker::new(worker_config(8)).namespace(&self.payments),
@@ -93,22 +105,9 @@ fn fast_retries(yaml: &str) -> String {
 
 /// A refund ticket, with fields that script the simulated payment gateway.
 fn ticket(ticket_id: &str, gateway: Value) -> Value {
-    let mut context = json!({
-        "ticket_id": ticket_id,
-        "customer_id": "cus_42",
-        "customer_email": "jane@example.com",
-        "payment_id": "pay_3f9a12c4",
-        "refund_amount": 4999,
-        "currency": "USD",
-        "reason": "item arrived damaged",
-        "requested_by": "agent_sam",
-        "days_since_purchase": 6,
-        "captured_amount": 12_000,
-    });
-    if let (Some(base), Some(extra)) = (context.as_object_mut(), gateway.as_object()) {
-        base.extend(extra.clone());
-    }
-    context
+    let mut ticket = tasker_example_customer_success::request::example_ticket(gateway);
+    ticket["ticket_id"] = json!(ticket_id);
+    ticket
 }
 
 /// Waits until the task's `step` has started a child task and waits for
@@ -235,12 +234,7 @@ async fn a_refund_ticket_completes_with_the_payments_child_task_and_holds_no_wor
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_child_task_fails_its_parent_step_until_the_child_is_fixed_and_the_parent_retried() {
     let teams = Teams::new();
-    let payments = Stack::start(teams.payments_templates(), 1, vec![teams.payments_worker()])
-        .await
-        .unwrap();
-    let support = Stack::start(vec![teams.support_template()], 1, vec![teams.support_worker(4)])
-        .await
-        .unwrap();
+    let (payments, support) = teams.start_both().await;
     let declined = ticket("TKT-3", json!({ "gateway_decline": "the card was closed" }));
     let report = support
         .run(&teams.support, "process_refund", declined)
@@ -371,12 +365,7 @@ async fn a_child_task_of_a_template_nobody_serves_fails_its_parent_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_teams_process_refund_workflows_run_at_once_on_their_own_queues() {
     let teams = Teams::new();
-    let payments = Stack::start(teams.payments_templates(), 1, vec![teams.payments_worker()])
-        .await
-        .unwrap();
-    let support = Stack::start(vec![teams.support_template()], 1, vec![teams.support_worker(4)])
-        .await
-        .unwrap();
+    let (payments, support) = teams.start_both().await;
     let direct = json!({
         "payment_id": "pay_77",
         "refund_amount": 1500,

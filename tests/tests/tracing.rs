@@ -392,12 +392,7 @@ async fn a_child_task_is_part_of_its_parents_trace() {
             "http/protobuf",
         ),
     ];
-    let ticket = json!({
-        "ticket_id": "TKT-7", "customer_id": "cus_42", "customer_email": "jane@example.com",
-        "payment_id": "pay_3f9a12c4", "refund_amount": 4999, "currency": "USD",
-        "reason": "item arrived damaged", "requested_by": "agent_sam",
-        "days_since_purchase": 6, "captured_amount": 12_000,
-    });
+    let ticket = tasker_example_customer_success::request::example_ticket(json!({ "ticket_id": "TKT-7" }));
     let submitted = stack
         .client
         .submit(TaskRequest::new(&support, "process_refund", ticket))

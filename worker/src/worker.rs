@@ -539,7 +539,7 @@ async fn run_handler(shared: &Shared, publisher: &Publisher, ready: &StepReady) 
                 StepOutcome::WaitingForChild { child_task_id }
             } else {
                 failed(StepError::permanent(
-                    "no_child_task",
+                    NO_CHILD_TASK,
                     format!(
                         "the handler says it waits for child task {child_task_id}, which it did not start; \
                          return what StepContext::complete_with_child returns"
@@ -563,12 +563,16 @@ async fn run_handler(shared: &Shared, publisher: &Publisher, ready: &StepReady) 
     }
 }
 
+/// The code of a step whose handler says it waits for a child task that
+/// it did not start.
+const NO_CHILD_TASK: &str = "no_child_task";
+
 fn failed(error: StepError) -> StepOutcome {
     let (retryable, code, message, retry_after) = match error {
         StepError::Permanent { code, message } => (false, code, message, None),
         StepError::WaitingForChild { child_task_id } => (
             false,
-            "no_child_task".to_owned(),
+            NO_CHILD_TASK.to_owned(),
             format!("waiting for child task {child_task_id} is not possible here"),
             None,
         ),

@@ -6,6 +6,30 @@ use tasker_worker::{StepContext, StepError};
 
 use crate::money;
 
+/// A filled-in ticket that the refund policy approves on its own, for demos
+/// and tests, with `overrides` laid over it (a field set to `null` is
+/// cleared). It carries `captured_amount` too, which the payment service's
+/// simulated ledger reads when the refund reaches it as a child task.
+#[must_use]
+pub fn example_ticket(overrides: serde_json::Value) -> serde_json::Value {
+    let mut ticket = serde_json::json!({
+        "ticket_id": "TKT-1042",
+        "customer_id": "cus_42",
+        "customer_email": "jane@example.com",
+        "payment_id": "pay_3f9a12c4",
+        "refund_amount": 4999,
+        "currency": "USD",
+        "reason": "item arrived damaged",
+        "requested_by": "agent_sam",
+        "days_since_purchase": 6,
+        "captured_amount": 12_000,
+    });
+    if let (Some(base), serde_json::Value::Object(overrides)) = (ticket.as_object_mut(), overrides) {
+        base.extend(overrides);
+    }
+    ticket
+}
+
 /// The task context of `customer_success/process_refund`, as filed. Amounts
 /// are in minor units of `currency` (cents for USD).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -10,21 +10,7 @@ use tasker_protocol::ParentStep;
 const TEMPLATE: &str = include_str!("../../../templates/customer_success/process_refund.yaml");
 
 fn request(extra: Value) -> Value {
-    let mut context = json!({
-        "ticket_id": "TKT-1042",
-        "customer_id": "cus_42",
-        "customer_email": "jane@example.com",
-        "payment_id": "pay_3f9a12c4",
-        "refund_amount": 4999,
-        "currency": "USD",
-        "reason": "item arrived damaged",
-        "requested_by": "agent_sam",
-        "days_since_purchase": 6,
-    });
-    if let (Some(base), Some(extra)) = (context.as_object_mut(), extra.as_object()) {
-        base.extend(extra.clone());
-    }
-    context
+    tasker_example_customer_success::request::example_ticket(extra)
 }
 
 /// What the payments child task would complete with.
