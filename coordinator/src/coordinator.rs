@@ -32,7 +32,9 @@ use tasker_worker::metrics;
 use tasker_worker::worker::Reconnect;
 
 use crate::Error;
-use crate::store::{Applied, Bookkeeping, Created, Inputs, Operated, Operation, StepRef, Store, Verdict};
+use crate::store::{
+    Applied, Bookkeeping, Created, Inputs, Operated, Operation, StepRef, Store, TaskSnapshot, Verdict,
+};
 
 /// How a coordinator runs.
 #[derive(Debug, Clone)]
@@ -413,6 +415,7 @@ impl Coordinator {
                 redelivered,
                 traceparent.as_deref(),
                 request.parent.as_ref(),
+                |step| self.lease(&template, step),
             )
             .await?;
         let inputs = Inputs {
@@ -437,23 +440,15 @@ impl Coordinator {
                 m.tasks_in_flight
                     .get_or_create(&metrics::task(&template.namespace, &template.name))
                     .inc();
-                let mut changes = self.leases(&template, task_id, &roots, 1);
-                changes.push(Bookkeeping::Index(task_id, Utc::now()));
-                // As in `apply`: both before the ack, neither needs the other.
-                tokio::try_join!(
-                    self.store.bookkeep(&template.namespace, &changes),
-                    self.publish_steps(&template, task_id, &roots, 1, &inputs),
-                )?;
+                // The script has leased the roots and indexed the task.
+                self.publish_steps(&template, task_id, &roots, 1, &inputs).await?;
             }
             Created::Existing { status, republish } => {
                 info!(task_id = %task_id, ?status, "request for an existing task; nothing runs again");
-                // The first delivery may have died before its bookkeeping.
-                let mut changes = self.leases(&template, task_id, &republish, 1);
-                changes.push(Bookkeeping::Index(task_id, Utc::now()));
-                tokio::try_join!(
-                    self.store.bookkeep(&template.namespace, &changes),
-                    self.publish_steps(&template, task_id, &republish, 1, &inputs),
-                )?;
+                // The first delivery may have died before it published the
+                // roots; the script has leased them again.
+                self.publish_steps(&template, task_id, &republish, 1, &inputs)
+                    .await?;
                 // A late requester, or a later attempt of a parent step,
                 // hears at once of a task that has finished.
                 if status != TaskStatus::Running && (reply_to.is_some() || request.parent.is_some()) {
@@ -742,6 +737,7 @@ impl Coordinator {
                 result.finished_at,
                 redelivered,
                 tasker_worker::telemetry::traceparent(&tracing::Span::current()).as_deref(),
+                |child| self.lease(template, child),
             )
             .await?;
         match recorded.verdict {
@@ -775,34 +771,26 @@ impl Coordinator {
                 return Ok(());
             }
         }
-        let mut changes = self.leases(template, task_id, &recorded.ready, 1);
-        changes.push(Bookkeeping::EndLease(StepRef::new(
-            task_id,
-            template,
-            step,
-            result.attempt,
-        )));
+        // The script has ended the lease, leased the ready steps and
+        // scheduled the retry already.
         if let Some(due) = recorded.retry_due {
             info!(task_id = %task_id, step = %result.step, attempt = result.attempt,
                 retry_in_ms = (due - Utc::now()).num_milliseconds().max(0), "step will be retried");
-            let traceparent = tasker_worker::telemetry::traceparent(&tracing::Span::current());
-            let entry = StepRef::new(task_id, template, step, result.attempt).with_trace(traceparent);
-            changes.push(Bookkeeping::Retry(entry, due));
         }
-        // Both must be done before the ack, but neither needs the other:
-        // running them together saves a round trip per step.
+        // A task that has finished has no ready steps: at most one of the
+        // two publishes anything. The script returns the report only when
+        // it is to be sent: the first time, or again for a redelivery.
+        let announce = async {
+            match &recorded.finished {
+                Some(snapshot) => self.announce(snapshot, Audience::Everyone).await,
+                None => Ok(()),
+            }
+        };
         tokio::try_join!(
-            self.store.bookkeep(&template.namespace, &changes),
             self.publish_steps(template, task_id, &recorded.ready, 1, &recorded.inputs),
+            announce,
         )?;
-        let first_time_finished =
-            recorded.verdict == Verdict::Applied && recorded.status != TaskStatus::Running;
-        let finished_again =
-            recorded.verdict == Verdict::Duplicate && redelivered && recorded.status != TaskStatus::Running;
-        if first_time_finished || finished_again {
-            self.publish_finished(task_id, Audience::Everyone).await?;
-        }
-        if first_time_finished {
+        if recorded.verdict == Verdict::Applied && recorded.status != TaskStatus::Running {
             count_finished(template, recorded.status);
         }
         if recorded.verdict == Verdict::Applied
@@ -820,8 +808,13 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Leases for `steps`, about to be published at `attempt`: each ends
-    /// after its `timeout_seconds` (or the default lease) plus a margin.
+    /// How long an attempt of `step` may run before it is treated as lost:
+    /// its `timeout_seconds` (or the default lease) plus a margin.
+    fn lease(&self, template: &TaskTemplate, step: usize) -> Duration {
+        template.steps[step].timeout.unwrap_or(self.config.default_lease) + self.config.lease_margin
+    }
+
+    /// Leases for `steps`, about to be published at `attempt`.
     fn leases(
         &self,
         template: &TaskTemplate,
@@ -832,9 +825,8 @@ impl Coordinator {
         steps
             .iter()
             .map(|&s| {
-                let lease =
-                    template.steps[s].timeout.unwrap_or(self.config.default_lease) + self.config.lease_margin;
-                Bookkeeping::Lease(StepRef::new(task_id, template, s, attempt), Utc::now() + lease)
+                let lease = StepRef::new(task_id, template, s, attempt);
+                Bookkeeping::Lease(lease, Utc::now() + self.lease(template, s))
             })
             .collect()
     }
@@ -901,11 +893,17 @@ impl Coordinator {
         Ok(published?)
     }
 
-    /// Publishes the task's report to `audience`.
+    /// Reads the task and publishes its report to `audience`.
     async fn publish_finished(&self, task_id: Uuid, audience: Audience<'_>) -> Result<(), Error> {
-        let Some(snapshot) = self.store.task(task_id).await? else {
-            return Ok(());
-        };
+        match self.store.task(task_id).await? {
+            Some(snapshot) => self.announce(&snapshot, audience).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes the report of the finished task `snapshot` to `audience`.
+    async fn announce(&self, snapshot: &TaskSnapshot, audience: Audience<'_>) -> Result<(), Error> {
+        let task_id = snapshot.task_id;
         let report = snapshot.report();
         let payload = message::encode(&report);
         let props = || broker::properties(message_type::TASK_FINISHED, Some(task_id));

@@ -1,9 +1,11 @@
 //! The coordinator's state in Redis: one hash per task, changed only by the
-//! Lua scripts beside this file, and one sorted set of scheduled retries.
+//! Lua scripts beside this file, and per namespace a sorted set of leases
+//! and one of scheduled retries.
 //!
-//! Every key of a task carries the hash tag `{<task_id>}`, and every task
-//! script touches only that task's keys, so the layout works on Redis
-//! Cluster. The retry schedule is a separate key, touched on its own.
+//! A task's hash carries the hash tag `{<task_id>}`. The scripts that create
+//! a task and record a result also write its leases, its retry and the task
+//! index, so that each costs one round trip and is atomic; on Redis Cluster
+//! those keys would need one slot, and Cluster is not supported.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -114,6 +116,9 @@ pub struct Recorded {
     pub retry_due: Option<DateTime<Utc>>,
     /// The inputs the ready steps' messages carry.
     pub inputs: Inputs,
+    /// The task as it ended, when it has just finished (or finished before
+    /// and this was a redelivery): the report to send.
+    pub finished: Option<TaskSnapshot>,
 }
 
 /// The context and the completed results that step-ready messages carry,
@@ -150,10 +155,7 @@ impl StepRef {
     /// Names attempt `attempt` of step `step` of a task of `template`.
     #[must_use]
     pub fn new(task_id: Uuid, template: &TaskTemplate, step: usize, attempt: u32) -> Self {
-        let member = format!(
-            "{task_id}|{}|{}|{}|{step}|{attempt}",
-            template.namespace, template.name, template.version
-        );
+        let member = format!("{}{step}|{attempt}", Self::prefix(task_id, template));
         let template = (
             template.namespace.clone(),
             template.name.clone(),
@@ -167,6 +169,16 @@ impl StepRef {
             attempt,
             trace: None,
         }
+    }
+
+    /// What every member for a task of `template` starts with: the
+    /// scripts append `<step>|<attempt>`.
+    #[must_use]
+    pub fn prefix(task_id: Uuid, template: &TaskTemplate) -> String {
+        format!(
+            "{task_id}|{}|{}|{}|",
+            template.namespace, template.name, template.version
+        )
     }
 
     /// The same entry, carrying `traceparent` in its member.
@@ -212,9 +224,6 @@ pub enum Bookkeeping {
     Retry(StepRef, DateTime<Utc>),
     /// The retry was published; it leaves the schedule.
     EndRetry(StepRef),
-    /// A new task, for `tasker list`: indexed by its creation time, unless
-    /// it is indexed already.
-    Index(Uuid, DateTime<Utc>),
 }
 
 /// An operator's change to a task with failed steps.
@@ -337,14 +346,17 @@ impl Store {
         redelivered: bool,
         traceparent: Option<&str>,
         parent: Option<&ParentStep>,
+        lease: impl Fn(usize) -> Duration,
     ) -> Result<Created, Error> {
         let mut call = CREATE_TASK.key(task_key(task_id));
+        call.key(lease_key(&template.namespace)).key(TASK_INDEX);
         let (queue, correlation) = reply.unwrap_or(("", ""));
+        let now = Utc::now().timestamp_millis();
         call.arg(&template.namespace)
             .arg(&template.name)
             .arg(template.version.to_string())
             .arg(context)
-            .arg(Utc::now().timestamp_millis())
+            .arg(now)
             .arg(queue)
             .arg(correlation)
             .arg(if redelivered { "1" } else { "0" })
@@ -361,6 +373,15 @@ impl Store {
                 parent
                     .map(|p| serde_json::to_string(p).expect("a parent step always serializes"))
                     .unwrap_or_default(),
+            )
+            .arg(task_id.to_string())
+            .arg(StepRef::prefix(task_id, template))
+            .arg(now - self.index_horizon_ms())
+            .arg(
+                (0..template.steps.len())
+                    .map(|s| lease(s).as_millis().to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
             );
         for step in 0..template.steps.len() {
             call.arg(template.dag.parents(step).len());
@@ -384,7 +405,9 @@ impl Store {
         }
     }
 
-    /// Records how attempt `attempt` of `step` ended.
+    /// Records how attempt `attempt` of `step` ended, and in the same call
+    /// ends the attempt's lease, leases the children it made ready (each for
+    /// `lease(child)`), and puts a retry on the schedule.
     ///
     /// # Errors
     ///
@@ -402,6 +425,7 @@ impl Store {
         finished_at: DateTime<Utc>,
         redelivered: bool,
         traceparent: Option<&str>,
+        lease: impl Fn(usize) -> Duration,
     ) -> Result<Recorded, Error> {
         let dag = &template.dag;
         let children = dag.children(step);
@@ -433,9 +457,16 @@ impl Store {
                 .join(","),
             _ => String::new(),
         };
+        let leases = children
+            .iter()
+            .map(|&c| lease(c).as_millis().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let mut conn = self.conn.clone();
         let reply: Vec<String> = RECORD_RESULT
             .key(task_key(task_id))
+            .key(lease_key(&template.namespace))
+            .key(schedule_key(&template.namespace))
             .arg(step)
             .arg(attempt)
             .arg(kind)
@@ -450,6 +481,8 @@ impl Store {
             .arg(csv(&related))
             .arg(traceparent.unwrap_or_default())
             .arg(template.steps[step].retry.max_attempts)
+            .arg(StepRef::prefix(task_id, template))
+            .arg(leases)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.error(e))?;
@@ -482,13 +515,19 @@ impl Store {
         } else {
             Some(millis(due.parse().map_err(|_| corrupt())?))
         };
-        let inputs = parse_inputs(rest).ok_or_else(corrupt)?;
+        let (inputs, finished) = if status == TaskStatus::Running || rest.is_empty() {
+            (parse_inputs(rest).ok_or_else(corrupt)?, None)
+        } else {
+            let fields = pairs(rest).ok_or_else(corrupt)?;
+            (Inputs::default(), Some(TaskSnapshot::parse(task_id, &fields)?))
+        };
         Ok(Recorded {
             verdict,
             status,
             ready,
             retry_due,
             inputs,
+            finished,
         })
     }
 
@@ -593,21 +632,17 @@ impl Store {
                 Bookkeeping::EndLease(r) => pipe.zrem(&leases, &r.member),
                 Bookkeeping::Retry(r, at) => pipe.zadd(&schedule, &r.member, at.timestamp_millis()),
                 Bookkeeping::EndRetry(r) => pipe.zrem(&schedule, &r.member),
-                Bookkeeping::Index(task_id, at) => {
-                    let oldest = at.timestamp_millis()
-                        - 2 * i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX / 4);
-                    pipe.zrembyscore(TASK_INDEX, "-inf", oldest).ignore();
-                    pipe.cmd("ZADD")
-                        .arg(TASK_INDEX)
-                        .arg("NX")
-                        .arg(at.timestamp_millis())
-                        .arg(task_id.to_string())
-                }
             }
             .ignore();
         }
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn).await.map_err(|e| self.error(e))
+    }
+
+    /// How long a task stays in the index: twice the retention, so that
+    /// `tasker list` finds every task whose hash has not expired yet.
+    fn index_horizon_ms(&self) -> i64 {
+        2 * i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX / 4)
     }
 
     /// Claims up to `limit` retries of `namespace` that are due, holding
@@ -982,6 +1017,14 @@ fn parse_inputs(items: &[String]) -> Option<Inputs> {
         context: context.clone(),
         results,
     })
+}
+
+/// A Redis `HGETALL` reply, as field, value pairs, into a map.
+fn pairs(items: &[String]) -> Option<HashMap<String, String>> {
+    if !items.len().is_multiple_of(2) {
+        return None;
+    }
+    Some(items.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect())
 }
 
 fn csv(items: &[usize]) -> String {

@@ -66,6 +66,10 @@ pub struct Throughput {
     pub in_flight: usize,
     /// Completed per second.
     pub per_second: f64,
+    /// CPU microseconds per step of each process measured, over the window
+    /// (for Tasker's diamond, until the window's last task had finished).
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub cpu_us_per_step: HashMap<String, f64>,
 }
 
 /// The baseline's figures.
@@ -73,8 +77,65 @@ pub struct Throughput {
 pub struct Baseline {
     /// One step's round trip at 1 in flight.
     pub latency: Latency,
-    /// Steps per second at 256 in flight.
+    /// Steps per second at 256 in flight, and the CPU per step of RabbitMQ,
+    /// Redis and this process (the publisher and both consumers).
     pub throughput: Throughput,
+}
+
+/// CPU time spent by a set of processes since the meter started.
+pub struct CpuMeter {
+    processes: Vec<(String, u32, Duration)>,
+}
+
+impl CpuMeter {
+    /// Starts counting for `processes`, given as (label, pid).
+    #[must_use]
+    pub fn start(processes: &[(String, u32)]) -> Self {
+        Self {
+            processes: processes
+                .iter()
+                .map(|(label, pid)| (label.clone(), *pid, cpu_time(*pid).unwrap_or_default()))
+                .collect(),
+        }
+    }
+
+    /// CPU microseconds each process spent since the start, per step of `steps`.
+    #[must_use]
+    pub fn per_step(&self, steps: f64) -> HashMap<String, f64> {
+        self.processes
+            .iter()
+            .map(|(label, pid, before)| {
+                let spent = cpu_time(*pid).unwrap_or_default().saturating_sub(*before);
+                (label.clone(), spent.as_secs_f64() * 1e6 / steps)
+            })
+            .collect()
+    }
+}
+
+/// The RabbitMQ (`beam.smp`) and Redis (`redis-server`) processes on this
+/// machine, labelled `rabbitmq` and `redis`, and this process, labelled
+/// `own`: whose CPU a step costs besides Tasker's. Found by name in `/proc`;
+/// the first of each, since the benchmark's servers are the only ones.
+#[must_use]
+pub fn server_processes(own: &str) -> Vec<(String, u32)> {
+    let mut found = vec![(own.to_owned(), std::process::id())];
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    for (label, comm) in [("rabbitmq", "beam.smp"), ("redis", "redis-server")] {
+        let pid = pids
+            .iter()
+            .copied()
+            .find(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm));
+        if let Some(pid) = pid {
+            found.push((label.to_owned(), pid));
+        }
+    }
+    found
 }
 
 /// Tasker's figures for the diamond.
@@ -200,6 +261,7 @@ pub async fn baseline(samples: usize, window: usize, duration: Duration) -> anyh
             }
         })
     };
+    let meter = CpuMeter::start(&server_processes("bench (publisher and consumers)"));
     let start = Instant::now();
     let base = completed.load(Ordering::Relaxed);
     while start.elapsed() < duration {
@@ -208,7 +270,9 @@ pub async fn baseline(samples: usize, window: usize, duration: Duration) -> anyh
         let (publisher, message) = (publisher.clone(), send(seq));
         tokio::spawn(async move { publisher.publish(message).await });
     }
-    let per_second = (completed.load(Ordering::Relaxed) - base) as f64 / start.elapsed().as_secs_f64();
+    let steps = (completed.load(Ordering::Relaxed) - base) as f64;
+    let per_second = steps / start.elapsed().as_secs_f64();
+    let cpu_us_per_step = meter.per_step(steps);
     counter.abort();
     hop_task.abort();
     sink_task.abort();
@@ -220,6 +284,7 @@ pub async fn baseline(samples: usize, window: usize, duration: Duration) -> anyh
         throughput: Throughput {
             in_flight: window,
             per_second,
+            cpu_us_per_step,
         },
     })
 }
@@ -435,7 +500,8 @@ pub async fn redis_bytes_per_diamond(namespace: &str, count: usize) -> anyhow::R
 }
 
 /// Measures the diamond: latency at 1 in flight, then throughput at each
-/// window.
+/// window, with the CPU per step of the `metered` processes (label, pid)
+/// in each window.
 ///
 /// # Errors
 ///
@@ -445,6 +511,7 @@ pub async fn diamond(
     samples: usize,
     windows: &[usize],
     duration: Duration,
+    metered: &[(String, u32)],
 ) -> anyhow::Result<Diamond> {
     let client = Client::connect(&amqp_url()).await?;
     let context = || json!({"user_info": {"email": "bench@example.com", "name": "B", "plan": "pro"}});
@@ -472,6 +539,7 @@ pub async fn diamond(
     for &window in windows {
         let permits = Arc::new(tokio::sync::Semaphore::new(window));
         let completed = Arc::new(AtomicU64::new(0));
+        let meter = CpuMeter::start(metered);
         let start = Instant::now();
         while start.elapsed() < duration {
             let permit = permits.clone().acquire_owned().await?;
@@ -491,9 +559,11 @@ pub async fn diamond(
         let _ = permits
             .acquire_many(u32::try_from(window).unwrap_or(u32::MAX))
             .await;
+        let steps = completed.load(Ordering::Relaxed) as f64 * DIAMOND_STEPS as f64;
         throughput.push(Throughput {
             in_flight: window,
             per_second,
+            cpu_us_per_step: meter.per_step(steps),
         });
     }
     Ok(Diamond {

@@ -416,6 +416,38 @@ pub fn chaos_lease_key(namespace: &str) -> String {
     tasker_coordinator::store::lease_key(namespace)
 }
 
+/// What is left in `namespace`'s lease set and retry schedule: nothing,
+/// once every task has finished. Waits up to two seconds for them to
+/// empty, since the sweeper takes a dispatched retry off the schedule just
+/// after publishing it.
+///
+/// # Panics
+///
+/// If Redis cannot be reached.
+pub async fn leftover_bookkeeping(namespace: &str) -> (Vec<String>, Vec<String>) {
+    use redis::AsyncCommands;
+    let client = redis::Client::open(redis_url()).expect("a valid Redis URL");
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis is up");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let leases: Vec<String> = redis
+            .zrange(tasker_coordinator::store::lease_key(namespace), 0, -1)
+            .await
+            .expect("ZRANGE");
+        let retries: Vec<String> = redis
+            .zrange(tasker_coordinator::store::schedule_key(namespace), 0, -1)
+            .await
+            .expect("ZRANGE");
+        if (leases.is_empty() && retries.is_empty()) || std::time::Instant::now() > deadline {
+            return (leases, retries);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Sends the crate's logs to the test output when `RUST_LOG` is set.
 pub fn init_logs() {
     if std::env::var("RUST_LOG").is_ok() {

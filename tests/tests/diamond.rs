@@ -74,6 +74,9 @@ async fn all_five_steps_complete_with_parallel_branches_and_one_join() {
     )
     .unwrap();
     assert_eq!(update["user_id"], account["user_id"]);
+
+    // Each attempt's lease ended with its result.
+    assert_eq!(tasker_e2e::leftover_bookkeeping(&ns).await, (vec![], vec![]));
     stack.stop().await;
 }
 
@@ -149,6 +152,9 @@ async fn billing_out_of_attempts_blocks_the_join_but_not_preferences() {
         assert_eq!(s.state, StepState::Blocked, "{blocked}");
         assert_eq!(s.attempts, 0, "{blocked}");
     }
+    // Both retries were scheduled, dispatched and taken off the schedule,
+    // and the last failure scheduled none.
+    assert_eq!(tasker_e2e::leftover_bookkeeping(&ns).await, (vec![], vec![]));
     stack.stop().await;
 }
 

@@ -483,8 +483,8 @@ fn redacted(shared: &Shared) -> String {
     broker::redact_url(&shared.config.amqp_url)
 }
 
-/// Runs the handler in its own task, so that a panic or a timeout becomes a
-/// step failure instead of taking the worker down.
+/// Runs the handler; a panic or a timeout becomes a step failure instead of
+/// taking the worker down.
 async fn run_handler(shared: &Shared, publisher: &Publisher, ready: &StepReady) -> StepOutcome {
     let Some(handler) = shared.handlers.get(&ready.callable).cloned() else {
         let known: Vec<&str> = shared.handlers.keys().map(String::as_str).collect();
@@ -506,36 +506,32 @@ async fn run_handler(shared: &Shared, publisher: &Publisher, ready: &StepReady) 
         Ok(ctx) => ctx,
         Err(e) => return failed(e),
     };
-    let started = ctx.clone();
-    // In the delivery's span: what the handler logs and publishes joins the task's trace.
-    let task = tokio::spawn(
-        async move { AssertUnwindSafe(handler.call(&ctx)).catch_unwind().await }
-            .instrument(tracing::Span::current()),
-    );
-    let abort = task.abort_handle();
+    // In place, in the delivery's span: what the handler logs and
+    // publishes joins the task's trace. A panic is caught, and a timeout
+    // drops the handler's future, which cancels it.
+    let call = AssertUnwindSafe(handler.call(&ctx)).catch_unwind();
     let joined = match ready.timeout_seconds {
-        Some(secs) => match tokio::time::timeout(Duration::from_secs_f64(secs), task).await {
+        Some(secs) => match tokio::time::timeout(Duration::from_secs_f64(secs), call).await {
             Ok(joined) => joined,
             Err(_) => {
-                abort.abort();
                 return failed(StepError::retryable(
                     TIMEOUT,
                     format!("the handler ran past timeout_seconds ({secs} s)"),
                 ));
             }
         },
-        None => task.await,
+        None => call.await,
     };
     match joined {
-        Ok(Ok(Ok(value))) => match serde_json::value::to_raw_value(&value) {
+        Ok(Ok(value)) => match serde_json::value::to_raw_value(&value) {
             Ok(result) => StepOutcome::Completed { result },
             Err(e) => failed(StepError::permanent(
                 "invalid_result",
                 format!("the handler's result is not JSON: {e}"),
             )),
         },
-        Ok(Ok(Err(StepError::WaitingForChild { child_task_id }))) => {
-            if started.started_child() == Some(child_task_id) {
+        Ok(Err(StepError::WaitingForChild { child_task_id })) => {
+            if ctx.started_child() == Some(child_task_id) {
                 StepOutcome::WaitingForChild { child_task_id }
             } else {
                 failed(StepError::permanent(
@@ -547,8 +543,8 @@ async fn run_handler(shared: &Shared, publisher: &Publisher, ready: &StepReady) 
                 ))
             }
         }
-        Ok(Ok(Err(e))) => failed(e),
-        Ok(Err(panic)) => {
+        Ok(Err(e)) => failed(e),
+        Err(panic) => {
             let text = panic_text(panic.as_ref());
             error!(task_id = %ready.task_id, step = %ready.step, panic = %text, "step handler panicked");
             failed(StepError::permanent(
@@ -556,10 +552,6 @@ async fn run_handler(shared: &Shared, publisher: &Publisher, ready: &StepReady) 
                 format!("the handler panicked: {text}"),
             ))
         }
-        Err(join) => failed(StepError::permanent(
-            HANDLER_PANIC,
-            format!("the handler's task failed: {join}"),
-        )),
     }
 }
 

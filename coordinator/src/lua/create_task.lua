@@ -1,6 +1,7 @@
 -- Creates a task, or recognises one that exists.
 --
 -- KEYS[1]  the task hash, tasker:{<task_id>}
+-- KEYS[2]  the namespace's lease set     KEYS[3]  the task index (for `tasker list`)
 -- ARGV[1]  namespace          ARGV[2]  template name     ARGV[3]  version
 -- ARGV[4]  context JSON       ARGV[5]  now (unix ms)
 -- ARGV[6]  reply queue ('' for none)                     ARGV[7]  correlation id
@@ -10,7 +11,13 @@
 -- ARGV[11] for a child task, the parent step JSON ('' for none): kept as
 --          parent, and for a task that exists, put in place of the old one
 --          (a later attempt of the parent step waits for it now)
--- ARGV[12..] for each step in template order, its number of dependencies
+-- ARGV[12] the task id       ARGV[13] the lease members' prefix, "<task_id>|<ns>|<name>|<version>|"
+-- ARGV[14] index entries older than this (unix ms) are dropped
+-- ARGV[15] the lease of each step in template order, in ms, as "ms,ms"
+-- ARGV[16..] for each step in template order, its number of dependencies
+--
+-- The roots to publish run under a lease from now on, and the task is in
+-- the index, both in the same call: one round trip per request.
 --
 -- Returns {'created', root...}: the roots, now enqueued at attempt 1, to publish.
 -- Returns {'exists', status, root...}: the task existed; the requester is
@@ -18,8 +25,22 @@
 -- are still enqueued at attempt 1: the first delivery may have died before
 -- publishing them.
 local key = KEYS[1]
-local first_step = 12
+local first_step = 16
 local nsteps = #ARGV - first_step + 1
+local now = tonumber(ARGV[5])
+local lease_of = split(ARGV[15])
+
+-- Leases the steps about to be published (at attempt 1), and indexes the
+-- task by its creation time unless it is indexed already.
+local function bookkeep(out, from)
+  for k = from, #out do
+    local i = out[k]
+    redis.call('ZADD', KEYS[2], now + tonumber(lease_of[i + 1]), ARGV[13] .. i .. '|1')
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[14])
+  redis.call('ZADD', KEYS[3], 'NX', now, ARGV[12])
+  return out
+end
 
 if ARGV[6] ~= '' then
   -- Recorded in both cases: a requester of an existing task hears of its end too.
@@ -41,7 +62,7 @@ if redis.call('HEXISTS', key, 'status') == 1 then
       end
     end
   end
-  return out
+  return bookkeep(out, 3)
 end
 
 redis.call('HSET', key, 'ns', ARGV[1], 'name', ARGV[2], 'ver', ARGV[3], 'status', 'running',
@@ -59,4 +80,4 @@ for i = 0, nsteps - 1 do
     redis.call('HSET', key, 's:' .. i, 'pending', 'a:' .. i, 0, 'w:' .. i, waiting)
   end
 end
-return out
+return bookkeep(out, 2)

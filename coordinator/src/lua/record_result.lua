@@ -1,6 +1,7 @@
 -- Records how one attempt of one step ended, and moves the task on.
 --
 -- KEYS[1]  the task hash, tasker:{<task_id>}
+-- KEYS[2]  the namespace's lease set     KEYS[3]  the namespace's retry schedule
 -- ARGV[1]  step index        ARGV[2]  attempt
 -- ARGV[3]  outcome: 'completed' | 'retry' (a retryable failure with attempts left) | 'failed'
 -- ARGV[4]  the result JSON (completed) or the error JSON (retry, failed)
@@ -19,13 +20,22 @@
 -- ARGV[14] the step's max_attempts: a 'retry' with no attempt left is
 --          applied as 'failed'. Attempts count from b:i, the last attempt
 --          before an operator's retry (0 if there was none).
+-- ARGV[15] the lease and schedule members' prefix, "<task_id>|<ns>|<name>|<version>|"
+-- ARGV[16] the lease of each child in ARGV[11], in ms, as "ms,ms"
 --
 -- Only the first result for the step's current attempt is applied: every
 -- child's dependency counter goes down once, so a join is enqueued exactly
 -- once, when its last dependency completes.
 --
+-- The attempt's lease ends with its result; ready children are leased, and
+-- a retry is put on the schedule, in the same call: one round trip per
+-- result, and no step is out without a lease.
+--
 -- Returns {verdict, task status, ready children as "3,4", retry due (ms or ''),
--- then, when children are ready: the context JSON, then index, result pairs}.
+-- then, when children are ready: the context JSON, then index, result pairs;
+-- or, when the task has finished and its report is to be sent: the task
+-- hash as field, value pairs}. A finished task has no ready children, so
+-- the two never meet.
 -- Verdicts: 'applied'; 'duplicate' (a result for this attempt was applied
 -- before; for a redelivery, its effects are returned again, since the first
 -- delivery may have died before carrying them out); 'stale' (a result for an
@@ -38,9 +48,46 @@ local outcome = ARGV[3]
 local redelivered = ARGV[9] == '1'
 local children = split(ARGV[11])
 local related = split(ARGV[12])
+local leases, schedule = KEYS[2], KEYS[3]
+local prefix = ARGV[15]
+local now = tonumber(ARGV[7])
+local lease_of = {}
+for k, ms in ipairs(split(ARGV[16])) do
+  lease_of[children[k]] = tonumber(ms)
+end
+
+-- The lease of this attempt ends; each ready child runs under a lease; a
+-- retry that is due goes on the schedule (its member carries the trace).
+local function bookkeep(ready, due)
+  redis.call('ZREM', leases, prefix .. i .. '|' .. attempt)
+  for _, c in ipairs(ready) do
+    redis.call('ZADD', leases, now + lease_of[c], prefix .. c .. '|1')
+  end
+  if due ~= '' then
+    local member = prefix .. i .. '|' .. attempt
+    if ARGV[13] ~= '' then
+      member = member .. '|' .. ARGV[13]
+    end
+    redis.call('ZADD', schedule, due, member)
+  end
+end
+
+-- What follows the reply's head: the ready children's inputs, or the
+-- finished task's report.
+local function append_rest(out, ready, status)
+  if #ready > 0 then
+    append_inputs(key, out, related)
+  elseif status ~= 'running' then
+    for _, v in ipairs(redis.call('HGETALL', key)) do
+      out[#out + 1] = v
+    end
+  end
+  return out
+end
 
 local state = redis.call('HGET', key, 's:' .. i)
 if not state then
+  bookkeep({}, '')
   return {'unknown', '', '', ''}
 end
 local current = tonumber(redis.call('HGET', key, 'a:' .. i))
@@ -62,6 +109,7 @@ if state == 'enqueued' and current == attempt then
     local k = math.max(1, math.min(#dues, attempt - tonumber(redis.call('HGET', key, 'b:' .. i) or '0')))
     local due = dues[k]
     redis.call('HSET', key, 's:' .. i, 'retry', 'e:' .. i, ARGV[4], 'due:' .. i, due)
+    bookkeep({}, due)
     return {'applied', status, '', due}
   end
   local ready = {}
@@ -90,24 +138,27 @@ if state == 'enqueued' and current == attempt then
     end
   end
   status = finish_if_done(key, ARGV[7], ARGV[10])
-  local out = {'applied', status, table.concat(ready, ','), ''}
-  if #ready > 0 then
-    append_inputs(key, out, related)
-  end
-  return out
+  bookkeep(ready, '')
+  return append_rest({'applied', status, table.concat(ready, ','), ''}, ready, status)
 end
 
 -- Another result for the current attempt: a duplicate event, or a second
 -- run of the same attempt after a redelivery. The first result stands,
 -- whatever this one says.
 if current ~= attempt or state == 'pending' or state == 'blocked' then
+  bookkeep({}, '')
   return {'stale', status, '', ''}
 end
 if not redelivered then
+  bookkeep({}, '')
   return {'duplicate', status, '', ''}
 end
+-- A redelivery: the first delivery may have died before its effects, so
+-- they are carried out again.
 if state == 'retry' then
-  return {'duplicate', status, '', redis.call('HGET', key, 'due:' .. i)}
+  local due = redis.call('HGET', key, 'due:' .. i)
+  bookkeep({}, due)
+  return {'duplicate', status, '', due}
 end
 local ready = {}
 -- Children are handed back only to a redelivered completion: a timeout that
@@ -119,8 +170,5 @@ if state == 'completed' and outcome == 'completed' then
     end
   end
 end
-local out = {'duplicate', status, table.concat(ready, ','), ''}
-if #ready > 0 then
-  append_inputs(key, out, related)
-end
-return out
+bookkeep(ready, '')
+return append_rest({'duplicate', status, table.concat(ready, ','), ''}, ready, status)

@@ -51,16 +51,14 @@ async fn main() -> anyhow::Result<()> {
         "bench: diamond on 1 coordinator + 1 worker, {} tasks one at a time, then windows 32, 128, 256",
         args.samples
     );
-    let cpu_before: Vec<Duration> = pids
-        .iter()
-        .map(|&p| bench::cpu_time(p).unwrap_or_default())
-        .collect();
+    let mut metered = vec![
+        ("coordinator".to_owned(), pids[0]),
+        ("worker".to_owned(), pids[1]),
+    ];
+    metered.extend(bench::server_processes("bench (client)"));
+    let meter = bench::CpuMeter::start(&metered);
     let windows = [32, 128, 256];
-    let diamond = bench::diamond(&processes.namespace, args.samples, &windows, duration).await?;
-    let cpu_after: Vec<Duration> = pids
-        .iter()
-        .map(|&p| bench::cpu_time(p).unwrap_or_default())
-        .collect();
+    let diamond = bench::diamond(&processes.namespace, args.samples, &windows, duration, &metered).await?;
     // The latency phase's steps count too: samples + 20 warm-up tasks.
     let tasks: f64 = diamond
         .throughput
@@ -68,8 +66,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|t| t.per_second * args.seconds)
         .sum::<f64>()
         + (args.samples + 20) as f64;
-    let steps = tasks * 5.0;
-    let cpu_us = |i: usize| (cpu_after[i] - cpu_before[i]).as_secs_f64() * 1e6 / steps;
+    let cpu_us_per_step = meter.per_step(tasks * bench::DIAMOND_STEPS as f64);
     let coordinator_rss_mib = bench::rss_bytes(pids[0]).unwrap_or(0) as f64 / (1024.0 * 1024.0);
 
     let best = diamond
@@ -109,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
 
     eprintln!("bench: diamond on 2 coordinators + 2 workers, windows 32, 128, 256");
     let scaled = Processes::start(&node, &out_dir, 2, 2).await?;
-    let diamond_2x2 = bench::diamond(&scaled.namespace, 20, &windows, duration)
+    let diamond_2x2 = bench::diamond(&scaled.namespace, 20, &windows, duration, &[])
         .await?
         .throughput;
     scaled.stop().await;
@@ -144,10 +141,7 @@ async fn main() -> anyhow::Result<()> {
         baseline,
         diamond,
         ratios,
-        cpu_us_per_step: HashMap::from([
-            ("coordinator".to_owned(), cpu_us(0)),
-            ("worker".to_owned(), cpu_us(1)),
-        ]),
+        cpu_us_per_step,
         coordinator_rss_mib,
         chain_10,
         join_50,
@@ -188,8 +182,44 @@ async fn main() -> anyhow::Result<()> {
         println!("{k:<48} {v:>25.3}");
     }
     for (k, v) in &report.cpu_us_per_step {
-        println!("{:<48} {v:>25.1}", format!("{k} CPU µs per step"));
+        if k == "coordinator" || k == "worker" {
+            println!("{:<48} {v:>25.1}", format!("{k} CPU µs per step"));
+        }
     }
+    // Every process a step costs CPU in, the baseline's beside Tasker's at
+    // 256 in flight: on two shared cores, throughput follows the sum.
+    let (base_cpu, saturated) = (
+        &b.throughput.cpu_us_per_step,
+        &d.throughput.last().expect("a window ran").cpu_us_per_step,
+    );
+    let cpu = |m: &HashMap<String, f64>, k: &str| m.get(k).map_or(String::new(), |v| format!("{v:.1}"));
+    for k in ["rabbitmq", "redis", "coordinator", "worker"] {
+        println!(
+            "{:<48} {:>12} {:>12}",
+            format!("CPU µs per step at 256 in flight: {k}"),
+            cpu(base_cpu, k),
+            cpu(saturated, k)
+        );
+    }
+    let own = |m: &HashMap<String, f64>| {
+        m.iter()
+            .filter(|(k, _)| k.starts_with("bench"))
+            .map(|(_, v)| *v)
+            .sum::<f64>()
+    };
+    println!(
+        "{:<48} {:>12.1} {:>12.1}",
+        "  ...: the bench (baseline: both hops; else client)",
+        own(base_cpu),
+        own(saturated)
+    );
+    let sum = |m: &HashMap<String, f64>| m.values().sum::<f64>();
+    println!(
+        "{:<48} {:>12.1} {:>12.1}",
+        "  ...: all of them",
+        sum(base_cpu),
+        sum(saturated)
+    );
     println!(
         "{:<48} {:>25.1}",
         "coordinator RSS MiB", report.coordinator_rss_mib
