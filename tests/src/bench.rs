@@ -8,6 +8,9 @@
 //!   and acks. Both hops use Tasker's own exchanges and queues.
 //! - **Tasker.** The seed's diamond with no-op handlers, on one coordinator
 //!   and one worker process.
+//!
+//! The latencies at 1 in flight are taken in turns, a baseline round trip
+//! then a diamond, so that a ratio of the two compares like with like.
 
 use std::collections::BTreeMap as HashMap;
 use std::path::Path;
@@ -24,7 +27,7 @@ use serde_json::json;
 use tasker_protocol::TaskRequest;
 use tasker_protocol::topology::{self, message_type};
 use tasker_worker::Client;
-use tasker_worker::broker::{self, Broker, Outgoing};
+use tasker_worker::broker::{self, Broker, Outgoing, Publisher};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
@@ -147,146 +150,194 @@ pub struct Diamond {
     pub throughput: Vec<Throughput>,
 }
 
-/// Measures the baseline.
-///
-/// # Errors
-///
-/// If the servers cannot be reached.
-pub async fn baseline(samples: usize, window: usize, duration: Duration) -> anyhow::Result<Baseline> {
-    let ns = unique("bench_base");
-    let setup = Broker::connect(&amqp_url(), "bench-setup").await?;
-    let channel = setup.channel().await?;
-    setup.declare_common(&channel).await?;
-    setup.declare_namespace(&channel, &ns).await?;
+/// The baseline's queues and consumers, kept running for the whole
+/// benchmark, so that its round trips can be taken in turns with Tasker's
+/// tasks: both then see the same machine, whose speed here changes from
+/// one minute to the next.
+pub struct Rig {
+    namespace: String,
+    publisher: Publisher,
+    done: mpsc::Receiver<u64>,
+    seq: Arc<AtomicU64>,
+    consumers: Vec<tokio::task::JoinHandle<()>>,
+    brokers: Vec<Broker>,
+}
 
-    // First hop: take from the step queue, republish to the result queue.
-    let hop = Broker::connect(&amqp_url(), "bench-hop").await?;
-    let hop_publisher = hop.publisher().await?;
-    let hop_channel = hop.channel().await?;
-    hop_channel.basic_qos(256, BasicQosOptions::default()).await?;
-    let mut hop_consumer = hop_channel
+/// A consumer of `queue` with 256 unacked deliveries at most, on a channel
+/// of its own.
+async fn consume(broker: &Broker, queue: &str, tag: &str) -> anyhow::Result<lapin::Consumer> {
+    let channel = broker.channel().await?;
+    channel.basic_qos(256, BasicQosOptions::default()).await?;
+    Ok(channel
         .basic_consume(
-            topology::step_queue(&ns).into(),
-            "hop".into(),
+            queue.into(),
+            tag.into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
-        .await?;
-    let results_key = topology::step_result_routing_key(&ns);
-    let hop_task = tokio::spawn(async move {
-        while let Some(Ok(delivery)) = hop_consumer.next().await {
-            let (publisher, key) = (hop_publisher.clone(), results_key.clone());
-            tokio::spawn(async move {
-                let copy = Outgoing {
-                    exchange: topology::EVENTS_EXCHANGE.to_owned(),
-                    routing_key: key,
-                    payload: delivery.data.clone(),
-                    properties: broker::properties(message_type::STEP_RESULT, None),
-                    mandatory: true,
-                };
-                if publisher.publish(copy).await.is_ok() {
+        .await?)
+}
+
+impl Rig {
+    /// Declares the baseline's queues (Tasker's own, of a fresh namespace)
+    /// and starts its two consumers.
+    ///
+    /// # Errors
+    ///
+    /// If the servers cannot be reached.
+    pub async fn start() -> anyhow::Result<Self> {
+        let ns = unique("bench_base");
+        let setup = Broker::connect(&amqp_url(), "bench-setup").await?;
+        let channel = setup.channel().await?;
+        setup.declare_common(&channel).await?;
+        setup.declare_namespace(&channel, &ns).await?;
+
+        // First hop: take from the step queue, republish to the result queue.
+        let hop = Broker::connect(&amqp_url(), "bench-hop").await?;
+        let hop_publisher = hop.publisher().await?;
+        let mut hop_consumer = consume(&hop, &topology::step_queue(&ns), "hop").await?;
+        let results_key = topology::step_result_routing_key(&ns);
+        let hop_task = tokio::spawn(async move {
+            while let Some(Ok(delivery)) = hop_consumer.next().await {
+                let (publisher, key) = (hop_publisher.clone(), results_key.clone());
+                tokio::spawn(async move {
+                    let copy = Outgoing {
+                        exchange: topology::EVENTS_EXCHANGE.to_owned(),
+                        routing_key: key,
+                        payload: delivery.data.clone(),
+                        properties: broker::properties(message_type::STEP_RESULT, None),
+                        mandatory: true,
+                    };
+                    if publisher.publish(copy).await.is_ok() {
+                        let _ = delivery.ack(BasicAckOptions::default()).await;
+                    }
+                });
+            }
+        });
+
+        // Second hop: one Lua call, then ack, then report completion.
+        let (done_tx, done) = mpsc::channel::<u64>(4096);
+        let sink = Broker::connect(&amqp_url(), "bench-sink").await?;
+        let mut sink_consumer = consume(&sink, &topology::result_queue(&ns), "sink").await?;
+        let redis = redis::aio::ConnectionManager::new(redis::Client::open(redis_url())?).await?;
+        let script = Arc::new(redis::Script::new(
+            "return redis.call('HINCRBY', KEYS[1], 'n', 1)",
+        ));
+        let counter_key = format!("bench:{{{ns}}}");
+        let sink_task = tokio::spawn(async move {
+            while let Some(Ok(delivery)) = sink_consumer.next().await {
+                let (mut redis, script, key, done) = (
+                    redis.clone(),
+                    script.clone(),
+                    counter_key.clone(),
+                    done_tx.clone(),
+                );
+                tokio::spawn(async move {
+                    let _: Result<i64, _> = script.key(&key).invoke_async(&mut redis).await;
                     let _ = delivery.ack(BasicAckOptions::default()).await;
-                }
-            });
-        }
-    });
+                    let seq =
+                        u64::from_str_radix(std::str::from_utf8(&delivery.data[..16]).unwrap_or("0"), 16)
+                            .unwrap_or(0);
+                    let _ = done.send(seq).await;
+                });
+            }
+        });
+        Ok(Self {
+            namespace: ns,
+            publisher: setup.publisher().await?,
+            done,
+            seq: Arc::new(AtomicU64::new(0)),
+            consumers: vec![hop_task, sink_task],
+            brokers: vec![setup, hop, sink],
+        })
+    }
 
-    // Second hop: one Lua call, then ack, then report completion.
-    let (done_tx, mut done_rx) = mpsc::channel::<u64>(4096);
-    let sink = Broker::connect(&amqp_url(), "bench-sink").await?;
-    let sink_channel = sink.channel().await?;
-    sink_channel.basic_qos(256, BasicQosOptions::default()).await?;
-    let mut sink_consumer = sink_channel
-        .basic_consume(
-            topology::result_queue(&ns).into(),
-            "sink".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let redis = redis::aio::ConnectionManager::new(redis::Client::open(redis_url())?).await?;
-    let script = Arc::new(redis::Script::new(
-        "return redis.call('HINCRBY', KEYS[1], 'n', 1)",
-    ));
-    let counter_key = format!("bench:{{{ns}}}");
-    let sink_task = tokio::spawn(async move {
-        while let Some(Ok(delivery)) = sink_consumer.next().await {
-            let (mut redis, script, key, done) = (
-                redis.clone(),
-                script.clone(),
-                counter_key.clone(),
-                done_tx.clone(),
-            );
-            tokio::spawn(async move {
-                let _: Result<i64, _> = script.key(&key).invoke_async(&mut redis).await;
-                let _ = delivery.ack(BasicAckOptions::default()).await;
-                let seq = u64::from_str_radix(std::str::from_utf8(&delivery.data[..16]).unwrap_or("0"), 16)
-                    .unwrap_or(0);
-                let _ = done.send(seq).await;
-            });
-        }
-    });
-
-    let publisher = setup.publisher().await?;
-    let send = |seq: u64| {
-        // ~300 bytes, like a small step-ready message.
-        let payload = format!("{seq:016x}{}", "x".repeat(284)).into_bytes();
-        Outgoing {
+    /// The next message: ~300 bytes, like a small step-ready message, that
+    /// starts with its sequence number.
+    fn next_message(namespace: &str, seq: &AtomicU64) -> (u64, Outgoing) {
+        let seq = seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let message = Outgoing {
             exchange: topology::STEPS_EXCHANGE.to_owned(),
-            routing_key: ns.clone(),
-            payload,
+            routing_key: namespace.to_owned(),
+            payload: format!("{seq:016x}{}", "x".repeat(284)).into_bytes(),
             properties: broker::properties(message_type::STEP_READY, None),
             mandatory: true,
-        }
-    };
-    let mut seq = 0u64;
-    let mut round_trips = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        seq += 1;
-        let t0 = Instant::now();
-        publisher.publish(send(seq)).await?;
-        while done_rx.recv().await.is_some_and(|s| s != seq) {}
-        round_trips.push(t0.elapsed());
+        };
+        (seq, message)
     }
 
-    // Throughput: keep `window` in flight for `duration`.
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(window));
-    let completed = Arc::new(AtomicU64::new(0));
-    let counter = {
-        let (in_flight, completed) = (in_flight.clone(), completed.clone());
-        tokio::spawn(async move {
-            while done_rx.recv().await.is_some() {
-                completed.fetch_add(1, Ordering::Relaxed);
-                in_flight.add_permits(1);
+    /// One step's round trip at 1 in flight: published with a confirm,
+    /// until the second hop has run its script and acked.
+    ///
+    /// # Errors
+    ///
+    /// If the publish fails or the consumers have stopped.
+    pub async fn round_trip(&mut self) -> anyhow::Result<Duration> {
+        let (seq, message) = Self::next_message(&self.namespace, &self.seq);
+        let t0 = Instant::now();
+        self.publisher.publish(message).await?;
+        loop {
+            match self.done.recv().await {
+                Some(s) if s == seq => return Ok(t0.elapsed()),
+                Some(_) => {}
+                None => anyhow::bail!("the baseline's consumers stopped"),
             }
-        })
-    };
-    let meter = CpuMeter::start(&server_processes("bench (publisher and consumers)"));
-    let start = Instant::now();
-    let base = completed.load(Ordering::Relaxed);
-    while start.elapsed() < duration {
-        in_flight.acquire().await?.forget();
-        seq += 1;
-        let (publisher, message) = (publisher.clone(), send(seq));
-        tokio::spawn(async move { publisher.publish(message).await });
+        }
     }
-    let steps = (completed.load(Ordering::Relaxed) - base) as f64;
-    let per_second = steps / start.elapsed().as_secs_f64();
-    let cpu_us_per_step = meter.per_step(steps);
-    counter.abort();
-    hop_task.abort();
-    sink_task.abort();
-    for b in [setup, hop, sink] {
-        b.close().await;
-    }
-    Ok(Baseline {
-        latency: Latency::of(round_trips),
-        throughput: Throughput {
+
+    /// Steps per second with `window` in flight for `duration`, and the
+    /// CPU per step of RabbitMQ, Redis and this process meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// If the consumers have stopped.
+    pub async fn throughput(&mut self, window: usize, duration: Duration) -> anyhow::Result<Throughput> {
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(window));
+        let feeder = {
+            let (in_flight, publisher) = (in_flight.clone(), self.publisher.clone());
+            let (namespace, seq) = (self.namespace.clone(), self.seq.clone());
+            tokio::spawn(async move {
+                while let Ok(permit) = in_flight.acquire().await {
+                    permit.forget();
+                    let (_, message) = Self::next_message(&namespace, &seq);
+                    let publisher = publisher.clone();
+                    tokio::spawn(async move { publisher.publish(message).await });
+                }
+            })
+        };
+        let meter = CpuMeter::start(&server_processes("bench (publisher and consumers)"));
+        let start = Instant::now();
+        let mut completed = 0u64;
+        while let Some(left) = duration.checked_sub(start.elapsed()) {
+            match tokio::time::timeout(left, self.done.recv()).await {
+                Ok(Some(_)) => {
+                    completed += 1;
+                    in_flight.add_permits(1);
+                }
+                Ok(None) => anyhow::bail!("the baseline's consumers stopped"),
+                Err(_) => break,
+            }
+        }
+        let per_second = completed as f64 / start.elapsed().as_secs_f64();
+        let cpu_us_per_step = meter.per_step(completed as f64);
+        feeder.abort();
+        Ok(Throughput {
             in_flight: window,
             per_second,
             cpu_us_per_step,
-        },
-    })
+        })
+    }
+
+    /// Stops the consumers and closes the connections.
+    pub async fn stop(self) {
+        for task in self.consumers {
+            task.abort();
+        }
+        for b in self.brokers {
+            b.close().await;
+        }
+        crate::delete_namespaces(&[&self.namespace]).await;
+    }
 }
 
 /// Runs a coordinator and a worker process for a diamond namespace while
@@ -501,7 +552,8 @@ pub async fn redis_bytes_per_diamond(namespace: &str, count: usize) -> anyhow::R
 
 /// Measures the diamond: latency at 1 in flight, then throughput at each
 /// window, with the CPU per step of the `metered` processes (label, pid)
-/// in each window.
+/// in each window. With a `baseline`, each task at 1 in flight follows one
+/// of its round trips, and their latency is returned too.
 ///
 /// # Errors
 ///
@@ -512,11 +564,15 @@ pub async fn diamond(
     windows: &[usize],
     duration: Duration,
     metered: &[(String, u32)],
-) -> anyhow::Result<Diamond> {
+    mut baseline: Option<&mut Rig>,
+) -> anyhow::Result<(Diamond, Option<Latency>)> {
     let client = Client::connect(&amqp_url()).await?;
     let context = || json!({"user_info": {"email": "bench@example.com", "name": "B", "plan": "pro"}});
     // Warm up: the first tasks pay for connections and script loading.
     for _ in 0..20 {
+        if let Some(rig) = baseline.as_deref_mut() {
+            rig.round_trip().await?;
+        }
         crate::finished(
             client
                 .submit(TaskRequest::new(namespace, "user_registration", context()))
@@ -526,7 +582,11 @@ pub async fn diamond(
         )?;
     }
     let mut latencies = Vec::with_capacity(samples);
+    let mut round_trips = Vec::with_capacity(samples);
     for _ in 0..samples {
+        if let Some(rig) = baseline.as_deref_mut() {
+            round_trips.push(rig.round_trip().await?);
+        }
         let t0 = Instant::now();
         let submitted = client
             .submit(TaskRequest::new(namespace, "user_registration", context()))
@@ -566,10 +626,11 @@ pub async fn diamond(
             cpu_us_per_step: meter.per_step(steps),
         });
     }
-    Ok(Diamond {
+    let diamond = Diamond {
         latency: Latency::of(latencies),
         throughput,
-    })
+    };
+    Ok((diamond, baseline.map(|_| Latency::of(round_trips))))
 }
 
 /// CPU time (user + system) of a process so far, from `/proc`.

@@ -27,28 +27,49 @@ local function split(csv)
   return out
 end
 
+-- The values of the hash fields `fields`, in order (false for a missing
+-- one): one HMGET rather than a call per field, since each call from a
+-- script costs about as much as the work it does. In chunks, because
+-- unpack cannot spread thousands of values.
+local function hmget(key, fields)
+  local values = {}
+  for from = 1, #fields, 500 do
+    local chunk = redis.call('HMGET', key, unpack(fields, from, math.min(from + 499, #fields)))
+    for _, v in ipairs(chunk) do
+      values[#values + 1] = v
+    end
+  end
+  return values
+end
+
 -- Appends the context and the results of the steps in `indices` to `out`:
 -- what a step-ready message carries.
 local function append_inputs(key, out, indices)
-  out[#out + 1] = redis.call('HGET', key, 'ctx')
+  local fields = {'ctx'}
   for _, j in ipairs(indices) do
-    local result = redis.call('HGET', key, 'r:' .. j)
-    if result then
+    fields[#fields + 1] = 'r:' .. j
+  end
+  local values = hmget(key, fields)
+  out[#out + 1] = values[1]
+  for k, j in ipairs(indices) do
+    if values[k + 1] then
       out[#out + 1] = j
-      out[#out + 1] = result
+      out[#out + 1] = values[k + 1]
     end
   end
 end
 
 -- Marks the task finished once no step is open; returns its status.
-local function finish_if_done(key, now, retention)
-  if tonumber(redis.call('HGET', key, 'open')) > 0 then
+-- `open`, when the caller has it, saves reading it again.
+local function finish_if_done(key, now, retention, open)
+  if (open or tonumber(redis.call('HGET', key, 'open'))) > 0 then
     return 'running'
   end
   local status = 'complete'
-  if redis.call('HGET', key, 'cancel') == '1' then
+  local cancel, failed = unpack(redis.call('HMGET', key, 'cancel', 'failed'))
+  if cancel == '1' then
     status = 'cancelled'
-  elseif tonumber(redis.call('HGET', key, 'failed')) > 0 then
+  elseif tonumber(failed) > 0 then
     status = 'failed'
   end
   redis.call('HSET', key, 'status', status, 'finished', now)

@@ -85,40 +85,51 @@ local function append_rest(out, ready, status)
   return out
 end
 
-local state = redis.call('HGET', key, 's:' .. i)
+local state, current, status, base, cancel =
+  unpack(redis.call('HMGET', key, 's:' .. i, 'a:' .. i, 'status', 'b:' .. i, 'cancel'))
 if not state then
   bookkeep({}, '')
   return {'unknown', '', '', ''}
 end
-local current = tonumber(redis.call('HGET', key, 'a:' .. i))
-local status = redis.call('HGET', key, 'status')
+current = tonumber(current)
+-- Attempts are budgeted from the last attempt before an operator's retry.
+local used = attempt - tonumber(base or '0')
+
+-- Writes the attempt's end: `...` are its state's fields, to which the
+-- start, end and recording span are added, in one HSET.
+local function record(...)
+  local args = {'HSET', key, 't0:' .. i, ARGV[5], 't1:' .. i, ARGV[6], ...}
+  if ARGV[13] ~= '' then
+    args[#args + 1] = 'sc:' .. i
+    args[#args + 1] = ARGV[13]
+  end
+  redis.call(unpack(args))
+end
 
 if state == 'enqueued' and current == attempt then
   -- No retry once attempts are used up, or the task was cancelled.
-  if outcome == 'retry'
-    and (attempt - tonumber(redis.call('HGET', key, 'b:' .. i) or '0') >= tonumber(ARGV[14])
-      or redis.call('HGET', key, 'cancel') == '1') then
+  if outcome == 'retry' and (used >= tonumber(ARGV[14]) or cancel == '1') then
     outcome = 'failed'
-  end
-  redis.call('HSET', key, 't0:' .. i, ARGV[5], 't1:' .. i, ARGV[6])
-  if ARGV[13] ~= '' then
-    redis.call('HSET', key, 'sc:' .. i, ARGV[13])
   end
   if outcome == 'retry' then
     local dues = split(ARGV[8])
-    local k = math.max(1, math.min(#dues, attempt - tonumber(redis.call('HGET', key, 'b:' .. i) or '0')))
-    local due = dues[k]
-    redis.call('HSET', key, 's:' .. i, 'retry', 'e:' .. i, ARGV[4], 'due:' .. i, due)
+    local due = dues[math.max(1, math.min(#dues, used))]
+    record('s:' .. i, 'retry', 'e:' .. i, ARGV[4], 'due:' .. i, due)
     bookkeep({}, due)
     return {'applied', status, '', due}
   end
   local ready = {}
+  local open
   if outcome == 'completed' then
-    redis.call('HSET', key, 's:' .. i, 'completed', 'r:' .. i, ARGV[4])
-    redis.call('HINCRBY', key, 'open', -1)
-    for _, c in ipairs(children) do
-      if redis.call('HINCRBY', key, 'w:' .. c, -1) == 0
-        and redis.call('HGET', key, 's:' .. c) == 'pending' then
+    record('s:' .. i, 'completed', 'r:' .. i, ARGV[4])
+    open = redis.call('HINCRBY', key, 'open', -1)
+    local fields = {}
+    for k, c in ipairs(children) do
+      fields[k] = 's:' .. c
+    end
+    local states = hmget(key, fields)
+    for k, c in ipairs(children) do
+      if redis.call('HINCRBY', key, 'w:' .. c, -1) == 0 and states[k] == 'pending' then
         redis.call('HSET', key, 's:' .. c, 'enqueued', 'a:' .. c, 1)
         -- f:c counts how often the step was released by its counter: an
         -- audit for the chaos suite, which checks that it is 1 for a join.
@@ -127,7 +138,7 @@ if state == 'enqueued' and current == attempt then
       end
     end
   else
-    redis.call('HSET', key, 's:' .. i, 'failed', 'e:' .. i, ARGV[4])
+    record('s:' .. i, 'failed', 'e:' .. i, ARGV[4])
     redis.call('HINCRBY', key, 'open', -1)
     redis.call('HINCRBY', key, 'failed', 1)
     for _, d in ipairs(related) do
@@ -137,7 +148,7 @@ if state == 'enqueued' and current == attempt then
       end
     end
   end
-  status = finish_if_done(key, ARGV[7], ARGV[10])
+  status = finish_if_done(key, ARGV[7], ARGV[10], open)
   bookkeep(ready, '')
   return append_rest({'applied', status, table.concat(ready, ','), ''}, ready, status)
 end

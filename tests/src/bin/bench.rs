@@ -38,27 +38,42 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&out_dir)?;
     let duration = Duration::from_secs_f64(args.seconds);
 
-    eprintln!(
-        "bench: baseline (broker + one Lua call), {} round trips, then 256 in flight for {:?}",
-        args.samples, duration
-    );
-    let baseline = bench::baseline(args.samples, 256, duration).await?;
+    eprintln!("bench: baseline (broker + one Lua call), 256 in flight for {duration:?}");
+    let mut rig = bench::Rig::start().await?;
+    let baseline_throughput = rig.throughput(256, duration).await?;
 
     let node = std::env::current_exe()?.with_file_name("chaos-node");
     let processes = Processes::start(&node, &out_dir, 1, 1).await?;
     let pids = processes.pids();
     eprintln!(
-        "bench: diamond on 1 coordinator + 1 worker, {} tasks one at a time, then windows 32, 128, 256",
+        "bench: diamond on 1 coordinator + 1 worker, {} tasks one at a time, each after one of the baseline's \
+         round trips; then windows 32, 128, 256",
         args.samples
     );
-    let mut metered = vec![
+    let tasker = [
         ("coordinator".to_owned(), pids[0]),
         ("worker".to_owned(), pids[1]),
     ];
+    let mut metered = tasker.to_vec();
     metered.extend(bench::server_processes("bench (client)"));
-    let meter = bench::CpuMeter::start(&metered);
+    // Over the whole phase, only Tasker's own processes: the servers and
+    // this process serve the baseline's round trips too.
+    let meter = bench::CpuMeter::start(&tasker);
     let windows = [32, 128, 256];
-    let diamond = bench::diamond(&processes.namespace, args.samples, &windows, duration, &metered).await?;
+    let (diamond, paired) = bench::diamond(
+        &processes.namespace,
+        args.samples,
+        &windows,
+        duration,
+        &metered,
+        Some(&mut rig),
+    )
+    .await?;
+    rig.stop().await;
+    let baseline = bench::Baseline {
+        latency: paired.expect("the round trips were taken with the diamonds"),
+        throughput: baseline_throughput,
+    };
     // The latency phase's steps count too: samples + 20 warm-up tasks.
     let tasks: f64 = diamond
         .throughput
@@ -106,8 +121,9 @@ async fn main() -> anyhow::Result<()> {
 
     eprintln!("bench: diamond on 2 coordinators + 2 workers, windows 32, 128, 256");
     let scaled = Processes::start(&node, &out_dir, 2, 2).await?;
-    let diamond_2x2 = bench::diamond(&scaled.namespace, 20, &windows, duration, &[])
+    let diamond_2x2 = bench::diamond(&scaled.namespace, 20, &windows, duration, &[], None)
         .await?
+        .0
         .throughput;
     scaled.stop().await;
 
