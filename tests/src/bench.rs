@@ -344,6 +344,7 @@ impl Rig {
 /// `f` measures, then stops them.
 pub struct Processes {
     children: Vec<tokio::process::Child>,
+    coordinators: usize,
     /// The benchmark's namespace.
     pub namespace: String,
 }
@@ -397,7 +398,11 @@ impl Processes {
         broker.declare_common(&channel).await?;
         broker.declare_namespace(&channel, &namespace).await?;
         broker.close().await;
-        Ok(Self { children, namespace })
+        Ok(Self {
+            children,
+            coordinators,
+            namespace,
+        })
     }
 
     /// Stops the processes and deletes the namespace's queues.
@@ -408,12 +413,29 @@ impl Processes {
         crate::delete_namespaces(&[&self.namespace]).await;
     }
 
-    /// The processes' ids.
+    /// The processes' ids, labelled `coordinator` and `worker` (then
+    /// `coordinator 2`, `worker 2`, ..), coordinators first.
     #[must_use]
-    pub fn pids(&self) -> Vec<u32> {
+    pub fn labelled(&self) -> Vec<(String, u32)> {
+        let (mut coordinators, mut workers) = (0, 0);
         self.children
             .iter()
-            .filter_map(tokio::process::Child::id)
+            .enumerate()
+            .filter_map(|(i, child)| {
+                let (role, n) = if i < self.coordinators {
+                    coordinators += 1;
+                    ("coordinator", coordinators)
+                } else {
+                    workers += 1;
+                    ("worker", workers)
+                };
+                let label = if n == 1 {
+                    role.to_owned()
+                } else {
+                    format!("{role} {n}")
+                };
+                Some((label, child.id()?))
+            })
             .collect()
     }
 }
@@ -701,18 +723,23 @@ pub struct Scale {
 }
 
 /// Submits `in_flight` diamonds at once and waits for all of them, `batches`
-/// times, and divides the CPU time the coordinator (`pids[0]`) and the
-/// worker (`pids[1]`) spent by the steps they ran. Counting whole batches,
+/// times, and divides the CPU time each of the `metered` processes (label,
+/// pid; the first is the coordinator) spent by the steps they ran. Counting whole batches,
 /// from the first submission until the last task ends, charges every step
 /// exactly once, whatever was queued where.
 ///
 /// # Errors
 ///
 /// If a task is rejected or does not finish within two minutes.
-pub async fn scale(namespace: &str, in_flight: usize, batches: usize, pids: &[u32]) -> anyhow::Result<Scale> {
+pub async fn scale(
+    namespace: &str,
+    in_flight: usize,
+    batches: usize,
+    metered: &[(String, u32)],
+) -> anyhow::Result<Scale> {
     let client = Arc::new(Client::connect(&amqp_url()).await?);
-    let cpu = || -> Vec<Duration> { pids.iter().map(|&p| cpu_time(p).unwrap_or_default()).collect() };
-    let before = cpu();
+    let meter = CpuMeter::start(metered);
+    let coordinator = metered[0].1;
     let start = Instant::now();
     let mut peak_rss = 0u64;
     for _ in 0..batches {
@@ -733,22 +760,16 @@ pub async fn scale(namespace: &str, in_flight: usize, batches: usize, pids: &[u3
                     Some(reply) => { crate::finished(reply??)?; }
                     None => break,
                 },
-                _ = sample.tick() => peak_rss = peak_rss.max(rss_bytes(pids[0]).unwrap_or(0)),
+                _ = sample.tick() => peak_rss = peak_rss.max(rss_bytes(coordinator).unwrap_or(0)),
             }
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    let after = cpu();
     let tasks = in_flight * batches;
-    let steps = (tasks * DIAMOND_STEPS) as f64;
-    let per_step = |i: usize| (after[i] - before[i]).as_secs_f64() * 1e6 / steps;
     Ok(Scale {
         in_flight,
         tasks,
-        cpu_us_per_step: HashMap::from([
-            ("coordinator".to_owned(), per_step(0)),
-            ("worker".to_owned(), per_step(1)),
-        ]),
+        cpu_us_per_step: meter.per_step((tasks * DIAMOND_STEPS) as f64),
         coordinator_peak_rss_mib: peak_rss as f64 / (1024.0 * 1024.0),
         seconds,
     })

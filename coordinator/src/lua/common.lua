@@ -27,19 +27,40 @@ local function split(csv)
   return out
 end
 
--- The values of the hash fields `fields`, in order (false for a missing
--- one): one HMGET rather than a call per field, since each call from a
--- script costs about as much as the work it does. In chunks, because
--- unpack cannot spread thousands of values.
-local function hmget(key, fields)
-  local values = {}
-  for from = 1, #fields, 500 do
-    local chunk = redis.call('HMGET', key, unpack(fields, from, math.min(from + 499, #fields)))
-    for _, v in ipairs(chunk) do
-      values[#values + 1] = v
+-- Runs `command` on `key` with `items` as its arguments, in chunks, since
+-- unpack cannot spread thousands of values; returns the chunks' replies
+-- joined. For commands that take any number of fields or pairs (HMGET,
+-- HSET, ZADD): one call rather than one per field, since each call from a
+-- script costs about as much as the work it does.
+local function chunked(command, key, items)
+  local replies = {}
+  for from = 1, #items, 500 do
+    local reply = redis.call(command, key, unpack(items, from, math.min(from + 499, #items)))
+    if type(reply) == 'table' then
+      for _, v in ipairs(reply) do
+        replies[#replies + 1] = v
+      end
     end
   end
-  return values
+  return replies
+end
+
+-- The values of the hash fields `fields`, in order (false for a missing one).
+local function hmget(key, fields)
+  return chunked('HMGET', key, fields)
+end
+
+-- Leases attempt 1 of each step in `steps` (indices) in the lease set
+-- `leases`, until now + lease_ms[step] (a table by index, as numbers or
+-- strings). Members are `prefix` .. step .. '|1', prefix being
+-- "<task_id>|<ns>|<name>|<version>|".
+local function lease_steps(leases, prefix, now, steps, lease_ms)
+  local entries = {}
+  for _, s in ipairs(steps) do
+    entries[#entries + 1] = now + tonumber(lease_ms[s])
+    entries[#entries + 1] = prefix .. s .. '|1'
+  end
+  chunked('ZADD', leases, entries)
 end
 
 -- Appends the context and the results of the steps in `indices` to `out`:

@@ -28,15 +28,15 @@ local key = KEYS[1]
 local first_step = 16
 local nsteps = #ARGV - first_step + 1
 local now = tonumber(ARGV[5])
-local lease_of = split(ARGV[15])
+local lease_of = {}
+for k, ms in ipairs(split(ARGV[15])) do
+  lease_of[k - 1] = ms
+end
 
--- Leases the steps about to be published (at attempt 1), and indexes the
--- task by its creation time unless it is indexed already.
+-- Leases the steps about to be published (out[from..], at attempt 1), and
+-- indexes the task by its creation time unless it is indexed already.
 local function bookkeep(out, from)
-  for k = from, #out do
-    local i = out[k]
-    redis.call('ZADD', KEYS[2], now + tonumber(lease_of[i + 1]), ARGV[13] .. i .. '|1')
-  end
+  lease_steps(KEYS[2], ARGV[13], now, {unpack(out, from)}, lease_of)
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[14])
   redis.call('ZADD', KEYS[3], 'NX', now, ARGV[12])
   return out
@@ -87,7 +87,5 @@ for i = 0, nsteps - 1 do
     set('s:' .. i, 'pending', 'a:' .. i, 0, 'w:' .. i, waiting)
   end
 end
-for from = 1, #fields, 500 do
-  redis.call('HSET', key, unpack(fields, from, math.min(from + 499, #fields)))
-end
+chunked('HSET', key, fields)
 return bookkeep(out, 2)

@@ -53,16 +53,14 @@ local prefix = ARGV[15]
 local now = tonumber(ARGV[7])
 local lease_of = {}
 for k, ms in ipairs(split(ARGV[16])) do
-  lease_of[children[k]] = tonumber(ms)
+  lease_of[children[k]] = ms
 end
 
 -- The lease of this attempt ends; each ready child runs under a lease; a
 -- retry that is due goes on the schedule (its member carries the trace).
 local function bookkeep(ready, due)
   redis.call('ZREM', leases, prefix .. i .. '|' .. attempt)
-  for _, c in ipairs(ready) do
-    redis.call('ZADD', leases, now + lease_of[c], prefix .. c .. '|1')
-  end
+  lease_steps(leases, prefix, now, ready, lease_of)
   if due ~= '' then
     local member = prefix .. i .. '|' .. attempt
     if ARGV[13] ~= '' then

@@ -44,17 +44,13 @@ async fn main() -> anyhow::Result<()> {
 
     let node = std::env::current_exe()?.with_file_name("chaos-node");
     let processes = Processes::start(&node, &out_dir, 1, 1).await?;
-    let pids = processes.pids();
+    let tasker = processes.labelled();
     eprintln!(
         "bench: diamond on 1 coordinator + 1 worker, {} tasks one at a time, each after one of the baseline's \
          round trips; then windows 32, 128, 256",
         args.samples
     );
-    let tasker = [
-        ("coordinator".to_owned(), pids[0]),
-        ("worker".to_owned(), pids[1]),
-    ];
-    let mut metered = tasker.to_vec();
+    let mut metered = tasker.clone();
     metered.extend(bench::server_processes("bench (client)"));
     // Over the whole phase, only Tasker's own processes: the servers and
     // this process serve the baseline's round trips too.
@@ -82,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
         .sum::<f64>()
         + (args.samples + 20) as f64;
     let cpu_us_per_step = meter.per_step(tasks * bench::DIAMOND_STEPS as f64);
-    let coordinator_rss_mib = bench::rss_bytes(pids[0]).unwrap_or(0) as f64 / (1024.0 * 1024.0);
+    let coordinator_rss_mib = bench::rss_bytes(tasker[0].1).unwrap_or(0) as f64 / (1024.0 * 1024.0);
 
     let best = diamond
         .throughput
@@ -109,8 +105,8 @@ async fn main() -> anyhow::Result<()> {
         args.scale
     );
     let scale = vec![
-        bench::scale(&processes.namespace, 100, 20, &pids).await?,
-        bench::scale(&processes.namespace, args.scale, 1, &pids).await?,
+        bench::scale(&processes.namespace, 100, 20, &tasker).await?,
+        bench::scale(&processes.namespace, args.scale, 1, &tasker).await?,
     ];
     processes.stop().await;
 
