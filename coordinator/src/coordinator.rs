@@ -32,6 +32,7 @@ use tasker_worker::metrics;
 use tasker_worker::worker::Reconnect;
 
 use crate::Error;
+use crate::recorder::Recorder;
 use crate::store::{
     Applied, Bookkeeping, Created, Inputs, Operated, Operation, StepRef, Store, TaskSnapshot, Verdict,
 };
@@ -93,6 +94,10 @@ impl Default for CoordinatorConfig {
         }
     }
 }
+
+/// How many calls recording step results are out to Redis at once; results
+/// that arrive meanwhile share the next call.
+const RESULT_CALLS_IN_FLIGHT: usize = 2;
 
 /// Where Redis is when `TASKER_REDIS_URL` is not set.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -190,6 +195,8 @@ struct Coordinator {
     config: CoordinatorConfig,
     templates: Arc<TemplateRegistry>,
     store: Store,
+    /// Records step results in `store`, batched.
+    recorder: Recorder,
     publisher: Publisher,
     broker: Arc<Broker>,
     health: Health,
@@ -247,6 +254,7 @@ async fn session(
         config: config.clone(),
         templates: templates.clone(),
         store: store.clone(),
+        recorder: Recorder::start(store.clone(), RESULT_CALLS_IN_FLIGHT),
         publisher,
         broker: broker.clone(),
         health: health.clone(),
@@ -321,7 +329,8 @@ impl Coordinator {
                 Err(e) if e.is_retryable() => {
                     match e {
                         Error::Redis { .. } => self.health.down(health::REDIS, &e),
-                        _ => self.health.down(health::RABBITMQ, &e),
+                        Error::Broker(_) => self.health.down(health::RABBITMQ, &e),
+                        _ => {}
                     }
                     retried = true;
                     tokio::select! {
@@ -724,22 +733,20 @@ impl Coordinator {
             }
         };
         let task_id = result.task_id;
-        let recorded = self
-            .store
-            .record_result(
-                task_id,
-                template,
-                step,
-                result.attempt,
-                applied,
-                &payload,
-                result.started_at,
-                result.finished_at,
-                redelivered,
-                tasker_worker::telemetry::traceparent(&tracing::Span::current()).as_deref(),
-                |child| self.lease(template, child),
-            )
-            .await?;
+        let prepared = self.store.prepare_result(
+            task_id,
+            template,
+            step,
+            result.attempt,
+            applied,
+            payload,
+            result.started_at,
+            result.finished_at,
+            redelivered,
+            tasker_worker::telemetry::traceparent(&tracing::Span::current()).as_deref(),
+            |child| self.lease(template, child),
+        );
+        let recorded = self.recorder.record(prepared).await?;
         match recorded.verdict {
             Verdict::Applied => {
                 let outcome = match applied {

@@ -23,6 +23,10 @@ pub enum Error {
     /// A setting cannot be used.
     #[error("{0}")]
     Config(String),
+    /// Work the coordinator handed to one of its own tasks was dropped
+    /// unanswered; the delivery is tried again.
+    #[error("{0}")]
+    Interrupted(String),
     /// The store holds something this coordinator cannot read.
     #[error("task {task_id}: {detail}")]
     CorruptState {
@@ -47,7 +51,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Broker(e) => e.is_retryable(),
-            Self::Redis { .. } => true,
+            Self::Redis { .. } | Self::Interrupted(_) => true,
             Self::Templates(_) | Self::Config(_) | Self::CorruptState { .. } => false,
         }
     }

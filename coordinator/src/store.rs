@@ -121,6 +121,32 @@ pub struct Recorded {
     pub finished: Option<TaskSnapshot>,
 }
 
+/// One step result, prepared by [`Store::prepare_result`] for
+/// [`Store::record_results`].
+#[derive(Debug)]
+pub struct ResultToRecord {
+    task_id: Uuid,
+    /// The script's keys for this result: task hash, lease set, schedule.
+    keys: [String; 3],
+    /// The script's arguments for this result (`record_result.lua` names them).
+    args: [String; 16],
+}
+
+impl ResultToRecord {
+    /// The task the result is for.
+    #[must_use]
+    pub fn task_id(&self) -> Uuid {
+        self.task_id
+    }
+
+    /// Marks the result as delivered before: after a call that failed,
+    /// since it may have been recorded, and the script then hands back its
+    /// effects rather than calling it a duplicate.
+    pub fn set_redelivered(&mut self) {
+        self.args[8] = "1".to_owned();
+    }
+}
+
 /// The context and the completed results that step-ready messages carry,
 /// as the JSON text the store holds.
 #[derive(Debug, Default)]
@@ -405,28 +431,26 @@ impl Store {
         }
     }
 
-    /// Records how attempt `attempt` of `step` ended, and in the same call
-    /// ends the attempt's lease, leases the children it made ready (each for
-    /// `lease(child)`), and puts a retry on the schedule.
-    ///
-    /// # Errors
-    ///
-    /// Returns [`Error::Redis`] if the script fails.
+    /// Prepares the recording of how attempt `attempt` of `step` ended: the
+    /// call, which [`Store::record_results`] makes, also ends the attempt's
+    /// lease, leases the children it makes ready (each for `lease(child)`),
+    /// and puts a retry on the schedule.
     #[allow(clippy::too_many_arguments)]
-    pub async fn record_result(
+    #[must_use]
+    pub fn prepare_result(
         &self,
         task_id: Uuid,
         template: &TaskTemplate,
         step: usize,
         attempt: u32,
         applied: Applied,
-        payload: &str,
+        payload: String,
         started_at: DateTime<Utc>,
         finished_at: DateTime<Utc>,
         redelivered: bool,
         traceparent: Option<&str>,
         lease: impl Fn(usize) -> Duration,
-    ) -> Result<Recorded, Error> {
+    ) -> ResultToRecord {
         let dag = &template.dag;
         let children = dag.children(step);
         let (kind, related): (&str, Vec<usize>) = match applied {
@@ -462,73 +486,84 @@ impl Store {
             .map(|&c| lease(c).as_millis().to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let mut conn = self.conn.clone();
-        let reply: Vec<String> = RECORD_RESULT
-            .key(task_key(task_id))
-            .key(lease_key(&template.namespace))
-            .key(schedule_key(&template.namespace))
-            .arg(step)
-            .arg(attempt)
-            .arg(kind)
-            .arg(payload)
-            .arg(started_at.timestamp_millis())
-            .arg(finished_at.timestamp_millis())
-            .arg(now.timestamp_millis())
-            .arg(dues)
-            .arg(if redelivered { "1" } else { "0" })
-            .arg(self.retention.as_secs())
-            .arg(csv(children))
-            .arg(csv(&related))
-            .arg(traceparent.unwrap_or_default())
-            .arg(template.steps[step].retry.max_attempts)
-            .arg(StepRef::prefix(task_id, template))
-            .arg(leases)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error(e))?;
-        let corrupt = || Error::CorruptState {
+        ResultToRecord {
             task_id,
-            detail: format!("record_result returned {reply:?}"),
-        };
-        let [verdict, status, ready, due, rest @ ..] = &reply[..] else {
-            return Err(corrupt());
-        };
-        let verdict = match verdict.as_str() {
-            "applied" => Verdict::Applied,
-            "duplicate" => Verdict::Duplicate,
-            "stale" => Verdict::Stale,
-            "unknown" => Verdict::UnknownTask,
-            _ => return Err(corrupt()),
-        };
-        let status = if verdict == Verdict::UnknownTask {
-            TaskStatus::Failed
-        } else {
-            parse_status(status).ok_or_else(corrupt)?
-        };
-        let ready = if ready.is_empty() {
-            Vec::new()
-        } else {
-            indices(&ready.split(',').map(str::to_owned).collect::<Vec<_>>()).ok_or_else(corrupt)?
-        };
-        let retry_due = if due.is_empty() {
-            None
-        } else {
-            Some(millis(due.parse().map_err(|_| corrupt())?))
-        };
-        let (inputs, finished) = if status == TaskStatus::Running || rest.is_empty() {
-            (parse_inputs(rest).ok_or_else(corrupt)?, None)
-        } else {
-            let fields = pairs(rest).ok_or_else(corrupt)?;
-            (Inputs::default(), Some(TaskSnapshot::parse(task_id, &fields)?))
-        };
-        Ok(Recorded {
-            verdict,
-            status,
-            ready,
-            retry_due,
-            inputs,
-            finished,
-        })
+            keys: [
+                task_key(task_id),
+                lease_key(&template.namespace),
+                schedule_key(&template.namespace),
+            ],
+            args: [
+                step.to_string(),
+                attempt.to_string(),
+                kind.to_owned(),
+                payload,
+                started_at.timestamp_millis().to_string(),
+                finished_at.timestamp_millis().to_string(),
+                now.timestamp_millis().to_string(),
+                dues,
+                if redelivered { "1" } else { "0" }.to_owned(),
+                self.retention.as_secs().to_string(),
+                csv(children),
+                csv(&related),
+                traceparent.unwrap_or_default().to_owned(),
+                policy.max_attempts.to_string(),
+                StepRef::prefix(task_id, template),
+                leases,
+            ],
+        }
+    }
+
+    /// Records `results` in one call, in order, as if each were recorded
+    /// alone; gives back what each asks the coordinator to do next.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if the script fails: then none, some or all
+    /// of the results may have been recorded. The inner error is
+    /// [`Error::CorruptState`] for a result whose reply cannot be read.
+    pub async fn record_results(
+        &self,
+        results: &[ResultToRecord],
+    ) -> Result<Vec<Result<Recorded, Error>>, Error> {
+        let mut call = RECORD_RESULT.prepare_invoke();
+        for result in results {
+            for key in &result.keys {
+                call.key(key);
+            }
+            for arg in &result.args {
+                call.arg(arg);
+            }
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<Vec<String>> = call.invoke_async(&mut conn).await.map_err(|e| self.error(e))?;
+        if replies.len() != results.len() {
+            return Err(Error::CorruptState {
+                task_id: results.first().map_or_else(Uuid::nil, |r| r.task_id),
+                detail: format!(
+                    "record_result returned {} replies for {} results",
+                    replies.len(),
+                    results.len()
+                ),
+            });
+        }
+        Ok(results
+            .iter()
+            .zip(replies)
+            .map(|(result, reply)| parse_recorded(result.task_id, &reply))
+            .collect())
+    }
+
+    /// Records one result: [`Store::record_results`] with one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::record_results`].
+    pub async fn record_result(&self, result: &ResultToRecord) -> Result<Recorded, Error> {
+        self.record_results(std::slice::from_ref(result))
+            .await?
+            .pop()
+            .expect("record_results checks that every result has its reply")
     }
 
     /// Notes that `attempt` of `step` waits for `child`; `false` if that
@@ -986,6 +1021,53 @@ impl TaskSnapshot {
             parent: self.parent.clone(),
         }
     }
+}
+
+/// Reads one result's reply from `record_result.lua`.
+fn parse_recorded(task_id: Uuid, reply: &[String]) -> Result<Recorded, Error> {
+    let corrupt = || Error::CorruptState {
+        task_id,
+        detail: format!("record_result returned {reply:?}"),
+    };
+    let [verdict, status, ready, due, rest @ ..] = reply else {
+        return Err(corrupt());
+    };
+    let verdict = match verdict.as_str() {
+        "applied" => Verdict::Applied,
+        "duplicate" => Verdict::Duplicate,
+        "stale" => Verdict::Stale,
+        "unknown" => Verdict::UnknownTask,
+        _ => return Err(corrupt()),
+    };
+    let status = if verdict == Verdict::UnknownTask {
+        TaskStatus::Failed
+    } else {
+        parse_status(status).ok_or_else(corrupt)?
+    };
+    let ready = if ready.is_empty() {
+        Vec::new()
+    } else {
+        indices(&ready.split(',').map(str::to_owned).collect::<Vec<_>>()).ok_or_else(corrupt)?
+    };
+    let retry_due = if due.is_empty() {
+        None
+    } else {
+        Some(millis(due.parse().map_err(|_| corrupt())?))
+    };
+    let (inputs, finished) = if status == TaskStatus::Running || rest.is_empty() {
+        (parse_inputs(rest).ok_or_else(corrupt)?, None)
+    } else {
+        let fields = pairs(rest).ok_or_else(corrupt)?;
+        (Inputs::default(), Some(TaskSnapshot::parse(task_id, &fields)?))
+    };
+    Ok(Recorded {
+        verdict,
+        status,
+        ready,
+        retry_due,
+        inputs,
+        finished,
+    })
 }
 
 fn parse_status(s: &str) -> Option<TaskStatus> {

@@ -1,4 +1,7 @@
--- Records how one attempt of one step ended, and moves the task on.
+-- Records how attempts of steps ended, and moves their tasks on: any
+-- number of results, of any tasks, in one call, applied in order as if each
+-- were a call of its own. Result r has KEYS[3r-2 .. 3r] and
+-- ARGV[16(r-1)+1 .. 16r]; below, KEYS and ARGV are one result's.
 --
 -- KEYS[1]  the task hash, tasker:{<task_id>}
 -- KEYS[2]  the namespace's lease set     KEYS[3]  the namespace's retry schedule
@@ -28,156 +31,165 @@
 -- once, when its last dependency completes.
 --
 -- The attempt's lease ends with its result; ready children are leased, and
--- a retry is put on the schedule, in the same call: one round trip per
--- result, and no step is out without a lease.
+-- a retry is put on the schedule, in the same call: no step is out without
+-- a lease, and a batch of results costs one round trip.
 --
--- Returns {verdict, task status, ready children as "3,4", retry due (ms or ''),
--- then, when children are ready: the context JSON, then index, result pairs;
--- or, when the task has finished and its report is to be sent: the task
--- hash as field, value pairs}. A finished task has no ready children, so
+-- Returns a list with, for each result, {verdict, task status, ready
+-- children as "3,4", retry due (ms or ''), then, when children are ready:
+-- the context JSON, then index, result pairs; or, when the task has
+-- finished and its report is to be sent: the task hash as field, value
+-- pairs}. A finished task has no ready children, so
 -- the two never meet.
 -- Verdicts: 'applied'; 'duplicate' (a result for this attempt was applied
 -- before; for a redelivery, its effects are returned again, since the first
 -- delivery may have died before carrying them out); 'stale' (a result for an
 -- attempt that is not current);
 -- 'unknown' (no such task, or it expired).
-local key = KEYS[1]
-local i = ARGV[1]
-local attempt = tonumber(ARGV[2])
-local outcome = ARGV[3]
-local redelivered = ARGV[9] == '1'
-local children = split(ARGV[11])
-local related = split(ARGV[12])
-local leases, schedule = KEYS[2], KEYS[3]
-local prefix = ARGV[15]
-local now = tonumber(ARGV[7])
-local lease_of = {}
-for k, ms in ipairs(split(ARGV[16])) do
-  lease_of[children[k]] = ms
-end
+local function record_one(KEYS, ARGV)
+  local key = KEYS[1]
+  local i = ARGV[1]
+  local attempt = tonumber(ARGV[2])
+  local outcome = ARGV[3]
+  local redelivered = ARGV[9] == '1'
+  local children = split(ARGV[11])
+  local related = split(ARGV[12])
+  local leases, schedule = KEYS[2], KEYS[3]
+  local prefix = ARGV[15]
+  local now = tonumber(ARGV[7])
+  local lease_of = {}
+  for k, ms in ipairs(split(ARGV[16])) do
+    lease_of[children[k]] = ms
+  end
 
--- The lease of this attempt ends; each ready child runs under a lease; a
--- retry that is due goes on the schedule (its member carries the trace).
-local function bookkeep(ready, due)
-  redis.call('ZREM', leases, prefix .. i .. '|' .. attempt)
-  lease_steps(leases, prefix, now, ready, lease_of)
-  if due ~= '' then
-    local member = prefix .. i .. '|' .. attempt
+  -- The lease of this attempt ends; each ready child runs under a lease; a
+  -- retry that is due goes on the schedule (its member carries the trace).
+  local function bookkeep(ready, due)
+    redis.call('ZREM', leases, prefix .. i .. '|' .. attempt)
+    lease_steps(leases, prefix, now, ready, lease_of)
+    if due ~= '' then
+      local member = prefix .. i .. '|' .. attempt
+      if ARGV[13] ~= '' then
+        member = member .. '|' .. ARGV[13]
+      end
+      redis.call('ZADD', schedule, due, member)
+    end
+  end
+
+  -- What follows the reply's head: the ready children's inputs, or the
+  -- finished task's report.
+  local function append_rest(out, ready, status)
+    if #ready > 0 then
+      append_inputs(key, out, related)
+    elseif status ~= 'running' then
+      for _, v in ipairs(redis.call('HGETALL', key)) do
+        out[#out + 1] = v
+      end
+    end
+    return out
+  end
+
+  local state, current, status, base, cancel =
+    unpack(redis.call('HMGET', key, 's:' .. i, 'a:' .. i, 'status', 'b:' .. i, 'cancel'))
+  if not state then
+    bookkeep({}, '')
+    return {'unknown', '', '', ''}
+  end
+  current = tonumber(current)
+  -- Attempts are budgeted from the last attempt before an operator's retry.
+  local used = attempt - tonumber(base or '0')
+
+  -- Writes the attempt's end: `...` are its state's fields, to which the
+  -- start, end and recording span are added, in one HSET.
+  local function record(...)
+    local args = {'HSET', key, 't0:' .. i, ARGV[5], 't1:' .. i, ARGV[6], ...}
     if ARGV[13] ~= '' then
-      member = member .. '|' .. ARGV[13]
+      args[#args + 1] = 'sc:' .. i
+      args[#args + 1] = ARGV[13]
     end
-    redis.call('ZADD', schedule, due, member)
+    redis.call(unpack(args))
   end
-end
 
--- What follows the reply's head: the ready children's inputs, or the
--- finished task's report.
-local function append_rest(out, ready, status)
-  if #ready > 0 then
-    append_inputs(key, out, related)
-  elseif status ~= 'running' then
-    for _, v in ipairs(redis.call('HGETALL', key)) do
-      out[#out + 1] = v
+  if state == 'enqueued' and current == attempt then
+    -- No retry once attempts are used up, or the task was cancelled.
+    if outcome == 'retry' and (used >= tonumber(ARGV[14]) or cancel == '1') then
+      outcome = 'failed'
     end
+    if outcome == 'retry' then
+      local dues = split(ARGV[8])
+      local due = dues[math.max(1, math.min(#dues, used))]
+      record('s:' .. i, 'retry', 'e:' .. i, ARGV[4], 'due:' .. i, due)
+      bookkeep({}, due)
+      return {'applied', status, '', due}
+    end
+    local ready = {}
+    local open
+    if outcome == 'completed' then
+      record('s:' .. i, 'completed', 'r:' .. i, ARGV[4])
+      open = redis.call('HINCRBY', key, 'open', -1)
+      local fields = {}
+      for k, c in ipairs(children) do
+        fields[k] = 's:' .. c
+      end
+      local states = hmget(key, fields)
+      for k, c in ipairs(children) do
+        if redis.call('HINCRBY', key, 'w:' .. c, -1) == 0 and states[k] == 'pending' then
+          redis.call('HSET', key, 's:' .. c, 'enqueued', 'a:' .. c, 1)
+          -- f:c counts how often the step was released by its counter: an
+          -- audit for the chaos suite, which checks that it is 1 for a join.
+          redis.call('HINCRBY', key, 'f:' .. c, 1)
+          ready[#ready + 1] = c
+        end
+      end
+    else
+      record('s:' .. i, 'failed', 'e:' .. i, ARGV[4])
+      redis.call('HINCRBY', key, 'open', -1)
+      redis.call('HINCRBY', key, 'failed', 1)
+      for _, d in ipairs(related) do
+        if redis.call('HGET', key, 's:' .. d) == 'pending' then
+          redis.call('HSET', key, 's:' .. d, 'blocked')
+          redis.call('HINCRBY', key, 'open', -1)
+        end
+      end
+    end
+    status = finish_if_done(key, ARGV[7], ARGV[10], open)
+    bookkeep(ready, '')
+    return append_rest({'applied', status, table.concat(ready, ','), ''}, ready, status)
   end
-  return out
-end
 
-local state, current, status, base, cancel =
-  unpack(redis.call('HMGET', key, 's:' .. i, 'a:' .. i, 'status', 'b:' .. i, 'cancel'))
-if not state then
-  bookkeep({}, '')
-  return {'unknown', '', '', ''}
-end
-current = tonumber(current)
--- Attempts are budgeted from the last attempt before an operator's retry.
-local used = attempt - tonumber(base or '0')
-
--- Writes the attempt's end: `...` are its state's fields, to which the
--- start, end and recording span are added, in one HSET.
-local function record(...)
-  local args = {'HSET', key, 't0:' .. i, ARGV[5], 't1:' .. i, ARGV[6], ...}
-  if ARGV[13] ~= '' then
-    args[#args + 1] = 'sc:' .. i
-    args[#args + 1] = ARGV[13]
+  -- Another result for the current attempt: a duplicate event, or a second
+  -- run of the same attempt after a redelivery. The first result stands,
+  -- whatever this one says.
+  if current ~= attempt or state == 'pending' or state == 'blocked' then
+    bookkeep({}, '')
+    return {'stale', status, '', ''}
   end
-  redis.call(unpack(args))
-end
-
-if state == 'enqueued' and current == attempt then
-  -- No retry once attempts are used up, or the task was cancelled.
-  if outcome == 'retry' and (used >= tonumber(ARGV[14]) or cancel == '1') then
-    outcome = 'failed'
+  if not redelivered then
+    bookkeep({}, '')
+    return {'duplicate', status, '', ''}
   end
-  if outcome == 'retry' then
-    local dues = split(ARGV[8])
-    local due = dues[math.max(1, math.min(#dues, used))]
-    record('s:' .. i, 'retry', 'e:' .. i, ARGV[4], 'due:' .. i, due)
+  -- A redelivery: the first delivery may have died before its effects, so
+  -- they are carried out again.
+  if state == 'retry' then
+    local due = redis.call('HGET', key, 'due:' .. i)
     bookkeep({}, due)
-    return {'applied', status, '', due}
+    return {'duplicate', status, '', due}
   end
   local ready = {}
-  local open
-  if outcome == 'completed' then
-    record('s:' .. i, 'completed', 'r:' .. i, ARGV[4])
-    open = redis.call('HINCRBY', key, 'open', -1)
-    local fields = {}
-    for k, c in ipairs(children) do
-      fields[k] = 's:' .. c
-    end
-    local states = hmget(key, fields)
-    for k, c in ipairs(children) do
-      if redis.call('HINCRBY', key, 'w:' .. c, -1) == 0 and states[k] == 'pending' then
-        redis.call('HSET', key, 's:' .. c, 'enqueued', 'a:' .. c, 1)
-        -- f:c counts how often the step was released by its counter: an
-        -- audit for the chaos suite, which checks that it is 1 for a join.
-        redis.call('HINCRBY', key, 'f:' .. c, 1)
+  -- Children are handed back only to a redelivered completion: a timeout that
+  -- comes after the step completed must not publish them again.
+  if state == 'completed' and outcome == 'completed' then
+    for _, c in ipairs(children) do
+      if redis.call('HGET', key, 's:' .. c) == 'enqueued' and redis.call('HGET', key, 'a:' .. c) == '1' then
         ready[#ready + 1] = c
       end
     end
-  else
-    record('s:' .. i, 'failed', 'e:' .. i, ARGV[4])
-    redis.call('HINCRBY', key, 'open', -1)
-    redis.call('HINCRBY', key, 'failed', 1)
-    for _, d in ipairs(related) do
-      if redis.call('HGET', key, 's:' .. d) == 'pending' then
-        redis.call('HSET', key, 's:' .. d, 'blocked')
-        redis.call('HINCRBY', key, 'open', -1)
-      end
-    end
   end
-  status = finish_if_done(key, ARGV[7], ARGV[10], open)
   bookkeep(ready, '')
-  return append_rest({'applied', status, table.concat(ready, ','), ''}, ready, status)
+  return append_rest({'duplicate', status, table.concat(ready, ','), ''}, ready, status)
 end
 
--- Another result for the current attempt: a duplicate event, or a second
--- run of the same attempt after a redelivery. The first result stands,
--- whatever this one says.
-if current ~= attempt or state == 'pending' or state == 'blocked' then
-  bookkeep({}, '')
-  return {'stale', status, '', ''}
+local replies = {}
+for r = 1, #KEYS / 3 do
+  replies[r] = record_one({KEYS[3 * r - 2], KEYS[3 * r - 1], KEYS[3 * r]}, {unpack(ARGV, 16 * (r - 1) + 1, 16 * r)})
 end
-if not redelivered then
-  bookkeep({}, '')
-  return {'duplicate', status, '', ''}
-end
--- A redelivery: the first delivery may have died before its effects, so
--- they are carried out again.
-if state == 'retry' then
-  local due = redis.call('HGET', key, 'due:' .. i)
-  bookkeep({}, due)
-  return {'duplicate', status, '', due}
-end
-local ready = {}
--- Children are handed back only to a redelivered completion: a timeout that
--- comes after the step completed must not publish them again.
-if state == 'completed' and outcome == 'completed' then
-  for _, c in ipairs(children) do
-    if redis.call('HGET', key, 's:' .. c) == 'enqueued' and redis.call('HGET', key, 'a:' .. c) == '1' then
-      ready[#ready + 1] = c
-    end
-  end
-end
-bookkeep(ready, '')
-return append_rest({'duplicate', status, table.concat(ready, ','), ''}, ready, status)
+return replies

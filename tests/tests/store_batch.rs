@@ -1,0 +1,156 @@
+//! Step results recorded in one script call behave as if each were recorded
+//! alone, and a result Redis refuses fails only itself.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use redis::AsyncCommands;
+use tasker_coordinator::Store;
+use tasker_coordinator::recorder::Recorder;
+use tasker_coordinator::store::{Applied, Created, ResultToRecord, Verdict, task_key};
+use tasker_e2e::{redis_url, template, unique};
+use tasker_protocol::{StepState, TaskTemplate};
+use uuid::Uuid;
+
+fn diamond(ns: &str) -> TaskTemplate {
+    template(&format!(
+        "name: diamond\nnamespace_name: {ns}\nversion: 1.0.0\nsteps:\n\
+         \x20 - name: a\n    handler: {{ callable: ok }}\n\
+         \x20 - name: b\n    handler: {{ callable: ok }}\n    dependencies: [a]\n\
+         \x20 - name: c\n    handler: {{ callable: ok }}\n    dependencies: [a]\n\
+         \x20 - name: d\n    handler: {{ callable: ok }}\n    dependencies: [b, c]\n"
+    ))
+}
+
+async fn store() -> Store {
+    Store::connect(&redis_url(), Duration::from_secs(60))
+        .await
+        .unwrap()
+}
+
+async fn new_task(store: &Store, template: &TaskTemplate) -> Uuid {
+    let task_id = Uuid::new_v4();
+    let created = store
+        .create_task(task_id, template, "{}", None, false, None, None, |_| {
+            Duration::from_secs(60)
+        })
+        .await
+        .unwrap();
+    assert_eq!(created, Created::New { roots: vec![0] });
+    task_id
+}
+
+fn completed(store: &Store, template: &TaskTemplate, task_id: Uuid, step: usize) -> ResultToRecord {
+    let now = Utc::now();
+    store.prepare_result(
+        task_id,
+        template,
+        step,
+        1,
+        Applied::Completed,
+        format!("{{\"step\":{step}}}"),
+        now,
+        now,
+        false,
+        None,
+        |_| Duration::from_secs(60),
+    )
+}
+
+#[tokio::test]
+async fn a_batch_applies_its_results_in_order_as_if_each_were_recorded_alone() {
+    let ns = unique("batch");
+    let template = diamond(&ns);
+    let store = store().await;
+    let (first, second) = (
+        new_task(&store, &template).await,
+        new_task(&store, &template).await,
+    );
+
+    let batch = [
+        completed(&store, &template, first, 0),
+        completed(&store, &template, first, 0),
+        completed(&store, &template, second, 0),
+        completed(&store, &template, first, 1),
+        completed(&store, &template, first, 2),
+    ];
+    let recorded: Vec<_> = store
+        .record_results(&batch)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let verdicts: Vec<Verdict> = recorded.iter().map(|r| r.verdict).collect();
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::Applied,
+            Verdict::Duplicate,
+            Verdict::Applied,
+            Verdict::Applied,
+            Verdict::Applied
+        ]
+    );
+    let ready: Vec<&[usize]> = recorded.iter().map(|r| r.ready.as_slice()).collect();
+    assert_eq!(ready, [&[1, 2][..], &[], &[1, 2], &[], &[3]]);
+    // The join's inputs are the results recorded earlier in the same call.
+    assert_eq!(recorded[4].inputs.results[&1], "{\"step\":1}");
+    assert_eq!(recorded[4].inputs.results[&2], "{\"step\":2}");
+
+    let snapshot = store.task(first).await.unwrap().unwrap();
+    let states: Vec<StepState> = snapshot.steps.iter().map(|s| s.state).collect();
+    assert_eq!(
+        states,
+        [
+            StepState::Completed,
+            StepState::Completed,
+            StepState::Completed,
+            StepState::Enqueued
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_result_redis_refuses_fails_alone_and_its_batch_is_recorded_once() {
+    let ns = unique("batch");
+    let template = diamond(&ns);
+    let store = store().await;
+    let (first, second) = (
+        new_task(&store, &template).await,
+        new_task(&store, &template).await,
+    );
+    // A task key that holds a string: every hash command on it fails.
+    let broken = Uuid::new_v4();
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis.set(task_key(broken), "not a hash").await.unwrap();
+
+    // On this single-threaded runtime, all three are queued before the
+    // recorder runs: they go to Redis as one batch, which fails at the
+    // second result after the first one was written.
+    let recorder = Recorder::start(store.clone(), 1);
+    let (a, b, c) = tokio::join!(
+        recorder.record(completed(&store, &template, first, 0)),
+        recorder.record(completed(&store, &template, broken, 0)),
+        recorder.record(completed(&store, &template, second, 0)),
+    );
+    let b = b.unwrap_err();
+    assert!(b.to_string().contains("WRONGTYPE"), "{b}");
+    // The first was written by the failed call, then handed back again as
+    // a redelivery; the third was written once, by its own call.
+    let (a, c) = (a.unwrap(), c.unwrap());
+    assert_eq!((a.verdict, a.ready.as_slice()), (Verdict::Duplicate, &[1, 2][..]));
+    assert_eq!((c.verdict, c.ready.as_slice()), (Verdict::Applied, &[1, 2][..]));
+    // Each child was released once, whichever call released it.
+    for task in [first, second] {
+        let released: Vec<Option<u32>> = redis.hmget(task_key(task), &["f:1", "f:2"]).await.unwrap();
+        assert_eq!(released, [Some(1), Some(1)], "task {task}");
+        let waiting: Option<i64> = redis.hget(task_key(task), "w:3").await.unwrap();
+        assert_eq!(waiting, Some(2), "task {task}: the join still waits for both");
+    }
+    let _: () = redis.del(task_key(broken)).await.unwrap();
+}
