@@ -924,6 +924,10 @@ pub struct StepSnapshot {
     pub result: Option<String>,
     /// The last error, if any attempt failed.
     pub error: Option<StepFailure>,
+    /// When its dependencies had all completed and it was enqueued (or an
+    /// operator's retry enqueued it again); `None` for a root, which is
+    /// enqueued with its task.
+    pub released_at: Option<DateTime<Utc>>,
     /// When the last attempt started.
     pub started_at: Option<DateTime<Utc>>,
     /// When the last attempt ended.
@@ -962,6 +966,7 @@ impl TaskSnapshot {
                 error: f
                     .get(&format!("e:{i}"))
                     .and_then(|e| serde_json::from_str(e).ok()),
+                released_at: time(&format!("q:{i}")),
                 started_at: time(&format!("t0:{i}")),
                 finished_at: time(&format!("t1:{i}")),
                 child: f.get(&format!("ch:{i}")).and_then(|c| c.parse().ok()),

@@ -472,15 +472,30 @@ pub fn fan_in_template(namespace: &str, width: usize) -> String {
     yaml
 }
 
-/// The 10-step chain's end-to-end latency at 1 in flight, and the 50-way
-/// fan-in's join latency: from the last branch's end to the join's start,
-/// as the worker recorded them.
+/// The shapes beside the diamond, at 1 in flight.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shapes {
+    /// The 10-step chain, end to end.
+    pub chain_10: Latency,
+    /// The 50-way fan-in: from the last branch's end, as its worker
+    /// recorded it, to the join's start. It holds the trip of the branches'
+    /// results through the broker and the coordinator, which all 50 make at
+    /// once.
+    pub join_50: Latency,
+    /// The same join: from its release, when the coordinator recorded the
+    /// last branch's result, to its start.
+    pub join_50_from_release: Latency,
+}
+
+/// The 10-step chain's end-to-end latency and the 50-way fan-in's join
+/// latencies, as the tasks' own timestamps (in ms) give them.
 ///
 /// # Errors
 ///
 /// If a task is rejected or times out.
-pub async fn shapes(namespace: &str, samples: usize) -> anyhow::Result<(Latency, Latency)> {
+pub async fn shapes(namespace: &str, samples: usize) -> anyhow::Result<Shapes> {
     let client = Client::connect(&amqp_url()).await?;
+    let store = tasker_coordinator::Store::connect(&redis_url(), Duration::from_secs(3600)).await?;
     let run = |name: &'static str| {
         let client = &client;
         async move {
@@ -499,26 +514,35 @@ pub async fn shapes(namespace: &str, samples: usize) -> anyhow::Result<(Latency,
         run("chain").await?;
         chain.push(t0.elapsed());
     }
-    let mut joins = Vec::new();
+    let (mut joins, mut released) = (Vec::new(), Vec::new());
     for _ in 0..(samples / 5).max(10) {
         let report = run("fan_in").await?;
-        let last_branch = report
+        let Some(task) = store.task(report.task_id).await? else {
+            anyhow::bail!("task {} is not in Redis after it finished", report.task_id);
+        };
+        let last_branch = task
             .steps
             .iter()
             .filter(|s| s.name.starts_with('b'))
             .filter_map(|s| s.finished_at)
             .max();
-        let join = report
-            .steps
-            .iter()
-            .find(|s| s.name == "join")
-            .and_then(|s| s.started_at);
-        if let (Some(end), Some(start)) = (last_branch, join) {
-            joins.push((start - end).to_std().unwrap_or_default());
-        }
+        let join = task.steps.iter().find(|s| s.name == "join");
+        let (Some(end), Some(release), Some(start)) = (
+            last_branch,
+            join.and_then(|s| s.released_at),
+            join.and_then(|s| s.started_at),
+        ) else {
+            anyhow::bail!("task {} lacks the times of its join", report.task_id);
+        };
+        joins.push((start - end).to_std().unwrap_or_default());
+        released.push((start - release).to_std().unwrap_or_default());
     }
     client.close().await;
-    Ok((Latency::of(chain), Latency::of(joins)))
+    Ok(Shapes {
+        chain_10: Latency::of(chain),
+        join_50: Latency::of(joins),
+        join_50_from_release: Latency::of(released),
+    })
 }
 
 /// Redis memory per in-flight diamond: `used_memory` before and after
@@ -692,10 +716,9 @@ pub struct Report {
     pub cpu_us_per_step: HashMap<String, f64>,
     /// Resident memory of the coordinator after the run, in MiB.
     pub coordinator_rss_mib: f64,
-    /// The 10-step chain, end to end, at 1 in flight.
-    pub chain_10: Latency,
-    /// The 50-way fan-in: from the last branch's end to the join's start.
-    pub join_50: Latency,
+    /// The 10-step chain and the 50-way fan-in, at 1 in flight.
+    #[serde(flatten)]
+    pub shapes: Shapes,
     /// Diamonds per second on 2 coordinators and 2 workers, at each window.
     pub diamond_2x2: Vec<Throughput>,
     /// Redis `used_memory` per in-flight diamond, in bytes.

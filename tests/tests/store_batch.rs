@@ -109,6 +109,11 @@ async fn a_batch_applies_its_results_in_order_as_if_each_were_recorded_alone() {
             StepState::Enqueued
         ]
     );
+    // A step released by its dependencies carries the time of its release;
+    // a root is enqueued with its task.
+    assert_eq!(snapshot.steps[0].released_at, None);
+    let released = snapshot.steps[3].released_at.expect("the join was released");
+    assert!(released >= snapshot.steps[2].finished_at.unwrap());
 }
 
 #[tokio::test]

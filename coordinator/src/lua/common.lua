@@ -13,7 +13,7 @@
 -- yet completed, r:i result JSON, e:i last error JSON, t0:i and t1:i the
 -- last attempt's start and end (unix ms), due:i when a retry is due, f:i
 -- how often the step was released by its dependency counter since it was
--- last reset (always 1), b:i the last attempt before an operator's retry
+-- last reset (always 1), q:i when the counter released it (unix ms), b:i the last attempt before an operator's retry
 -- (attempts are budgeted from it), ch:i the child task the step's handler
 -- started. A child task also has parent, the JSON of the parent step
 -- that waits for it.

@@ -116,8 +116,9 @@ for _, i in ipairs(reset) do
     if state(p) ~= 'completed' then waiting = waiting + 1 end
   end
   redis.call('HSET', key, 'w:' .. i, waiting, 'f:' .. i, 0)
+  redis.call('HDEL', key, 'q:' .. i)
   if waiting == 0 then
-    redis.call('HSET', key, 's:' .. i, 'enqueued')
+    redis.call('HSET', key, 's:' .. i, 'enqueued', 'q:' .. i, ARGV[4])
     redis.call('HINCRBY', key, 'a:' .. i, 1)
     ready[#ready + 1] = i
   end

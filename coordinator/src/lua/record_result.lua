@@ -133,7 +133,7 @@ local function record_one(KEYS, ARGV)
       local states = hmget(key, fields)
       for k, c in ipairs(children) do
         if redis.call('HINCRBY', key, 'w:' .. c, -1) == 0 and states[k] == 'pending' then
-          redis.call('HSET', key, 's:' .. c, 'enqueued', 'a:' .. c, 1)
+          redis.call('HSET', key, 's:' .. c, 'enqueued', 'a:' .. c, 1, 'q:' .. c, ARGV[7])
           -- f:c counts how often the step was released by its counter: an
           -- audit for the chaos suite, which checks that it is 1 for a join.
           redis.call('HINCRBY', key, 'f:' .. c, 1)
