@@ -32,9 +32,10 @@ use tasker_worker::metrics;
 use tasker_worker::worker::Reconnect;
 
 use crate::Error;
-use crate::recorder::Recorder;
+use crate::batch::Batcher;
 use crate::store::{
-    Applied, Bookkeeping, Created, Inputs, Operated, Operation, StepRef, Store, TaskSnapshot, Verdict,
+    Applied, Bookkeeping, Created, Inputs, Operated, Operation, ResultToRecord, StepRef, Store, TaskSnapshot,
+    TaskToCreate, Verdict,
 };
 
 /// How a coordinator runs.
@@ -95,9 +96,10 @@ impl Default for CoordinatorConfig {
     }
 }
 
-/// How many calls recording step results are out to Redis at once; results
-/// that arrive meanwhile share the next call.
-const RESULT_CALLS_IN_FLIGHT: usize = 2;
+/// How many calls creating tasks, and how many recording step results, are
+/// out to Redis at once; requests and results that arrive meanwhile share
+/// the next call of their kind.
+const CALLS_IN_FLIGHT: usize = 2;
 
 /// Where Redis is when `TASKER_REDIS_URL` is not set.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -195,8 +197,10 @@ struct Coordinator {
     config: CoordinatorConfig,
     templates: Arc<TemplateRegistry>,
     store: Store,
+    /// Creates tasks in `store`, batched.
+    creator: Batcher<TaskToCreate>,
     /// Records step results in `store`, batched.
-    recorder: Recorder,
+    recorder: Batcher<ResultToRecord>,
     publisher: Publisher,
     broker: Arc<Broker>,
     health: Health,
@@ -254,7 +258,8 @@ async fn session(
         config: config.clone(),
         templates: templates.clone(),
         store: store.clone(),
-        recorder: Recorder::start(store.clone(), RESULT_CALLS_IN_FLIGHT),
+        creator: Batcher::start(store.clone(), CALLS_IN_FLIGHT),
+        recorder: Batcher::start(store.clone(), CALLS_IN_FLIGHT),
         publisher,
         broker: broker.clone(),
         health: health.clone(),
@@ -414,19 +419,17 @@ impl Coordinator {
         let reply = reply_to.as_deref().map(|q| (q, correlation.as_str()));
         tracing::Span::current().record("tasker.task.id", tracing::field::display(task_id));
         let traceparent = tasker_worker::telemetry::traceparent(&tracing::Span::current());
-        let created = self
-            .store
-            .create_task(
-                task_id,
-                &template,
-                &context,
-                reply,
-                redelivered,
-                traceparent.as_deref(),
-                request.parent.as_ref(),
-                |step| self.lease(&template, step),
-            )
-            .await?;
+        let prepared = self.store.prepare_task(
+            task_id,
+            &template,
+            &context,
+            reply,
+            redelivered,
+            traceparent.as_deref(),
+            request.parent.as_ref(),
+            |step| self.lease(&template, step),
+        );
+        let created = self.creator.apply(prepared).await?;
         let inputs = Inputs {
             context,
             results: Default::default(),
@@ -746,7 +749,7 @@ impl Coordinator {
             tasker_worker::telemetry::traceparent(&tracing::Span::current()).as_deref(),
             |child| self.lease(template, child),
         );
-        let recorded = self.recorder.record(prepared).await?;
+        let recorded = self.recorder.apply(prepared).await?;
         match recorded.verdict {
             Verdict::Applied => {
                 let outcome = match applied {

@@ -9,18 +9,18 @@
 //!
 //! - [`coordinator`]: the consumer loops and the rules that drive a task;
 //! - [`store`]: the Redis state and its scripts (`src/lua/*.lua`);
-//! - [`recorder`]: step results recorded in batches;
+//! - [`batch`]: task requests and step results sent to Redis in batches;
 //! - [`templates`]: loading a directory of templates;
 //! - [`report`]: text views of a task for people;
 //! - [`error`]: this crate's [`Error`].
 
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod coordinator;
 pub mod dlq;
 pub mod error;
 pub mod graph;
-pub mod recorder;
 pub mod report;
 pub mod store;
 pub mod templates;

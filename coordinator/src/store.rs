@@ -121,29 +121,55 @@ pub struct Recorded {
     pub finished: Option<TaskSnapshot>,
 }
 
+/// One item of a batched script call: one task's keys and arguments. The
+/// scripts take each item's arguments after their count, so that items of
+/// any length can share a call.
+#[derive(Debug)]
+struct ScriptItem {
+    task_id: Uuid,
+    /// The task hash, then two keys the script names.
+    keys: [String; 3],
+    /// The arguments the script names.
+    args: Vec<String>,
+}
+
+/// One task request, prepared by [`Store::prepare_task`] for
+/// [`Store::create_tasks`].
+#[derive(Debug)]
+pub struct TaskToCreate(ScriptItem);
+
+impl TaskToCreate {
+    /// The task.
+    #[must_use]
+    pub fn task_id(&self) -> Uuid {
+        self.0.task_id
+    }
+
+    /// Marks the request as delivered before: after a call that failed,
+    /// since the task may have been created, and the script then hands
+    /// back the roots to publish again.
+    pub fn set_redelivered(&mut self) {
+        self.0.args[7] = "1".to_owned();
+    }
+}
+
 /// One step result, prepared by [`Store::prepare_result`] for
 /// [`Store::record_results`].
 #[derive(Debug)]
-pub struct ResultToRecord {
-    task_id: Uuid,
-    /// The script's keys for this result: task hash, lease set, schedule.
-    keys: [String; 3],
-    /// The script's arguments for this result (`record_result.lua` names them).
-    args: [String; 16],
-}
+pub struct ResultToRecord(ScriptItem);
 
 impl ResultToRecord {
     /// The task the result is for.
     #[must_use]
     pub fn task_id(&self) -> Uuid {
-        self.task_id
+        self.0.task_id
     }
 
     /// Marks the result as delivered before: after a call that failed,
     /// since it may have been recorded, and the script then hands back its
     /// effects rather than calling it a duplicate.
     pub fn set_redelivered(&mut self) {
-        self.args[8] = "1".to_owned();
+        self.0.args[8] = "1".to_owned();
     }
 }
 
@@ -356,14 +382,12 @@ impl Store {
         }
     }
 
-    /// Creates the task, or finds it if it exists; records `reply` as a
+    /// Prepares the creation of a task, or the finding of it if it exists:
+    /// the call, which [`Store::create_tasks`] makes, records `reply` as a
     /// requester either way, and `parent` as the step it reports to.
-    ///
-    /// # Errors
-    ///
-    /// Returns [`Error::Redis`] if the script fails.
     #[allow(clippy::too_many_arguments)]
-    pub async fn create_task(
+    #[must_use]
+    pub fn prepare_task(
         &self,
         task_id: Uuid,
         template: &TaskTemplate,
@@ -373,62 +397,97 @@ impl Store {
         traceparent: Option<&str>,
         parent: Option<&ParentStep>,
         lease: impl Fn(usize) -> Duration,
-    ) -> Result<Created, Error> {
-        let mut call = CREATE_TASK.key(task_key(task_id));
-        call.key(lease_key(&template.namespace)).key(TASK_INDEX);
+    ) -> TaskToCreate {
         let (queue, correlation) = reply.unwrap_or(("", ""));
         let now = Utc::now().timestamp_millis();
-        call.arg(&template.namespace)
-            .arg(&template.name)
-            .arg(template.version.to_string())
-            .arg(context)
-            .arg(now)
-            .arg(queue)
-            .arg(correlation)
-            .arg(if redelivered { "1" } else { "0" })
-            .arg(
-                template
-                    .steps
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            )
-            .arg(traceparent.unwrap_or_default())
-            .arg(
-                parent
-                    .map(|p| serde_json::to_string(p).expect("a parent step always serializes"))
-                    .unwrap_or_default(),
-            )
-            .arg(task_id.to_string())
-            .arg(StepRef::prefix(task_id, template))
-            .arg(now - self.index_horizon_ms())
-            .arg(
-                (0..template.steps.len())
-                    .map(|s| lease(s).as_millis().to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-        for step in 0..template.steps.len() {
-            call.arg(template.dag.parents(step).len());
+        let mut args = vec![
+            template.namespace.clone(),
+            template.name.clone(),
+            template.version.to_string(),
+            context.to_owned(),
+            now.to_string(),
+            queue.to_owned(),
+            correlation.to_owned(),
+            if redelivered { "1" } else { "0" }.to_owned(),
+            template
+                .steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            traceparent.unwrap_or_default().to_owned(),
+            parent
+                .map(|p| serde_json::to_string(p).expect("a parent step always serializes"))
+                .unwrap_or_default(),
+            task_id.to_string(),
+            StepRef::prefix(task_id, template),
+            (now - self.index_horizon_ms()).to_string(),
+            (0..template.steps.len())
+                .map(|s| lease(s).as_millis().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        ];
+        args.extend((0..template.steps.len()).map(|step| template.dag.parents(step).len().to_string()));
+        TaskToCreate(ScriptItem {
+            task_id,
+            keys: [
+                task_key(task_id),
+                lease_key(&template.namespace),
+                TASK_INDEX.to_owned(),
+            ],
+            args,
+        })
+    }
+
+    /// Creates (or finds) `tasks` in one call, in order, as if each were
+    /// created alone.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if the script fails: then none, some or all
+    /// of the tasks may have been created. The inner error is
+    /// [`Error::CorruptState`] for a task whose reply cannot be read.
+    pub async fn create_tasks(&self, tasks: &[TaskToCreate]) -> Result<Vec<Result<Created, Error>>, Error> {
+        let replies = self
+            .call_batch(&CREATE_TASK, "create_task", tasks.iter().map(|t| &t.0))
+            .await?;
+        Ok(replies
+            .into_iter()
+            .map(|(task_id, reply)| parse_created(task_id, &reply))
+            .collect())
+    }
+
+    /// Calls `script` (named `name`) once for all of `items`, and gives back
+    /// each item's task and reply, in order.
+    async fn call_batch<'a>(
+        &self,
+        script: &Script,
+        name: &str,
+        items: impl ExactSizeIterator<Item = &'a ScriptItem> + Clone,
+    ) -> Result<Vec<(Uuid, Vec<String>)>, Error> {
+        let mut call = script.prepare_invoke();
+        for item in items.clone() {
+            for key in &item.keys {
+                call.key(key);
+            }
+            call.arg(item.args.len());
+            for arg in &item.args {
+                call.arg(arg);
+            }
         }
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = call.invoke_async(&mut conn).await.map_err(|e| self.error(e))?;
-        let corrupt = || Error::CorruptState {
-            task_id,
-            detail: format!("create_task returned {reply:?}"),
-        };
-        match reply.first().map(String::as_str) {
-            Some("created") => Ok(Created::New {
-                roots: indices(&reply[1..]).ok_or_else(corrupt)?,
-            }),
-            Some("exists") => {
-                let status = reply.get(1).and_then(|s| parse_status(s)).ok_or_else(corrupt)?;
-                let republish = indices(&reply[2..]).ok_or_else(corrupt)?;
-                Ok(Created::Existing { status, republish })
-            }
-            _ => Err(corrupt()),
+        let replies: Vec<Vec<String>> = call.invoke_async(&mut conn).await.map_err(|e| self.error(e))?;
+        if replies.len() != items.len() {
+            return Err(Error::CorruptState {
+                task_id: items.clone().next().map_or_else(Uuid::nil, |i| i.task_id),
+                detail: format!(
+                    "{name} returned {} replies for {} items",
+                    replies.len(),
+                    items.len()
+                ),
+            });
         }
+        Ok(items.map(|i| i.task_id).zip(replies).collect())
     }
 
     /// Prepares the recording of how attempt `attempt` of `step` ended: the
@@ -486,14 +545,14 @@ impl Store {
             .map(|&c| lease(c).as_millis().to_string())
             .collect::<Vec<_>>()
             .join(",");
-        ResultToRecord {
+        ResultToRecord(ScriptItem {
             task_id,
             keys: [
                 task_key(task_id),
                 lease_key(&template.namespace),
                 schedule_key(&template.namespace),
             ],
-            args: [
+            args: vec![
                 step.to_string(),
                 attempt.to_string(),
                 kind.to_owned(),
@@ -511,7 +570,7 @@ impl Store {
                 StepRef::prefix(task_id, template),
                 leases,
             ],
-        }
+        })
     }
 
     /// Records `results` in one call, in order, as if each were recorded
@@ -526,44 +585,13 @@ impl Store {
         &self,
         results: &[ResultToRecord],
     ) -> Result<Vec<Result<Recorded, Error>>, Error> {
-        let mut call = RECORD_RESULT.prepare_invoke();
-        for result in results {
-            for key in &result.keys {
-                call.key(key);
-            }
-            for arg in &result.args {
-                call.arg(arg);
-            }
-        }
-        let mut conn = self.conn.clone();
-        let replies: Vec<Vec<String>> = call.invoke_async(&mut conn).await.map_err(|e| self.error(e))?;
-        if replies.len() != results.len() {
-            return Err(Error::CorruptState {
-                task_id: results.first().map_or_else(Uuid::nil, |r| r.task_id),
-                detail: format!(
-                    "record_result returned {} replies for {} results",
-                    replies.len(),
-                    results.len()
-                ),
-            });
-        }
-        Ok(results
-            .iter()
-            .zip(replies)
-            .map(|(result, reply)| parse_recorded(result.task_id, &reply))
+        let replies = self
+            .call_batch(&RECORD_RESULT, "record_result", results.iter().map(|r| &r.0))
+            .await?;
+        Ok(replies
+            .into_iter()
+            .map(|(task_id, reply)| parse_recorded(task_id, &reply))
             .collect())
-    }
-
-    /// Records one result: [`Store::record_results`] with one.
-    ///
-    /// # Errors
-    ///
-    /// As [`Store::record_results`].
-    pub async fn record_result(&self, result: &ResultToRecord) -> Result<Recorded, Error> {
-        self.record_results(std::slice::from_ref(result))
-            .await?
-            .pop()
-            .expect("record_results checks that every result has its reply")
     }
 
     /// Notes that `attempt` of `step` waits for `child`; `false` if that
@@ -1025,6 +1053,25 @@ impl TaskSnapshot {
                 .collect(),
             parent: self.parent.clone(),
         }
+    }
+}
+
+/// Reads one task's reply from `create_task.lua`.
+fn parse_created(task_id: Uuid, reply: &[String]) -> Result<Created, Error> {
+    let corrupt = || Error::CorruptState {
+        task_id,
+        detail: format!("create_task returned {reply:?}"),
+    };
+    match reply.first().map(String::as_str) {
+        Some("created") => Ok(Created::New {
+            roots: indices(&reply[1..]).ok_or_else(corrupt)?,
+        }),
+        Some("exists") => {
+            let status = reply.get(1).and_then(|s| parse_status(s)).ok_or_else(corrupt)?;
+            let republish = indices(&reply[2..]).ok_or_else(corrupt)?;
+            Ok(Created::Existing { status, republish })
+        }
+        _ => Err(corrupt()),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use redis::AsyncCommands;
 use tasker_coordinator::Store;
-use tasker_coordinator::recorder::Recorder;
+use tasker_coordinator::batch::Batcher;
 use tasker_coordinator::store::{Applied, Created, ResultToRecord, Verdict, task_key};
 use tasker_e2e::{redis_url, template, unique};
 use tasker_protocol::{StepState, TaskTemplate};
@@ -30,13 +30,11 @@ async fn store() -> Store {
 
 async fn new_task(store: &Store, template: &TaskTemplate) -> Uuid {
     let task_id = Uuid::new_v4();
-    let created = store
-        .create_task(task_id, template, "{}", None, false, None, None, |_| {
-            Duration::from_secs(60)
-        })
-        .await
-        .unwrap();
-    assert_eq!(created, Created::New { roots: vec![0] });
+    let request = store.prepare_task(task_id, template, "{}", None, false, None, None, |_| {
+        Duration::from_secs(60)
+    });
+    let created = store.create_tasks(&[request]).await.unwrap().pop().unwrap();
+    assert_eq!(created.unwrap(), Created::New { roots: vec![0] });
     task_id
 }
 
@@ -137,11 +135,11 @@ async fn a_result_redis_refuses_fails_alone_and_its_batch_is_recorded_once() {
     // On this single-threaded runtime, all three are queued before the
     // recorder runs: they go to Redis as one batch, which fails at the
     // second result after the first one was written.
-    let recorder = Recorder::start(store.clone(), 1);
+    let recorder = Batcher::start(store.clone(), 1);
     let (a, b, c) = tokio::join!(
-        recorder.record(completed(&store, &template, first, 0)),
-        recorder.record(completed(&store, &template, broken, 0)),
-        recorder.record(completed(&store, &template, second, 0)),
+        recorder.apply(completed(&store, &template, first, 0)),
+        recorder.apply(completed(&store, &template, broken, 0)),
+        recorder.apply(completed(&store, &template, second, 0)),
     );
     let b = b.unwrap_err();
     assert!(b.to_string().contains("WRONGTYPE"), "{b}");
@@ -158,4 +156,41 @@ async fn a_result_redis_refuses_fails_alone_and_its_batch_is_recorded_once() {
         assert_eq!(waiting, Some(2), "task {task}: the join still waits for both");
     }
     let _: () = redis.del(task_key(broken)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_of_requests_creates_each_task_once() {
+    let ns = unique("batch");
+    let template = diamond(&ns);
+    let store = store().await;
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    let request = |task_id, redelivered| {
+        store.prepare_task(task_id, &template, "{}", None, redelivered, None, None, |_| {
+            Duration::from_secs(60)
+        })
+    };
+    let created: Vec<Created> = store
+        .create_tasks(&[
+            request(first, false),
+            request(first, true),
+            request(second, false),
+        ])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        created,
+        [
+            Created::New { roots: vec![0] },
+            // A redelivered request for the task just created gets its
+            // roots back, to publish again.
+            Created::Existing {
+                status: tasker_protocol::TaskStatus::Running,
+                republish: vec![0]
+            },
+            Created::New { roots: vec![0] },
+        ]
+    );
 }

@@ -18,6 +18,23 @@
 -- started. A child task also has parent, the JSON of the parent step
 -- that waits for it.
 
+-- Runs `apply(keys, args)` for each item of a batched call, in order, and
+-- returns the list of their replies. Item r has KEYS[3r-2 .. 3r]; its
+-- arguments follow their count in ARGV: n1, then n1 arguments, n2, then
+-- n2 arguments, and so on.
+local function for_each_item(apply)
+  local replies, at = {}, 1
+  for r = 1, #KEYS / 3 do
+    local n, args = tonumber(ARGV[at]), {}
+    for j = 1, n do
+      args[j] = ARGV[at + j]
+    end
+    replies[r] = apply({KEYS[3 * r - 2], KEYS[3 * r - 1], KEYS[3 * r]}, args)
+    at = at + n + 1
+  end
+  return replies
+end
+
 -- Splits "1,2,3" into a list of strings; "" gives an empty list.
 local function split(csv)
   local out = {}

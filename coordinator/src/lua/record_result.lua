@@ -1,7 +1,7 @@
 -- Records how attempts of steps ended, and moves their tasks on: any
 -- number of results, of any tasks, in one call, applied in order as if each
--- were a call of its own. Result r has KEYS[3r-2 .. 3r] and
--- ARGV[16(r-1)+1 .. 16r]; below, KEYS and ARGV are one result's.
+-- were a call of its own, laid out as `for_each_item` reads them; below,
+-- KEYS and ARGV are one result's.
 --
 -- KEYS[1]  the task hash, tasker:{<task_id>}
 -- KEYS[2]  the namespace's lease set     KEYS[3]  the namespace's retry schedule
@@ -188,8 +188,4 @@ local function record_one(KEYS, ARGV)
   return append_rest({'duplicate', status, table.concat(ready, ','), ''}, ready, status)
 end
 
-local replies = {}
-for r = 1, #KEYS / 3 do
-  replies[r] = record_one({KEYS[3 * r - 2], KEYS[3 * r - 1], KEYS[3 * r]}, {unpack(ARGV, 16 * (r - 1) + 1, 16 * r)})
-end
-return replies
+return for_each_item(record_one)
