@@ -13,6 +13,24 @@ use tasker_worker::{Client, Reply};
 use tracing::Instrument;
 use uuid::Uuid;
 
+/// `println!` that hands a closed stdout back as an error (`tasker list |
+/// head`): `main` then ends quietly instead of panicking.
+macro_rules! outln {
+    () => {
+        std::io::Write::write_all(&mut std::io::stdout(), b"\n")?
+    };
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
+/// `print!` that hands a closed stdout back as an error, as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!($($arg)*))?
+    };
+}
+
 /// Exit code of `submit --wait` when the task failed.
 const EXIT_TASK_FAILED: u8 = 3;
 /// Exit code of `submit` when the coordinator rejected the request.
@@ -330,11 +348,19 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,
+        // The reader went away (`tasker list | head`): nothing is wrong.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -384,14 +410,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let task_id = submitted.task_id;
             if !wait {
                 if json {
-                    println!("{}", serde_json::json!({ "task_id": task_id }));
+                    outln!("{}", serde_json::json!({ "task_id": task_id }));
                 } else {
-                    println!("submitted task {task_id}");
+                    outln!("submitted task {task_id}");
                 }
                 return Ok(ExitCode::SUCCESS);
             }
             let reply = submitted.wait(Duration::from_secs_f64(timeout)).await?;
-            Ok(print_reply(&reply, json))
+            print_reply(&reply, json)
         }
         Command::Status { task_id, json } => {
             let store = Store::connect(&cli.redis_url, Duration::ZERO).await?;
@@ -400,9 +426,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let report = snapshot.report();
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", report::status_table(&report));
+                out!("{}", report::status_table(&report));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -424,9 +450,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .list_tasks(namespace.as_deref(), status.map(Into::into), limit)
                 .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&tasks)?);
+                outln!("{}", serde_json::to_string_pretty(&tasks)?);
             } else {
-                print!("{}", report::task_list(&tasks, chrono::Utc::now()));
+                out!("{}", report::task_list(&tasks, chrono::Utc::now()));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -527,7 +553,7 @@ async fn operate(
                 snapshot.namespace
             )
         })?;
-    let code = print_reply(&reply, json && !wait);
+    let code = print_reply(&reply, json && !wait)?;
     let accepted = matches!(&reply, Reply::Command(r) if r.accepted);
     if !wait || !accepted {
         return Ok(code);
@@ -541,7 +567,7 @@ async fn operate(
             .await?
             .context("the task expired while waiting")?;
         if snapshot.status != TaskStatus::Running {
-            return Ok(print_reply(&Reply::Finished(snapshot.report()), json));
+            return print_reply(&Reply::Finished(snapshot.report()), json);
         }
         if tokio::time::Instant::now() >= deadline {
             bail!(
@@ -559,30 +585,30 @@ async fn dlq_command(amqp_url: &str, command: DlqCommand) -> anyhow::Result<Exit
         DlqCommand::List { json } => {
             let letters = dlq.list().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&letters)?);
+                outln!("{}", serde_json::to_string_pretty(&letters)?);
             } else {
-                print!("{}", report::dead_letter_table(&letters));
+                out!("{}", report::dead_letter_table(&letters));
             }
             ExitCode::SUCCESS
         }
         DlqCommand::Show { id, json } => match dlq.list().await?.into_iter().find(|l| l.id == id) {
             Some(letter) if json => {
-                println!("{}", serde_json::to_string_pretty(&letter)?);
+                outln!("{}", serde_json::to_string_pretty(&letter)?);
                 ExitCode::SUCCESS
             }
             Some(letter) => {
                 let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-                println!("id           {}", letter.id);
-                println!("type         {}", show(&letter.kind));
-                println!("task         {}", show(&letter.task_id));
-                println!("reason       {}", show(&letter.reason));
-                println!("from queue   {}", show(&letter.queue));
-                println!(
+                outln!("id           {}", letter.id);
+                outln!("type         {}", show(&letter.kind));
+                outln!("task         {}", show(&letter.task_id));
+                outln!("reason       {}", show(&letter.reason));
+                outln!("from queue   {}", show(&letter.queue));
+                outln!(
                     "sent to      exchange {:?}, routing key {:?}",
                     show(&letter.exchange),
                     show(&letter.routing_key)
                 );
-                println!("body\n{}", letter.body);
+                outln!("body\n{}", letter.body);
                 ExitCode::SUCCESS
             }
             None => {
@@ -593,9 +619,9 @@ async fn dlq_command(amqp_url: &str, command: DlqCommand) -> anyhow::Result<Exit
         DlqCommand::Replay { id, json } => match dlq.replay(&id).await? {
             Some(letter) => {
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&letter)?);
+                    outln!("{}", serde_json::to_string_pretty(&letter)?);
                 } else {
-                    println!(
+                    outln!(
                         "replayed {} to exchange {:?} with routing key {:?}",
                         letter.id,
                         letter.exchange.unwrap_or_default(),
@@ -616,9 +642,9 @@ async fn dlq_command(amqp_url: &str, command: DlqCommand) -> anyhow::Result<Exit
             }
             let purged = dlq.purge().await?;
             if json {
-                println!("{}", serde_json::json!({ "purged": purged }));
+                outln!("{}", serde_json::json!({ "purged": purged }));
             } else {
-                println!("purged {purged} message(s)");
+                outln!("purged {purged} message(s)");
             }
             ExitCode::SUCCESS
         }
@@ -658,12 +684,12 @@ async fn watch(
         };
         if frame != last {
             if json {
-                println!("{frame}");
+                outln!("{frame}");
             } else if terminal {
                 // Clear the screen and draw from the top.
-                print!("\x1b[2J\x1b[H{frame}");
+                out!("\x1b[2J\x1b[H{frame}");
             } else {
-                println!("{frame}");
+                outln!("{frame}");
             }
             last = frame;
         }
@@ -685,16 +711,16 @@ fn no_such_task(task_id: Uuid) -> ExitCode {
     ExitCode::from(EXIT_NOT_FOUND)
 }
 
-fn print_reply(reply: &Reply, json: bool) -> ExitCode {
-    match reply {
+fn print_reply(reply: &Reply, json: bool) -> anyhow::Result<ExitCode> {
+    Ok(match reply {
         Reply::Finished(report) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string(report).expect("a report always serializes")
                 );
             } else {
-                print!("{}", report::status_table(report));
+                out!("{}", report::status_table(report));
             }
             match report.status {
                 TaskStatus::Complete => ExitCode::SUCCESS,
@@ -705,12 +731,12 @@ fn print_reply(reply: &Reply, json: bool) -> ExitCode {
         }
         Reply::Command(reply) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string(reply).expect("a command reply always serializes")
                 );
             } else if reply.accepted {
-                println!("{}", reply.message);
+                outln!("{}", reply.message);
             } else {
                 eprintln!("refused: {}", reply.message);
             }
@@ -722,7 +748,7 @@ fn print_reply(reply: &Reply, json: bool) -> ExitCode {
         }
         Reply::Rejected(rejected) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string(rejected).expect("a rejection always serializes")
                 );
@@ -731,7 +757,7 @@ fn print_reply(reply: &Reply, json: bool) -> ExitCode {
             }
             ExitCode::from(EXIT_REJECTED)
         }
-    }
+    })
 }
 
 fn validate(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
@@ -742,7 +768,7 @@ fn validate(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
             match templates::load_dir(path) {
                 Ok(registry) => {
                     for t in registry.iter() {
-                        println!("ok  {}", t.key());
+                        outln!("ok  {}", t.key());
                         ok += 1;
                     }
                 }
@@ -759,7 +785,7 @@ fn validate(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
             match TaskTemplate::from_yaml(&path.display().to_string(), &text) {
                 Ok(t) => {
-                    println!("ok  {}  ({})", t.key(), path.display());
+                    outln!("ok  {}  ({})", t.key(), path.display());
                     ok += 1;
                 }
                 Err(e) => {
@@ -793,9 +819,9 @@ fn templates_command(command: TemplatesCommand) -> anyhow::Result<ExitCode> {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                print!("{}", report::template_table(registry.iter().map(AsRef::as_ref)));
+                out!("{}", report::template_table(registry.iter().map(AsRef::as_ref)));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -831,9 +857,9 @@ fn templates_command(command: TemplatesCommand) -> anyhow::Result<ExitCode> {
                     .collect();
                 let out =
                     serde_json::json!({ "template": template.key(), "steps": steps, "drawing": drawing });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                print!("{drawing}");
+                out!("{drawing}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -893,7 +919,7 @@ async fn demo(amqp_url: &str, email: &str, name: &str, plan: &str) -> anyhow::Re
     let context = serde_json::json!({
         "user_info": { "email": email, "name": name, "plan": plan, "source": "signup_form" }
     });
-    println!("Submitting microservices/user_registration for {name} <{email}> on the {plan} plan");
+    outln!("Submitting microservices/user_registration for {name} <{email}> on the {plan} plan");
     let client = Client::connect(amqp_url).await?;
     // The task joins this span's trace: the request carries its context.
     let span = tracing::info_span!("register user", otel.kind = "producer");
@@ -901,22 +927,22 @@ async fn demo(amqp_url: &str, email: &str, name: &str, plan: &str) -> anyhow::Re
         .create_task("microservices", "user_registration", context)
         .instrument(span.clone())
         .await?;
-    println!("task {}: waiting for it to finish…", submitted.task_id);
+    outln!("task {}: waiting for it to finish…", submitted.task_id);
     match tasker_worker::telemetry::trace_id(&span) {
-        Some(trace) => println!("trace {trace}: open it in Jaeger (http://localhost:16686/trace/{trace})\n"),
-        None => println!("(set OTEL_EXPORTER_OTLP_ENDPOINT to export this task's trace)\n"),
+        Some(trace) => outln!("trace {trace}: open it in Jaeger (http://localhost:16686/trace/{trace})\n"),
+        None => outln!("(set OTEL_EXPORTER_OTLP_ENDPOINT to export this task's trace)\n"),
     }
     let reply = submitted.wait(Duration::from_secs(120)).await?;
     let Reply::Finished(report) = &reply else {
-        return Ok(print_reply(&reply, false));
+        return print_reply(&reply, false);
     };
-    println!("Timeline (each bar is one step; billing and preferences run side by side,");
-    println!("and send_welcome_sequence starts only when both have finished):\n");
-    print!("{}", report::timeline(report));
-    println!();
-    print!("{}", report::status_table(report));
-    println!("\nFinal report:");
-    println!("{}", serde_json::to_string_pretty(report)?);
+    outln!("Timeline (each bar is one step; billing and preferences run side by side,");
+    outln!("and send_welcome_sequence starts only when both have finished):\n");
+    out!("{}", report::timeline(report));
+    outln!();
+    out!("{}", report::status_table(report));
+    outln!("\nFinal report:");
+    outln!("{}", serde_json::to_string_pretty(report)?);
     client.close().await;
     Ok(match report.status {
         TaskStatus::Complete => ExitCode::SUCCESS,
