@@ -661,6 +661,13 @@ impl Coordinator {
                 self.publish_steps(&template, task_id, steps, *attempt, &inputs),
             )?;
         }
+        // Cancelling a task cancels the child tasks its steps wait for;
+        // again for a redelivered command, since the first delivery may
+        // have died before sending them.
+        let children = match command.action {
+            TaskAction::Cancel => self.cancel_children(&snapshot).await?,
+            TaskAction::Retry { .. } | TaskAction::Resolve { .. } => Vec::new(),
+        };
         if snapshot.status != TaskStatus::Running {
             // A retried or resolved task is in flight again.
             metrics::global()
@@ -681,10 +688,17 @@ impl Coordinator {
             .iter()
             .filter(|s| s.state == StepState::Enqueued)
             .count();
+        let children = match children.as_slice() {
+            [] => String::new(),
+            ids => format!(
+                "; its child task(s) {} are being cancelled",
+                ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        };
         let message = match (&command.action, started.is_empty()) {
             (TaskAction::Cancel, _) if status == TaskStatus::Cancelled => "cancelled".to_owned(),
             (TaskAction::Cancel, _) => format!(
-                "cancelling: nothing starts any more; the task ends cancelled once its {running} running step(s) finish"
+                "cancelling: nothing starts any more; the task ends cancelled once its {running} running step(s) finish{children}"
             ),
             (TaskAction::Retry { .. }, _) => format!("retrying; started {}", started.join(", ")),
             (TaskAction::Resolve { step, .. }, true) => {
@@ -816,6 +830,45 @@ impl Coordinator {
             ));
         }
         Ok(())
+    }
+
+    /// Sends a cancel for the running child task of every step of `task`
+    /// that waits for one, to the coordinators of the child's namespace,
+    /// which cancel it as an operator's cancel would; the child then ends
+    /// cancelled, and its report fails the step that waits for it. Gives
+    /// back the children.
+    async fn cancel_children(&self, task: &TaskSnapshot) -> Result<Vec<Uuid>, Error> {
+        let waiting = task
+            .steps
+            .iter()
+            .filter(|s| s.state == StepState::Enqueued)
+            .filter_map(|s| s.child);
+        let mut children = Vec::new();
+        let mut commands = Vec::new();
+        for child in waiting {
+            let Some(snapshot) = self.store.task(child).await? else {
+                continue;
+            };
+            if snapshot.status != TaskStatus::Running {
+                continue; // Its report is on its way to the step.
+            }
+            info!(task_id = %task.task_id, child_task_id = %child, "cancelling the child task too");
+            let cancel = TaskCommand {
+                protocol_version: PROTOCOL_VERSION,
+                task_id: child,
+                action: TaskAction::Cancel,
+            };
+            commands.push(Outgoing {
+                exchange: topology::REQUESTS_EXCHANGE.to_owned(),
+                routing_key: snapshot.namespace,
+                payload: message::encode(&cancel),
+                properties: broker::properties(message_type::TASK_COMMAND, Some(child)),
+                mandatory: true,
+            });
+            children.push(child);
+        }
+        self.publisher.publish_all(commands).await?;
+        Ok(children)
     }
 
     /// How long an attempt of `step` may run before it is treated as lost:

@@ -399,3 +399,130 @@ async fn both_teams_process_refund_workflows_run_at_once_on_their_own_queues() {
     support.stop().await;
     payments.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_parent_cancels_the_child_task_its_step_waits_for() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use tasker_worker::{ChildTask, StepContext, StepError, handler_fn};
+
+    let (parent_ns, child_ns) = (unique("parent"), unique("child"));
+    let parent_template = template(&format!(
+        "name: parent\nnamespace_name: {parent_ns}\nversion: 1.0.0\nsteps:\n\
+         \x20 - name: delegate\n    handler: {{ callable: delegate }}\n\
+         \x20 - name: after\n    handler: {{ callable: noted }}\n    dependencies: [delegate]\n"
+    ));
+    let child_template = template(&format!(
+        "name: slow\nnamespace_name: {child_ns}\nversion: 1.0.0\nsteps:\n\
+         \x20 - name: first\n    handler: {{ callable: hold }}\n\
+         \x20 - name: second\n    handler: {{ callable: noted }}\n    dependencies: [first]\n"
+    ));
+    // `hold` runs until the test releases it; `noted` counts its runs,
+    // which must stay at none: nothing after a cancel starts.
+    let (held, release, noted) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let noted_handler = || {
+        let noted = noted.clone();
+        handler_fn(move |_ctx: StepContext| {
+            let noted = noted.clone();
+            async move {
+                noted.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, StepError>(json!({}))
+            }
+        })
+    };
+    let hold = {
+        let (held, release) = (held.clone(), release.clone());
+        handler_fn(move |_ctx: StepContext| {
+            let (held, release) = (held.clone(), release.clone());
+            async move {
+                held.store(true, Ordering::SeqCst);
+                release.notified().await;
+                Ok::<_, StepError>(json!({}))
+            }
+        })
+    };
+    let child_worker = Worker::new(worker_config(4))
+        .namespace(&child_ns)
+        .handler("hold", hold)
+        .handler("noted", noted_handler());
+    let delegate = {
+        let child_ns = child_ns.clone();
+        handler_fn(move |ctx: StepContext| {
+            let child_ns = child_ns.clone();
+            async move {
+                ctx.complete_with_child(ChildTask::new(child_ns, "slow", json!({})))
+                    .await
+            }
+        })
+    };
+    let parent_worker = Worker::new(worker_config(4))
+        .namespace(&parent_ns)
+        .handler("delegate", delegate)
+        .handler("noted", noted_handler());
+    let children = Stack::start(vec![child_template], 1, vec![child_worker])
+        .await
+        .unwrap();
+    let parents = Stack::start(vec![parent_template], 1, vec![parent_worker])
+        .await
+        .unwrap();
+    let store = Store::connect(&tasker_e2e::redis_url(), Duration::ZERO)
+        .await
+        .unwrap();
+
+    let submitted = parents
+        .client
+        .submit(TaskRequest::new(&parent_ns, "parent", json!({})))
+        .await
+        .unwrap();
+    let parent_id = submitted.task_id;
+    let child_id = child_of(&store, parent_id, "delegate").await;
+    for _ in 0..400 {
+        if held.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(held.load(Ordering::SeqCst), "the child's first step never ran");
+
+    let reply = command(&parents, &parent_ns, parent_id, TaskAction::Cancel).await;
+    assert!(reply.accepted, "{reply:?}");
+    assert!(reply.message.contains(&child_id.to_string()), "{}", reply.message);
+    // The child's coordinator takes the cancel: its pending step is
+    // cancelled while its first step still runs.
+    let mut cancelled = false;
+    for _ in 0..400 {
+        if snapshot(&store, child_id).await.steps[1].state == StepState::Cancelled {
+            cancelled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cancelled, "{:#?}", snapshot(&store, child_id).await);
+    release.notify_one();
+
+    let child = ended(&store, child_id).await;
+    assert_eq!(child.status, TaskStatus::Cancelled, "{child:#?}");
+    let parent = finished_report(submitted).await;
+    assert_eq!(parent.status, TaskStatus::Cancelled, "{parent:#?}");
+    let waited = step(&parent, "delegate");
+    assert_eq!(waited.state, StepState::Failed);
+    assert_eq!(
+        waited.error.as_ref().map(|e| e.code.as_str()),
+        Some("child_task_cancelled")
+    );
+    assert_eq!(step(&parent, "after").state, StepState::Cancelled);
+    assert_eq!(noted.load(Ordering::SeqCst), 0, "a step started after the cancel");
+    parents.stop().await;
+    children.stop().await;
+}
+
+async fn finished_report(submitted: tasker_worker::Submitted) -> TaskFinished {
+    match submitted.wait(Duration::from_secs(30)).await.unwrap() {
+        Reply::Finished(report) => report,
+        other => panic!("expected the task's report, got {other:?}"),
+    }
+}
