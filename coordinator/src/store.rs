@@ -595,8 +595,8 @@ impl Store {
     }
 
     /// Notes that `attempt` of `step` waits for `child`; `false` if that
-    /// attempt is no longer running (the child's result came first, or the
-    /// step moved on).
+    /// attempt is no longer running: the step moved on, or the child's
+    /// result came first (the step then still names the child).
     ///
     /// # Errors
     ///

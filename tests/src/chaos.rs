@@ -33,6 +33,13 @@ pub const CALLABLES: &[&str] = &[
     "chaos",
 ];
 
+/// The callable of the chaos template's step that hands its work to a
+/// child task, `errand`, and completes with the child's result.
+pub const CHILD_CALLABLE: &str = "chaos_child";
+
+/// The template of the child tasks that `CHILD_CALLABLE` starts.
+pub const CHILD_TEMPLATE: &str = "errand";
+
 /// A fault the suite injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,6 +106,10 @@ pub struct ChaosReport {
     pub joins_not_fired_once: usize,
     /// Steps whose stored result changed after their task finished.
     pub results_changed: usize,
+    /// `hand_off` tasks whose step completed with its child task, complete.
+    pub child_tasks: usize,
+    /// `hand_off` tasks that finished without a child task that completed.
+    pub child_tasks_wrong: usize,
     /// Handler runs beyond one per (task, step, attempt).
     pub duplicate_executions: u64,
     /// Handler runs in all.
@@ -128,13 +139,14 @@ impl ChaosReport {
             && self.joins_not_fired_once == 0
             && self.results_changed == 0
             && self.tasks_failed == 0
+            && self.child_tasks_wrong == 0
     }
 
     /// The report as a table.
     #[must_use]
     pub fn table(&self) -> String {
         let mut t = String::new();
-        let rows: [(&str, String); 10] = [
+        let rows: [(&str, String); 12] = [
             ("tasks submitted", self.tasks_submitted.to_string()),
             ("tasks finished complete", self.tasks_complete.to_string()),
             ("tasks finished failed", self.tasks_failed.to_string()),
@@ -146,6 +158,11 @@ impl ChaosReport {
             (
                 "steps whose recorded result changed",
                 self.results_changed.to_string(),
+            ),
+            ("tasks done with their child task", self.child_tasks.to_string()),
+            (
+                "tasks done without their child task",
+                self.child_tasks_wrong.to_string(),
             ),
             ("handler executions", self.executions.to_string()),
             (
@@ -194,18 +211,33 @@ fn templates(namespace: &str) -> Vec<(String, String)> {
         "  - name: join\n    handler: {{ callable: chaos }}\n    dependencies: [{}]\n",
         branches.join(", ")
     );
+    // A diamond whose left branch waits for a child task.
+    let hand_off = format!(
+        "name: hand_off\nnamespace_name: {namespace}\nversion: 1.0.0\nsteps:\n\
+         \x20 - name: open\n    handler: {{ callable: chaos }}\n\
+         \x20 - name: delegate\n    handler: {{ callable: {CHILD_CALLABLE} }}\n    dependencies: [open]\n\
+         \x20 - name: note\n    handler: {{ callable: chaos }}\n    dependencies: [open]\n\
+         \x20 - name: close\n    handler: {{ callable: chaos }}\n    dependencies: [delegate, note]\n"
+    );
+    let errand = format!(
+        "name: {CHILD_TEMPLATE}\nnamespace_name: {namespace}\nversion: 1.0.0\nsteps:\n\
+         \x20 - name: first\n    handler: {{ callable: chaos }}\n\
+         \x20 - name: second\n    handler: {{ callable: chaos }}\n    dependencies: [first]\n"
+    );
     vec![
         ("user_registration.yaml".into(), diamond),
         ("fan_in_20.yaml".into(), fan_in),
+        ("hand_off.yaml".into(), hand_off),
+        (format!("{CHILD_TEMPLATE}.yaml"), errand),
     ]
 }
 
 /// The join step of each chaos template, and its parents.
 fn join_of(template: &TaskTemplate) -> usize {
-    let name = if template.name == "fan_in_20" {
-        "join"
-    } else {
-        "send_welcome_sequence"
+    let name = match template.name.as_str() {
+        "fan_in_20" => "join",
+        "hand_off" => "close",
+        _ => "send_welcome_sequence",
     };
     template
         .step_index(name)
@@ -366,10 +398,10 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                let name = if i % 4 == 3 {
-                    "fan_in_20"
-                } else {
-                    "user_registration"
+                let name = match i % 4 {
+                    3 => "fan_in_20",
+                    1 => "hand_off",
+                    _ => "user_registration",
                 };
                 let context = json!({"user_info": {"email": format!("user{i}@example.com"), "plan": "pro"}});
                 let request = TaskRequest::new(&namespace, name, context);
@@ -476,6 +508,8 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
             .collect(),
         joins_not_fired_once: 0,
         results_changed: 0,
+        child_tasks: 0,
+        child_tasks_wrong: 0,
         duplicate_executions: 0,
         executions: 0,
         duplicates_published,
@@ -494,6 +528,34 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         let template = &registry[&progress.submitted[id]];
         if !join_fired_once(template, &hash) {
             report.joins_not_fired_once += 1;
+        }
+        if template.name == "hand_off" {
+            // The step's result is the child's report; the step names the
+            // child it started.
+            let step = template
+                .step_index("delegate")
+                .expect("hand_off has its delegate");
+            let reported = hash
+                .get(&format!("r:{step}"))
+                .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+                .and_then(|r| r["task_id"].as_str().and_then(|c| c.parse::<Uuid>().ok()));
+            let named = hash
+                .get(&format!("ch:{step}"))
+                .and_then(|c| c.parse::<Uuid>().ok());
+            let child = reported.filter(|c| named == Some(*c));
+            let status: Option<String> = match child {
+                Some(c) => {
+                    redis
+                        .hget(tasker_coordinator::store::task_key(c), "status")
+                        .await?
+                }
+                None => None,
+            };
+            if status.as_deref() == Some("complete") {
+                report.child_tasks += 1;
+            } else {
+                report.child_tasks_wrong += 1;
+            }
         }
         let now = results(&hash);
         report.results_changed += first_results

@@ -526,3 +526,49 @@ async fn finished_report(submitted: tasker_worker::Submitted) -> TaskFinished {
         other => panic!("expected the task's report, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_child_that_reports_before_its_step_is_noted_is_still_named_by_the_step() {
+    use chrono::Utc;
+    use tasker_coordinator::store::{Applied, Created};
+
+    let ns = unique("early_child");
+    let template = template(&format!(
+        "name: one\nnamespace_name: {ns}\nversion: 1.0.0\nsteps:\n  - name: delegate\n    handler: {{ callable: x }}\n"
+    ));
+    let store = Store::connect(&tasker_e2e::redis_url(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let (task_id, child) = (Uuid::new_v4(), Uuid::new_v4());
+    let lease = |_| Duration::from_secs(60);
+    let request = store.prepare_task(task_id, &template, "{}", None, false, None, None, lease);
+    let created = store.create_tasks(&[request]).await.unwrap().pop().unwrap();
+    assert_eq!(created.unwrap(), Created::New { roots: vec![0] });
+    // The child's report completes the step first...
+    let now = Utc::now();
+    let report = store.prepare_result(
+        task_id,
+        &template,
+        0,
+        1,
+        Applied::Completed,
+        format!("{{\"task_id\":\"{child}\"}}"),
+        now,
+        now,
+        false,
+        None,
+        lease,
+    );
+    store
+        .record_results(&[report])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .unwrap();
+    // ...then the worker's note that the attempt waits for it arrives.
+    assert!(!store.wait_for_child(task_id, 0, 1, child).await.unwrap());
+    let task = snapshot(&store, task_id).await;
+    assert_eq!(task.status, TaskStatus::Complete);
+    assert_eq!(task.steps[0].child, Some(child));
+}

@@ -4,13 +4,21 @@
 -- KEYS[1]  the task hash, tasker:{<task_id>}
 -- ARGV[1]  step index        ARGV[2]  attempt        ARGV[3]  the child task id
 --
--- Applied only while that attempt is current and enqueued: the child may
--- have finished, and its result been recorded, before this note arrived.
--- Returns 'applied' or 'ignored'.
+-- Applied only while that attempt is current and enqueued. The child may
+-- have finished, and its result been recorded, before this note arrived:
+-- then the step still names the child its attempt started, and nothing
+-- else changes. Returns 'applied' or 'ignored'.
 local key = KEYS[1]
 local i = ARGV[1]
-if redis.call('HGET', key, 's:' .. i) == 'enqueued' and redis.call('HGET', key, 'a:' .. i) == ARGV[2] then
+local state, attempt = unpack(redis.call('HMGET', key, 's:' .. i, 'a:' .. i))
+if attempt ~= ARGV[2] then
+  return 'ignored'
+end
+if state == 'enqueued' then
   redis.call('HSET', key, 'ch:' .. i, ARGV[3])
   return 'applied'
+end
+if state == 'completed' or state == 'failed' then
+  redis.call('HSETNX', key, 'ch:' .. i, ARGV[3])
 end
 return 'ignored'

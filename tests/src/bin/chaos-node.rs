@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use redis::AsyncCommands;
 use serde_json::json;
-use tasker_worker::{StepContext, StepError, Worker, WorkerConfig, handler_fn};
+use tasker_worker::{ChildTask, StepContext, StepError, Worker, WorkerConfig, handler_fn};
 
 #[derive(Parser)]
 struct Args {
@@ -136,6 +136,19 @@ async fn main() -> anyhow::Result<()> {
                 }
             });
             let handler = std::sync::Arc::new(handler);
+            // Counts its run like the others, then waits for a child task.
+            let delegate = {
+                let handler = handler.clone();
+                handler_fn(move |ctx: StepContext| {
+                    let handler = handler.clone();
+                    async move {
+                        tasker_worker::StepHandler::call(handler.as_ref(), &ctx).await?;
+                        let child =
+                            ChildTask::new(ctx.namespace(), tasker_e2e::chaos::CHILD_TEMPLATE, json!({}));
+                        ctx.complete_with_child(child).await
+                    }
+                })
+            };
             let mut worker = Worker::new(WorkerConfig {
                 amqp_url,
                 concurrency: 64,
@@ -147,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
             for callable in tasker_e2e::chaos::CALLABLES {
                 worker = worker.handler(*callable, Shared(handler.clone()));
             }
+            worker = worker.handler(tasker_e2e::chaos::CHILD_CALLABLE, delegate);
             worker.run(shutdown).await?;
         }
     }
