@@ -81,8 +81,20 @@ pub struct Baseline {
     /// One step's round trip at 1 in flight.
     pub latency: Latency,
     /// Steps per second at 256 in flight, and the CPU per step of RabbitMQ,
-    /// Redis and this process (the publisher and both consumers).
+    /// Redis and this process (the publisher and both consumers), in the
+    /// window taken right after Tasker's best one.
     pub throughput: Throughput,
+    /// The same, in the window taken right after each of Tasker's.
+    pub windows: Vec<Throughput>,
+}
+
+/// The baseline's figures taken in turns with the diamond's.
+#[derive(Debug, Clone)]
+pub struct Paired {
+    /// The round trips, one before each diamond at 1 in flight.
+    pub latency: Latency,
+    /// A window of 256 in flight right after each of the diamond's windows.
+    pub windows: Vec<Throughput>,
 }
 
 /// CPU time spent by a set of processes since the meter started.
@@ -611,7 +623,7 @@ pub async fn diamond(
     duration: Duration,
     metered: &[(String, u32)],
     mut baseline: Option<&mut Rig>,
-) -> anyhow::Result<(Diamond, Option<Latency>)> {
+) -> anyhow::Result<(Diamond, Option<Paired>)> {
     let client = Client::connect(&amqp_url()).await?;
     let context = || json!({"user_info": {"email": "bench@example.com", "name": "B", "plan": "pro"}});
     // Warm up: the first tasks pay for connections and script loading.
@@ -642,6 +654,7 @@ pub async fn diamond(
     }
     let client = Arc::new(client);
     let mut throughput = Vec::new();
+    let mut baseline_windows = Vec::new();
     for &window in windows {
         let permits = Arc::new(tokio::sync::Semaphore::new(window));
         let completed = Arc::new(AtomicU64::new(0));
@@ -671,12 +684,23 @@ pub async fn diamond(
             per_second,
             cpu_us_per_step: meter.per_step(steps),
         });
+        // The baseline's window right after, so that each ratio compares
+        // the same minute of a machine whose speed drifts.
+        if let Some(rig) = baseline.as_deref_mut() {
+            baseline_windows.push(rig.throughput(256, duration).await?);
+        }
     }
     let diamond = Diamond {
         latency: Latency::of(latencies),
         throughput,
     };
-    Ok((diamond, baseline.map(|_| Latency::of(round_trips))))
+    Ok((
+        diamond,
+        baseline.map(|_| Paired {
+            latency: Latency::of(round_trips),
+            windows: baseline_windows,
+        }),
+    ))
 }
 
 /// CPU time (user + system) of a process so far, from `/proc`.
