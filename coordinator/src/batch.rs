@@ -19,13 +19,16 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::Error;
-use crate::store::{Created, Recorded, ResultToRecord, Store, TaskToCreate};
+use crate::store::Store;
 
 /// How many items one call takes at most.
 const MAX_BATCH: usize = 128;
 
 /// A script call that many items can share: [`TaskToCreate`] and
-/// [`ResultToRecord`].
+/// [`ResultToRecord`], implemented beside them in [`crate::store`].
+///
+/// [`TaskToCreate`]: crate::store::TaskToCreate
+/// [`ResultToRecord`]: crate::store::ResultToRecord
 pub trait Batched: Send + Sync + Sized + 'static {
     /// What the call gives back for each item.
     type Output: Send + 'static;
@@ -34,8 +37,7 @@ pub trait Batched: Send + Sync + Sized + 'static {
     fn task_id(&self) -> Uuid;
 
     /// Marks the item as delivered before: after a call that failed, since
-    /// it may have been applied, and the script then hands back its effects
-    /// rather than ignoring it as a duplicate.
+    /// it may have been applied.
     fn set_redelivered(&mut self);
 
     /// Applies `items` in one call, in order.
@@ -43,44 +45,6 @@ pub trait Batched: Send + Sync + Sized + 'static {
         store: &Store,
         items: &[Self],
     ) -> impl Future<Output = Result<Vec<Result<Self::Output, Error>>, Error>> + Send;
-}
-
-impl Batched for TaskToCreate {
-    type Output = Created;
-
-    fn task_id(&self) -> Uuid {
-        TaskToCreate::task_id(self)
-    }
-
-    fn set_redelivered(&mut self) {
-        TaskToCreate::set_redelivered(self);
-    }
-
-    fn call(
-        store: &Store,
-        items: &[Self],
-    ) -> impl Future<Output = Result<Vec<Result<Created, Error>>, Error>> + Send {
-        store.create_tasks(items)
-    }
-}
-
-impl Batched for ResultToRecord {
-    type Output = Recorded;
-
-    fn task_id(&self) -> Uuid {
-        ResultToRecord::task_id(self)
-    }
-
-    fn set_redelivered(&mut self) {
-        ResultToRecord::set_redelivered(self);
-    }
-
-    fn call(
-        store: &Store,
-        items: &[Self],
-    ) -> impl Future<Output = Result<Vec<Result<Recorded, Error>>, Error>> + Send {
-        store.record_results(items)
-    }
 }
 
 type Job<C> = (C, oneshot::Sender<Result<<C as Batched>::Output, Error>>);
@@ -112,7 +76,8 @@ impl<C: Batched> Batcher<C> {
     ///
     /// # Errors
     ///
-    /// As [`Store::create_tasks`] and [`Store::record_results`].
+    /// As [`Batched::call`]: [`Store::create_tasks`] or
+    /// [`Store::record_results`].
     pub async fn apply(&self, item: C) -> Result<C::Output, Error> {
         let (reply, output) = oneshot::channel();
         let task_id = item.task_id();

@@ -688,7 +688,7 @@ impl Coordinator {
             .iter()
             .filter(|s| s.state == StepState::Enqueued)
             .count();
-        let children = match children.as_slice() {
+        let cancelling_children = match children.as_slice() {
             [] => String::new(),
             ids => format!(
                 "; its child task(s) {} are being cancelled",
@@ -698,7 +698,7 @@ impl Coordinator {
         let message = match (&command.action, started.is_empty()) {
             (TaskAction::Cancel, _) if status == TaskStatus::Cancelled => "cancelled".to_owned(),
             (TaskAction::Cancel, _) => format!(
-                "cancelling: nothing starts any more; the task ends cancelled once its {running} running step(s) finish{children}"
+                "cancelling: nothing starts any more; the task ends cancelled once its {running} running step(s) finish{cancelling_children}"
             ),
             (TaskAction::Retry { .. }, _) => format!("retrying; started {}", started.join(", ")),
             (TaskAction::Resolve { step, .. }, true) => {

@@ -21,6 +21,7 @@ use tasker_protocol::{
 use uuid::Uuid;
 
 use crate::Error;
+use crate::batch::Batched;
 
 /// The sorted set of scheduled retries of `namespace`, scored by when each
 /// is due. One per namespace, so that a coordinator claims only retries of
@@ -131,45 +132,52 @@ struct ScriptItem {
     keys: [String; 3],
     /// The arguments the script names.
     args: Vec<String>,
+    /// Which argument is the script's redelivery flag ('1' or '0').
+    redelivered_arg: usize,
 }
 
 /// One task request, prepared by [`Store::prepare_task`] for
-/// [`Store::create_tasks`].
+/// [`Store::create_tasks`], or for a [`Batcher`](crate::batch::Batcher).
 #[derive(Debug)]
 pub struct TaskToCreate(ScriptItem);
 
-impl TaskToCreate {
-    /// The task.
-    #[must_use]
-    pub fn task_id(&self) -> Uuid {
-        self.0.task_id
-    }
-
-    /// Marks the request as delivered before: after a call that failed,
-    /// since the task may have been created, and the script then hands
-    /// back the roots to publish again.
-    pub fn set_redelivered(&mut self) {
-        self.0.args[7] = "1".to_owned();
-    }
-}
-
 /// One step result, prepared by [`Store::prepare_result`] for
-/// [`Store::record_results`].
+/// [`Store::record_results`], or for a [`Batcher`](crate::batch::Batcher).
 #[derive(Debug)]
 pub struct ResultToRecord(ScriptItem);
 
-impl ResultToRecord {
-    /// The task the result is for.
-    #[must_use]
-    pub fn task_id(&self) -> Uuid {
+impl Batched for TaskToCreate {
+    type Output = Created;
+
+    fn task_id(&self) -> Uuid {
         self.0.task_id
     }
 
-    /// Marks the result as delivered before: after a call that failed,
-    /// since it may have been recorded, and the script then hands back its
-    /// effects rather than calling it a duplicate.
-    pub fn set_redelivered(&mut self) {
-        self.0.args[8] = "1".to_owned();
+    /// The script then hands back the roots to publish again.
+    fn set_redelivered(&mut self) {
+        self.0.args[self.0.redelivered_arg] = "1".to_owned();
+    }
+
+    async fn call(store: &Store, items: &[Self]) -> Result<Vec<Result<Created, Error>>, Error> {
+        store.create_tasks(items).await
+    }
+}
+
+impl Batched for ResultToRecord {
+    type Output = Recorded;
+
+    fn task_id(&self) -> Uuid {
+        self.0.task_id
+    }
+
+    /// The script then hands back the result's effects rather than calling
+    /// it a duplicate.
+    fn set_redelivered(&mut self) {
+        self.0.args[self.0.redelivered_arg] = "1".to_owned();
+    }
+
+    async fn call(store: &Store, items: &[Self]) -> Result<Vec<Result<Recorded, Error>>, Error> {
+        store.record_results(items).await
     }
 }
 
@@ -436,6 +444,7 @@ impl Store {
                 TASK_INDEX.to_owned(),
             ],
             args,
+            redelivered_arg: 7,
         })
     }
 
@@ -570,6 +579,7 @@ impl Store {
                 StepRef::prefix(task_id, template),
                 leases,
             ],
+            redelivered_arg: 8,
         })
     }
 

@@ -454,3 +454,22 @@ pub fn init_logs() {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     }
 }
+
+/// Waits until `ready` gives true, asking every 50 ms for up to 20 s.
+///
+/// # Panics
+///
+/// If it never does; the message says what was `awaited`.
+pub async fn eventually<F, Fut>(awaited: &str, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..400 {
+        if ready().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{awaited} did not happen within 20 s");
+}

@@ -480,33 +480,25 @@ async fn cancelling_a_parent_cancels_the_child_task_its_step_waits_for() {
         .unwrap();
     let parent_id = submitted.task_id;
     let child_id = child_of(&store, parent_id, "delegate").await;
-    for _ in 0..400 {
-        if held.load(Ordering::SeqCst) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(held.load(Ordering::SeqCst), "the child's first step never ran");
+    tasker_e2e::eventually("the child's first step running", || async {
+        held.load(Ordering::SeqCst)
+    })
+    .await;
 
     let reply = command(&parents, &parent_ns, parent_id, TaskAction::Cancel).await;
     assert!(reply.accepted, "{reply:?}");
     assert!(reply.message.contains(&child_id.to_string()), "{}", reply.message);
     // The child's coordinator takes the cancel: its pending step is
     // cancelled while its first step still runs.
-    let mut cancelled = false;
-    for _ in 0..400 {
-        if snapshot(&store, child_id).await.steps[1].state == StepState::Cancelled {
-            cancelled = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(cancelled, "{:#?}", snapshot(&store, child_id).await);
+    tasker_e2e::eventually("the child's second step cancelled", || async {
+        snapshot(&store, child_id).await.steps[1].state == StepState::Cancelled
+    })
+    .await;
     release.notify_one();
 
     let child = ended(&store, child_id).await;
     assert_eq!(child.status, TaskStatus::Cancelled, "{child:#?}");
-    let parent = finished_report(submitted).await;
+    let parent = tasker_e2e::finished(submitted.wait(Duration::from_secs(30)).await.unwrap()).unwrap();
     assert_eq!(parent.status, TaskStatus::Cancelled, "{parent:#?}");
     let waited = step(&parent, "delegate");
     assert_eq!(waited.state, StepState::Failed);
@@ -518,57 +510,4 @@ async fn cancelling_a_parent_cancels_the_child_task_its_step_waits_for() {
     assert_eq!(noted.load(Ordering::SeqCst), 0, "a step started after the cancel");
     parents.stop().await;
     children.stop().await;
-}
-
-async fn finished_report(submitted: tasker_worker::Submitted) -> TaskFinished {
-    match submitted.wait(Duration::from_secs(30)).await.unwrap() {
-        Reply::Finished(report) => report,
-        other => panic!("expected the task's report, got {other:?}"),
-    }
-}
-
-#[tokio::test]
-async fn a_child_that_reports_before_its_step_is_noted_is_still_named_by_the_step() {
-    use chrono::Utc;
-    use tasker_coordinator::store::{Applied, Created};
-
-    let ns = unique("early_child");
-    let template = template(&format!(
-        "name: one\nnamespace_name: {ns}\nversion: 1.0.0\nsteps:\n  - name: delegate\n    handler: {{ callable: x }}\n"
-    ));
-    let store = Store::connect(&tasker_e2e::redis_url(), Duration::from_secs(60))
-        .await
-        .unwrap();
-    let (task_id, child) = (Uuid::new_v4(), Uuid::new_v4());
-    let lease = |_| Duration::from_secs(60);
-    let request = store.prepare_task(task_id, &template, "{}", None, false, None, None, lease);
-    let created = store.create_tasks(&[request]).await.unwrap().pop().unwrap();
-    assert_eq!(created.unwrap(), Created::New { roots: vec![0] });
-    // The child's report completes the step first...
-    let now = Utc::now();
-    let report = store.prepare_result(
-        task_id,
-        &template,
-        0,
-        1,
-        Applied::Completed,
-        format!("{{\"task_id\":\"{child}\"}}"),
-        now,
-        now,
-        false,
-        None,
-        lease,
-    );
-    store
-        .record_results(&[report])
-        .await
-        .unwrap()
-        .pop()
-        .unwrap()
-        .unwrap();
-    // ...then the worker's note that the attempt waits for it arrives.
-    assert!(!store.wait_for_child(task_id, 0, 1, child).await.unwrap());
-    let task = snapshot(&store, task_id).await;
-    assert_eq!(task.status, TaskStatus::Complete);
-    assert_eq!(task.steps[0].child, Some(child));
 }

@@ -1,5 +1,6 @@
-//! Step results recorded in one script call behave as if each were recorded
-//! alone, and a result Redis refuses fails only itself.
+//! The store's scripts, called directly: requests and results in one call
+//! behave as if each were alone, an item Redis refuses fails only itself,
+//! and a step names the child task it started whatever the order of events.
 
 use std::time::Duration;
 
@@ -38,6 +39,17 @@ async fn new_task(store: &Store, template: &TaskTemplate) -> Uuid {
     task_id
 }
 
+/// A diamond template, a store, and two new tasks of it.
+async fn two_tasks() -> (TaskTemplate, Store, Uuid, Uuid) {
+    let template = diamond(&unique("batch"));
+    let store = store().await;
+    let (first, second) = (
+        new_task(&store, &template).await,
+        new_task(&store, &template).await,
+    );
+    (template, store, first, second)
+}
+
 fn completed(store: &Store, template: &TaskTemplate, task_id: Uuid, step: usize) -> ResultToRecord {
     let now = Utc::now();
     store.prepare_result(
@@ -57,13 +69,7 @@ fn completed(store: &Store, template: &TaskTemplate, task_id: Uuid, step: usize)
 
 #[tokio::test]
 async fn a_batch_applies_its_results_in_order_as_if_each_were_recorded_alone() {
-    let ns = unique("batch");
-    let template = diamond(&ns);
-    let store = store().await;
-    let (first, second) = (
-        new_task(&store, &template).await,
-        new_task(&store, &template).await,
-    );
+    let (template, store, first, second) = two_tasks().await;
 
     let batch = [
         completed(&store, &template, first, 0),
@@ -116,13 +122,7 @@ async fn a_batch_applies_its_results_in_order_as_if_each_were_recorded_alone() {
 
 #[tokio::test]
 async fn a_result_redis_refuses_fails_alone_and_its_batch_is_recorded_once() {
-    let ns = unique("batch");
-    let template = diamond(&ns);
-    let store = store().await;
-    let (first, second) = (
-        new_task(&store, &template).await,
-        new_task(&store, &template).await,
-    );
+    let (template, store, first, second) = two_tasks().await;
     // A task key that holds a string: every hash command on it fails.
     let broken = Uuid::new_v4();
     let mut redis = redis::Client::open(redis_url())
@@ -193,4 +193,24 @@ async fn a_batch_of_requests_creates_each_task_once() {
             Created::New { roots: vec![0] },
         ]
     );
+}
+
+#[tokio::test]
+async fn a_child_that_reports_before_its_step_is_noted_is_still_named_by_the_step() {
+    let (template, store, task_id, _) = two_tasks().await;
+    let child = Uuid::new_v4();
+    // The child's report completes the step first...
+    let report = completed(&store, &template, task_id, 0);
+    store
+        .record_results(&[report])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .unwrap();
+    // ...then the worker's note that the attempt waits for it arrives.
+    assert!(!store.wait_for_child(task_id, 0, 1, child).await.unwrap());
+    let task = store.task(task_id).await.unwrap().unwrap();
+    assert_eq!(task.steps[0].state, StepState::Completed);
+    assert_eq!(task.steps[0].child, Some(child));
 }
