@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use serde_json::value::RawValue;
 use tasker_protocol::message::{self, DEFAULT_MAX_MESSAGE_BYTES, RejectCode};
@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, warn};
 use uuid::Uuid;
 
+use tasker_worker::acks::Acks;
 use tasker_worker::broker::{self, Broker, Outgoing, Publisher, REDELIVERY_LIMIT};
 use tasker_worker::health::{self, Health};
 use tasker_worker::metrics;
@@ -202,6 +203,8 @@ struct Coordinator {
     /// Records step results in `store`, batched.
     recorder: Batcher<ResultToRecord>,
     publisher: Publisher,
+    /// Acks the deliveries of the consuming channel.
+    acks: Acks,
     broker: Arc<Broker>,
     health: Health,
     /// Cancelled when the session ends, to stop retries in place.
@@ -261,6 +264,7 @@ async fn session(
         creator: Batcher::start(store.clone(), CALLS_IN_FLIGHT),
         recorder: Batcher::start(store.clone(), CALLS_IN_FLIGHT),
         publisher,
+        acks: Acks::start(channel.clone()),
         broker: broker.clone(),
         health: health.clone(),
         stop: stop.clone(),
@@ -292,6 +296,7 @@ async fn session(
     {
         warn!("in-flight deliveries did not finish in time; they will be redelivered");
     }
+    coordinator.acks.flush().await;
     broker.close().await;
     outcome
 }
@@ -376,7 +381,8 @@ impl Coordinator {
                 if queue == topology::UNROUTED_REQUESTS_QUEUE
                     && self.forward_unrouted(&request, delivery).await?
                 {
-                    return ack(delivery, queue).await;
+                    self.acks.ack(delivery.delivery_tag);
+                    return Ok(());
                 }
                 let code = match e {
                     LookupError::UnknownTemplate { .. } => RejectCode::UnknownTemplate,
@@ -472,7 +478,8 @@ impl Coordinator {
                 }
             }
         }
-        ack(delivery, queue).await
+        self.acks.ack(delivery.delivery_tag);
+        Ok(())
     }
 
     async fn handle_result(&self, queue: &str, delivery: &Delivery, redelivered: bool) -> Result<(), Error> {
@@ -509,7 +516,8 @@ impl Coordinator {
         } else {
             self.apply(&template, step, &result, redelivered).await?;
         }
-        ack(delivery, queue).await
+        self.acks.ack(delivery.delivery_tag);
+        Ok(())
     }
 
     /// A worker started a child task for the step: its lease ends, since the
@@ -569,7 +577,8 @@ impl Coordinator {
                 }])
                 .await?;
         }
-        ack(delivery, queue).await
+        self.acks.ack(delivery.delivery_tag);
+        Ok(())
     }
 
     async fn carry_out(&self, command: &TaskCommand) -> Result<CommandReply, Error> {
@@ -1159,7 +1168,10 @@ impl Coordinator {
         code: &str,
         reason: &str,
     ) -> Result<(), Error> {
-        Ok(self.publisher.dead_letter(delivery, queue, code, reason).await?)
+        Ok(self
+            .publisher
+            .dead_letter(delivery, &self.acks, queue, code, reason)
+            .await?)
     }
 }
 
@@ -1391,19 +1403,6 @@ fn step_ready(
         initialization: t.initialization.clone(),
         dependency_results,
     })
-}
-
-async fn ack(delivery: &Delivery, queue: &str) -> Result<(), Error> {
-    delivery
-        .ack(BasicAckOptions::default())
-        .await
-        .map(|_| ())
-        .map_err(|source| {
-            Error::Broker(tasker_worker::Error::Amqp {
-                url: format!("(ack on {queue})"),
-                source,
-            })
-        })
 }
 
 /// The id a requester matches replies with: the AMQP correlation id, else

@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
@@ -18,6 +17,7 @@ use tasker_protocol::topology::{self, headers};
 use uuid::Uuid;
 
 use crate::Error;
+use crate::acks::Acks;
 
 /// A connection to RabbitMQ, and the URL it was made to, for messages.
 pub struct Broker {
@@ -403,17 +403,18 @@ impl Publisher {
     }
 
     /// Moves `delivery` to the dead-letter queue with `code: reason` in a
-    /// header, then acks it. The message is never dropped: if the
+    /// header, then acks it through `acks`, its channel's. The message is never dropped: if the
     /// dead-letter publish fails, the delivery stays unacked and comes back.
     /// `code` is a short, fixed word (`not_json`, `redelivery_limit`, ..):
     /// it labels the dead-letter metric.
     ///
     /// # Errors
     ///
-    /// Returns an error if the publish or the ack fails.
+    /// Returns an error if the publish fails.
     pub async fn dead_letter(
         &self,
         delivery: &Delivery,
+        acks: &Acks,
         queue: &str,
         code: &str,
         reason: &str,
@@ -450,10 +451,7 @@ impl Publisher {
             mandatory: true,
         })
         .await?;
-        delivery
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(|e| self.error(e))?;
+        acks.ack(delivery.delivery_tag);
         tracing::warn!(queue, reason, "message moved to the dead-letter queue");
         crate::metrics::global()
             .dead_letters

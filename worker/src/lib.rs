@@ -24,6 +24,7 @@
 //! - [`worker`]: the consumer loop: prefetch-bounded concurrency, timeouts,
 //!   panics, and acking only after the result is confirmed;
 //! - [`client`]: submit tasks and wait for their outcome;
+//! - [`acks`]: acking a channel's deliveries, many to a frame when it is busy;
 //! - [`broker`]: what every Tasker process does with RabbitMQ: connecting,
 //!   declaring the topology, confirmed publishing, dead-lettering;
 //! - [`health`]: connection state, logged once per change, served as `/healthz` and `/readyz`;
@@ -35,6 +36,7 @@
 
 #![warn(missing_docs)]
 
+pub mod acks;
 pub mod broker;
 pub mod client;
 pub mod error;

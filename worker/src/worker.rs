@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use tasker_protocol::message::{self, DEFAULT_MAX_MESSAGE_BYTES};
 use tasker_protocol::topology::{self, message_type};
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, warn};
 
+use crate::acks::Acks;
 use crate::broker::REDELIVERY_LIMIT;
 use crate::broker::{self, Broker, Outgoing, Publisher};
 use crate::handler::{Children, HANDLER_NOT_FOUND, HANDLER_PANIC, TIMEOUT};
@@ -278,6 +279,7 @@ async fn session(
     shared.health.up(health::RABBITMQ);
     info!(namespaces = ?namespaces, concurrency = shared.config.concurrency, broker = broker.url(), "worker ready");
 
+    let acks = Acks::start(channel.clone());
     let mut deliveries = futures::stream::select_all(consumers);
     let tracker = TaskTracker::new();
     let outcome = loop {
@@ -287,9 +289,10 @@ async fn session(
                 Some((queue, Ok(delivery))) => {
                     let shared = shared.clone();
                     let publisher = publisher.clone();
+                    let acks = acks.clone();
                     let span = delivery_span(&queue, &delivery);
                     tracker.spawn(async move {
-                        if let Err(e) = handle_delivery(&shared, &publisher, &queue, delivery).instrument(span).await {
+                        if let Err(e) = handle_delivery(&shared, &publisher, &acks, &queue, delivery).instrument(span).await {
                             // The delivery stays unacked and comes back once the
                             // connection is replaced.
                             debug!(error = %e, "step not acknowledged");
@@ -316,6 +319,7 @@ async fn session(
             );
         }
     }
+    acks.flush().await;
     broker.close().await;
     outcome
 }
@@ -353,6 +357,7 @@ fn delivery_span(queue: &str, delivery: &Delivery) -> tracing::Span {
 async fn handle_delivery(
     shared: &Shared,
     publisher: &Publisher,
+    acks: &Acks,
     queue: &str,
     delivery: Delivery,
 ) -> Result<(), Error> {
@@ -360,7 +365,7 @@ async fn handle_delivery(
         Ok(ready) => ready,
         Err(e) => {
             return publisher
-                .dead_letter(&delivery, queue, e.code(), &e.to_string())
+                .dead_letter(&delivery, acks, queue, e.code(), &e.to_string())
                 .await;
         }
     };
@@ -382,7 +387,7 @@ async fn handle_delivery(
             shared.config.max_redeliveries
         );
         return publisher
-            .dead_letter(&delivery, queue, REDELIVERY_LIMIT, &reason)
+            .dead_letter(&delivery, acks, queue, REDELIVERY_LIMIT, &reason)
             .await;
     }
 
@@ -392,14 +397,8 @@ async fn handle_delivery(
         info!(task_id = %ready.task_id, step = %ready.step, attempt = ready.attempt,
             "step already finished here; sending its result again instead of running it twice");
         publisher.publish(result).await?;
-        return delivery
-            .ack(BasicAckOptions::default())
-            .await
-            .map(|_| ())
-            .map_err(|source| Error::Amqp {
-                url: redacted(shared),
-                source,
-            });
+        acks.ack(delivery.delivery_tag);
+        return Ok(());
     }
 
     let started_at = Utc::now();
@@ -469,18 +468,8 @@ async fn handle_delivery(
         .lock()
         .expect("recent results poisoned")
         .insert(key, outgoing);
-    delivery
-        .ack(BasicAckOptions::default())
-        .await
-        .map_err(|source| Error::Amqp {
-            url: redacted(shared),
-            source,
-        })?;
+    acks.ack(delivery.delivery_tag);
     Ok(())
-}
-
-fn redacted(shared: &Shared) -> String {
-    broker::redact_url(&shared.config.amqp_url)
 }
 
 /// Runs the handler; a panic or a timeout becomes a step failure instead of
