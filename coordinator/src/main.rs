@@ -13,6 +13,12 @@ use tasker_worker::{Client, Reply};
 use tracing::Instrument;
 use uuid::Uuid;
 
+/// jemalloc rather than the system allocator: every delivery's task is a
+/// few kilobytes, too large for glibc's per-thread caches, and in the
+/// benchmark jemalloc cut the CPU per step (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// `println!` that hands a closed stdout back as an error (`tasker list |
 /// head`): `main` then ends quietly instead of panicking.
 macro_rules! outln {

@@ -9,6 +9,12 @@ use clap::Parser;
 use tasker_example_customer_success::{Latency, NAMESPACE, register};
 use tasker_worker::{Worker, WorkerConfig};
 
+/// jemalloc rather than the system allocator: every delivery's task is a
+/// few kilobytes, too large for glibc's per-thread caches, and in the
+/// benchmark jemalloc cut the CPU per step (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(about = "Runs the refund-ticket step handlers (namespace `customer_success`)")]
 struct Args {

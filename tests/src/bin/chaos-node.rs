@@ -12,6 +12,12 @@ use redis::AsyncCommands;
 use serde_json::json;
 use tasker_worker::{ChildTask, StepContext, StepError, Worker, WorkerConfig, handler_fn};
 
+/// jemalloc rather than the system allocator: every delivery's task is a
+/// few kilobytes, too large for glibc's per-thread caches, and in the
+/// benchmark jemalloc cut the CPU per step (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 struct Args {
     #[command(subcommand)]
