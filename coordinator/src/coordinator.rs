@@ -381,7 +381,7 @@ impl Coordinator {
                 if queue == topology::UNROUTED_REQUESTS_QUEUE
                     && self.forward_unrouted(&request, delivery).await?
                 {
-                    self.acks.ack(delivery.delivery_tag);
+                    self.acks.ack(delivery);
                     return Ok(());
                 }
                 let code = match e {
@@ -478,7 +478,7 @@ impl Coordinator {
                 }
             }
         }
-        self.acks.ack(delivery.delivery_tag);
+        self.acks.ack(delivery);
         Ok(())
     }
 
@@ -516,7 +516,7 @@ impl Coordinator {
         } else {
             self.apply(&template, step, &result, redelivered).await?;
         }
-        self.acks.ack(delivery.delivery_tag);
+        self.acks.ack(delivery);
         Ok(())
     }
 
@@ -577,7 +577,7 @@ impl Coordinator {
                 }])
                 .await?;
         }
-        self.acks.ack(delivery.delivery_tag);
+        self.acks.ack(delivery);
         Ok(())
     }
 

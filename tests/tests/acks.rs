@@ -65,11 +65,11 @@ async fn a_delivery_in_hand_is_never_acked_with_the_ones_after_it() {
         )
         .await
         .unwrap();
-    let mut tags = std::collections::HashMap::new();
+    let mut deliveries = std::collections::HashMap::new();
     for _ in 0..MESSAGES {
         let delivery = consumer.next().await.expect("a delivery").unwrap();
         let n: u32 = String::from_utf8(delivery.data.clone()).unwrap().parse().unwrap();
-        tags.insert(n, delivery.delivery_tag);
+        deliveries.insert(n, delivery);
     }
     assert_eq!(ready_in(&setup, &queue).await, 0, "all {MESSAGES} are in hand");
 
@@ -77,11 +77,11 @@ async fn a_delivery_in_hand_is_never_acked_with_the_ones_after_it() {
     // 1 to 3 are done together, and go in one `multiple` frame; 4 and 7
     // are still in hand; 5, 6 and 8 are done past the gap at 4.
     for n in [3, 1, 2, 6, 5, 8] {
-        acks.ack(tags[&n]);
+        acks.ack(&deliveries[&n]);
     }
     acks.flush().await;
     // 4 is done: the acked run now reaches 6, and 7 is still in hand.
-    acks.ack(tags[&4]);
+    acks.ack(&deliveries[&4]);
     acks.flush().await;
 
     // Closing the channel hands back what it still holds: 7 alone.

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use lapin::Channel;
+use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use tokio::sync::{mpsc, oneshot};
 
@@ -42,12 +43,12 @@ impl Acks {
         Self { requests }
     }
 
-    /// Acks the delivery with `delivery_tag` on this channel. Call it once
-    /// per delivery, when it has been fully handled. It does not wait: if
-    /// the channel is gone, the delivery is redelivered, as if unacked.
-    pub fn ack(&self, delivery_tag: u64) {
+    /// Acks `delivery`, one of this channel's. Call it once per delivery,
+    /// when it has been fully handled. It does not wait: if the channel is
+    /// gone, the delivery is redelivered, as if unacked.
+    pub fn ack(&self, delivery: &Delivery) {
         // The task ends only after every sender is gone.
-        let _ = self.requests.send(Request::Ack(delivery_tag));
+        let _ = self.requests.send(Request::Ack(delivery.delivery_tag));
     }
 
     /// Waits until every ack asked for before this call has been sent, for

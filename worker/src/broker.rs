@@ -21,6 +21,10 @@ use uuid::Uuid;
 use crate::Error;
 use crate::acks::Acks;
 
+/// A message written to the broker: its exchange and routing key (for
+/// errors) and its pending confirm.
+type Sent = (String, String, PublisherConfirm);
+
 /// A connection to RabbitMQ, and the URL it was made to, for messages.
 pub struct Broker {
     connection: Connection,
@@ -356,7 +360,8 @@ impl Publisher {
     /// Returns [`Error::Amqp`] if the channel is gone and [`Error::Nacked`]
     /// if the broker refused the message.
     pub async fn publish(&self, message: Outgoing) -> Result<(), Error> {
-        self.publish_all(vec![message]).await
+        let sent = self.send(message).await?;
+        self.confirmed(sent).await
     }
 
     /// Publishes every message, then waits for all of their confirms: one
@@ -366,36 +371,36 @@ impl Publisher {
     ///
     /// As [`Self::publish`]; some messages may have been stored.
     pub async fn publish_all(&self, mut messages: Vec<Outgoing>) -> Result<(), Error> {
+        if messages.len() == 1 {
+            return self.publish(messages.remove(0)).await;
+        }
         // A publish hands its frames to the connection's I/O loop and waits
         // until they are written. Started together, many messages go out in
         // one write, rather than one message per round trip to the loop.
-        let sent = if messages.len() == 1 {
-            vec![self.send(messages.remove(0)).await?]
-        } else {
-            futures::future::try_join_all(messages.into_iter().map(|m| self.send(m))).await?
-        };
-        for (exchange, routing_key, confirm) in sent {
-            match confirm.await.map_err(|e| self.error(e))? {
-                Confirmation::Ack(Some(_)) => {
-                    return Err(Error::Unroutable {
-                        exchange,
-                        routing_key,
-                    });
-                }
-                Confirmation::Ack(None) | Confirmation::NotRequested => {}
-                Confirmation::Nack(_) => {
-                    return Err(Error::Nacked {
-                        exchange,
-                        routing_key,
-                    });
-                }
-            }
+        let sent = futures::future::try_join_all(messages.into_iter().map(|m| self.send(m))).await?;
+        for one in sent {
+            self.confirmed(one).await?;
         }
         Ok(())
     }
 
+    /// Waits for the confirm of a message [`Self::send`] wrote.
+    async fn confirmed(&self, (exchange, routing_key, confirm): Sent) -> Result<(), Error> {
+        match confirm.await.map_err(|e| self.error(e))? {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(_)) => Err(Error::Unroutable {
+                exchange,
+                routing_key,
+            }),
+            Confirmation::Nack(_) => Err(Error::Nacked {
+                exchange,
+                routing_key,
+            }),
+        }
+    }
+
     /// Writes one message; returns where it went and its pending confirm.
-    async fn send(&self, m: Outgoing) -> Result<(String, String, PublisherConfirm), Error> {
+    async fn send(&self, m: Outgoing) -> Result<Sent, Error> {
         let confirm = self
             .channel
             .basic_publish(
@@ -414,8 +419,9 @@ impl Publisher {
     }
 
     /// Moves `delivery` to the dead-letter queue with `code: reason` in a
-    /// header, then acks it through `acks`, its channel's. The message is never dropped: if the
-    /// dead-letter publish fails, the delivery stays unacked and comes back.
+    /// header, then acks it through `acks`, its channel's. The message is
+    /// never dropped: if the dead-letter publish fails, the delivery stays
+    /// unacked and comes back.
     /// `code` is a short, fixed word (`not_json`, `redelivery_limit`, ..):
     /// it labels the dead-letter metric.
     ///
@@ -462,7 +468,7 @@ impl Publisher {
             mandatory: true,
         })
         .await?;
-        acks.ack(delivery.delivery_tag);
+        acks.ack(delivery);
         tracing::warn!(queue, reason, "message moved to the dead-letter queue");
         crate::metrics::global()
             .dead_letters

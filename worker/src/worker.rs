@@ -397,7 +397,7 @@ async fn handle_delivery(
         info!(task_id = %ready.task_id, step = %ready.step, attempt = ready.attempt,
             "step already finished here; sending its result again instead of running it twice");
         publisher.publish(result).await?;
-        acks.ack(delivery.delivery_tag);
+        acks.ack(&delivery);
         return Ok(());
     }
 
@@ -468,7 +468,7 @@ async fn handle_delivery(
         .lock()
         .expect("recent results poisoned")
         .insert(key, outgoing);
-    acks.ack(delivery.delivery_tag);
+    acks.ack(&delivery);
     Ok(())
 }
 

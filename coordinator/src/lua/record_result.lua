@@ -107,15 +107,18 @@ local function record_one(KEYS, ARGV)
   -- Attempts are budgeted from the last attempt before an operator's retry.
   local used = attempt - tonumber(base or '0')
 
-  -- Writes the attempt's end: `...` are its state's fields, to which the
-  -- start, end and recording span are added, in one HSET.
-  local function record(...)
-    local args = {'HSET', key, 't0:' .. i, ARGV[5], 't1:' .. i, ARGV[6], ...}
-    if ARGV[13] ~= '' then
-      args[#args + 1] = 'sc:' .. i
-      args[#args + 1] = ARGV[13]
+  -- Writes the attempt's end in one HSET: `writes` are field, value pairs
+  -- (its state's, and any other of the task's), to which the start, end
+  -- and recording span are added.
+  local function record(writes)
+    for _, v in ipairs({'t0:' .. i, ARGV[5], 't1:' .. i, ARGV[6]}) do
+      writes[#writes + 1] = v
     end
-    redis.call(unpack(args))
+    if ARGV[13] ~= '' then
+      writes[#writes + 1] = 'sc:' .. i
+      writes[#writes + 1] = ARGV[13]
+    end
+    chunked('HSET', key, writes)
   end
 
   if state == 'enqueued' and current == attempt then
@@ -126,21 +129,16 @@ local function record_one(KEYS, ARGV)
     if outcome == 'retry' then
       local dues = split(ARGV[8])
       local due = dues[math.max(1, math.min(#dues, used))]
-      record('s:' .. i, 'retry', 'e:' .. i, ARGV[4], 'due:' .. i, due)
+      record({'s:' .. i, 'retry', 'e:' .. i, ARGV[4], 'due:' .. i, due})
       bookkeep({}, due)
       return {'applied', status, '', due}
     end
     local ready = {}
     if outcome == 'completed' then
-      -- Every write to the task goes in one HSET: the attempt's end, the
-      -- open count, each child's counter, and the children it releases.
+      -- Every write to the task goes with the attempt's end: the open
+      -- count, each child's counter, and the children it releases.
       open = tonumber(open) - 1
-      local writes = {'t0:' .. i, ARGV[5], 't1:' .. i, ARGV[6], 's:' .. i, 'completed', 'r:' .. i, ARGV[4],
-        'open', open}
-      if ARGV[13] ~= '' then
-        writes[#writes + 1] = 'sc:' .. i
-        writes[#writes + 1] = ARGV[13]
-      end
+      local writes = {'s:' .. i, 'completed', 'r:' .. i, ARGV[4], 'open', open}
       for k, c in ipairs(children) do
         local waiting = tonumber(read[3 * k + 5] or '0') - 1
         writes[#writes + 1] = 'w:' .. c
@@ -155,11 +153,11 @@ local function record_one(KEYS, ARGV)
           ready[#ready + 1] = c
         end
       end
-      chunked('HSET', key, writes)
+      record(writes)
     else
       -- The blocking below changes the open count: finish_if_done reads it.
       open = nil
-      record('s:' .. i, 'failed', 'e:' .. i, ARGV[4])
+      record({'s:' .. i, 'failed', 'e:' .. i, ARGV[4]})
       redis.call('HINCRBY', key, 'open', -1)
       redis.call('HINCRBY', key, 'failed', 1)
       for _, d in ipairs(related) do
