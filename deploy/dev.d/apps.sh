@@ -1,0 +1,255 @@
+# shellcheck shell=bash
+#
+# deploy/dev part: the coordinator and workers, and the commands about the
+# whole stack. Building them (ensure_cargo, build), starting and stopping the
+# processes in APPS (app_command, app_pid, start_app, wait_ready, stop_apps),
+# and the commands servers, up, down, status and logs (cmd_servers, cmd_up,
+# cmd_down, print_status, cmd_status, cmd_logs).
+#
+# Relies on deploy/dev for ROOT, STATE and BIN_DIR; on common.sh for the
+# output helpers, have, port_open, proc_alive, pid_from, stop_process,
+# show_log_tail, rotate_log, lock, unlock, install_packages and AMQP_HOST,
+# AMQP_PORT, REDIS_HOST, REDIS_PORT (parse_urls); on rabbitmq.sh for
+# ensure_rabbitmq, stop_rabbitmq, stop_epmd, rabbit_pid, RABBIT_LOG and
+# RABBIT_BEAM_PIDFILE; on redis.sh for ensure_redis, stop_redis, redis_pid,
+# redis_ping and REDIS_LOG; on traces.sh for setup_traces, TRACES_HTTP_PORT,
+# TRACES_GRPC_PORT and TASKER_ROTEL_AGENT (exported by ensure_rotel), since
+# the trace receiver runs as the process `traces`.
+
+# --------------------------------------------------------------- settings ---
+# The processes `up` starts, in start order. Their command lines are in app_command.
+APPS=(coordinator worker-microservices worker-payments worker-customer-success worker-ecommerce worker-analytics)
+BUILD_PACKAGES=(-p tasker-coordinator -p tasker-example-microservices -p tasker-example-payments
+  -p tasker-example-customer-success -p tasker-example-ecommerce -p tasker-example-analytics)
+APP_READY_TIMEOUT=30     # seconds until a coordinator/worker logs "ready"
+
+# ------------------------------------------------ coordinator and workers ---
+
+app_command() {  # sets APP_CMD for an entry of APPS
+  case $1 in
+    traces)
+      APP_CMD=("$TASKER_ROTEL_AGENT" start --exporter blackhole
+        --debug-log traces --debug-log-verbosity detailed
+        --otlp-http-endpoint "127.0.0.1:$TRACES_HTTP_PORT"
+        --otlp-grpc-endpoint "127.0.0.1:$TRACES_GRPC_PORT")
+      ;;
+    coordinator) APP_CMD=("$BIN_DIR/tasker" coordinator --templates "$ROOT/templates") ;;
+    worker-*) APP_CMD=("$BIN_DIR/${1#worker-}-worker") ;;
+    *) die "unknown process '$1'" ;;
+  esac
+}
+
+app_pid() {  # app_pid NAME: running PID of a coordinator/worker we started
+  local name=$1
+  case $name in
+    coordinator) pid_from "$STATE/$name.pid" "$BIN_DIR/tasker" ;;
+    traces) pid_from "$STATE/$name.pid" rotel-agent ;;
+    worker-*) pid_from "$STATE/$name.pid" "${name#worker-}-worker" ;;
+    *) pid_from "$STATE/$name.pid" "$BIN_DIR/" ;;
+  esac
+}
+
+start_app() {
+  local name=$1 pid log=$STATE/$1.log pidfile=$STATE/$1.pid
+  app_command "$name"
+  if pid=$(app_pid "$name"); then
+    info "$name already running (pid $pid, log: $log)"
+    if [[ ${APP_CMD[0]} -nt $pidfile ]]; then
+      warn "$name runs an older build than ${APP_CMD[0]}; restart it with: deploy/dev down && deploy/dev up"
+    fi
+    wait_ready "$name" "$pid" quiet
+    return 0
+  fi
+  [[ -x ${APP_CMD[0]} ]] || die "${APP_CMD[0]} does not exist; did the build succeed?"
+  rm -f "$pidfile"
+  rotate_log "$log"
+  say "starting $name (log: $log)"
+  (
+    cd "$ROOT"
+    exec 9>&-
+    exec setsid "${APP_CMD[@]}"
+  ) </dev/null >>"$log" 2>&1 &
+  pid=$!
+  echo "$pid" >"$pidfile"
+  wait_ready "$name" "$pid"
+}
+
+is_ready() {  # is_ready NAME: has the process come up?
+  if [[ $1 == traces ]]; then
+    port_open 127.0.0.1 "$TRACES_HTTP_PORT"
+  else
+    # strip colour codes, then look for the word "ready" (not "already")
+    sed 's/\x1b\[[0-9;]*m//g' "$STATE/$1.log" 2>/dev/null | grep -qiw ready
+  fi
+}
+
+wait_ready() {  # wait_ready NAME PID [quiet]: until is_ready NAME
+  local name=$1 pid=$2 quiet=${3:-} log=$STATE/$1.log start=$SECONDS
+  until is_ready "$name"; do
+    if ! proc_alive "$pid"; then
+      show_log_tail "$log"
+      rm -f "$STATE/$name.pid"
+      die "$name exited before it was ready. The log above says why; the full log is $log"
+    fi
+    if ((SECONDS - start >= APP_READY_TIMEOUT)); then
+      show_log_tail "$log"
+      die "$name (pid $pid) was not ready within ${APP_READY_TIMEOUT}s. It is still running; check $log, or stop everything with 'deploy/dev down'."
+    fi
+    sleep 0.3
+  done
+  [[ -n $quiet ]] || info "$name is ready (pid $pid)"
+}
+
+stop_apps() {  # every <name>.pid in the state dir except the servers'
+  local f name pid stopped=1
+  for f in "$STATE"/*.pid; do
+    [[ -f $f ]] || continue
+    name=$(basename "$f" .pid)
+    [[ $name == redis || $name == rabbitmq ]] && continue
+    if pid=$(app_pid "$name"); then
+      say "stopping $name (pid $pid)"
+      stop_process "$name" "$pid"
+      stopped=0
+    else
+      info "removing stale PID file $f"
+    fi
+    rm -f "$f"
+  done
+  return $stopped
+}
+
+ensure_cargo() {
+  # The linker, and jemalloc's build (the binaries' allocator), need a C
+  # compiler and make.
+  if ! have cc || ! have make; then
+    install_packages build-essential
+  fi
+  have cargo && return 0
+  # shellcheck disable=SC1091
+  [[ -f ${HOME:-}/.cargo/env ]] && source "$HOME/.cargo/env"
+  have cargo || die "cargo not found. Install Rust from https://rustup.rs (curl https://sh.rustup.rs -sSf | sh), then run: source ~/.cargo/env"
+}
+
+build() {
+  ensure_cargo
+  say "building (first build takes a few minutes)"
+  (cd "$ROOT" && cargo build --release "${BUILD_PACKAGES[@]}") \
+    || die "the build failed (see the cargo output above); nothing was started besides the servers"
+}
+
+# --------------------------------------------------------------- commands ---
+
+cmd_servers() {
+  lock
+  ensure_rabbitmq
+  ensure_redis
+  unlock
+}
+
+cmd_up() {
+  cmd_servers
+  build
+  [[ -d $ROOT/templates ]] || warn "$ROOT/templates does not exist; the coordinator may not find any workflow templates"
+  export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+  lock
+  setup_traces
+  local name
+  for name in "${APPS[@]}"; do start_app "$name"; done
+  unlock
+  echo
+  say "Tasker is up"
+  print_status || true
+  echo
+  info "follow the logs:  deploy/dev logs [coordinator|worker|traces|rabbitmq|redis]"
+  info "stop everything:  deploy/dev down"
+}
+
+cmd_down() {
+  lock
+  local stopped=0
+  stop_apps && stopped=1
+  stop_redis && stopped=1
+  stop_rabbitmq && stopped=1
+  stop_epmd && stopped=1
+  unlock
+  if ((stopped)); then
+    say "stopped (data is kept in $STATE)"
+  else
+    say "nothing to stop: nothing deploy/dev started is running"
+  fi
+}
+
+row() { printf '    %-24s %s\n' "$1" "$2"; }
+
+# print_status: one line per component; returns 0 if anything we started runs
+print_status() {
+  local pid ours=1 name limit
+  if pid=$(rabbit_pid); then
+    ours=0
+    limit=$(awk '/Max open files/ {print $4}' "/proc/$(pid_from "$RABBIT_BEAM_PIDFILE" beam || echo "$pid")/limits" 2>/dev/null || true)
+    if port_open "$AMQP_HOST" "$AMQP_PORT"; then
+      row RabbitMQ "amqp://$AMQP_HOST:$AMQP_PORT  running, started by deploy/dev (pid $pid, open-files limit ${limit:-?}, log: $RABBIT_LOG)"
+    else
+      row RabbitMQ "amqp://$AMQP_HOST:$AMQP_PORT  started by deploy/dev (pid $pid) but NOT accepting connections (log: $RABBIT_LOG)"
+    fi
+  elif port_open "$AMQP_HOST" "$AMQP_PORT"; then
+    row RabbitMQ "amqp://$AMQP_HOST:$AMQP_PORT  answering (not started by deploy/dev)"
+  else
+    row RabbitMQ "amqp://$AMQP_HOST:$AMQP_PORT  not running"
+  fi
+
+  if pid=$(redis_pid); then
+    ours=0
+    if redis_ping; then
+      row Redis "redis://$REDIS_HOST:$REDIS_PORT  running, started by deploy/dev (pid $pid, log: $REDIS_LOG)"
+    else
+      row Redis "redis://$REDIS_HOST:$REDIS_PORT  started by deploy/dev (pid $pid) but NOT answering PING (log: $REDIS_LOG)"
+    fi
+  elif redis_ping; then
+    row Redis "redis://$REDIS_HOST:$REDIS_PORT  answering (not started by deploy/dev)"
+  else
+    row Redis "redis://$REDIS_HOST:$REDIS_PORT  not running"
+  fi
+
+  for name in traces "${APPS[@]}"; do
+    if pid=$(app_pid "$name"); then
+      ours=0
+      if [[ $name == traces ]]; then
+        row "$name" "OTLP on http://127.0.0.1:$TRACES_HTTP_PORT and grpc :$TRACES_GRPC_PORT (rotel, pid $pid, spans in $STATE/traces.log)"
+      else
+        row "$name" "running (pid $pid, log: $STATE/$name.log)"
+      fi
+    elif [[ -f $STATE/$name.pid ]]; then
+      row "$name" "not running (stale PID file; last log: $STATE/$name.log)"
+    else
+      row "$name" "not running"
+    fi
+  done
+  return $ours
+}
+
+cmd_status() {
+  say "Tasker dev stack (state: $STATE)"
+  print_status
+}
+
+cmd_logs() {
+  local name=${1:-} files=() f
+  shopt -s nullglob
+  if [[ -z $name ]]; then
+    files=("$STATE"/*.log)
+  else
+    for f in "$STATE/$name.log" "$STATE/$name"*.log; do
+      [[ " ${files[*]} " == *" $f "* ]] || files+=("$f")
+    done
+  fi
+  shopt -u nullglob
+  local existing=()
+  for f in "${files[@]}"; do [[ -f $f ]] && existing+=("$f"); done
+  if ((${#existing[@]} == 0)); then
+    [[ -z $name ]] && die "no logs in $STATE yet; start something with: deploy/dev up"
+    die "no log called '$name' in $STATE. Try one of: coordinator, worker-microservices, traces, rabbitmq, redis"
+  fi
+  say "following ${existing[*]} (Ctrl-C to stop)"
+  exec tail -n 50 -F "${existing[@]}"
+}

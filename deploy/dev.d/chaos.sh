@@ -1,0 +1,40 @@
+# shellcheck shell=bash
+#
+# deploy/dev part: chaos. The fault-injection suite (cmd_chaos) and the
+# server restarts it injects (cmd_restart: `deploy/dev restart rabbitmq|redis`,
+# which tests/src/chaos.rs runs).
+#
+# Relies on deploy/dev for ROOT; on common.sh for say, die, lock and unlock;
+# on rabbitmq.sh for rabbit_pid, stop_rabbitmq and ensure_rabbitmq; on
+# redis.sh for redis_pid, stop_redis and ensure_redis; on apps.sh for
+# cmd_servers and ensure_cargo.
+
+# restart rabbitmq|redis: stop and start a server that deploy/dev started,
+# keeping its data. The chaos suite uses it to inject faults.
+cmd_restart() {
+  local what=${1:-}
+  lock
+  case $what in
+    rabbitmq)
+      rabbit_pid >/dev/null || die "RabbitMQ was not started by deploy/dev, so it cannot restart it; restart it yourself"
+      stop_rabbitmq
+      ensure_rabbitmq
+      ;;
+    redis)
+      redis_pid >/dev/null || die "Redis was not started by deploy/dev, so it cannot restart it; restart it yourself"
+      stop_redis
+      ensure_redis
+      ;;
+    *) die "usage: deploy/dev restart rabbitmq|redis" ;;
+  esac
+  unlock
+}
+
+# chaos [ARGS...]: the fault-injection suite (target/release/chaos --help).
+cmd_chaos() {
+  cmd_servers
+  ensure_cargo
+  say "building the chaos suite"
+  (cd "$ROOT" && cargo build --release -p tasker-e2e --bins) || die "the build failed (see the cargo output above)"
+  (cd "$ROOT" && "$ROOT/target/release/chaos" "$@")
+}
