@@ -19,17 +19,19 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::Error;
-use crate::store::Store;
 
 /// How many items one call takes at most.
 const MAX_BATCH: usize = 128;
 
-/// A script call that many items can share: [`TaskToCreate`] and
-/// [`ResultToRecord`], implemented beside them in [`crate::store`].
+/// A call that many items can share: [`TaskToCreate`] and
+/// [`ResultToRecord`], implemented beside their scripts in
+/// [`crate::store`].
 ///
 /// [`TaskToCreate`]: crate::store::TaskToCreate
 /// [`ResultToRecord`]: crate::store::ResultToRecord
 pub trait Batched: Send + Sync + Sized + 'static {
+    /// What the call is made to.
+    type Target: Clone + Send + Sync + 'static;
     /// What the call gives back for each item.
     type Output: Send + 'static;
 
@@ -42,7 +44,7 @@ pub trait Batched: Send + Sync + Sized + 'static {
 
     /// Applies `items` in one call, in order.
     fn call(
-        store: &Store,
+        target: &Self::Target,
         items: &[Self],
     ) -> impl Future<Output = Result<Vec<Result<Self::Output, Error>>, Error>> + Send;
 }
@@ -51,6 +53,9 @@ type Job<C> = (C, oneshot::Sender<Result<<C as Batched>::Output, Error>>);
 
 /// Sends items of one kind to Redis through a few calls in flight at once.
 /// Cloning shares the batches.
+///
+/// The queue of jobs is unbounded, but each job is one delivery in hand, so
+/// the consumers' prefetch bounds it.
 pub struct Batcher<C: Batched> {
     jobs: mpsc::UnboundedSender<Job<C>>,
 }
@@ -64,11 +69,11 @@ impl<C: Batched> Clone for Batcher<C> {
 }
 
 impl<C: Batched> Batcher<C> {
-    /// Starts sending into `store`, with at most `in_flight` calls out at
+    /// Starts sending to `target`, with at most `in_flight` calls out at
     /// once. The batching task ends when the last clone is dropped.
-    pub fn start(store: Store, in_flight: usize) -> Self {
+    pub fn start(target: C::Target, in_flight: usize) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(batch(store, queue, Arc::new(Semaphore::new(in_flight.max(1)))));
+        tokio::spawn(batch(target, queue, Arc::new(Semaphore::new(in_flight.max(1)))));
         Self { jobs }
     }
 
@@ -78,6 +83,9 @@ impl<C: Batched> Batcher<C> {
     ///
     /// As [`Batched::call`]: [`Store::create_tasks`] or
     /// [`Store::record_results`].
+    ///
+    /// [`Store::create_tasks`]: crate::store::Store::create_tasks
+    /// [`Store::record_results`]: crate::store::Store::record_results
     pub async fn apply(&self, item: C) -> Result<C::Output, Error> {
         let (reply, output) = oneshot::channel();
         let task_id = item.task_id();
@@ -90,7 +98,7 @@ impl<C: Batched> Batcher<C> {
 /// Takes a permit for a call, then every job waiting, up to [`MAX_BATCH`]:
 /// jobs that arrive while the permits are taken wait for the next batch.
 async fn batch<C: Batched>(
-    store: Store,
+    target: C::Target,
     mut queue: mpsc::UnboundedReceiver<Job<C>>,
     permits: Arc<Semaphore>,
 ) {
@@ -105,18 +113,18 @@ async fn batch<C: Batched>(
                 Err(_) => break,
             }
         }
-        let store = store.clone();
+        let target = target.clone();
         tokio::spawn(async move {
-            call(&store, jobs).await;
+            call(&target, jobs).await;
             drop(permit);
         });
     }
 }
 
 /// One call for all of `jobs`; if it fails, one call each.
-async fn call<C: Batched>(store: &Store, jobs: Vec<Job<C>>) {
+async fn call<C: Batched>(target: &C::Target, jobs: Vec<Job<C>>) {
     let (mut items, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
-    match C::call(store, &items).await {
+    match C::call(target, &items).await {
         Ok(outputs) => {
             for (reply, output) in replies.into_iter().zip(outputs) {
                 let _ = reply.send(output);
@@ -130,7 +138,7 @@ async fn call<C: Batched>(store: &Store, jobs: Vec<Job<C>>) {
         Err(_) => {
             for (item, reply) in items.iter_mut().zip(replies) {
                 item.set_redelivered();
-                let output = match C::call(store, std::slice::from_ref(item)).await {
+                let output = match C::call(target, std::slice::from_ref(item)).await {
                     Ok(mut outputs) => outputs.pop().expect("a call gives back one output for each item"),
                     Err(e) => Err(e),
                 };

@@ -14,7 +14,7 @@ use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
 use serde::Serialize;
 use tasker_protocol::topology::{self, headers};
-use tasker_worker::broker::{Broker, Outgoing, Publisher};
+use tasker_runtime::broker::{Broker, Outgoing, Publisher};
 
 use crate::Error;
 

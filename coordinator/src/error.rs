@@ -7,10 +7,21 @@ use tasker_protocol::TemplateError;
 pub enum Error {
     /// RabbitMQ failed.
     #[error(transparent)]
-    Broker(#[from] tasker_worker::Error),
+    Broker(#[from] tasker_runtime::Error),
     /// Redis failed.
     #[error("redis at {url}: {source}")]
     Redis {
+        /// The store's URL, with any password masked.
+        url: String,
+        /// What redis-rs reported.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// Redis refused the login: trying again with the same URL cannot help.
+    #[error(
+        "redis at {url} refused the login: {source}; check the user name and password in the URL (TASKER_REDIS_URL or --redis-url)"
+    )]
+    RedisRefused {
         /// The store's URL, with any password masked.
         url: String,
         /// What redis-rs reported.
@@ -35,6 +46,17 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// A store script replied with something this coordinator cannot read:
+    /// the script and the coordinator disagree on their contract.
+    #[error(
+        "the store's {script}.lua replied with something this coordinator cannot read ({detail}); do all coordinators run the same version?"
+    )]
+    ScriptReply {
+        /// The script.
+        script: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 fn list(errors: &[TemplateError]) -> String {
@@ -52,7 +74,11 @@ impl Error {
         match self {
             Self::Broker(e) => e.is_retryable(),
             Self::Redis { .. } | Self::Interrupted(_) => true,
-            Self::Templates(_) | Self::Config(_) | Self::CorruptState { .. } => false,
+            Self::RedisRefused { .. }
+            | Self::Templates(_)
+            | Self::Config(_)
+            | Self::CorruptState { .. }
+            | Self::ScriptReply { .. } => false,
         }
     }
 }

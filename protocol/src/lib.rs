@@ -4,6 +4,8 @@
 //! or a client in another language can be written from this crate and
 //! `docs/protocol.md` alone:
 //!
+//! - [`codes`]: the error codes and dead-letter reasons Tasker itself
+//!   writes, as enums;
 //! - [`topology`]: the names of exchanges, queues and routing keys, and the
 //!   AMQP headers every message carries;
 //! - [`message`]: the JSON messages (task request, step ready, step result,
@@ -17,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod codes;
 pub mod dag;
 pub mod message;
 pub mod registry;
@@ -26,6 +29,7 @@ pub mod topology;
 
 mod names;
 
+pub use codes::{DeadLetterReason, ErrorCode};
 pub use dag::Dag;
 pub use message::{
     CommandReply, DecodeError, PROTOCOL_VERSION, ParentStep, RejectCode, StepFailure, StepOutcome, StepReady,

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::codes::{DeadLetterReason, ErrorCode};
+
 /// The version of the wire format this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -78,13 +80,6 @@ pub struct ParentStep {
     pub attempt: u32,
 }
 
-/// The code of a parent step whose child task failed.
-pub const CHILD_TASK_FAILED: &str = "child_task_failed";
-/// The code of a parent step whose child task was cancelled.
-pub const CHILD_TASK_CANCELLED: &str = "child_task_cancelled";
-/// The code of a parent step whose child task was refused by its coordinator.
-pub const CHILD_TASK_REJECTED: &str = "child_task_rejected";
-
 impl ParentStep {
     /// The idempotency key of the child task requested by this step: the
     /// same for every attempt and every delivery of the step.
@@ -133,20 +128,18 @@ impl ParentStep {
                     })
                     .unwrap_or_default();
                 let (code, verb) = if status == TaskStatus::Cancelled {
-                    (CHILD_TASK_CANCELLED, "was cancelled")
+                    (ErrorCode::ChildTaskCancelled, "was cancelled")
                 } else {
-                    (CHILD_TASK_FAILED, "failed")
+                    (ErrorCode::ChildTaskFailed, "failed")
                 };
                 StepOutcome::Failed {
-                    error: StepFailure {
-                        retryable: false,
-                        code: code.to_owned(),
-                        message: format!(
+                    error: StepFailure::of(
+                        code,
+                        format!(
                             "child task {}/{} {} {verb}{failed}; `tasker retry {}` it, then retry this task",
                             child.namespace, child.name, child.task_id, child.task_id
                         ),
-                        retry_after_seconds: None,
-                    },
+                    ),
                 }
             }
         };
@@ -158,12 +151,10 @@ impl ParentStep {
     pub fn rejected(&self, namespace: &str, name: &str, reason: &str) -> StepResult {
         let now = Utc::now();
         let outcome = StepOutcome::Failed {
-            error: StepFailure {
-                retryable: false,
-                code: CHILD_TASK_REJECTED.to_owned(),
-                message: format!("the child task {namespace}/{name} was refused: {reason}"),
-                retry_after_seconds: None,
-            },
+            error: StepFailure::of(
+                ErrorCode::ChildTaskRejected,
+                format!("the child task {namespace}/{name} was refused: {reason}"),
+            ),
         };
         self.result(now, now, outcome)
     }
@@ -445,6 +436,20 @@ pub struct StepFailure {
     pub retry_after_seconds: Option<f64>,
 }
 
+impl StepFailure {
+    /// A failure that Tasker reports with one of its own codes, retryable
+    /// as the code says.
+    #[must_use]
+    pub fn of(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            retryable: code.is_retryable(),
+            code: code.into(),
+            message: message.into(),
+            retry_after_seconds: None,
+        }
+    }
+}
+
 /// The state of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -480,7 +485,61 @@ pub enum StepState {
     Cancelled,
 }
 
+impl TaskStatus {
+    /// Every status.
+    pub const ALL: [Self; 4] = [Self::Running, Self::Complete, Self::Failed, Self::Cancelled];
+
+    /// The status as the wire, the store and the CLI spell it, e.g. `complete`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Complete => "complete",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status spelled `name`, as [`Self::as_str`] spells it.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
 impl StepState {
+    /// Every state.
+    pub const ALL: [Self; 7] = [
+        Self::Pending,
+        Self::Enqueued,
+        Self::WaitingRetry,
+        Self::Completed,
+        Self::Failed,
+        Self::Blocked,
+        Self::Cancelled,
+    ];
+
+    /// The state as the wire, the store and the CLI spell it, e.g.
+    /// `waiting_retry`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Enqueued => "enqueued",
+            Self::WaitingRetry => "waiting_retry",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Blocked => "blocked",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The state spelled `name`, as [`Self::as_str`] spells it.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// Whether the step will change no more.
     #[must_use]
     pub fn is_terminal(self) -> bool {
@@ -692,14 +751,14 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// A short, stable code for dashboards and the dead-letter header.
+    /// The dead-letter reason of a message that cannot be decoded so.
     #[must_use]
-    pub fn code(&self) -> &'static str {
+    pub fn reason(&self) -> DeadLetterReason {
         match self {
-            Self::TooLarge { .. } => "too_large",
-            Self::NotJson(_) => "not_json",
-            Self::WrongVersion { .. } => "wrong_protocol_version",
-            Self::Invalid(_) => "invalid_message",
+            Self::TooLarge { .. } => DeadLetterReason::TooLarge,
+            Self::NotJson(_) => DeadLetterReason::NotJson,
+            Self::WrongVersion { .. } => DeadLetterReason::WrongProtocolVersion,
+            Self::Invalid(_) => DeadLetterReason::InvalidMessage,
         }
     }
 }

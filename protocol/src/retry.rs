@@ -49,13 +49,6 @@ impl RetryPolicy {
     /// Default `max_delay`, in seconds, unless `initial_delay` is larger.
     pub const DEFAULT_MAX_DELAY_SECS: f64 = 300.0;
 
-    /// Whether a failure of attempt `attempt` (1-based) with a retryable
-    /// error may be tried again.
-    #[must_use]
-    pub fn allows_retry_after(&self, attempt: u32) -> bool {
-        self.retryable && attempt < self.max_attempts
-    }
-
     /// The delay after attempt `attempt` (1-based) failed, before jitter.
     #[must_use]
     pub fn base_delay(&self, attempt: u32) -> Duration {
@@ -129,22 +122,6 @@ mod tests {
             Duration::from_millis(500)
         );
         assert_eq!(policy(Backoff::None, 0.5, 10.0).base_delay(2), Duration::ZERO);
-    }
-
-    #[test]
-    fn max_attempts_counts_the_first() {
-        let p = RetryPolicy {
-            max_attempts: 3,
-            ..RetryPolicy::default()
-        };
-        assert!(p.allows_retry_after(1));
-        assert!(p.allows_retry_after(2));
-        assert!(!p.allows_retry_after(3));
-        let never = RetryPolicy {
-            retryable: false,
-            ..p
-        };
-        assert!(!never.allows_retry_after(1));
     }
 
     proptest! {

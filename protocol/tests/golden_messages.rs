@@ -200,7 +200,7 @@ fn a_finished_child_becomes_its_parent_steps_result() {
     };
     assert_eq!(
         (error.code.as_str(), error.retryable),
-        (tasker_protocol::message::CHILD_TASK_FAILED, false)
+        ("child_task_failed", false)
     );
     assert!(
         error.message.contains("0203cdea-4a86-5cc4-9a57-7b04284b46ec"),
@@ -217,7 +217,7 @@ fn a_finished_child_becomes_its_parent_steps_result() {
     let StepOutcome::Failed { error } = parent.result_of(&failed).outcome else {
         panic!("a cancelled child fails its parent step");
     };
-    assert_eq!(error.code, tasker_protocol::message::CHILD_TASK_CANCELLED);
+    assert_eq!(error.code, "child_task_cancelled");
 
     let StepOutcome::Failed { error } = parent
         .rejected("payments", "process_refnd", "no such template")
@@ -225,7 +225,7 @@ fn a_finished_child_becomes_its_parent_steps_result() {
     else {
         panic!("a refused child fails its parent step");
     };
-    assert_eq!(error.code, tasker_protocol::message::CHILD_TASK_REJECTED);
+    assert_eq!(error.code, "child_task_rejected");
     assert!(error.message.contains("no such template"));
 }
 
@@ -324,7 +324,7 @@ fn decode_refuses_a_payload_over_the_limit() {
             limit: 64
         }
     );
-    assert_eq!(err.code(), "too_large");
+    assert_eq!(err.reason().as_str(), "too_large");
     assert_eq!(
         err.to_string(),
         format!("payload of {} bytes is over the limit of 64 bytes", bytes.len())
@@ -343,7 +343,7 @@ fn decode_tells_not_json() {
     ] {
         let err = decode::<TaskRequest>(payload, DEFAULT_MAX_MESSAGE_BYTES).unwrap_err();
         assert!(matches!(err, DecodeError::NotJson(_)), "{payload:?}: {err:?}");
-        assert_eq!(err.code(), "not_json");
+        assert_eq!(err.reason().as_str(), "not_json");
     }
 }
 
@@ -355,7 +355,7 @@ fn decode_tells_another_protocol_version() {
     });
     let err = decode::<TaskRequest>(&v2, DEFAULT_MAX_MESSAGE_BYTES).unwrap_err();
     assert_eq!(err, DecodeError::WrongVersion { found: Some(2) });
-    assert_eq!(err.code(), "wrong_protocol_version");
+    assert_eq!(err.reason().as_str(), "wrong_protocol_version");
     assert_eq!(
         err.to_string(),
         "protocol_version is 2, this process speaks only 1; resend the message as version 1 or upgrade the consumer"
@@ -385,7 +385,7 @@ fn decode_calls_a_missing_field_invalid() {
         matches!(&err, DecodeError::Invalid(m) if m.contains("missing field `namespace`")),
         "{err:?}"
     );
-    assert_eq!(err.code(), "invalid_message");
+    assert_eq!(err.reason().as_str(), "invalid_message");
 
     let bytes = edited_request(|m| {
         m.remove("protocol_version");
@@ -512,4 +512,20 @@ fn task_commands() {
     assert!(reply.accepted);
     assert_eq!(reply.started, ["setup_billing_profile"]);
     assert_eq!(reply.status, Some(TaskStatus::Running));
+}
+
+#[test]
+fn states_and_statuses_are_spelled_alike_everywhere() {
+    // `as_str` is what the store and the CLI write; serde is the wire.
+    for state in StepState::ALL {
+        let wire = serde_json::to_string(&state).unwrap();
+        assert_eq!(wire, format!("\"{}\"", state.as_str()));
+        assert_eq!(StepState::parse(state.as_str()), Some(state));
+    }
+    for status in TaskStatus::ALL {
+        let wire = serde_json::to_string(&status).unwrap();
+        assert_eq!(wire, format!("\"{}\"", status.as_str()));
+        assert_eq!(TaskStatus::parse(status.as_str()), Some(status));
+    }
+    assert_eq!(StepState::WaitingRetry.as_str(), "waiting_retry");
 }

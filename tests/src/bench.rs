@@ -26,8 +26,8 @@ use serde::Serialize;
 use serde_json::json;
 use tasker_protocol::TaskRequest;
 use tasker_protocol::topology::{self, message_type};
+use tasker_runtime::broker::{self, Broker, Outgoing, Publisher};
 use tasker_worker::Client;
-use tasker_worker::broker::{self, Broker, Outgoing, Publisher};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 

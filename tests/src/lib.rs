@@ -20,7 +20,7 @@ use serde_json::Value;
 use tasker_coordinator::CoordinatorConfig;
 use tasker_protocol::topology;
 use tasker_protocol::{TaskFinished, TaskRequest, TaskTemplate, TemplateRegistry};
-use tasker_worker::broker::{Broker, Outgoing};
+use tasker_runtime::broker::{Broker, Outgoing};
 use tasker_worker::{Client, Reply, StepContext, StepError, StepHandler, Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

@@ -9,8 +9,8 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use tasker_e2e::{amqp_url, delete_namespaces, eventually, unique};
 use tasker_protocol::topology;
-use tasker_worker::acks::Acks;
-use tasker_worker::broker::{Broker, Outgoing};
+use tasker_runtime::acks::Acks;
+use tasker_runtime::broker::{Broker, Outgoing};
 
 const MESSAGES: u32 = 8;
 

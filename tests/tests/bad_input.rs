@@ -114,10 +114,8 @@ async fn bad_requests_are_rejected_with_their_reason_and_the_coordinator_keeps_s
         assert_eq!(r.code, RejectCode::Undecodable);
     }
 
-    // A namespace nobody serves is rejected too, through the unrouted queue,
-    // after the grace in which its queue might still appear: 2 s for the
-    // tests' coordinators, 30 s (the default) if another coordinator on the
-    // same broker takes it first.
+    // A namespace nobody serves is rejected too, through the unrouted queue
+    // (at once: tests/tests/unrouted.rs times it).
     let r = rejected(
         stack
             .client

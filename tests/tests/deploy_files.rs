@@ -24,6 +24,49 @@ fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// A binary's source: its main file and the modules it declares with
+/// `mod name;`, each `name.rs` or every file under `name/`, where its
+/// subcommands and flags are.
+fn binary_source(main: &Path) -> String {
+    let mut source = read(main);
+    let dir = main.parent().expect("a source file is in a directory");
+    let modules: Vec<String> = source
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("mod ")?
+                .strip_suffix(';')
+                .map(str::to_owned)
+        })
+        .collect();
+    for module in modules {
+        let file = dir.join(format!("{module}.rs"));
+        let files = if file.exists() {
+            vec![file]
+        } else {
+            rust_files(&dir.join(&module))
+        };
+        for file in files {
+            source.push_str(&read(&file));
+        }
+    }
+    source
+}
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display())) {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// The compose file with its `<<:` merge keys applied, as Compose applies them.
 fn compose() -> Value {
     let path = repo_root().join(COMPOSE);
@@ -420,7 +463,7 @@ fn built_services_run_a_workspace_binary_that_their_image_holds() {
             build.target
         );
 
-        let source = read(&binary.source);
+        let source = binary_source(&binary.source);
         if let Some(subcommand) = command.get(1).filter(|w| !w.starts_with('-')) {
             let variant = variant_name(subcommand);
             assert!(

@@ -10,8 +10,8 @@ use serde_json::json;
 use tasker_e2e::{Recorder, Stack, amqp_url, unique, worker_config};
 use tasker_protocol::topology::{self, message_type};
 use tasker_protocol::{StepResult, TaskStatus};
+use tasker_runtime::broker::{self, Broker, Outgoing};
 use tasker_worker::Worker;
-use tasker_worker::broker::{self, Broker, Outgoing};
 
 async fn next(c: &mut lapin::Consumer) -> lapin::message::Delivery {
     tokio::time::timeout(Duration::from_secs(10), c.next())

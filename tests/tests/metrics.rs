@@ -57,9 +57,9 @@ async fn counters_and_histograms_after_a_known_run() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let health = tasker_worker::health::Health::new(&[]);
+    let health = tasker_runtime::health::Health::new(&[]);
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(tasker_worker::health::serve(addr, health, shutdown.clone()));
+    let server = tokio::spawn(tasker_runtime::health::serve(addr, health, shutdown.clone()));
     let stack = Stack::start(vec![flow], 1, vec![worker]).await.unwrap();
 
     for _ in 0..2 {

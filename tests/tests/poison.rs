@@ -11,7 +11,7 @@ use tasker_e2e::{Recorder, Stack, amqp_url, unique, worker_config};
 use tasker_protocol::message::RejectCode;
 use tasker_protocol::topology::{self, headers, message_type};
 use tasker_protocol::{TaskRequest, TaskStatus};
-use tasker_worker::broker::{self, Broker, Outgoing};
+use tasker_runtime::broker::{self, Broker, Outgoing};
 use tasker_worker::{Reply, Worker};
 
 /// A private copy of everything dead-lettered from now on: the dead-letter
@@ -58,7 +58,7 @@ impl DeadLetters {
 }
 
 async fn publish_raw(
-    publisher: &tasker_worker::broker::Publisher,
+    publisher: &tasker_runtime::broker::Publisher,
     exchange: &str,
     routing_key: &str,
     kind: &str,

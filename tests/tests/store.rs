@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use redis::AsyncCommands;
+use serde_json::value::RawValue;
 use tasker_coordinator::Store;
 use tasker_coordinator::batch::Batcher;
-use tasker_coordinator::store::{Applied, Created, ResultToRecord, Verdict, task_key};
+use tasker_coordinator::store::{Created, NewTask, ResultToRecord, StepEnd, Verdict, task_key};
 use tasker_e2e::{redis_url, template, unique};
-use tasker_protocol::{StepState, TaskTemplate};
+use tasker_protocol::{PROTOCOL_VERSION, StepOutcome, StepResult, StepState, TaskTemplate};
 use uuid::Uuid;
 
 fn diamond(ns: &str) -> TaskTemplate {
@@ -29,11 +30,22 @@ async fn store() -> Store {
         .unwrap()
 }
 
+/// A request for a task of `template`, with no requester.
+fn request(task_id: Uuid, template: &TaskTemplate, redelivered: bool) -> NewTask<'_> {
+    NewTask {
+        task_id,
+        template,
+        context: "{}",
+        reply: None,
+        traceparent: None,
+        parent: None,
+        redelivered,
+    }
+}
+
 async fn new_task(store: &Store, template: &TaskTemplate) -> Uuid {
     let task_id = Uuid::new_v4();
-    let request = store.prepare_task(task_id, template, "{}", None, false, None, None, |_| {
-        Duration::from_secs(60)
-    });
+    let request = store.prepare_task(request(task_id, template, false), |_| Duration::from_secs(60));
     let created = store.create_tasks(&[request]).await.unwrap().pop().unwrap();
     assert_eq!(created.unwrap(), Created::New { roots: vec![0] });
     task_id
@@ -52,19 +64,28 @@ async fn two_tasks() -> (TaskTemplate, Store, Uuid, Uuid) {
 
 fn completed(store: &Store, template: &TaskTemplate, task_id: Uuid, step: usize) -> ResultToRecord {
     let now = Utc::now();
-    store.prepare_result(
+    let result = StepResult {
+        protocol_version: PROTOCOL_VERSION,
         task_id,
+        namespace: template.namespace.clone(),
+        task_name: template.name.clone(),
+        task_version: template.version.to_string(),
+        step: template.steps[step].name.clone(),
+        attempt: 1,
+        started_at: now,
+        finished_at: now,
+        outcome: StepOutcome::Completed {
+            result: RawValue::from_string(format!("{{\"step\":{step}}}")).unwrap(),
+        },
+    };
+    let end = StepEnd {
         template,
         step,
-        1,
-        Applied::Completed,
-        format!("{{\"step\":{step}}}"),
-        now,
-        now,
-        false,
-        None,
-        |_| Duration::from_secs(60),
-    )
+        result: &result,
+        redelivered: false,
+        traceparent: None,
+    };
+    store.prepare_result(end, |_| Duration::from_secs(60))
 }
 
 #[tokio::test]
@@ -165,7 +186,7 @@ async fn a_batch_of_requests_creates_each_task_once() {
     let store = store().await;
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
     let request = |task_id, redelivered| {
-        store.prepare_task(task_id, &template, "{}", None, redelivered, None, None, |_| {
+        store.prepare_task(request(task_id, &template, redelivered), |_| {
             Duration::from_secs(60)
         })
     };
@@ -209,8 +230,38 @@ async fn a_child_that_reports_before_its_step_is_noted_is_still_named_by_the_ste
         .unwrap()
         .unwrap();
     // ...then the worker's note that the attempt waits for it arrives.
-    assert!(!store.wait_for_child(task_id, 0, 1, child).await.unwrap());
+    assert!(
+        !store
+            .wait_for_child(task_id, &template, 0, 1, child)
+            .await
+            .unwrap()
+    );
     let task = store.task(task_id).await.unwrap().unwrap();
     assert_eq!(task.steps[0].state, StepState::Completed);
     assert_eq!(task.steps[0].child, Some(child));
+}
+
+#[tokio::test]
+async fn a_cancelled_task_lists_its_cancelled_steps_as_done() {
+    let (template, store, task_id, _) = two_tasks().await;
+    let cancel = tasker_coordinator::store::Operation::Cancel;
+    store
+        .operate(task_id, &template, cancel, |_| Duration::from_secs(60))
+        .await
+        .unwrap();
+    // The root was running; its result ends the task, cancelled.
+    store
+        .record_results(&[completed(&store, &template, task_id, 0)])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .unwrap();
+    let listed = store
+        .list_tasks(Some(&template.namespace), None, 10)
+        .await
+        .unwrap();
+    let line = listed.iter().find(|t| t.task_id == task_id).unwrap();
+    assert_eq!(line.status, tasker_protocol::TaskStatus::Cancelled);
+    assert_eq!((line.steps_done, line.steps), (4, 4), "{line:?}");
 }

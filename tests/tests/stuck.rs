@@ -9,8 +9,8 @@ use lapin::types::FieldTable;
 use serde_json::json;
 use tasker_e2e::{Recorder, Stack, amqp_url, finished, template, unique, worker_config};
 use tasker_protocol::{StepState, TaskRequest, TaskStatus, topology};
+use tasker_runtime::broker::Broker;
 use tasker_worker::Worker;
-use tasker_worker::broker::Broker;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_held_by_a_wedged_worker_times_out_and_runs_again() {

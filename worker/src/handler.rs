@@ -10,18 +10,8 @@ use tasker_protocol::{PROTOCOL_VERSION, ParentStep, StepReady, TaskRequest, mess
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::broker::{self, Outgoing, Publisher};
-
-/// The code a step fails with when its worker has no handler for its callable.
-pub const HANDLER_NOT_FOUND: &str = "handler_not_found";
-/// The code a step fails with when its handler panics.
-pub const HANDLER_PANIC: &str = "handler_panic";
-/// The code a step fails with when its handler runs past `timeout_seconds`.
-pub const TIMEOUT: &str = "timeout";
-/// The code of a missing or malformed input, ancestor result or setting.
-pub const INVALID_INPUT: &str = "invalid_input";
-/// The code of a step whose child task could not be requested.
-pub const CHILD_NOT_STARTED: &str = "child_not_started";
+use tasker_protocol::ErrorCode;
+use tasker_runtime::broker::{self, Outgoing, Publisher};
 
 /// The user's code for one step. One value serves every attempt of every
 /// task, concurrently, so it holds only shared, read-mostly state.
@@ -210,7 +200,7 @@ impl StepContext {
     ///
     /// # Errors
     ///
-    /// Returns a permanent [`INVALID_INPUT`] error if the message's context
+    /// Returns a permanent `invalid_input` error if the message's context
     /// is not a JSON object.
     pub fn new(ready: StepReady) -> Result<Self, StepError> {
         Self::with_children(ready, Children::None)
@@ -220,7 +210,7 @@ impl StepContext {
     pub(crate) fn with_children(ready: StepReady, children: Children) -> Result<Self, StepError> {
         let context = serde_json::from_str(ready.context.get()).map_err(|e| {
             StepError::permanent(
-                INVALID_INPUT,
+                ErrorCode::InvalidInput,
                 format!("the task context is not a JSON object: {e}"),
             )
         })?;
@@ -258,14 +248,14 @@ impl StepContext {
     /// # Errors
     ///
     /// Returns [`StepError::WaitingForChild`] once the child is requested;
-    /// a permanent [`INVALID_INPUT`] error if the child's context is not a
-    /// JSON object; a retryable [`CHILD_NOT_STARTED`] error if the request
+    /// a permanent `invalid_input` error if the child's context is not a
+    /// JSON object; a retryable `child_not_started` error if the request
     /// could not be published; and a permanent one outside a worker.
     pub async fn complete_with_child(&self, child: ChildTask) -> Result<serde_json::Value, StepError> {
         let ready = &self.inner.ready;
         if !child.context.is_object() {
             return Err(StepError::permanent(
-                INVALID_INPUT,
+                ErrorCode::InvalidInput,
                 format!(
                     "the context of child task {}/{} must be a JSON object",
                     child.namespace, child.name
@@ -309,7 +299,7 @@ impl StepContext {
         match &self.inner.children {
             Children::None => {
                 return Err(StepError::permanent(
-                    CHILD_NOT_STARTED,
+                    ErrorCode::ChildNotStarted,
                     "this context has no broker to start a child task with; child tasks start only in a Worker",
                 ));
             }
@@ -326,7 +316,7 @@ impl StepContext {
                 };
                 publisher.publish(outgoing).instrument(span).await.map_err(|e| {
                     StepError::retryable(
-                        CHILD_NOT_STARTED,
+                        ErrorCode::ChildNotStarted,
                         format!("the request for child task {child_name} was not published: {e}"),
                     )
                 })?;
@@ -392,13 +382,13 @@ impl StepContext {
     ///
     /// # Errors
     ///
-    /// Returns a permanent [`INVALID_INPUT`] error if it is missing or is
+    /// Returns a permanent `invalid_input` error if it is missing or is
     /// not a `T`.
     pub fn input<T: DeserializeOwned>(&self, key: &str) -> Result<T, StepError> {
         match self.inner.context.get(key) {
             Some(value) => decode(value, || format!("input {key:?}")),
             None => Err(StepError::permanent(
-                INVALID_INPUT,
+                ErrorCode::InvalidInput,
                 format!("the task context has no {key:?}; add it to the task request's context"),
             )),
         }
@@ -408,7 +398,7 @@ impl StepContext {
     ///
     /// # Errors
     ///
-    /// Returns a permanent [`INVALID_INPUT`] error if it is present but is
+    /// Returns a permanent `invalid_input` error if it is present but is
     /// not a `T`.
     pub fn input_or<T: DeserializeOwned>(&self, key: &str, default: T) -> Result<T, StepError> {
         match self.inner.context.get(key) {
@@ -422,7 +412,7 @@ impl StepContext {
     ///
     /// # Errors
     ///
-    /// Returns a permanent [`INVALID_INPUT`] error if `step` is not an
+    /// Returns a permanent `invalid_input` error if `step` is not an
     /// ancestor or its result is not a `T`.
     pub fn dependency_result<T: DeserializeOwned>(&self, step: &str) -> Result<T, StepError> {
         let Some(raw) = self.inner.ready.dependency_results.get(step) else {
@@ -434,7 +424,7 @@ impl StepContext {
                 .map(String::as_str)
                 .collect();
             return Err(StepError::permanent(
-                INVALID_INPUT,
+                ErrorCode::InvalidInput,
                 format!(
                     "step {:?} has no result from {step:?}; it can read only its ancestors: {}",
                     self.step_name(),
@@ -448,7 +438,7 @@ impl StepContext {
         };
         serde_json::from_str(raw.get()).map_err(|e| {
             StepError::permanent(
-                INVALID_INPUT,
+                ErrorCode::InvalidInput,
                 format!("the result of {step:?} is not what this handler expects: {e}"),
             )
         })
@@ -459,7 +449,7 @@ impl StepContext {
     ///
     /// # Errors
     ///
-    /// Returns a permanent [`INVALID_INPUT`] error if it is not a `T`.
+    /// Returns a permanent `invalid_input` error if it is not a `T`.
     pub fn initialization<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StepError> {
         self.inner
             .ready
@@ -478,5 +468,5 @@ impl StepContext {
 
 fn decode<T: DeserializeOwned>(value: &serde_json::Value, what: impl Fn() -> String) -> Result<T, StepError> {
     T::deserialize(value)
-        .map_err(|e| StepError::permanent(INVALID_INPUT, format!("{} is malformed: {e}", what())))
+        .map_err(|e| StepError::permanent(ErrorCode::InvalidInput, format!("{} is malformed: {e}", what())))
 }

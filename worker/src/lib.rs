@@ -23,37 +23,29 @@
 //!   reads, and the [`StepError`] it returns;
 //! - [`worker`]: the consumer loop: prefetch-bounded concurrency, timeouts,
 //!   panics, and acking only after the result is confirmed;
-//! - [`client`]: submit tasks and wait for their outcome;
-//! - [`acks`]: acking a channel's deliveries, many to a frame when it is busy;
-//! - [`broker`]: what every Tasker process does with RabbitMQ: connecting,
-//!   declaring the topology, confirmed publishing, dead-lettering;
-//! - [`health`]: connection state, logged once per change, served as `/healthz` and `/readyz`;
-//! - [`metrics`]: the Prometheus metrics both kinds of process record;
-//! - [`telemetry`]: logging and signal handling for binaries;
-//! - [`error`]: this crate's [`Error`].
+//! - [`testing`]: running a template's handlers in process, for a
+//!   service's unit tests;
+//! - [`Client`]: submit tasks and wait for their outcome;
+//! - [`telemetry`]: logging, trace export and signal handling for a
+//!   worker's `main`.
 //!
-//! A worker talks only to RabbitMQ, never to the coordinator's store.
+//! The RabbitMQ plumbing underneath (connections, confirmed publishing,
+//! acks, dead-lettering, health, metrics) is `tasker-runtime`'s, shared
+//! with the coordinator. A worker talks only to RabbitMQ, never to the
+//! coordinator's store.
 
 #![warn(missing_docs)]
 
-pub mod acks;
-pub mod broker;
-pub mod client;
-pub mod error;
 pub mod handler;
-pub mod health;
-pub mod metrics;
-pub mod telemetry;
 pub mod testing;
 pub mod worker;
 
-pub use client::{Client, Reply, Submitted};
-pub use error::Error;
 pub use handler::{ChildTask, StepContext, StepError, StepHandler, handler_fn};
+pub use tasker_protocol::ErrorCode;
+pub use tasker_runtime::{Client, Error, Reply, Submitted, defaults};
 pub use worker::{Worker, WorkerConfig};
 
-/// Defaults shared by every Tasker process.
-pub mod defaults {
-    /// Where RabbitMQ is when `TASKER_AMQP_URL` is not set.
-    pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Logging, trace export and signal handling for a worker's `main`.
+pub mod telemetry {
+    pub use tasker_runtime::telemetry::{Telemetry, init, shutdown_on_signal};
 }

@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use tasker_protocol::{PROTOCOL_VERSION, StepReady, TaskRequest, TaskTemplate};
 
-use crate::handler::{Children, HANDLER_NOT_FOUND};
+use tasker_protocol::ErrorCode;
+
+use crate::handler::Children;
 use crate::{StepContext, StepError, StepHandler};
 
 /// How a [`run`] went.
@@ -91,7 +93,10 @@ pub async fn run(
             continue;
         }
         let Some((_, handler)) = handlers.iter().find(|(callable, _)| *callable == step.callable) else {
-            let error = StepError::permanent(HANDLER_NOT_FOUND, format!("no handler for {}", step.callable));
+            let error = StepError::permanent(
+                ErrorCode::HandlerNotFound,
+                format!("no handler for {}", step.callable),
+            );
             run.failed = Some((step.name.clone(), error));
             return run;
         };

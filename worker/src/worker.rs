@@ -18,12 +18,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, warn};
 
-use crate::acks::Acks;
-use crate::broker::REDELIVERY_LIMIT;
-use crate::broker::{self, Broker, Outgoing, Publisher};
-use crate::handler::{Children, HANDLER_NOT_FOUND, HANDLER_PANIC, TIMEOUT};
-use crate::health::{self, Health};
-use crate::metrics;
+use tasker_protocol::{DeadLetterReason, ErrorCode};
+use tasker_runtime::acks::Acks;
+use tasker_runtime::broker::{self, Broker, Outgoing, Publisher};
+use tasker_runtime::health::{self, Health};
+use tasker_runtime::{Reconnect, metrics};
+
+use crate::handler::Children;
 use crate::{Error, StepContext, StepError, StepHandler};
 use uuid::Uuid;
 
@@ -64,7 +65,7 @@ impl WorkerConfig {
     pub fn from_env() -> Self {
         Self {
             amqp_url: std::env::var("TASKER_AMQP_URL")
-                .unwrap_or_else(|_| crate::defaults::AMQP_URL.to_owned()),
+                .unwrap_or_else(|_| tasker_runtime::defaults::AMQP_URL.to_owned()),
             health_addr: std::env::var("TASKER_HEALTH_ADDR").ok().map(|a| {
                 a.parse().unwrap_or_else(|e| {
                     panic!("TASKER_HEALTH_ADDR={a:?} is not an address like 0.0.0.0:8080: {e}")
@@ -78,7 +79,7 @@ impl WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            amqp_url: crate::defaults::AMQP_URL.to_owned(),
+            amqp_url: tasker_runtime::defaults::AMQP_URL.to_owned(),
             concurrency: 32,
             shutdown_grace: Duration::from_secs(30),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
@@ -168,35 +169,6 @@ impl Worker {
                 Err(e) => return Err(e),
             }
         }
-    }
-}
-
-/// Capped, jittered, exponential delays between reconnection attempts.
-#[derive(Debug, Default)]
-pub struct Reconnect {
-    /// Failed attempts since the last success.
-    pub attempts: u32,
-}
-
-impl Reconnect {
-    const FIRST: Duration = Duration::from_millis(100);
-    const CAP: Duration = Duration::from_secs(5);
-
-    /// The delay before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
-        self.attempts += 1;
-        let base = Self::FIRST
-            .saturating_mul(1 << self.attempts.min(8))
-            .min(Self::CAP);
-        base.mul_f64(rand::random_range(0.5..=1.0))
-    }
-
-    /// Records a successful connection.
-    pub fn succeeded(&mut self) {
-        if self.attempts > 0 {
-            info!(after_attempts = self.attempts, "connected again");
-        }
-        self.attempts = 0;
     }
 }
 
@@ -347,8 +319,8 @@ fn delivery_span(queue: &str, delivery: &Delivery) -> tracing::Span {
         tasker.step.attempt = tracing::field::Empty,
         tasker.step.outcome = tracing::field::Empty,
     );
-    crate::telemetry::continue_from(&span, delivery.properties.headers().as_ref());
-    crate::telemetry::record_ids(&span);
+    tasker_runtime::telemetry::continue_from(&span, delivery.properties.headers().as_ref());
+    tasker_runtime::telemetry::record_ids(&span);
     span
 }
 
@@ -365,7 +337,7 @@ async fn handle_delivery(
         Ok(ready) => ready,
         Err(e) => {
             return publisher
-                .dead_letter(&delivery, acks, queue, e.code(), &e.to_string())
+                .dead_letter(&delivery, acks, queue, e.reason(), &e.to_string())
                 .await;
         }
     };
@@ -387,7 +359,7 @@ async fn handle_delivery(
             shared.config.max_redeliveries
         );
         return publisher
-            .dead_letter(&delivery, acks, queue, REDELIVERY_LIMIT, &reason)
+            .dead_letter(&delivery, acks, queue, DeadLetterReason::RedeliveryLimit, &reason)
             .await;
     }
 
@@ -478,7 +450,7 @@ async fn run_handler(shared: &Shared, publisher: &Publisher, ready: &StepReady) 
     let Some(handler) = shared.handlers.get(&ready.callable).cloned() else {
         let known: Vec<&str> = shared.handlers.keys().map(String::as_str).collect();
         return failed(StepError::permanent(
-            HANDLER_NOT_FOUND,
+            ErrorCode::HandlerNotFound,
             format!(
                 "this worker has no handler for callable {:?}; register one with .handler({:?}, ..) (known: {})",
                 ready.callable,
@@ -504,7 +476,7 @@ async fn run_handler(shared: &Shared, publisher: &Publisher, ready: &StepReady) 
             Ok(joined) => joined,
             Err(_) => {
                 return failed(StepError::retryable(
-                    TIMEOUT,
+                    ErrorCode::Timeout,
                     format!("the handler ran past timeout_seconds ({secs} s)"),
                 ));
             }
@@ -515,7 +487,7 @@ async fn run_handler(shared: &Shared, publisher: &Publisher, ready: &StepReady) 
         Ok(Ok(value)) => match serde_json::value::to_raw_value(&value) {
             Ok(result) => StepOutcome::Completed { result },
             Err(e) => failed(StepError::permanent(
-                "invalid_result",
+                ErrorCode::InvalidResult,
                 format!("the handler's result is not JSON: {e}"),
             )),
         },
@@ -524,7 +496,7 @@ async fn run_handler(shared: &Shared, publisher: &Publisher, ready: &StepReady) 
                 StepOutcome::WaitingForChild { child_task_id }
             } else {
                 failed(StepError::permanent(
-                    NO_CHILD_TASK,
+                    ErrorCode::NoChildTask,
                     format!(
                         "the handler says it waits for child task {child_task_id}, which it did not start; \
                          return what StepContext::complete_with_child returns"
@@ -537,23 +509,19 @@ async fn run_handler(shared: &Shared, publisher: &Publisher, ready: &StepReady) 
             let text = panic_text(panic.as_ref());
             error!(task_id = %ready.task_id, step = %ready.step, panic = %text, "step handler panicked");
             failed(StepError::permanent(
-                HANDLER_PANIC,
+                ErrorCode::HandlerPanic,
                 format!("the handler panicked: {text}"),
             ))
         }
     }
 }
 
-/// The code of a step whose handler says it waits for a child task that
-/// it did not start.
-const NO_CHILD_TASK: &str = "no_child_task";
-
 fn failed(error: StepError) -> StepOutcome {
     let (retryable, code, message, retry_after) = match error {
         StepError::Permanent { code, message } => (false, code, message, None),
         StepError::WaitingForChild { child_task_id } => (
             false,
-            NO_CHILD_TASK.to_owned(),
+            ErrorCode::NoChildTask.into(),
             format!("waiting for child task {child_task_id} is not possible here"),
             None,
         ),

@@ -1,0 +1,79 @@
+//! How a coordinator runs: every setting, with its default. The `tasker
+//! coordinator` command sets each one from a flag or the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tasker_protocol::TaskTemplate;
+use tasker_protocol::message::DEFAULT_MAX_MESSAGE_BYTES;
+
+/// Where Redis is when `TASKER_REDIS_URL` is not set.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// How a coordinator runs.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// The RabbitMQ URL (`amqp://` or `amqps://`).
+    pub amqp_url: String,
+    /// The Redis URL (`redis://` or `rediss://`).
+    pub redis_url: String,
+    /// How many deliveries are processed at once, per input queue.
+    pub prefetch: u16,
+    /// Larger messages are dead-lettered.
+    pub max_message_bytes: usize,
+    /// How long a finished task stays in Redis.
+    pub retention: Duration,
+    /// How often the retry schedule and the leases are checked.
+    pub retry_poll: Duration,
+    /// How long a claimed retry or expired lease stays with its claimant
+    /// before another coordinator may take it over.
+    pub claim_hold: Duration,
+    /// How long a step without `timeout_seconds` may run before it is
+    /// treated as stuck: retried as a retryable `timeout`.
+    pub default_lease: Duration,
+    /// Added to every step's lease, for the trip through the broker.
+    pub lease_margin: Duration,
+    /// Shown in the broker's connection list and in logs.
+    pub name: String,
+    /// Where to serve `/healthz`, `/readyz` and `/metrics`, if anywhere.
+    pub health_addr: Option<SocketAddr>,
+    /// A message delivered more often than this is dead-lettered: it is
+    /// probably what crashes coordinators.
+    pub max_redeliveries: u64,
+    /// How long a request on `tasker.requests.unrouted` for a namespace
+    /// that a coordinator has served waits for that namespace's queue
+    /// before it is rejected. A RabbitMQ that is starting routes requests
+    /// there until it has recovered the queues, and the coordinator that
+    /// sees them may be another team's. A request for a namespace that no
+    /// coordinator has ever served is rejected at once.
+    pub unrouted_grace: Duration,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            amqp_url: tasker_runtime::defaults::AMQP_URL.to_owned(),
+            redis_url: DEFAULT_REDIS_URL.to_owned(),
+            prefetch: 256,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            retry_poll: Duration::from_millis(50),
+            claim_hold: Duration::from_secs(30),
+            default_lease: Duration::from_secs(600),
+            lease_margin: Duration::from_secs(30),
+            name: format!("tasker-coordinator-{}", std::process::id()),
+            health_addr: None,
+            max_redeliveries: 5,
+            unrouted_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// How long an attempt of `step` may run before it is treated as lost:
+    /// its `timeout_seconds` (or the default lease) plus the margin.
+    #[must_use]
+    pub fn lease(&self, template: &TaskTemplate, step: usize) -> Duration {
+        template.steps[step].timeout.unwrap_or(self.default_lease) + self.lease_margin
+    }
+}

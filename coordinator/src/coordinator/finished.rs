@@ -1,0 +1,123 @@
+//! A finished task's report, to everyone who hears of it: the events
+//! exchange, every requester's reply queue, and the parent step of a child
+//! task.
+
+use tasker_protocol::topology::{self, message_type};
+use tasker_protocol::{ParentStep, StepResult, TaskStatus, TaskTemplate, message};
+use tasker_runtime::broker::{self, Outgoing};
+use tasker_runtime::metrics;
+use tracing::info;
+use uuid::Uuid;
+
+use super::{Coordinator, span};
+use crate::Error;
+use crate::store::TaskSnapshot;
+
+/// Who hears of a finished task.
+pub(super) enum Audience<'a> {
+    /// Everyone, when it has just finished: the events exchange, every
+    /// requester, and the parent step of a child task.
+    Everyone,
+    /// A request for a task that had finished already: its requester's
+    /// reply queue, if it gave one, and the parent step if it came from one.
+    Late {
+        /// The reply queue and correlation id.
+        reply: Option<(&'a str, &'a str)>,
+        /// Whether the request came from a parent step.
+        parent: bool,
+    },
+}
+
+impl Coordinator {
+    /// Reads the task and publishes its report to `audience`.
+    pub(super) async fn publish_finished(&self, task_id: Uuid, audience: Audience<'_>) -> Result<(), Error> {
+        match self.store.task(task_id).await? {
+            Some(snapshot) => self.announce(&snapshot, audience).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes the report of the finished task `snapshot` to `audience`.
+    pub(super) async fn announce(
+        &self,
+        snapshot: &TaskSnapshot,
+        audience: Audience<'_>,
+    ) -> Result<(), Error> {
+        let task_id = snapshot.task_id;
+        let report = snapshot.report();
+        let payload = message::encode(&report);
+        let props = || broker::properties(message_type::TASK_FINISHED, Some(task_id));
+        let mut messages = Vec::new();
+        let direct = |queue: &str, correlation: &str| Outgoing {
+            exchange: String::new(),
+            routing_key: queue.to_owned(),
+            payload: payload.clone(),
+            properties: props().with_correlation_id(correlation.into()),
+            // A requester that went away takes its reply queue with it.
+            mandatory: false,
+        };
+        match audience {
+            Audience::Late { reply, parent } => {
+                if let Some((queue, correlation)) = reply {
+                    messages.push(direct(queue, correlation));
+                }
+                // The store has just moved the parent link to the asking attempt.
+                if parent && let Some(parent) = &report.parent {
+                    messages.push(to_parent(parent, &parent.result_of(&report)));
+                }
+            }
+            Audience::Everyone => {
+                info!(task_id = %task_id, status = report.status.as_str(), "task finished");
+                if let Some(tp) = &snapshot.traceparent {
+                    span::finished_task(&report, tp);
+                }
+                messages.push(Outgoing {
+                    exchange: topology::EVENTS_EXCHANGE.to_owned(),
+                    routing_key: topology::task_finished_routing_key(&report.namespace, &report.name),
+                    payload: payload.clone(),
+                    properties: props(),
+                    mandatory: false,
+                });
+                for (queue, correlation) in &snapshot.replies {
+                    messages.push(direct(queue, correlation));
+                }
+                if let Some(parent) = &report.parent {
+                    messages.push(to_parent(parent, &parent.result_of(&report)));
+                }
+            }
+        }
+        Ok(self.publisher.publish_all(messages).await?)
+    }
+}
+
+/// A step result for the parent step of a child task, to the parent's
+/// result queue.
+pub(super) fn to_parent(parent: &ParentStep, result: &StepResult) -> Outgoing {
+    Outgoing {
+        exchange: topology::EVENTS_EXCHANGE.to_owned(),
+        routing_key: topology::step_result_routing_key(&parent.namespace),
+        payload: message::encode(result),
+        properties: broker::properties(message_type::STEP_RESULT, Some(parent.task_id)),
+        mandatory: true,
+    }
+}
+
+/// Counts a task that has just ended.
+pub(super) fn count_finished(template: &TaskTemplate, status: TaskStatus) {
+    let m = metrics::global();
+    let outcome = match status {
+        TaskStatus::Complete => "complete",
+        TaskStatus::Cancelled => "cancelled",
+        TaskStatus::Failed | TaskStatus::Running => "failed",
+    };
+    m.tasks
+        .get_or_create(&metrics::task_outcome(
+            &template.namespace,
+            &template.name,
+            outcome,
+        ))
+        .inc();
+    m.tasks_in_flight
+        .get_or_create(&metrics::task(&template.namespace, &template.name))
+        .dec();
+}

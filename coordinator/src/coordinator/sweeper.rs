@@ -1,0 +1,164 @@
+//! The sweeper: for every served namespace, publishes the next attempt of
+//! retries that are due, and times out attempts whose lease ran out.
+//!
+//! Claims are held, not removed, so a coordinator that dies mid-way leaves
+//! its claims to be taken over when the hold runs out; a claim ends only
+//! once what it asked for is done.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tasker_protocol::{ErrorCode, PROTOCOL_VERSION, StepFailure, StepOutcome, StepResult, TaskTemplate};
+use tasker_runtime::health;
+use tasker_runtime::telemetry;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, warn};
+
+use super::Coordinator;
+use super::publish::ReadySteps;
+use crate::Error;
+use crate::store::StepRef;
+
+/// The most retries, and the most expired leases, claimed at once per
+/// namespace.
+const CLAIM_LIMIT: usize = 100;
+
+/// Sweeps every `retry_poll` until `stop` is cancelled.
+pub(super) async fn run(coordinator: Arc<Coordinator>, stop: CancellationToken) {
+    let namespaces: Vec<String> = coordinator
+        .templates
+        .namespaces()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(coordinator.config.retry_poll) => {}
+        }
+        for namespace in &namespaces {
+            coordinator.sweep(namespace).await;
+        }
+    }
+}
+
+impl Coordinator {
+    /// One pass over `namespace`'s due retries and expired leases. What
+    /// fails is tried again on a later pass, when its claim's hold is over.
+    async fn sweep(&self, namespace: &str) {
+        let hold = self.config.claim_hold;
+        match self.store.claim_due_retries(namespace, hold, CLAIM_LIMIT).await {
+            Ok(due) => {
+                self.health.up(health::REDIS);
+                for retry in due.entries {
+                    let span = tracing::info_span!(
+                        "retry step",
+                        otel.kind = "internal",
+                        tasker.task.id = %retry.task_id,
+                        tasker.step.attempt = retry.attempt + 1,
+                    );
+                    if let Some(tp) = &retry.trace {
+                        telemetry::continue_from_traceparent(&span, tp);
+                    }
+                    let dispatched = self.dispatch(&retry).instrument(span).await;
+                    let ended = match dispatched {
+                        Ok(true) => self.store.end_claim(&due.key, &retry.member).await,
+                        Ok(false) => Ok(()),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = ended {
+                        warn!(error = %e, task_id = %retry.task_id, "retry not dispatched; it will be tried again");
+                    }
+                }
+            }
+            Err(e) => self.health.down(health::REDIS, &e),
+        }
+        match self
+            .store
+            .claim_expired_leases(namespace, hold, CLAIM_LIMIT)
+            .await
+        {
+            Ok(expired) => {
+                for lease in expired.entries {
+                    if let Err(e) = self.expire(&lease).await {
+                        warn!(error = %e, task_id = %lease.task_id, "expired lease not handled; it will be tried again");
+                    }
+                }
+            }
+            Err(e) => self.health.down(health::REDIS, &e),
+        }
+    }
+
+    /// The template a schedule entry names, if this coordinator loads it.
+    fn template_of(&self, entry: &StepRef) -> Option<Arc<TaskTemplate>> {
+        let (ns, name, version) = &entry.template;
+        let found = self.templates.get(ns, name, Some(version)).ok().cloned();
+        if found.is_none() {
+            // Another coordinator may load this version; its claim comes
+            // when this one's hold runs out.
+            warn!(task_id = %entry.task_id, template = %format!("{ns}/{name}@{version}"),
+                "schedule entry for a template version this coordinator does not load; leaving it to one that does");
+        }
+        found
+    }
+
+    /// Starts the next attempt of a due retry and publishes it. `true` once
+    /// the retry is done with: published, or no longer applying; `false`
+    /// when it is left to a coordinator that loads its template.
+    async fn dispatch(&self, retry: &StepRef) -> Result<bool, Error> {
+        let Some(template) = self.template_of(retry) else {
+            return Ok(false);
+        };
+        let lease = self.lease(&template, retry.step);
+        let Some(dispatched) = self.store.dispatch_retry(retry, &template, lease).await? else {
+            return Ok(true);
+        };
+        let attempt = retry.attempt + 1;
+        // An event on the retry span: the wait is over.
+        info!(task_id = %retry.task_id, step = %template.steps[retry.step].name, attempt, "retrying step");
+        self.publish_steps(ReadySteps {
+            template: &template,
+            task_id: retry.task_id,
+            steps: &[retry.step],
+            attempt,
+            inputs: &dispatched.inputs,
+            joins: &dispatched.joins,
+        })
+        .await?;
+        Ok(true)
+    }
+
+    /// An attempt outlived its lease: no result came, and the broker did not
+    /// hand the step to another worker. It fails as a retryable `timeout`,
+    /// recorded as a redelivery: if the timeout was recorded before, its
+    /// effects are handed back and carried out again. Recording it ends the
+    /// lease, and with it the claim.
+    async fn expire(&self, lease: &StepRef) -> Result<(), Error> {
+        let Some(template) = self.template_of(lease) else {
+            return Ok(());
+        };
+        let step = &template.steps[lease.step];
+        let lease_secs = self.lease(&template, lease.step).as_secs_f64();
+        let now = Utc::now();
+        let result = StepResult {
+            protocol_version: PROTOCOL_VERSION,
+            task_id: lease.task_id,
+            namespace: template.namespace.clone(),
+            task_name: template.name.clone(),
+            task_version: template.version.to_string(),
+            step: step.name.clone(),
+            attempt: lease.attempt,
+            started_at: now,
+            finished_at: now,
+            outcome: StepOutcome::Failed {
+                error: StepFailure::of(
+                    ErrorCode::Timeout,
+                    format!(
+                        "no result within the step's lease of {lease_secs} s; its worker may have hung or lost the message"
+                    ),
+                ),
+            },
+        };
+        self.record(&template, lease.step, &result, true).await
+    }
+}

@@ -1,0 +1,597 @@
+//! What every Tasker process does with RabbitMQ: connect, declare the
+//! topology, publish with confirms, and dead-letter what it cannot use.
+//!
+//! Publishing and consuming use separate channels, so a slow consumer never
+//! holds up a publish and a publisher's flow control never stalls delivery.
+
+use std::collections::BTreeMap;
+
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
+};
+use tasker_protocol::topology::{self, headers};
+use tasker_protocol::{DeadLetterReason, PROTOCOL_VERSION};
+use uuid::Uuid;
+
+use crate::Error;
+use crate::acks::Acks;
+
+/// A message written to the broker: its exchange and routing key (for
+/// errors) and its pending confirm.
+type Sent = (String, String, PublisherConfirm);
+
+/// A connection to RabbitMQ, and the URL it was made to, for messages.
+pub struct Broker {
+    connection: Connection,
+    url: String,
+}
+
+impl Broker {
+    /// Connects to `url`; `name` shows in the broker's connection list.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Refused`] if the broker refuses the login or the
+    /// vhost, and [`Error::Amqp`] if it cannot be reached or the URL cannot
+    /// be used.
+    pub async fn connect(url: &str, name: &str) -> Result<Self, Error> {
+        let redacted = redact_url(url);
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        let connection =
+            Connection::connect(url, properties)
+                .await
+                .map_err(|source| match refusal(&source) {
+                    Some(reason) => Error::Refused {
+                        url: redacted.clone(),
+                        reason,
+                    },
+                    None => Error::Amqp {
+                        url: redacted.clone(),
+                        source,
+                    },
+                })?;
+        Ok(Self {
+            connection,
+            url: redacted,
+        })
+    }
+
+    /// The broker's URL, with any password masked.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether the connection is still usable.
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.connection.status().connected()
+    }
+
+    /// Opens a channel.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if the connection is gone.
+    pub async fn channel(&self) -> Result<Channel, Error> {
+        self.connection.create_channel().await.map_err(|e| self.error(e))
+    }
+
+    /// Opens a channel in confirm mode, for publishing.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if the connection is gone.
+    pub async fn publisher(&self) -> Result<Publisher, Error> {
+        let channel = self.channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(Publisher {
+            channel,
+            url: self.url.clone(),
+        })
+    }
+
+    /// Closes the connection; unacked deliveries go back to their queues.
+    pub async fn close(&self) {
+        // The connection may already be gone; there is nothing to do then.
+        let _ = self.connection.close(200, "closing".into()).await;
+    }
+
+    /// Wraps a lapin error with the broker's URL.
+    #[must_use]
+    pub fn error(&self, source: lapin::Error) -> Error {
+        Error::Amqp {
+            url: self.url.clone(),
+            source,
+        }
+    }
+
+    /// Declares what every process uses: the events exchange and the
+    /// dead-letter exchange and queue.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration fails, for instance because
+    /// an object exists with other settings.
+    pub async fn declare_common(&self, channel: &Channel) -> Result<(), Error> {
+        self.declare_exchange(
+            channel,
+            topology::EVENTS_EXCHANGE,
+            ExchangeKind::Topic,
+            FieldTable::default(),
+        )
+        .await?;
+        self.declare_exchange(
+            channel,
+            topology::DEAD_LETTER_EXCHANGE,
+            ExchangeKind::Fanout,
+            FieldTable::default(),
+        )
+        .await?;
+        self.declare_queue(channel, topology::DEAD_LETTER_QUEUE).await?;
+        self.bind(
+            channel,
+            topology::DEAD_LETTER_QUEUE,
+            topology::DEAD_LETTER_EXCHANGE,
+            "",
+        )
+        .await
+    }
+
+    /// Declares the three queues of `namespace` and their bindings: its
+    /// task requests, its step-ready messages and its step results. Every
+    /// process that touches a namespace declares them all, so that no
+    /// message to it is ever unroutable, whichever process starts first.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration fails.
+    pub async fn declare_namespace(&self, channel: &Channel, namespace: &str) -> Result<(), Error> {
+        self.declare_requests_exchange(channel).await?;
+        let requests = topology::request_queue(namespace);
+        self.declare_queue(channel, &requests).await?;
+        self.bind(channel, &requests, topology::REQUESTS_EXCHANGE, namespace)
+            .await?;
+
+        self.declare_exchange(
+            channel,
+            topology::STEPS_EXCHANGE,
+            ExchangeKind::Direct,
+            FieldTable::default(),
+        )
+        .await?;
+        let steps = topology::step_queue(namespace);
+        self.declare_queue(channel, &steps).await?;
+        self.bind(channel, &steps, topology::STEPS_EXCHANGE, namespace)
+            .await?;
+
+        let results = topology::result_queue(namespace);
+        self.declare_queue(channel, &results).await?;
+        self.bind(
+            channel,
+            &results,
+            topology::EVENTS_EXCHANGE,
+            &topology::step_result_routing_key(namespace),
+        )
+        .await
+    }
+
+    /// Declares a private queue (server-named, exclusive, deleted with the
+    /// connection), binds it to `binding`'s exchange and routing key when
+    /// given, and consumes it. For replies and for watching traffic, never
+    /// for work: its messages die with the process.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration fails.
+    pub async fn private_queue(
+        &self,
+        channel: &Channel,
+        binding: Option<(&str, &str)>,
+        no_ack: bool,
+    ) -> Result<(String, lapin::Consumer), Error> {
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        let name = queue.name().to_string();
+        if let Some((exchange, key)) = binding {
+            self.bind(channel, &name, exchange, key).await?;
+        }
+        let consumer = channel
+            .basic_consume(
+                name.as_str().into(),
+                "".into(),
+                lapin::options::BasicConsumeOptions {
+                    no_ack,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok((name, consumer))
+    }
+
+    /// Deletes the three queues of `namespace`, with whatever they hold. For
+    /// tests and benchmarks that made up a namespace; never for a real one.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a deletion fails.
+    pub async fn delete_namespace(&self, channel: &Channel, namespace: &str) -> Result<(), Error> {
+        for queue in [
+            topology::request_queue(namespace),
+            topology::step_queue(namespace),
+            topology::result_queue(namespace),
+        ] {
+            channel
+                .queue_delete(
+                    queue.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Declares the exchange clients publish requests to, with its alternate
+    /// exchange and the queue that catches requests for unknown namespaces.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if the declaration fails.
+    pub async fn declare_requests_exchange(&self, channel: &Channel) -> Result<(), Error> {
+        self.declare_exchange(
+            channel,
+            topology::UNROUTED_REQUESTS_EXCHANGE,
+            ExchangeKind::Fanout,
+            FieldTable::default(),
+        )
+        .await?;
+        self.declare_queue(channel, topology::UNROUTED_REQUESTS_QUEUE)
+            .await?;
+        self.bind(
+            channel,
+            topology::UNROUTED_REQUESTS_QUEUE,
+            topology::UNROUTED_REQUESTS_EXCHANGE,
+            "",
+        )
+        .await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            topology::ALTERNATE_EXCHANGE_ARGUMENT.into(),
+            AMQPValue::LongString(topology::UNROUTED_REQUESTS_EXCHANGE.into()),
+        );
+        self.declare_exchange(
+            channel,
+            topology::REQUESTS_EXCHANGE,
+            ExchangeKind::Direct,
+            arguments,
+        )
+        .await
+    }
+
+    async fn declare_exchange(
+        &self,
+        channel: &Channel,
+        name: &str,
+        kind: ExchangeKind,
+        arguments: FieldTable,
+    ) -> Result<(), Error> {
+        channel
+            .exchange_declare(
+                name.into(),
+                kind,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                arguments,
+            )
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Every Tasker queue is a durable quorum queue: it survives a broker
+    /// restart, is replicated in a cluster, and counts redeliveries.
+    async fn declare_queue(&self, channel: &Channel, name: &str) -> Result<(), Error> {
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        channel
+            .queue_declare(name.into(), QueueDeclareOptions::durable(), arguments)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+
+    async fn bind(&self, channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), Error> {
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.error(e))
+    }
+}
+
+/// A message to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The exchange; `""` is the default exchange, which routes by queue name.
+    pub exchange: String,
+    /// The routing key.
+    pub routing_key: String,
+    /// The JSON body.
+    pub payload: Vec<u8>,
+    /// Properties and headers.
+    pub properties: BasicProperties,
+    /// Whether the message must reach a queue. A mandatory message that no
+    /// queue takes is returned by the broker, and the publish fails with
+    /// [`Error::Unroutable`] instead of the message vanishing.
+    pub mandatory: bool,
+}
+
+/// A channel in confirm mode. Cloning it shares the channel.
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+    url: String,
+}
+
+impl Publisher {
+    /// Publishes one message and waits for the broker's confirm.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if the channel is gone and [`Error::Nacked`]
+    /// if the broker refused the message.
+    pub async fn publish(&self, message: Outgoing) -> Result<(), Error> {
+        let sent = self.send(message).await?;
+        self.confirmed(sent).await
+    }
+
+    /// Publishes every message, then waits for all of their confirms: one
+    /// round trip for the batch instead of one per message.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::publish`]; some messages may have been stored.
+    pub async fn publish_all(&self, mut messages: Vec<Outgoing>) -> Result<(), Error> {
+        if messages.len() == 1 {
+            return self.publish(messages.remove(0)).await;
+        }
+        // A publish hands its frames to the connection's I/O loop and waits
+        // until they are written. Started together, many messages go out in
+        // one write, rather than one message per round trip to the loop.
+        let sent = futures::future::try_join_all(messages.into_iter().map(|m| self.send(m))).await?;
+        for one in sent {
+            self.confirmed(one).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the confirm of a message [`Self::send`] wrote.
+    async fn confirmed(&self, (exchange, routing_key, confirm): Sent) -> Result<(), Error> {
+        match confirm.await.map_err(|e| self.error(e))? {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(_)) => Err(Error::Unroutable {
+                exchange,
+                routing_key,
+            }),
+            Confirmation::Nack(_) => Err(Error::Nacked {
+                exchange,
+                routing_key,
+            }),
+        }
+    }
+
+    /// Writes one message; returns where it went and its pending confirm.
+    async fn send(&self, m: Outgoing) -> Result<Sent, Error> {
+        let confirm = self
+            .channel
+            .basic_publish(
+                m.exchange.as_str().into(),
+                m.routing_key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: m.mandatory,
+                    ..Default::default()
+                },
+                &m.payload,
+                m.properties,
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok((m.exchange, m.routing_key, confirm))
+    }
+
+    /// Moves `delivery` to the dead-letter queue with `<reason>: <detail>`
+    /// in a header, then acks it through `acks`, its channel's. The message
+    /// is never dropped: if the dead-letter publish fails, the delivery
+    /// stays unacked and comes back. `reason` labels the dead-letter metric.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error if the publish fails.
+    pub async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        acks: &Acks,
+        queue: &str,
+        reason: DeadLetterReason,
+        detail: &str,
+    ) -> Result<(), Error> {
+        let header = format!("{reason}: {detail}");
+        let mut table: BTreeMap<ShortString, AMQPValue> = delivery
+            .properties
+            .headers()
+            .as_ref()
+            .map(|h| h.inner().clone())
+            .unwrap_or_default();
+        let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+        table.insert(headers::DEAD_LETTER_REASON.into(), text(&header));
+        table.insert(headers::DEAD_LETTER_QUEUE.into(), text(queue));
+        table.insert(
+            headers::DEAD_LETTER_EXCHANGE.into(),
+            text(delivery.exchange.as_str()),
+        );
+        table.insert(
+            headers::DEAD_LETTER_ROUTING_KEY.into(),
+            text(delivery.routing_key.as_str()),
+        );
+        let properties = delivery
+            .properties
+            .clone()
+            .with_headers(FieldTable::from(table))
+            .with_delivery_mode(2);
+        self.publish(Outgoing {
+            exchange: topology::DEAD_LETTER_EXCHANGE.to_owned(),
+            routing_key: queue.to_owned(),
+            payload: delivery.data.clone(),
+            properties,
+            mandatory: true,
+        })
+        .await?;
+        acks.ack(delivery);
+        tracing::warn!(queue, reason = %header, "message moved to the dead-letter queue");
+        crate::metrics::global()
+            .dead_letters
+            .get_or_create(&crate::metrics::DeadLetterLabels {
+                queue: queue.to_owned(),
+                reason: reason.as_str().to_owned(),
+            })
+            .inc();
+        Ok(())
+    }
+
+    fn error(&self, source: lapin::Error) -> Error {
+        Error::Amqp {
+            url: self.url.clone(),
+            source,
+        }
+    }
+}
+
+/// Properties for a Tasker message: persistent, JSON, typed, with the
+/// protocol version, the task id and the publish time in headers.
+#[must_use]
+pub fn properties(message_type: &str, task_id: Option<Uuid>) -> BasicProperties {
+    let mut table = FieldTable::default();
+    table.insert(
+        headers::PROTOCOL_VERSION.into(),
+        AMQPValue::LongUInt(PROTOCOL_VERSION),
+    );
+    table.insert(
+        headers::PUBLISHED_AT_MS.into(),
+        AMQPValue::LongLongInt(chrono::Utc::now().timestamp_millis()),
+    );
+    if let Some(id) = task_id {
+        table.insert(
+            headers::TASK_ID.into(),
+            AMQPValue::LongString(id.to_string().into()),
+        );
+    }
+    // The publishing span's trace context travels with the message.
+    crate::telemetry::inject(&tracing::Span::current(), &mut table);
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(topology::CONTENT_TYPE.into())
+        .with_type(message_type.into())
+        .with_message_id(Uuid::new_v4().to_string().into())
+        .with_timestamp(u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default())
+        .with_headers(table)
+}
+
+/// When the message was published, from its `x-tasker-published-at-ms` header.
+#[must_use]
+pub fn published_at(delivery: &Delivery) -> Option<chrono::DateTime<chrono::Utc>> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get(headers::PUBLISHED_AT_MS)? {
+        AMQPValue::LongLongInt(ms) => chrono::DateTime::from_timestamp_millis(*ms),
+        _ => None,
+    }
+}
+
+/// How many times RabbitMQ says this message was delivered before.
+#[must_use]
+pub fn delivery_count(delivery: &Delivery) -> u64 {
+    let value = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(headers::DELIVERY_COUNT).cloned());
+    match value {
+        Some(AMQPValue::LongLongInt(n)) => u64::try_from(n).unwrap_or(0),
+        Some(AMQPValue::LongInt(n)) => u64::try_from(n).unwrap_or(0),
+        Some(AMQPValue::LongUInt(n)) => u64::from(n),
+        Some(AMQPValue::ShortInt(n)) => u64::try_from(n).unwrap_or(0),
+        Some(AMQPValue::ShortUInt(n)) => u64::from(n),
+        _ => 0,
+    }
+}
+
+/// What the broker said when it refused a connection's login
+/// (`ACCESS_REFUSED`) or vhost (`NOT_ALLOWED`); `None` for any other error,
+/// which may pass.
+fn refusal(error: &lapin::Error) -> Option<String> {
+    use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+    let lapin::ErrorKind::ProtocolError(amqp) = error.kind() else {
+        return None;
+    };
+    match amqp.kind() {
+        AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+        | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => Some(amqp.get_message().to_string()),
+        AMQPErrorKind::Soft(_) | AMQPErrorKind::Hard(_) => None,
+    }
+}
+
+/// `url` with its password replaced by `***`, for logs and messages.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot have a password, which this one has.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparseable url>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact_url("amqp://guest:secret@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
+        assert_eq!(redact_url("rediss://:pw@cache:6380"), "rediss://:***@cache:6380");
+        assert_eq!(redact_url("amqp://host"), "amqp://host");
+        assert!(!redact_url("not a url with secret").contains("secret"));
+    }
+}
