@@ -3,8 +3,8 @@
 //! run at once, each on its own queues and worker.
 
 use serde_json::{Value, json};
-use tasker_e2e::{Stack, template, unique, worker_config};
-use tasker_protocol::{StepState, TaskRequest, TaskStatus, TaskTemplate};
+use tasker_e2e::{Queues, Stack, eventually, template, unique, worker_config};
+use tasker_protocol::{StepState, TaskRequest, TaskStatus, TaskTemplate, topology};
 use tasker_worker::Worker;
 
 /// The repository's template at `path`, moved to `namespace`, with retry
@@ -147,7 +147,16 @@ async fn an_unrouted_request_waits_for_its_namespace_queue_and_is_forwarded() {
         .create_task(&late, "single", json!({}))
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // A coordinator that does not serve the namespace, here the other
+    // team's, takes it and holds it while it waits for the namespace's
+    // queue, which does not exist yet.
+    let queues = Queues::connect().await.unwrap();
+    eventually(
+        "a coordinator taking the request off the unrouted queue",
+        || async { queues.ready(topology::UNROUTED_REQUESTS_QUEUE).await == 0 },
+    )
+    .await;
+    queues.close().await;
     // Now the namespace comes up, with its coordinator and worker.
     let recorder = tasker_e2e::Recorder::default();
     let worker = Worker::new(worker_config(2))
