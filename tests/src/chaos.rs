@@ -127,9 +127,20 @@ pub struct ChaosReport {
 pub struct FaultRecovery {
     /// Which fault.
     pub fault: Fault,
-    /// From the fault to the first tasks finishing after it, in seconds.
+    /// Whether tasks finished again after it, within [`RECOVERY_LIMIT`]:
+    /// false also when too few tasks were in flight to tell, as when
+    /// submitting had stopped at `max_tasks`.
+    pub recovered: bool,
+    /// From the fault to the first tasks finishing after it, in seconds;
+    /// the whole wait when it did not recover.
     pub recovery_seconds: f64,
 }
+
+/// How long the run waits after a fault for tasks to finish again.
+pub const RECOVERY_LIMIT: Duration = Duration::from_secs(120);
+
+/// How many tasks must finish after a fault for it to count as recovered.
+pub const RECOVERY_TASKS: usize = 10;
 
 impl ChaosReport {
     /// Whether nothing was lost and every join fired once.
@@ -179,12 +190,21 @@ impl ChaosReport {
             let _ = writeln!(t, "{k:<45} {v:>10}");
         }
         for f in &self.faults {
-            let _ = writeln!(
-                t,
-                "{:<45} {:>8.2} s",
-                format!("recovery after {:?}", f.fault),
-                f.recovery_seconds
-            );
+            if f.recovered {
+                let _ = writeln!(
+                    t,
+                    "{:<45} {:>8.2} s",
+                    format!("recovery after {:?}", f.fault),
+                    f.recovery_seconds
+                );
+            } else {
+                let _ = writeln!(
+                    t,
+                    "{:<45} {:>10}",
+                    format!("recovery after {:?}", f.fault),
+                    "none"
+                );
+            }
         }
         t
     }
@@ -458,18 +478,26 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
                 duplicator = Some(Duplicator::start(&namespace).await?);
             }
         }
-        // Recovered once tasks finish again: ten more than at the fault, or
-        // all of them.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let done = finished_count().await;
-            if done >= before + 10 || Instant::now() > deadline {
-                break;
+        // Recovered once tasks finish again: ten more than at the fault. If
+        // that does not happen in time the run goes on, and the fault is
+        // reported as not recovered.
+        let deadline = Instant::now() + RECOVERY_LIMIT;
+        let recovered = loop {
+            if finished_count().await >= before + RECOVERY_TASKS {
+                break true;
+            }
+            if Instant::now() > deadline {
+                eprintln!(
+                    "chaos: no recovery from {fault:?} within {} s",
+                    RECOVERY_LIMIT.as_secs()
+                );
+                break false;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        };
         recoveries.push(FaultRecovery {
             fault: *fault,
+            recovered,
             recovery_seconds: at.elapsed().as_secs_f64(),
         });
         tokio::time::sleep(config.fault_interval).await;

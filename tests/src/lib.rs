@@ -232,6 +232,76 @@ pub async fn delete_namespaces(namespaces: &[&str]) {
     broker.close().await;
 }
 
+/// Reads how many messages wait in queues, for tests that must know the
+/// consumers have taken everything published so far.
+pub struct Queues {
+    broker: Broker,
+    channel: lapin::Channel,
+}
+
+impl Queues {
+    /// Connects to the broker.
+    ///
+    /// # Errors
+    ///
+    /// If the broker cannot be reached.
+    pub async fn connect() -> anyhow::Result<Self> {
+        let broker = Broker::connect(&amqp_url(), "test-queues").await?;
+        let channel = broker.channel().await?;
+        Ok(Self { broker, channel })
+    }
+
+    /// How many messages are ready in `queue`: published and not handed to
+    /// a consumer. Messages a consumer holds unacked are not counted.
+    ///
+    /// # Panics
+    ///
+    /// If the queue does not exist or the broker fails.
+    pub async fn ready(&self, queue: &str) -> u32 {
+        self.depth(queue).await.0
+    }
+
+    /// How many messages are ready in `queue` once no consumer is left on
+    /// it, for after its consumers were stopped: what they held unacked is
+    /// counted too. A consumer's connection closes before the broker has
+    /// taken back what it held, but the broker drops the consumer and
+    /// requeues its messages in one step, so once no consumer is counted,
+    /// those messages are.
+    ///
+    /// # Panics
+    ///
+    /// If a consumer is still there after 20 s, or as [`Queues::ready`].
+    pub async fn ready_once_unconsumed(&self, queue: &str) -> u32 {
+        eventually(&format!("the consumers of {queue} being gone"), || async {
+            self.depth(queue).await.1 == 0
+        })
+        .await;
+        self.ready(queue).await
+    }
+
+    /// The ready messages and the consumers of `queue`.
+    async fn depth(&self, queue: &str) -> (u32, u32) {
+        let declared = self
+            .channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("cannot read the depth of {queue}: {e}"));
+        (declared.message_count(), declared.consumer_count())
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        self.broker.close().await;
+    }
+}
+
 /// The report in a reply, or an error for a rejection.
 ///
 /// # Errors
@@ -262,9 +332,25 @@ pub struct Execution {
     pub inputs: Vec<String>,
 }
 
-/// Records every handler run of the handlers it wraps.
+/// The start of a handler run, recorded before the handler does anything,
+/// so that a run that never returns is seen too.
+#[derive(Debug, Clone)]
+pub struct Start {
+    /// The task.
+    pub task_id: Uuid,
+    /// The step.
+    pub step: String,
+    /// The attempt the message carried.
+    pub attempt: u32,
+    /// When the handler started.
+    pub at: Instant,
+}
+
+/// Records every handler run of the handlers it wraps: when each starts,
+/// and when each returns.
 #[derive(Clone, Default)]
 pub struct Recorder {
+    starts: Arc<Mutex<Vec<Start>>>,
     runs: Arc<Mutex<Vec<Execution>>>,
 }
 
@@ -274,13 +360,21 @@ impl Recorder {
     where
         F: Fn(&StepContext) -> Result<Value, StepError> + Send + Sync + 'static,
     {
+        let starts = self.starts.clone();
         let runs = self.runs.clone();
         let f = Arc::new(f);
         tasker_worker::handler_fn(move |ctx: StepContext| {
+            let starts = starts.clone();
             let runs = runs.clone();
             let f = f.clone();
             async move {
                 let started = Instant::now();
+                starts.lock().unwrap().push(Start {
+                    task_id: ctx.task_id(),
+                    step: ctx.step_name().to_owned(),
+                    attempt: ctx.attempt(),
+                    at: started,
+                });
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
@@ -303,13 +397,26 @@ impl Recorder {
         self.handler(delay, |ctx| Ok(serde_json::json!({ "step": ctx.step_name() })))
     }
 
-    /// Every run so far.
+    /// The starts of `step` in `task_id`, including those of runs that
+    /// have not returned (or never will).
+    #[must_use]
+    pub fn starts_of(&self, task_id: Uuid, step: &str) -> Vec<Start> {
+        self.starts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.task_id == task_id && s.step == step)
+            .cloned()
+            .collect()
+    }
+
+    /// Every run that returned so far.
     #[must_use]
     pub fn runs(&self) -> Vec<Execution> {
         self.runs.lock().unwrap().clone()
     }
 
-    /// The runs of `step` in `task_id`.
+    /// The runs of `step` in `task_id` that returned.
     #[must_use]
     pub fn runs_of(&self, task_id: Uuid, step: &str) -> Vec<Execution> {
         self.runs()

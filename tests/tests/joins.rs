@@ -6,8 +6,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tasker_e2e::{Duplicator, Recorder, Stack, run_many, template, unique, worker_config};
-use tasker_protocol::{StepState, TaskStatus};
+use tasker_e2e::{
+    Duplicator, Queues, Recorder, Stack, eventually, run_many, template, unique, worker_config,
+};
+use tasker_protocol::{StepState, TaskStatus, topology};
 use tasker_worker::Worker;
 
 fn fan_in_template(ns: &str, width: usize) -> tasker_protocol::TaskTemplate {
@@ -26,6 +28,49 @@ fn fan_in_template(ns: &str, width: usize) -> tasker_protocol::TaskTemplate {
     template(&yaml)
 }
 
+/// Waits until nothing more can come of what was published so far, and
+/// stops the stack: the coordinators have handled every step result, the
+/// worker has taken every step they published, and its handlers have
+/// returned. A join fired twice, or a duplicate result that published a
+/// step again, shows only as a run that may come after the task's report,
+/// so runs are counted after this rather than at the reports.
+async fn settle_and_stop(mut stack: Stack, ns: &str) {
+    let queues = Queues::connect().await.unwrap();
+    let results = topology::result_queue(ns);
+    eventually("the coordinators taking every step result", || async {
+        queues.ready(&results).await == 0
+    })
+    .await;
+    // Stopping waits for the results in hand; one not handled in time
+    // would go back to the queue and be counted here, as would a result
+    // that came in meanwhile, from a step that ran after its task ended.
+    stack.stop_coordinators().await;
+    assert_eq!(
+        queues.ready_once_unconsumed(&results).await,
+        0,
+        "step results left unhandled: a step ran again after every task had ended, \
+         or a coordinator stopped before it had handled a result"
+    );
+    let steps = topology::step_queue(ns);
+    eventually("the worker taking every step published", || async {
+        queues.ready(&steps).await == 0
+    })
+    .await;
+    queues.close().await;
+    // Stopping waits for the handlers the worker has in hand.
+    stack.stop().await;
+}
+
+/// A worker that remembers no results: every step message it gets runs its
+/// handler, so the runs count what the coordinators published. With its
+/// memory, a join published twice could be answered from it the second
+/// time, and show as one run.
+fn forgetful_worker() -> Worker {
+    let mut config = worker_config(64);
+    config.remembered_results = 0;
+    Worker::new(config)
+}
+
 /// How many times each (task, step) ran.
 fn run_counts(recorder: &Recorder) -> HashMap<(uuid::Uuid, String), usize> {
     let mut counts = HashMap::new();
@@ -39,7 +84,7 @@ fn run_counts(recorder: &Recorder) -> HashMap<(uuid::Uuid, String), usize> {
 async fn a_50_way_fan_in_joins_once_per_task_with_200_in_flight_and_every_event_twice() {
     let ns = unique("fan_in");
     let recorder = Recorder::default();
-    let worker = Worker::new(worker_config(64))
+    let worker = forgetful_worker()
         .namespace(&ns)
         .handler("ok", recorder.ok(Duration::ZERO));
     let stack = Stack::start(vec![fan_in_template(&ns, 50)], 1, vec![worker])
@@ -69,7 +114,8 @@ async fn a_50_way_fan_in_joins_once_per_task_with_200_in_flight_and_every_event_
     })
     .await
     .expect("every step result is published a second time");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    settle_and_stop(stack, &ns).await;
+    drop(duplicator);
 
     assert_eq!(reports.len(), 200);
     for report in &reports {
@@ -93,18 +139,14 @@ async fn a_50_way_fan_in_joins_once_per_task_with_200_in_flight_and_every_event_
     // Every handler ran exactly once: duplicates changed nothing.
     assert_eq!(counts.len(), 200 * 52);
     assert!(counts.values().all(|&n| n == 1), "some step ran twice");
-    stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_coordinators_run_300_diamonds_with_every_join_once() {
     let ns = unique("two_coord");
     let recorder = Recorder::default();
-    let worker = tasker_e2e::with_registration_handlers(
-        Worker::new(worker_config(64)).namespace(&ns),
-        &recorder,
-        Duration::ZERO,
-    );
+    let worker =
+        tasker_e2e::with_registration_handlers(forgetful_worker().namespace(&ns), &recorder, Duration::ZERO);
     let stack = Stack::start(vec![tasker_e2e::registration_template(&ns)], 2, vec![worker])
         .await
         .unwrap();
@@ -119,6 +161,7 @@ async fn two_coordinators_run_300_diamonds_with_every_join_once() {
     .await
     .unwrap();
     assert!(reports.iter().all(|r| r.status == TaskStatus::Complete));
+    settle_and_stop(stack, &ns).await;
     let counts = run_counts(&recorder);
     assert_eq!(counts.len(), 300 * 5);
     assert!(
@@ -132,5 +175,4 @@ async fn two_coordinators_run_300_diamonds_with_every_join_once() {
             .map(|p| recorder.runs_of(report.task_id, p)[0].finished);
         assert!(parents_done.iter().all(|&t| t <= join[0].started));
     }
-    stack.stop().await;
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use tasker_e2e::{Recorder, Stack, template, unique, worker_config};
+use tasker_e2e::{Recorder, Stack, eventually, template, unique, worker_config};
 use tasker_protocol::TaskStatus;
 use tasker_worker::{StepError, Worker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -68,8 +68,16 @@ async fn counters_and_histograms_after_a_known_run() {
     }
     let rejected = stack.client.create_task(&ns, "nope", json!({})).await.unwrap();
     let _ = rejected.wait(Duration::from_secs(10)).await.unwrap();
-    // The rejection's dead letter is counted after its reply is sent.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rejections = r#"tasker_tasks_total{namespace="unknown",template="unknown",outcome="rejected"}"#;
+    let dead =
+        format!(r#"tasker_dead_letters_total{{queue="tasker.requests.{ns}",reason="unknown_template"}}"#);
+    // The rejection's dead letter is counted after its reply is sent: wait
+    // for it to show, then check every value.
+    eventually("the rejection and its dead letter being counted", || async {
+        let text = scrape(addr).await;
+        sample(&text, rejections).is_some() && sample(&text, &dead).is_some()
+    })
+    .await;
 
     let text = scrape(addr).await;
     let task = |outcome: &str| {
@@ -113,15 +121,7 @@ async fn counters_and_histograms_after_a_known_run() {
         ),
         Some(2.0)
     );
-    assert_eq!(
-        sample(
-            &text,
-            r#"tasker_tasks_total{namespace="unknown",template="unknown",outcome="rejected"}"#
-        ),
-        Some(1.0)
-    );
-    let dead =
-        format!(r#"tasker_dead_letters_total{{queue="tasker.requests.{ns}",reason="unknown_template"}}"#);
+    assert_eq!(sample(&text, rejections), Some(1.0));
     assert_eq!(sample(&text, &dead), Some(1.0));
     assert!(!text.contains("task_id"), "a task id is never a label");
 

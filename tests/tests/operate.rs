@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tasker_coordinator::Store;
-use tasker_e2e::{Recorder, Stack, one_step_template, redis_url, unique, worker_config};
+use tasker_e2e::{Recorder, Stack, eventually, one_step_template, redis_url, unique, worker_config};
 use tasker_protocol::{StepState, TaskAction, TaskCommand, TaskStatus};
 use tasker_worker::{Reply, StepError, Worker};
 
@@ -311,14 +311,21 @@ async fn cancel_in_the_middle_of_a_diamond_lets_running_steps_finish_and_starts_
         .await
         .unwrap();
     let task_id = submitted.task_id;
-    // Wait until billing runs.
-    for _ in 0..100 {
-        if !recorder.runs_of(task_id, "initialize_preferences").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Wait until billing runs, and the quick branch beside it is done and
+    // recorded, so that billing is the one step in flight.
+    eventually("billing starting", || async {
+        !recorder.starts_of(task_id, "setup_billing_profile").is_empty()
+    })
+    .await;
+    let store = Store::connect(&redis_url(), Duration::ZERO).await.unwrap();
+    eventually("initialize_preferences completing", || async {
+        let snapshot = store.task(task_id).await.unwrap().expect("the task exists");
+        snapshot
+            .steps
+            .iter()
+            .any(|s| s.name == "initialize_preferences" && s.state == StepState::Completed)
+    })
+    .await;
 
     let early = command(&stack, &ns, task_id, TaskAction::Retry { step: None }).await;
     assert!(
@@ -329,6 +336,10 @@ async fn cancel_in_the_middle_of_a_diamond_lets_running_steps_finish_and_starts_
     let reply = command(&stack, &ns, task_id, TaskAction::Cancel).await;
     assert!(reply.accepted, "{reply:?}");
     assert!(reply.message.contains("cancelling"), "{}", reply.message);
+    assert!(
+        recorder.runs_of(task_id, "setup_billing_profile").is_empty(),
+        "billing was still running when the cancel was accepted"
+    );
 
     // The requester hears of the end, as for any task.
     let report = tasker_e2e::finished(submitted.wait(Duration::from_secs(30)).await.unwrap()).unwrap();
@@ -340,6 +351,7 @@ async fn cancel_in_the_middle_of_a_diamond_lets_running_steps_finish_and_starts_
     );
     // The running step finished; what would have come after it never started.
     assert_eq!(state_of(&report, "setup_billing_profile").0, StepState::Completed);
+    assert_eq!(recorder.runs_of(task_id, "setup_billing_profile").len(), 1);
     assert_eq!(
         state_of(&report, "send_welcome_sequence"),
         (StepState::Cancelled, 0)

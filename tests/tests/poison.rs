@@ -7,7 +7,7 @@ use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
-use tasker_e2e::{Recorder, Stack, amqp_url, unique, worker_config};
+use tasker_e2e::{Queues, Recorder, Stack, amqp_url, eventually, unique, worker_config};
 use tasker_protocol::message::RejectCode;
 use tasker_protocol::topology::{self, headers, message_type};
 use tasker_protocol::{TaskRequest, TaskStatus};
@@ -251,7 +251,7 @@ async fn late_results_for_old_attempts_and_unknown_tasks_change_nothing() {
     let worker = Worker::new(worker_config(4))
         .namespace(&ns)
         .handler("ok", recorder.ok(Duration::ZERO));
-    let stack = Stack::start(vec![flow], 1, vec![worker]).await.unwrap();
+    let mut stack = Stack::start(vec![flow], 1, vec![worker]).await.unwrap();
     let report = stack.run(&ns, "one", json!({})).await.unwrap();
     let publisher = stack.client.publisher();
     let result = |task_id: uuid::Uuid, attempt: u32| {
@@ -282,10 +282,26 @@ async fn late_results_for_old_attempts_and_unknown_tasks_change_nothing() {
         result(uuid::Uuid::new_v4(), 1),
     )
     .await;
-    // The coordinator keeps serving, and the finished task is as it was.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The coordinator takes both, and keeps serving.
+    let queues = Queues::connect().await.unwrap();
+    let results = topology::result_queue(&ns);
+    eventually("the coordinator taking the late results", || async {
+        queues.ready(&results).await == 0
+    })
+    .await;
     let later = stack.run(&ns, "one", json!({})).await.unwrap();
     assert_eq!(later.status, TaskStatus::Complete);
+    // Stopping waits for the results in hand, and one not handled in time
+    // would go back to the queue: with none back, both late results were
+    // handled before the task is read.
+    stack.stop_coordinators().await;
+    assert_eq!(
+        queues.ready_once_unconsumed(&results).await,
+        0,
+        "the coordinator handled every result before it stopped"
+    );
+    queues.close().await;
+    // The finished task is as it was.
     let store = tasker_coordinator::Store::connect(&tasker_e2e::redis_url(), Duration::from_secs(60))
         .await
         .unwrap();

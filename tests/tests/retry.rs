@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use redis::AsyncCommands;
 use serde_json::json;
-use tasker_e2e::{Recorder, Stack, template, unique, worker_config};
+use tasker_e2e::{Recorder, Stack, eventually, redis_url, template, unique, worker_config};
 use tasker_protocol::{StepState, TaskStatus};
 use tasker_worker::{StepError, Worker};
 
-fn flaky_template(ns: &str, backoff: &str) -> tasker_protocol::TaskTemplate {
+fn flaky_template(ns: &str, backoff: &str, initial_delay: &str) -> tasker_protocol::TaskTemplate {
     template(&format!(
         r#"
 name: flaky
@@ -25,7 +26,7 @@ steps:
     retry:
       max_attempts: 3
       backoff: {backoff}
-      initial_delay: 0.2
+      initial_delay: {initial_delay}
       max_delay: 5
   - name: finish
     handler: {{ callable: ok }}
@@ -57,7 +58,7 @@ async fn a_step_that_fails_twice_completes_on_its_third_attempt_after_the_backof
         .namespace(&ns)
         .handler("ok", recorder.ok(Duration::ZERO))
         .handler("flaky", fails_twice(&recorder));
-    let stack = Stack::start(vec![flaky_template(&ns, "exponential")], 1, vec![worker])
+    let stack = Stack::start(vec![flaky_template(&ns, "exponential", "0.2")], 1, vec![worker])
         .await
         .unwrap();
     let report = stack.run(&ns, "flaky", json!({})).await.unwrap();
@@ -99,7 +100,7 @@ async fn fixed_backoff_waits_the_same_each_time_and_retry_after_overrides_it() {
                     _ => Ok(json!({})),
                 }),
             );
-    let stack = Stack::start(vec![flaky_template(&ns, "fixed")], 1, vec![worker])
+    let stack = Stack::start(vec![flaky_template(&ns, "fixed", "0.2")], 1, vec![worker])
         .await
         .unwrap();
     let report = stack.run(&ns, "flaky", json!({})).await.unwrap();
@@ -124,27 +125,78 @@ async fn the_retry_schedule_survives_a_coordinator_restart() {
         .namespace(&ns)
         .handler("ok", recorder.ok(Duration::ZERO))
         .handler("flaky", fails_twice(&recorder));
-    let yaml_template = flaky_template(&ns, "fixed");
+    // A second between attempts: time enough to stop the coordinator
+    // before the retry it scheduled comes due.
+    let yaml_template = flaky_template(&ns, "fixed", "1.0");
     let mut stack = Stack::start(vec![yaml_template], 1, vec![worker]).await.unwrap();
     let submitted = stack
         .client
         .submit(tasker_protocol::TaskRequest::new(&ns, "flaky", json!({})))
         .await
         .unwrap();
-    // Wait for the first failure, then replace the coordinator while the
-    // retry waits in Redis.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while recorder.runs_of(submitted.task_id, "call_gateway").is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    // Wait for the first failure and its retry in Redis, then replace the
+    // coordinator while the retry waits there.
+    let task_id = submitted.task_id;
+    eventually("the first attempt failing", || async {
+        !recorder.runs_of(task_id, "call_gateway").is_empty()
     })
-    .await
-    .unwrap();
+    .await;
+    let redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let schedule = tasker_coordinator::store::schedule_key(&ns);
+    let scheduled = || {
+        let (mut redis, schedule) = (redis.clone(), schedule.clone());
+        async move {
+            redis
+                .zrange_withscores::<_, Vec<(String, i64)>>(&schedule, 0, -1)
+                .await
+                .unwrap()
+        }
+    };
+    eventually("the retry being scheduled in Redis", || async {
+        !scheduled().await.is_empty()
+    })
+    .await;
     stack.stop_coordinators().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = scheduled().await;
+    assert_eq!(
+        waiting.len(),
+        1,
+        "the retry waits in Redis, not dispatched before the coordinator stopped: {waiting:?}"
+    );
+    // With no coordinator, nothing dispatches it, even once it is due: the
+    // new coordinator must find it in Redis. Nothing can show that a retry
+    // was not dispatched but time, so the check waits until it is overdue
+    // by half a second; a running coordinator looks every 20 ms
+    // (`retry_poll`), and would have dispatched it well before.
+    let due = waiting[0].1;
+    eventually("the retry being overdue by half a second", || async {
+        chrono::Utc::now().timestamp_millis() > due + 500
+    })
+    .await;
+    assert_eq!(
+        scheduled().await,
+        waiting,
+        "the retry stayed in Redis while no coordinator ran"
+    );
+    assert_eq!(
+        recorder.runs_of(task_id, "call_gateway").len(),
+        1,
+        "no second attempt ran while no coordinator ran"
+    );
+    let restarted = Instant::now();
     stack.add_coordinator();
     let report = tasker_e2e::finished(submitted.wait(Duration::from_secs(30)).await.unwrap()).unwrap();
     assert_eq!(report.status, TaskStatus::Complete);
     assert_eq!(report.steps[1].attempts, 3);
+    let runs = recorder.runs_of(task_id, "call_gateway");
+    assert_eq!(runs.iter().map(|r| r.attempt).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(
+        runs[1].started >= restarted,
+        "the retry ran once the new coordinator was there"
+    );
     stack.stop().await;
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tasker_coordinator::Store;
-use tasker_e2e::{Recorder, Stack, eventually, one_step_template, redis_url, unique, worker_config};
-use tasker_protocol::{RejectCode, TaskStatus};
+use tasker_e2e::{Queues, Recorder, Stack, eventually, one_step_template, redis_url, unique, worker_config};
+use tasker_protocol::{RejectCode, TaskStatus, topology};
 use tasker_runtime::Reply;
 use tasker_worker::Worker;
 use tracing_subscriber::fmt::MakeWriter;
@@ -144,9 +144,17 @@ async fn a_request_for_a_served_namespace_waits_for_its_queue_and_is_forwarded()
         .create_task(&late, "single", json!({}))
         .await
         .unwrap();
-    // The namespace comes up, with its coordinator and worker, once the
-    // request has been waiting on the unrouted queue.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // A coordinator that does not serve the namespace, here the other
+    // team's, takes it off the unrouted queue and holds it while it waits
+    // for the namespace's queue. Then the namespace comes up, with its
+    // coordinator and worker.
+    let queues = Queues::connect().await.unwrap();
+    eventually(
+        "a coordinator taking the request off the unrouted queue",
+        || async { queues.ready(topology::UNROUTED_REQUESTS_QUEUE).await == 0 },
+    )
+    .await;
+    queues.close().await;
     let recorder = Recorder::default();
     let worker = Worker::new(worker_config(2))
         .namespace(&late)
