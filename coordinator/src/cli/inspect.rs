@@ -149,3 +149,19 @@ pub async fn watch(args: WatchArgs, redis_url: &str) -> anyhow::Result<ExitCode>
         tokio::time::sleep(Duration::from_secs_f64(args.interval.max(0.05))).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::*;
+
+    #[test]
+    fn list_filters_by_every_status_as_the_wire_spells_it() {
+        for status in TaskStatus::ALL {
+            let filter = StatusFilter::from_str(status.as_str(), false)
+                .unwrap_or_else(|e| panic!("--status {} is refused: {e}", status.as_str()));
+            assert_eq!(TaskStatus::from(filter), status);
+        }
+    }
+}
