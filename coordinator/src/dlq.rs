@@ -14,7 +14,8 @@ use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
 use serde::Serialize;
 use tasker_protocol::topology::{self, headers};
-use tasker_runtime::broker::{Broker, Outgoing, Publisher};
+use tasker_runtime::broker::Broker;
+use tasker_runtime::publisher::{Outgoing, Publisher};
 
 use crate::Error;
 

@@ -10,7 +10,8 @@ use lapin::{BasicProperties, Channel};
 use tasker_e2e::{amqp_url, delete_namespaces, eventually, unique};
 use tasker_protocol::topology;
 use tasker_runtime::acks::Acks;
-use tasker_runtime::broker::{Broker, Outgoing};
+use tasker_runtime::broker::Broker;
+use tasker_runtime::publisher::Outgoing;
 
 const MESSAGES: u32 = 8;
 

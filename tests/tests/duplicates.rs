@@ -10,7 +10,8 @@ use serde_json::json;
 use tasker_e2e::{Recorder, Stack, amqp_url, unique, worker_config};
 use tasker_protocol::topology::{self, message_type};
 use tasker_protocol::{StepResult, TaskStatus};
-use tasker_runtime::broker::{self, Broker, Outgoing};
+use tasker_runtime::broker::{self, Broker};
+use tasker_runtime::publisher::Outgoing;
 use tasker_worker::Worker;
 
 async fn next(c: &mut lapin::Consumer) -> lapin::message::Delivery {

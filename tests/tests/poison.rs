@@ -11,7 +11,8 @@ use tasker_e2e::{Queues, Recorder, Stack, amqp_url, eventually, unique, worker_c
 use tasker_protocol::message::RejectCode;
 use tasker_protocol::topology::{self, headers, message_type};
 use tasker_protocol::{TaskRequest, TaskStatus};
-use tasker_runtime::broker::{self, Broker, Outgoing};
+use tasker_runtime::broker::{self, Broker};
+use tasker_runtime::publisher::Outgoing;
 use tasker_worker::{Reply, Worker};
 
 /// A private copy of everything dead-lettered from now on: the dead-letter
@@ -58,7 +59,7 @@ impl DeadLetters {
 }
 
 async fn publish_raw(
-    publisher: &tasker_runtime::broker::Publisher,
+    publisher: &tasker_runtime::publisher::Publisher,
     exchange: &str,
     routing_key: &str,
     kind: &str,

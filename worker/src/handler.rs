@@ -11,7 +11,8 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use tasker_protocol::ErrorCode;
-use tasker_runtime::broker::{self, Outgoing, Publisher};
+use tasker_runtime::broker;
+use tasker_runtime::publisher::{Outgoing, Publisher};
 
 /// The user's code for one step. One value serves every attempt of every
 /// task, concurrently, so it holds only shared, read-mostly state.

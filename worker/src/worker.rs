@@ -20,8 +20,9 @@ use tracing::{Instrument, debug, error, info, warn};
 
 use tasker_protocol::{DeadLetterReason, ErrorCode};
 use tasker_runtime::acks::Acks;
-use tasker_runtime::broker::{self, Broker, Outgoing, Publisher};
+use tasker_runtime::broker::{self, Broker};
 use tasker_runtime::health::{self, Health};
+use tasker_runtime::publisher::{Outgoing, Publisher};
 use tasker_runtime::{Reconnect, metrics};
 
 use crate::handler::Children;

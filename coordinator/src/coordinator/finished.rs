@@ -4,8 +4,9 @@
 
 use tasker_protocol::topology::{self, message_type};
 use tasker_protocol::{ParentStep, StepResult, TaskStatus, TaskTemplate, message};
-use tasker_runtime::broker::{self, Outgoing};
+use tasker_runtime::broker;
 use tasker_runtime::metrics;
+use tasker_runtime::publisher::Outgoing;
 use tracing::info;
 use uuid::Uuid;
 

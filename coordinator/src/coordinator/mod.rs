@@ -34,8 +34,9 @@ use lapin::message::Delivery;
 use tasker_protocol::{DeadLetterReason, TaskTemplate, TemplateRegistry};
 use tasker_runtime::Reconnect;
 use tasker_runtime::acks::Acks;
-use tasker_runtime::broker::{self, Publisher};
+use tasker_runtime::broker;
 use tasker_runtime::health::{self, Health};
+use tasker_runtime::publisher::Publisher;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 use tasker_protocol::topology::{self, message_type};
 use tasker_protocol::{PROTOCOL_VERSION, StepReady, TaskTemplate, message};
-use tasker_runtime::broker::{self, Outgoing};
+use tasker_runtime::broker;
+use tasker_runtime::publisher::Outgoing;
 use tracing::debug;
 use uuid::Uuid;
 

@@ -11,7 +11,8 @@ use tasker_protocol::topology::{self, message_type};
 use tasker_protocol::{
     DeadLetterReason, PROTOCOL_VERSION, RejectCode, TaskRejected, TaskRequest, TaskStatus, message,
 };
-use tasker_runtime::broker::{self, Outgoing};
+use tasker_runtime::broker;
+use tasker_runtime::publisher::Outgoing;
 use tasker_runtime::{metrics, telemetry};
 use tracing::info;
 use uuid::Uuid;

@@ -12,7 +12,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::Error;
-use crate::broker::{self, Broker, Outgoing, Publisher};
+use crate::broker::{self, Broker};
+use crate::publisher::{Outgoing, Publisher};
 
 /// How the coordinator answered a request.
 #[derive(Debug, Clone)]

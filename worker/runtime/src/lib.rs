@@ -4,8 +4,9 @@
 //! (`tasker-worker`) re-exports the little they use, the task [`Client`]
 //! and the telemetry setup of a `main`.
 //!
-//! - [`broker`]: connecting to RabbitMQ, declaring the topology, confirmed
-//!   publishing, dead-lettering;
+//! - [`broker`]: connecting to RabbitMQ, declaring the topology, and the
+//!   properties every message carries;
+//! - [`publisher`]: confirmed publishing, and dead-lettering;
 //! - [`acks`]: acking a channel's deliveries, many to a frame when it is busy;
 //! - [`reconnect`]: the backoff between attempts to reconnect;
 //! - [`client`]: submitting tasks and commands, and waiting for the answer;
@@ -24,6 +25,7 @@ pub mod client;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod publisher;
 pub mod reconnect;
 pub mod telemetry;
 
