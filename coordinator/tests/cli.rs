@@ -47,6 +47,7 @@ fn every_coordinator_setting_has_a_flag_and_an_environment_variable() {
         ("--amqp-url", "TASKER_AMQP_URL"),
         ("--redis-url", "TASKER_REDIS_URL"),
         ("--templates", "TASKER_TEMPLATES"),
+        ("--amqp-heartbeat", "TASKER_AMQP_HEARTBEAT"),
         ("--prefetch", "TASKER_PREFETCH"),
         ("--max-message-bytes", "TASKER_MAX_MESSAGE_BYTES"),
         ("--retention", "TASKER_RETENTION"),

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 #
-# deploy/dev part: chaos. The fault-injection suite (cmd_chaos) and the
+# deploy/dev part: chaos. The fault-injection suite (cmd_chaos), the
 # server restarts it injects (cmd_restart: `deploy/dev restart rabbitmq|redis`,
-# which tests/src/chaos.rs runs).
+# which tests/src/chaos.rs runs), and the PIDs it pauses (cmd_pid).
 #
 # Relies on deploy/dev for ROOT; on common.sh for say, die, lock and unlock;
 # on rabbitmq.sh for rabbit_pid, stop_rabbitmq and ensure_rabbitmq; on
@@ -28,6 +28,17 @@ cmd_restart() {
     *) die "usage: deploy/dev restart rabbitmq|redis" ;;
   esac
   unlock
+}
+
+# pid rabbitmq|redis: the PID of the server process deploy/dev started (for
+# RabbitMQ, the Erlang VM, not its launcher). The chaos suite pauses it with
+# SIGSTOP and SIGCONT.
+cmd_pid() {
+  case ${1:-} in
+    rabbitmq) pid_from "$RABBIT_BEAM_PIDFILE" beam || die "RabbitMQ was not started by deploy/dev (or is not running)" ;;
+    redis) redis_pid || die "Redis was not started by deploy/dev (or is not running)" ;;
+    *) die "usage: deploy/dev pid rabbitmq|redis" ;;
+  esac
 }
 
 # chaos [ARGS...]: the fault-injection suite (target/release/chaos --help).

@@ -1,5 +1,7 @@
 //! The chaos suite, small: the same faults as `deploy/dev chaos`, with
-//! fewer tasks. Nothing may be lost, and every join must fire once.
+//! fewer tasks and shorter pauses. Nothing may be lost, every join must fire
+//! once, and the work of a frozen coordinator or worker must be taken over
+//! while it is frozen, within the bound.
 //!
 //! Two of the faults restart RabbitMQ and Redis with `deploy/dev restart`,
 //! which only works on servers that `deploy/dev` started from this
@@ -13,7 +15,7 @@ use std::time::Duration;
 use tasker_e2e::chaos::{self, ChaosConfig, Fault};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_is_lost_under_kills_restarts_and_duplicates() {
+async fn nothing_is_lost_under_kills_pauses_restarts_and_duplicates() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dev_script = root.join("deploy/dev");
     if let Some(why) = chaos::restart_blocker(&dev_script) {
@@ -26,11 +28,15 @@ async fn nothing_is_lost_under_kills_restarts_and_duplicates() {
     let log_dir = root.join("target/chaos/test");
     std::fs::create_dir_all(&log_dir).unwrap();
     let report = chaos::run(ChaosConfig {
-        max_tasks: 3000,
+        max_tasks: 20_000,
         in_flight: 200,
         fault_interval: Duration::from_secs(1),
         finish_timeout: Duration::from_secs(90),
         faults: Fault::ALL.to_vec(),
+        // Longer than the ~13 s RabbitMQ takes to close a frozen process's
+        // connection, so that its work is taken over while it is frozen.
+        process_pause: Duration::from_secs(25),
+        server_pause: Duration::from_secs(5),
         node_binary: PathBuf::from(env!("CARGO_BIN_EXE_chaos-node")),
         dev_script,
         log_dir,
@@ -57,6 +63,26 @@ async fn nothing_is_lost_under_kills_restarts_and_duplicates() {
              tasks were still in flight to exercise it",
             chaos::RECOVERY_TASKS,
             chaos::RECOVERY_LIMIT.as_secs(),
+            f.fault
+        );
+    }
+    for f in &report.faults {
+        if let Some(in_time) = f.taken_over_in_time() {
+            assert!(
+                in_time,
+                "{:?}: of {} tasks in flight at the freeze, {:?} finished while it was frozen, the last {:?} s \
+                 after it; the bound is {} s",
+                f.fault,
+                f.in_flight,
+                f.done_while_frozen,
+                f.in_flight_done_seconds,
+                chaos::TAKEOVER_BOUND.as_secs()
+            );
+        }
+        assert_ne!(
+            f.resumed,
+            Some(false),
+            "{:?}: the process did not run on after SIGCONT",
             f.fault
         );
     }

@@ -21,6 +21,7 @@ use tracing::{Instrument, debug, error, info, warn};
 use tasker_protocol::{DeadLetterReason, ErrorCode};
 use tasker_runtime::acks::Acks;
 use tasker_runtime::broker::{self, Broker};
+use tasker_runtime::duration::HumanDuration;
 use tasker_runtime::health::{self, Health};
 use tasker_runtime::publisher::{Outgoing, Publisher};
 use tasker_runtime::{Reconnect, metrics};
@@ -34,6 +35,11 @@ use uuid::Uuid;
 pub struct WorkerConfig {
     /// The RabbitMQ URL (`amqp://` or `amqps://`).
     pub amqp_url: String,
+    /// How often the worker and RabbitMQ tell each other they are alive,
+    /// unless the URL says (`?heartbeat=`). It bounds how long a frozen
+    /// worker holds its steps: RabbitMQ hands them to another worker after
+    /// about two and a half heartbeats.
+    pub heartbeat: Duration,
     /// How many steps run at once: the consumer's prefetch.
     pub concurrency: u16,
     /// On shutdown, how long in-flight steps may take to finish before
@@ -55,24 +61,33 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// The default configuration, with the broker URL from
-    /// `TASKER_AMQP_URL` and the health address from `TASKER_HEALTH_ADDR`
-    /// when they are set.
+    /// `TASKER_AMQP_URL`, the heartbeat from `TASKER_AMQP_HEARTBEAT` (`5s`,
+    /// or a number of seconds) and the health address from
+    /// `TASKER_HEALTH_ADDR` when they are set.
     ///
     /// # Panics
     ///
-    /// If `TASKER_HEALTH_ADDR` is set but is not an address such as
+    /// If `TASKER_AMQP_HEARTBEAT` is set but is not a duration, or
+    /// `TASKER_HEALTH_ADDR` is set but is not an address such as
     /// `0.0.0.0:8080`.
     #[must_use]
     pub fn from_env() -> Self {
+        let defaults = Self::default();
         Self {
-            amqp_url: std::env::var("TASKER_AMQP_URL")
-                .unwrap_or_else(|_| tasker_runtime::defaults::AMQP_URL.to_owned()),
+            amqp_url: std::env::var("TASKER_AMQP_URL").unwrap_or(defaults.amqp_url),
+            heartbeat: std::env::var("TASKER_AMQP_HEARTBEAT")
+                .ok()
+                .map_or(defaults.heartbeat, |h| {
+                    h.parse::<HumanDuration>()
+                        .unwrap_or_else(|e| panic!("TASKER_AMQP_HEARTBEAT: {e}"))
+                        .0
+                }),
             health_addr: std::env::var("TASKER_HEALTH_ADDR").ok().map(|a| {
                 a.parse().unwrap_or_else(|e| {
                     panic!("TASKER_HEALTH_ADDR={a:?} is not an address like 0.0.0.0:8080: {e}")
                 })
             }),
-            ..Self::default()
+            ..defaults
         }
     }
 }
@@ -81,6 +96,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             amqp_url: tasker_runtime::defaults::AMQP_URL.to_owned(),
+            heartbeat: tasker_runtime::broker::DEFAULT_HEARTBEAT,
             concurrency: 32,
             shutdown_grace: Duration::from_secs(30),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
@@ -225,7 +241,12 @@ async fn session(
     shutdown: &CancellationToken,
     backoff: &mut Reconnect,
 ) -> Result<(), Error> {
-    let broker = Broker::connect(&shared.config.amqp_url, &shared.config.name).await?;
+    let broker = Broker::connect_with_heartbeat(
+        &shared.config.amqp_url,
+        &shared.config.name,
+        shared.config.heartbeat,
+    )
+    .await?;
     let publisher = broker.publisher().await?;
     let channel = broker.channel().await?;
     broker.declare_common(&channel).await?;

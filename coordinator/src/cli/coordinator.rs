@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::Args;
 use tasker_coordinator::{CoordinatorConfig, templates};
 
-use super::args::{HumanDuration, Servers, TemplatesDir};
+use tasker_runtime::duration::HumanDuration;
+
+use super::args::{Servers, TemplatesDir};
 
 /// The settings of `tasker coordinator`, as [`CoordinatorConfig`] has them.
 #[derive(Debug, Args)]
@@ -15,6 +17,11 @@ use super::args::{HumanDuration, Servers, TemplatesDir};
 pub struct CoordinatorArgs {
     #[command(flatten)]
     templates: TemplatesDir,
+    /// How often the coordinator and RabbitMQ tell each other they are
+    /// alive; RabbitMQ hands a frozen coordinator's deliveries to another
+    /// after about two and a half (0 turns heartbeats off).
+    #[arg(long, env = "TASKER_AMQP_HEARTBEAT", default_value_t = HumanDuration(defaults().heartbeat))]
+    amqp_heartbeat: HumanDuration,
     /// Deliveries processed at once, per input queue.
     #[arg(long, env = "TASKER_PREFETCH", default_value_t = defaults().prefetch)]
     prefetch: u16,
@@ -66,6 +73,7 @@ impl CoordinatorArgs {
         CoordinatorConfig {
             amqp_url: servers.amqp_url,
             redis_url: servers.redis_url,
+            heartbeat: self.amqp_heartbeat.0,
             prefetch: self.prefetch,
             max_message_bytes: self.max_message_bytes,
             retention: self.retention.0,
@@ -116,6 +124,7 @@ mod tests {
 
         let parsed = Command::try_parse_from([
             "tasker",
+            "--amqp-heartbeat=2s",
             "--prefetch=8",
             "--max-message-bytes=2048",
             "--retention=12h",
@@ -136,6 +145,7 @@ mod tests {
             (c.prefetch, c.max_message_bytes, c.max_redeliveries),
             (8, 2048, 9)
         );
+        assert_eq!(c.heartbeat.as_secs(), 2);
         assert_eq!(c.retention.as_secs(), 12 * 3600);
         assert_eq!(c.retry_poll.as_millis(), 20);
         assert_eq!(c.claim_hold.as_secs(), 5);

@@ -17,6 +17,11 @@ pub struct CoordinatorConfig {
     pub amqp_url: String,
     /// The Redis URL (`redis://` or `rediss://`).
     pub redis_url: String,
+    /// How often the coordinator and RabbitMQ tell each other they are
+    /// alive, unless the URL says (`?heartbeat=`). It bounds how long a
+    /// frozen coordinator holds its deliveries: RabbitMQ hands them to
+    /// another coordinator after about two and a half heartbeats.
+    pub heartbeat: Duration,
     /// How many deliveries are processed at once, per input queue.
     pub prefetch: u16,
     /// Larger messages are dead-lettered.
@@ -26,7 +31,8 @@ pub struct CoordinatorConfig {
     /// How often the retry schedule and the leases are checked.
     pub retry_poll: Duration,
     /// How long a claimed retry or expired lease stays with its claimant
-    /// before another coordinator may take it over.
+    /// before another coordinator may take it over: how long a frozen
+    /// coordinator holds the retries it claimed.
     pub claim_hold: Duration,
     /// How long a step without `timeout_seconds` may run before it is
     /// treated as stuck: retried as a retryable `timeout`.
@@ -54,11 +60,12 @@ impl Default for CoordinatorConfig {
         Self {
             amqp_url: tasker_runtime::defaults::AMQP_URL.to_owned(),
             redis_url: DEFAULT_REDIS_URL.to_owned(),
+            heartbeat: tasker_runtime::broker::DEFAULT_HEARTBEAT,
             prefetch: 256,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             retention: Duration::from_secs(7 * 24 * 3600),
             retry_poll: Duration::from_millis(50),
-            claim_hold: Duration::from_secs(30),
+            claim_hold: Duration::from_secs(15),
             default_lease: Duration::from_secs(600),
             lease_margin: Duration::from_secs(30),
             name: format!("tasker-coordinator-{}", std::process::id()),

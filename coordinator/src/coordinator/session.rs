@@ -37,7 +37,8 @@ pub(super) async fn run(
     shutdown: &CancellationToken,
     backoff: &mut Reconnect,
 ) -> Result<(), Error> {
-    let broker = Arc::new(Broker::connect(&config.amqp_url, &config.name).await?);
+    let broker =
+        Arc::new(Broker::connect_with_heartbeat(&config.amqp_url, &config.name, config.heartbeat).await?);
     let publisher = broker.publisher().await?;
     let channel = broker.channel().await?;
     broker.declare_common(&channel).await?;

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use redis::AsyncCommands;
 use serde_json::json;
 use tasker_worker::{ChildTask, StepContext, StepError, Worker, WorkerConfig, handler_fn};
 
@@ -54,6 +53,17 @@ enum Role {
 fn runs_key(namespace: &str) -> String {
     format!("chaos:runs:{namespace}")
 }
+
+/// Counts one handler run in KEYS[1], field ARGV[1], once however often the
+/// call is tried again: KEYS[2] remembers the run's own id, ARGV[2]. A call
+/// that timed out while Redis was frozen may still have been applied, and
+/// its retry must not count the run twice.
+const COUNT_RUN: &str = r"
+if redis.call('HSETNX', KEYS[2], ARGV[2], 1) == 1 then
+  return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+end
+return 0
+";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -126,17 +136,35 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let redis = redis::Client::open(tasker_e2e::redis_url())?;
             let conn = redis::aio::ConnectionManager::new(redis).await?;
-            let key = runs_key(&namespace);
+            let (key, ids) = (runs_key(&namespace), tasker_e2e::chaos::run_ids_key(&namespace));
+            let count = std::sync::Arc::new(redis::Script::new(COUNT_RUN));
             let handler = handler_fn(move |ctx: StepContext| {
-                let (mut conn, key) = (conn.clone(), key.clone());
+                let (mut conn, key, ids, count) = (conn.clone(), key.clone(), ids.clone(), count.clone());
                 async move {
                     let field = format!("{}|{}|{}", ctx.task_id(), ctx.step_name(), ctx.attempt());
-                    // Counting is the test's business, not the engine's: a
-                    // failure to count fails the attempt, retryably.
-                    let _: i64 = conn
-                        .hincr(&key, field, 1)
-                        .await
-                        .map_err(|e| StepError::retryable("CHAOS_COUNT", e.to_string()))?;
+                    let run = uuid::Uuid::new_v4().to_string();
+                    // Counting is the test's business, not the engine's: it
+                    // is tried again through a Redis restart or pause rather
+                    // than spend the step's attempts, whose budget a pause
+                    // of Redis can outlast. Only a Redis gone for a minute
+                    // fails the attempt, retryably.
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                    loop {
+                        let counted: Result<i64, _> = count
+                            .key(&key)
+                            .key(&ids)
+                            .arg(&field)
+                            .arg(&run)
+                            .invoke_async(&mut conn)
+                            .await;
+                        match counted {
+                            Ok(_) => break,
+                            Err(e) if tokio::time::Instant::now() >= deadline => {
+                                return Err(StepError::retryable("CHAOS_COUNT", e.to_string()));
+                            }
+                            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                        }
+                    }
                     tokio::time::sleep(Duration::from_millis(rand::random_range(5..20))).await;
                     Ok(json!({ "step": ctx.step_name(), "nonce": rand::random::<u64>() }))
                 }

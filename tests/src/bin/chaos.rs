@@ -8,7 +8,9 @@ use clap::Parser;
 use tasker_e2e::chaos::{self, ChaosConfig, Fault};
 
 #[derive(Parser)]
-#[command(about = "Runs diamonds and 20-way fan-ins under load while killing and restarting every component")]
+#[command(
+    about = "Runs diamonds and 20-way fan-ins under load while killing, freezing and restarting every component"
+)]
 struct Args {
     /// The most tasks to submit; submitting stops once every fault has
     /// been injected and recovered from.
@@ -23,6 +25,13 @@ struct Args {
     /// Seconds unfinished tasks may take once all are submitted.
     #[arg(long, default_value_t = 120.0)]
     finish_timeout: f64,
+    /// Seconds a coordinator or a worker stays frozen (SIGSTOP); longer than
+    /// the takeover bound, so that its work must be taken over meanwhile.
+    #[arg(long, default_value_t = 40.0)]
+    process_pause: f64,
+    /// Seconds RabbitMQ or Redis stays frozen.
+    #[arg(long, default_value_t = 15.0)]
+    server_pause: f64,
 }
 
 #[tokio::main]
@@ -45,6 +54,8 @@ async fn main() -> anyhow::Result<ExitCode> {
         fault_interval: Duration::from_secs_f64(args.fault_interval),
         finish_timeout: Duration::from_secs_f64(args.finish_timeout),
         faults: Fault::ALL.to_vec(),
+        process_pause: Duration::from_secs_f64(args.process_pause),
+        server_pause: Duration::from_secs_f64(args.server_pause),
         node_binary,
         dev_script,
         log_dir: log_dir.clone(),
@@ -55,7 +66,10 @@ async fn main() -> anyhow::Result<ExitCode> {
     println!("{json}");
     std::fs::write(root.join("target/chaos/latest.json"), &json)?;
     if report.passed() {
-        println!("chaos: PASSED: nothing lost, every join fired once");
+        println!(
+            "chaos: PASSED: nothing lost, every join fired once, every frozen process's work taken over within {} s",
+            chaos::TAKEOVER_BOUND.as_secs()
+        );
         Ok(ExitCode::SUCCESS)
     } else {
         println!("chaos: FAILED; the processes' logs are in {}", log_dir.display());

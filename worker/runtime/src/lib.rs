@@ -10,6 +10,7 @@
 //! - [`acks`]: acking a channel's deliveries, many to a frame when it is busy;
 //! - [`reconnect`]: the backoff between attempts to reconnect;
 //! - [`client`]: submitting tasks and commands, and waiting for the answer;
+//! - [`duration`]: durations as flags and environment variables write them;
 //! - [`health`]: connection state, logged once per change, served as
 //!   `/healthz`, `/readyz` and `/metrics`;
 //! - [`metrics`]: the Prometheus metrics both kinds of process record;
@@ -22,6 +23,7 @@
 pub mod acks;
 pub mod broker;
 pub mod client;
+pub mod duration;
 pub mod error;
 pub mod health;
 pub mod metrics;

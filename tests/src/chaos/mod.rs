@@ -1,26 +1,36 @@
 //! The chaos suite: diamonds and 20-way fan-ins under load, with two
 //! coordinators and two workers as separate processes, while workers and
-//! coordinators are killed with SIGKILL, RabbitMQ and Redis are restarted,
-//! and every step result is published twice. Then it counts what was lost.
+//! coordinators are killed with SIGKILL or frozen with SIGSTOP, RabbitMQ and
+//! Redis are restarted or frozen, and every step result is published twice.
+//! Then it counts what was lost, and how the tasks around each fault fared.
+//!
+//! - [`fault`]: the faults and how each is injected;
+//! - [`report`]: what a run found;
+//! - `nodes`: the coordinator and worker processes.
+
+pub mod fault;
+mod nodes;
+pub mod report;
+
+pub use fault::{Fault, TAKEOVER_BOUND, restart_blocker};
+pub use report::{ChaosReport, FaultRecovery, Latency};
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use redis::AsyncCommands;
-use serde::Serialize;
 use serde_json::json;
 use tasker_protocol::{TaskRequest, TaskTemplate};
 use tasker_worker::Client;
-use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use self::nodes::{Connections, Node, Nodes};
+use self::report::{Injected, TaskTimes};
 use crate::{Duplicator, amqp_url, redis_url, template, unique};
 
 /// Every callable the chaos templates use; the chaos worker serves them all.
@@ -40,33 +50,6 @@ pub const CHILD_CALLABLE: &str = "chaos_child";
 /// The template of the child tasks that `CHILD_CALLABLE` starts.
 pub const CHILD_TEMPLATE: &str = "errand";
 
-/// A fault the suite injects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Fault {
-    /// SIGKILL a worker during its handlers, and start a new one.
-    KillWorker,
-    /// SIGKILL a coordinator, and start a new one.
-    KillCoordinator,
-    /// Stop and start RabbitMQ.
-    RestartRabbitmq,
-    /// Stop and start Redis.
-    RestartRedis,
-    /// From now on, publish every step result a second time.
-    DuplicateResults,
-}
-
-impl Fault {
-    /// Every fault, in the order the suite injects them.
-    pub const ALL: [Self; 5] = [
-        Self::KillWorker,
-        Self::KillCoordinator,
-        Self::RestartRabbitmq,
-        Self::RestartRedis,
-        Self::DuplicateResults,
-    ];
-}
-
 /// How a chaos run goes.
 #[derive(Debug, Clone)]
 pub struct ChaosConfig {
@@ -81,6 +64,11 @@ pub struct ChaosConfig {
     pub finish_timeout: Duration,
     /// The faults to inject, in order.
     pub faults: Vec<Fault>,
+    /// How long a coordinator or a worker stays frozen: longer than
+    /// [`TAKEOVER_BOUND`], so that its work must be taken over.
+    pub process_pause: Duration,
+    /// How long RabbitMQ or Redis stays frozen.
+    pub server_pause: Duration,
     /// The `chaos-node` binary.
     pub node_binary: PathBuf,
     /// `deploy/dev`, to restart the servers.
@@ -89,130 +77,15 @@ pub struct ChaosConfig {
     pub log_dir: PathBuf,
 }
 
-/// What a chaos run found.
-#[derive(Debug, Clone, Serialize)]
-pub struct ChaosReport {
-    /// Tasks submitted.
-    pub tasks_submitted: usize,
-    /// Tasks that finished `complete`.
-    pub tasks_complete: usize,
-    /// Tasks that finished `failed` (none should: the handlers never fail).
-    pub tasks_failed: usize,
-    /// Tasks that never finished in time.
-    pub tasks_lost: usize,
-    /// The first few lost tasks, to look into.
-    pub lost_task_ids: Vec<Uuid>,
-    /// Joins released other than once, or started before a parent finished.
-    pub joins_not_fired_once: usize,
-    /// Steps whose stored result changed after their task finished.
-    pub results_changed: usize,
-    /// `hand_off` tasks whose step completed with its child task, complete.
-    pub child_tasks: usize,
-    /// `hand_off` tasks that finished without a child task that completed.
-    pub child_tasks_wrong: usize,
-    /// Handler runs beyond one per (task, step, attempt).
-    pub duplicate_executions: u64,
-    /// Handler runs in all.
-    pub executions: u64,
-    /// Step results published a second time on purpose.
-    pub duplicates_published: usize,
-    /// Each fault, and how long until tasks completed again.
-    pub faults: Vec<FaultRecovery>,
-    /// The whole run, in seconds.
-    pub seconds: f64,
-}
-
-/// One injected fault.
-#[derive(Debug, Clone, Serialize)]
-pub struct FaultRecovery {
-    /// Which fault.
-    pub fault: Fault,
-    /// Whether tasks finished again after it, within [`RECOVERY_LIMIT`]:
-    /// false also when too few tasks were in flight to tell, as when
-    /// submitting had stopped at `max_tasks`.
-    pub recovered: bool,
-    /// From the fault to the first tasks finishing after it, in seconds;
-    /// the whole wait when it did not recover.
-    pub recovery_seconds: f64,
-}
-
 /// How long the run waits after a fault for tasks to finish again.
 pub const RECOVERY_LIMIT: Duration = Duration::from_secs(120);
 
 /// How many tasks must finish after a fault for it to count as recovered.
 pub const RECOVERY_TASKS: usize = 10;
 
-impl ChaosReport {
-    /// Whether nothing was lost and every join fired once.
-    #[must_use]
-    pub fn passed(&self) -> bool {
-        self.tasks_lost == 0
-            && self.joins_not_fired_once == 0
-            && self.results_changed == 0
-            && self.tasks_failed == 0
-            && self.child_tasks_wrong == 0
-    }
-
-    /// The report as a table.
-    #[must_use]
-    pub fn table(&self) -> String {
-        let mut t = String::new();
-        let rows: [(&str, String); 12] = [
-            ("tasks submitted", self.tasks_submitted.to_string()),
-            ("tasks finished complete", self.tasks_complete.to_string()),
-            ("tasks finished failed", self.tasks_failed.to_string()),
-            ("tasks lost (not finished in time)", self.tasks_lost.to_string()),
-            (
-                "joins fired other than once",
-                self.joins_not_fired_once.to_string(),
-            ),
-            (
-                "steps whose recorded result changed",
-                self.results_changed.to_string(),
-            ),
-            ("tasks done with their child task", self.child_tasks.to_string()),
-            (
-                "tasks done without their child task",
-                self.child_tasks_wrong.to_string(),
-            ),
-            ("handler executions", self.executions.to_string()),
-            (
-                "handler executions beyond one per attempt",
-                self.duplicate_executions.to_string(),
-            ),
-            (
-                "step results published twice on purpose",
-                self.duplicates_published.to_string(),
-            ),
-            ("run time", format!("{:.1} s", self.seconds)),
-        ];
-        for (k, v) in rows {
-            let _ = writeln!(t, "{k:<45} {v:>10}");
-        }
-        for f in &self.faults {
-            if f.recovered {
-                let _ = writeln!(
-                    t,
-                    "{:<45} {:>8.2} s",
-                    format!("recovery after {:?}", f.fault),
-                    f.recovery_seconds
-                );
-            } else {
-                let _ = writeln!(
-                    t,
-                    "{:<45} {:>10}",
-                    format!("recovery after {:?}", f.fault),
-                    "none"
-                );
-            }
-        }
-        t
-    }
-}
-
 /// The diamond and the 20-way fan-in, in `namespace`.
 fn templates(namespace: &str) -> Vec<(String, String)> {
-    let diamond = include_str!("../../templates/microservices/user_registration.yaml").replace(
+    let diamond = include_str!("../../../templates/microservices/user_registration.yaml").replace(
         "namespace_name: microservices",
         &format!("namespace_name: {namespace}"),
     );
@@ -264,65 +137,74 @@ fn join_of(template: &TaskTemplate) -> usize {
         .expect("chaos templates have their join")
 }
 
-struct Nodes {
-    binary: PathBuf,
-    templates: PathBuf,
-    namespace: String,
-    log_dir: PathBuf,
-    coordinators: Vec<Child>,
-    workers: Vec<Child>,
-    started: usize,
-}
-
-impl Nodes {
-    fn spawn(&mut self, role: &str) -> anyhow::Result<Child> {
-        self.started += 1;
-        let log = std::fs::File::create(self.log_dir.join(format!("{role}-{}.log", self.started)))?;
-        let mut cmd = Command::new(&self.binary);
-        match role {
-            "coordinator" => cmd.arg("coordinator").arg("--templates").arg(&self.templates),
-            _ => cmd.arg("worker").arg("--namespace").arg(&self.namespace),
-        };
-        cmd.env("RUST_LOG", "info,lapin=error")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", self.binary.display()))
-    }
-
-    fn start(&mut self, coordinators: usize, workers: usize) -> anyhow::Result<()> {
-        for _ in 0..coordinators {
-            let c = self.spawn("coordinator")?;
-            self.coordinators.push(c);
-        }
-        for _ in 0..workers {
-            let w = self.spawn("worker")?;
-            self.workers.push(w);
-        }
-        Ok(())
-    }
-
-    async fn stop(&mut self) {
-        for child in self.coordinators.iter_mut().chain(self.workers.iter_mut()) {
-            if let Some(pid) = child.id() {
-                // SIGTERM, for a graceful stop; kill_on_drop covers the rest.
-                let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
-            }
-        }
-        for child in self.coordinators.iter_mut().chain(self.workers.iter_mut()) {
-            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-        }
-    }
-}
-
 /// What the poller knows about the tasks.
 #[derive(Default)]
 struct Progress {
     /// Task id → template name, for every submitted task.
     submitted: HashMap<Uuid, String>,
-    /// Finished tasks, with their status and step results at the time.
-    finished: HashMap<Uuid, (String, HashMap<String, String>)>,
+    /// Finished tasks.
+    finished: HashMap<Uuid, Finished>,
+}
+
+/// A task as the poller first saw it finished.
+struct Finished {
+    status: String,
+    /// Its step results at the time.
+    results: HashMap<String, String>,
+    /// When it was accepted and when it finished.
+    times: Option<TaskTimes>,
+}
+
+impl Finished {
+    fn from_hash(status: &str, hash: &HashMap<String, String>) -> Self {
+        let ms = |field: &str| hash.get(field).and_then(|v| v.parse::<i64>().ok());
+        Self {
+            status: status.to_owned(),
+            results: results(hash),
+            times: ms("created")
+                .zip(ms("finished"))
+                .map(|(created, finished)| TaskTimes { created, finished }),
+        }
+    }
+}
+
+/// The Redis hash where the chaos workers of `namespace` remember the id of
+/// every handler run they counted, so that a count tried again counts once.
+#[must_use]
+pub fn run_ids_key(namespace: &str) -> String {
+    format!("chaos:run-ids:{namespace}")
+}
+
+/// Now, as the coordinators stamp tasks: unix ms.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Handler runs beyond one per (task, step, attempt) so far, from the
+/// counts the chaos workers keep in Redis.
+async fn extra_runs(redis: &mut redis::aio::ConnectionManager, namespace: &str) -> anyhow::Result<u64> {
+    let counts: Vec<u64> = redis.hvals(format!("chaos:runs:{namespace}")).await?;
+    Ok(counts.iter().map(|n| n.saturating_sub(1)).sum())
+}
+
+/// After the SIGCONT of a paused coordinator or worker: whether it runs on,
+/// having either kept its connections or, if it lost one while it was
+/// frozen (the broker closes it after missed heartbeats), connected again.
+async fn resumed(node: &mut Node, before: Connections) -> bool {
+    let resumed_at = Instant::now();
+    while resumed_at.elapsed() < Duration::from_secs(30) {
+        if !node.is_running() {
+            return false;
+        }
+        let now = node.connections();
+        let kept = now.lost == before.lost && resumed_at.elapsed() >= Duration::from_secs(5);
+        let reconnected = now.lost > before.lost && now.made > before.made;
+        if kept || reconnected {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// Runs the suite and reports.
@@ -387,7 +269,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
                     let mut p = progress.lock().await;
                     for (id, hash) in chunk.iter().zip(hashes) {
                         if let Some(status) = hash.get("status").filter(|s| *s != "running") {
-                            p.finished.insert(*id, (status.clone(), results(&hash)));
+                            p.finished.insert(*id, Finished::from_hash(status, &hash));
                         }
                     }
                 }
@@ -447,40 +329,74 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
 
     // The faults, one after another, each once tasks flow again.
     let finished_count = || async { progress.lock().await.finished.len() };
-    let mut recoveries = Vec::new();
+    let mut injected = Vec::new();
     let mut duplicator: Option<Duplicator> = None;
+    let mut counts = redis_before.clone();
+    let mut extra = 0;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    for fault in &config.faults {
+    for &fault in &config.faults {
+        // Read before the fault, while Redis answers.
+        extra = extra_runs(&mut counts, &namespace).await.unwrap_or(extra);
         let before = finished_count().await;
         let at = Instant::now();
+        let struck = now_ms();
         eprintln!(
             "chaos: {fault:?} at {:.1} s ({before} tasks finished)",
             started.elapsed().as_secs_f64()
         );
+        let mut frozen: Option<(&mut Node, Connections)> = None;
         match fault {
-            Fault::KillWorker => {
-                let mut victim = nodes.workers.remove(0);
-                victim.start_kill()?;
-                let _ = victim.wait().await;
-                let replacement = nodes.spawn("worker")?;
-                nodes.workers.push(replacement);
+            Fault::KillWorker | Fault::KillCoordinator => {
+                let (nodes_of_role, role) = match fault {
+                    Fault::KillWorker => (&mut nodes.workers, "worker"),
+                    _ => (&mut nodes.coordinators, "coordinator"),
+                };
+                let mut victim = nodes_of_role.remove(0);
+                victim.child.start_kill()?;
+                let _ = victim.child.wait().await;
+                let replacement = nodes.spawn(role)?;
+                match fault {
+                    Fault::KillWorker => nodes.workers.push(replacement),
+                    _ => nodes.coordinators.push(replacement),
+                }
             }
-            Fault::KillCoordinator => {
-                let mut victim = nodes.coordinators.remove(0);
-                victim.start_kill()?;
-                let _ = victim.wait().await;
-                let replacement = nodes.spawn("coordinator")?;
-                nodes.coordinators.push(replacement);
+            Fault::PauseWorker | Fault::PauseCoordinator => {
+                let node = match fault {
+                    Fault::PauseWorker => &mut nodes.workers[0],
+                    _ => &mut nodes.coordinators[0],
+                };
+                let (pid, connections) = (node.pid()?, node.connections());
+                fault::signal(pid, "STOP")?;
+                tokio::time::sleep(config.process_pause).await;
+                fault::signal(pid, "CONT")?;
+                frozen = Some((node, connections));
             }
-            Fault::RestartRabbitmq => restart(&config.dev_script, "rabbitmq").await?,
-            Fault::RestartRedis => restart(&config.dev_script, "redis").await?,
+            Fault::PauseRabbitmq | Fault::PauseRedis => {
+                let server = if fault == Fault::PauseRabbitmq {
+                    "rabbitmq"
+                } else {
+                    "redis"
+                };
+                let pid = fault::server_pid(&config.dev_script, server).await?;
+                fault::signal(pid, "STOP")?;
+                tokio::time::sleep(config.server_pause).await;
+                fault::signal(pid, "CONT")?;
+            }
+            Fault::RestartRabbitmq => fault::restart(&config.dev_script, "rabbitmq").await?,
+            Fault::RestartRedis => fault::restart(&config.dev_script, "redis").await?,
             Fault::DuplicateResults => {
                 duplicator = Some(Duplicator::start(&namespace).await?);
             }
         }
-        // Recovered once tasks finish again: ten more than at the fault. If
-        // that does not happen in time the run goes on, and the fault is
-        // reported as not recovered.
+        let ended = now_ms();
+        // Recovered once tasks finish again: ten more than at the fault (or,
+        // for a pause, than at the resume). If that does not happen in time
+        // the run goes on, and the fault is reported as not recovered.
+        let (before, from) = if fault.is_pause() {
+            (finished_count().await, Instant::now())
+        } else {
+            (before, at)
+        };
         let deadline = Instant::now() + RECOVERY_LIMIT;
         let recovered = loop {
             if finished_count().await >= before + RECOVERY_TASKS {
@@ -495,10 +411,19 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        recoveries.push(FaultRecovery {
-            fault: *fault,
+        let recovery_seconds = from.elapsed().as_secs_f64();
+        let resumed = match frozen {
+            Some((node, connections)) => Some(resumed(node, connections).await),
+            None => None,
+        };
+        injected.push(Injected {
+            fault,
+            struck,
+            ended,
             recovered,
-            recovery_seconds: at.elapsed().as_secs_f64(),
+            recovery_seconds,
+            resumed,
+            extra_runs_before: extra,
         });
         tokio::time::sleep(config.fault_interval).await;
     }
@@ -541,14 +466,14 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         duplicate_executions: 0,
         executions: 0,
         duplicates_published,
-        faults: recoveries,
+        faults: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
     };
     // A fresh connection: the poller's may have been cut by the restart.
     let mut redis = redis::aio::ConnectionManager::new(redis::Client::open(redis_url())?).await?;
     drop(redis_before);
-    for (id, (status, first_results)) in &progress.finished {
-        match status.as_str() {
+    for (id, finished) in &progress.finished {
+        match finished.status.as_str() {
             "complete" => report.tasks_complete += 1,
             _ => report.tasks_failed += 1,
         }
@@ -586,7 +511,8 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
             }
         }
         let now = results(&hash);
-        report.results_changed += first_results
+        report.results_changed += finished
+            .results
             .iter()
             .filter(|(k, v)| now.get(*k) != Some(v))
             .count();
@@ -594,7 +520,25 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let runs: HashMap<String, u64> = redis.hgetall(format!("chaos:runs:{namespace}")).await?;
     report.executions = runs.values().sum();
     report.duplicate_executions = runs.values().map(|n| n.saturating_sub(1)).sum();
-    let _: () = redis.del(format!("chaos:runs:{namespace}")).await?;
+    // Each fault's extra runs are counted up to the next fault.
+    let times: HashMap<Uuid, TaskTimes> = progress
+        .finished
+        .iter()
+        .filter_map(|(id, f)| Some((*id, f.times?)))
+        .collect();
+    let extra_after = injected
+        .iter()
+        .skip(1)
+        .map(|i| i.extra_runs_before)
+        .chain([report.duplicate_executions]);
+    report.faults = injected
+        .iter()
+        .zip(extra_after)
+        .map(|(i, after)| i.assess(&times, after))
+        .collect();
+    let _: () = redis
+        .del(&[format!("chaos:runs:{namespace}"), run_ids_key(&namespace)])
+        .await?;
     Ok(report)
 }
 
@@ -621,41 +565,4 @@ fn results(hash: &HashMap<String, String>) -> HashMap<String, String> {
         .filter(|(k, _)| k.starts_with("r:"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
-}
-
-async fn restart(script: &Path, server: &str) -> anyhow::Result<()> {
-    let output = Command::new(script)
-        .arg("restart")
-        .arg(server)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("cannot run {}", script.display()))?;
-    if !output.status.success() {
-        bail!(
-            "`{} restart {server}` failed ({}); were the servers started by deploy/dev? It said:\n{}{}",
-            script.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
-}
-
-/// Checks that the servers were started by `deploy/dev`, so they can be
-/// restarted; returns why not.
-#[must_use]
-pub fn restart_blocker(script: &Path) -> Option<String> {
-    let out = std::process::Command::new(script).arg("status").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let ours = |name: &str| {
-        text.lines()
-            .any(|l| l.trim_start().starts_with(name) && l.contains("started by deploy/dev"))
-    };
-    if ours("RabbitMQ") && ours("Redis") {
-        None
-    } else {
-        Some("RabbitMQ and Redis were not both started by deploy/dev, so they cannot be restarted".into())
-    }
 }

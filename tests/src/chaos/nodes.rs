@@ -1,0 +1,103 @@
+//! The suite's coordinators and workers: `chaos-node` processes, each
+//! logging to a file of its own.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::process::{Child, Command};
+
+/// How many connections a process has made and lost, by its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Connections {
+    pub made: usize,
+    pub lost: usize,
+}
+
+/// One coordinator or worker process, and its log.
+pub(super) struct Node {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Node {
+    /// The process's id, while it runs.
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("the process has exited")
+    }
+
+    /// How often the process has said it is ready (connected and
+    /// consuming), once per connection, and how often it has lost a
+    /// connection.
+    pub fn connections(&self) -> Connections {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+        Connections {
+            made: count("coordinator ready") + count("worker ready"),
+            lost: count("lost connection"),
+        }
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+pub(super) struct Nodes {
+    pub binary: PathBuf,
+    pub templates: PathBuf,
+    pub namespace: String,
+    pub log_dir: PathBuf,
+    pub coordinators: Vec<Node>,
+    pub workers: Vec<Node>,
+    pub started: usize,
+}
+
+impl Nodes {
+    pub fn spawn(&mut self, role: &str) -> anyhow::Result<Node> {
+        self.started += 1;
+        let log = self.log_dir.join(format!("{role}-{}.log", self.started));
+        let file = std::fs::File::create(&log)?;
+        let mut cmd = Command::new(&self.binary);
+        match role {
+            "coordinator" => cmd.arg("coordinator").arg("--templates").arg(&self.templates),
+            _ => cmd.arg("worker").arg("--namespace").arg(&self.namespace),
+        };
+        let child = cmd
+            .env("RUST_LOG", "info,lapin=error")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.binary.display()))?;
+        Ok(Node { child, log })
+    }
+
+    pub fn start(&mut self, coordinators: usize, workers: usize) -> anyhow::Result<()> {
+        for _ in 0..coordinators {
+            let c = self.spawn("coordinator")?;
+            self.coordinators.push(c);
+        }
+        for _ in 0..workers {
+            let w = self.spawn("worker")?;
+            self.workers.push(w);
+        }
+        Ok(())
+    }
+
+    pub async fn stop(&mut self) {
+        for node in self.coordinators.iter_mut().chain(self.workers.iter_mut()) {
+            if let Some(pid) = node.child.id() {
+                // A paused process cannot act on SIGTERM; wake it first.
+                let _ = super::fault::signal(pid, "CONT");
+                // SIGTERM, for a graceful stop; kill_on_drop covers the rest.
+                let _ = super::fault::signal(pid, "TERM");
+            }
+        }
+        for node in self.coordinators.iter_mut().chain(self.workers.iter_mut()) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), node.child.wait()).await;
+        }
+    }
+}
