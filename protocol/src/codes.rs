@@ -39,11 +39,18 @@ pub enum ErrorCode {
     /// The coordinator of the step's child task refused the request.
     /// Permanent.
     ChildTaskRejected,
+    /// The step's input (its context and the results it carries) makes a
+    /// step-ready message over the size limit: the coordinator fails the
+    /// step rather than publish it. Permanent.
+    InputTooLarge,
+    /// The handler's result makes a step result over the size limit: the
+    /// worker reports this instead. Permanent.
+    ResultTooLarge,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::Timeout,
         Self::HandlerNotFound,
         Self::HandlerPanic,
@@ -54,6 +61,8 @@ impl ErrorCode {
         Self::ChildTaskFailed,
         Self::ChildTaskCancelled,
         Self::ChildTaskRejected,
+        Self::InputTooLarge,
+        Self::ResultTooLarge,
     ];
 
     /// The code as the wire spells it, e.g. `handler_not_found`.
@@ -70,6 +79,8 @@ impl ErrorCode {
             Self::ChildTaskFailed => "child_task_failed",
             Self::ChildTaskCancelled => "child_task_cancelled",
             Self::ChildTaskRejected => "child_task_rejected",
+            Self::InputTooLarge => "input_too_large",
+            Self::ResultTooLarge => "result_too_large",
         }
     }
 
@@ -85,7 +96,9 @@ impl ErrorCode {
             | Self::NoChildTask
             | Self::ChildTaskFailed
             | Self::ChildTaskCancelled
-            | Self::ChildTaskRejected => false,
+            | Self::ChildTaskRejected
+            | Self::InputTooLarge
+            | Self::ResultTooLarge => false,
         }
     }
 }

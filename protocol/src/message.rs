@@ -17,7 +17,18 @@ use crate::codes::{DeadLetterReason, ErrorCode};
 /// The version of the wire format this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// The largest message a consumer accepts by default, in bytes.
+/// The default size limit of a message, in bytes: what a consumer accepts,
+/// and what a producer sends. Every coordinator and worker must use the same
+/// limit (`TASKER_MAX_MESSAGE_BYTES`), and RabbitMQ's `max_message_size`
+/// must be at least this.
+///
+/// 1 MiB, because the limit multiplies: a coordinator holds up to its
+/// prefetch (256 per input queue) of deliveries in memory, a quorum queue
+/// writes every message to its log and, in a cluster, to each replica, and
+/// Redis keeps every result for the retention period. A message that does
+/// not fit fails its step at once with a clear error; a step names the
+/// results it needs with `results_from`, and large data belongs in a store
+/// of its own, passed by reference (docs/protocol.md, Large payloads).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// A client asks for a task: published to [`crate::topology::REQUESTS_EXCHANGE`].
@@ -142,6 +153,24 @@ impl ParentStep {
                     ),
                 }
             }
+        };
+        self.result(child.created_at, child.finished_at, outcome)
+    }
+
+    /// The result the parent step gets when the result its child's report
+    /// makes is `size` bytes, over the `limit` a message may be.
+    #[must_use]
+    pub fn result_too_large(&self, child: &TaskFinished, size: usize, limit: usize) -> StepResult {
+        let outcome = StepOutcome::Failed {
+            error: StepFailure::of(
+                ErrorCode::ResultTooLarge,
+                format!(
+                    "the results of child task {}/{} {} make a step result of {size} bytes, over the limit of {limit} bytes; \
+                     have the child return less (store large data elsewhere and return a reference to it), or raise the \
+                     limit (TASKER_MAX_MESSAGE_BYTES) on every coordinator and worker",
+                    child.namespace, child.name, child.task_id
+                ),
+            ),
         };
         self.result(child.created_at, child.finished_at, outcome)
     }
@@ -608,6 +637,14 @@ pub struct TaskFinished {
     /// For a child task, the step of the parent task that waits for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentStep>,
+    /// The steps' results are left out: with them, the message would be
+    /// over the size limit. `tasker status` shows them.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub results_omitted: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The coordinator refused a task request: published to

@@ -18,7 +18,7 @@ use tasker_protocol::{
 };
 use uuid::Uuid;
 
-const FIXTURES: [&str; 16] = [
+const FIXTURES: [&str; 18] = [
     "task_request",
     "task_request_child",
     "step_result_waiting_for_child",
@@ -35,6 +35,8 @@ const FIXTURES: [&str; 16] = [
     "task_command_resolve",
     "task_command_cancel",
     "command_reply",
+    "step_result_too_large",
+    "task_finished_results_omitted",
 ];
 
 /// The task of `task_request.json`, derived from its idempotency key.
@@ -153,6 +155,34 @@ fn task_finished_failed() {
     );
     assert_eq!(finished.steps[1].attempts, 3);
     assert!(finished.steps[1].error.as_ref().is_some_and(|e| e.retryable));
+}
+
+#[test]
+fn a_result_over_the_limit_is_reported_as_a_small_permanent_failure() {
+    let result: StepResult = round_trip("step_result_too_large");
+    let StepOutcome::Failed { error } = result.outcome else {
+        panic!("a result too large is a failure");
+    };
+    assert_eq!(
+        (error.code.as_str(), error.retryable),
+        ("result_too_large", false)
+    );
+    assert_eq!(error.code, tasker_protocol::ErrorCode::ResultTooLarge.as_str());
+}
+
+#[test]
+fn a_report_over_the_limit_says_its_results_are_left_out() {
+    let finished: TaskFinished = round_trip("task_finished_results_omitted");
+    assert!(finished.results_omitted);
+    assert!(finished.steps.iter().all(|s| s.result.is_none()));
+    // Absent means false, and a full report does not write it.
+    let full: TaskFinished = round_trip("task_finished_complete");
+    assert!(!full.results_omitted);
+    assert!(
+        !String::from_utf8(encode(&full))
+            .unwrap()
+            .contains("results_omitted")
+    );
 }
 
 #[test]

@@ -1066,3 +1066,58 @@ fn an_empty_registry_says_so() {
         "no template microservices/user_registration is loaded; no templates are loaded"
     );
 }
+
+// results_from: the ancestors whose results a step's message carries.
+
+#[test]
+fn results_from_carries_only_the_named_ancestors_and_defaults_to_all() {
+    let with = SEED.replace(
+        "    dependencies:\n      - setup_billing_profile\n      - initialize_preferences",
+        "    dependencies:\n      - setup_billing_profile\n      - initialize_preferences\n    results_from: [setup_billing_profile]",
+    );
+    assert_ne!(with, SEED, "the seed's join was not found to add results_from to");
+    let template = TaskTemplate::from_yaml("with.yaml", &with).unwrap();
+    let join = template.step_index("send_welcome_sequence").unwrap();
+    let billing = template.step_index("setup_billing_profile").unwrap();
+    assert_eq!(template.carried(join), [billing]);
+    assert_eq!(
+        template.steps[join].results_from.as_deref(),
+        Some(&["setup_billing_profile".to_owned()][..])
+    );
+    // Without it, every ancestor's result is carried, as in the seed.
+    let seed = TaskTemplate::from_yaml("seed.yaml", SEED).unwrap();
+    assert_eq!(seed.carried(join), seed.dag.ancestors(join));
+    assert_eq!(seed.carried(join).len(), 3);
+}
+
+#[test]
+fn results_from_an_unknown_step_suggests_the_ancestor_meant() {
+    assert_single(
+        "results_from_unknown.yaml",
+        &Expect {
+            line: 19,
+            at: "results_from:",
+            says: &[
+                LABEL,
+                r#"step "send_welcome_sequence" takes results_from unknown step "setup_biling_profile""#,
+                r#"(did you mean "setup_billing_profile"?)"#,
+            ],
+        },
+    );
+}
+
+#[test]
+fn results_from_a_step_it_does_not_depend_on_names_its_ancestors() {
+    assert_single(
+        "results_from_not_ancestor.yaml",
+        &Expect {
+            line: 19,
+            at: "results_from:",
+            says: &[
+                LABEL,
+                r#"step "initialize_preferences" takes results_from "setup_billing_profile", which it does not depend on"#,
+                r#"name only steps it depends on, directly or not: "create_user_account""#,
+            ],
+        },
+    );
+}

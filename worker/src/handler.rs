@@ -413,8 +413,9 @@ impl StepContext {
     ///
     /// # Errors
     ///
-    /// Returns a permanent `invalid_input` error if `step` is not an
-    /// ancestor or its result is not a `T`.
+    /// Returns a permanent `invalid_input` error if the step's message does
+    /// not carry `step`'s result (it is not an ancestor, or the template's
+    /// `results_from` leaves it out) or that result is not a `T`.
     pub fn dependency_result<T: DeserializeOwned>(&self, step: &str) -> Result<T, StepError> {
         let Some(raw) = self.inner.ready.dependency_results.get(step) else {
             let known: Vec<&str> = self
@@ -427,7 +428,7 @@ impl StepContext {
             return Err(StepError::permanent(
                 ErrorCode::InvalidInput,
                 format!(
-                    "step {:?} has no result from {step:?}; it can read only its ancestors: {}",
+                    "step {:?} has no result from {step:?}; it can read only the results its message carries (its ancestors', or those its results_from names): {}",
                     self.step_name(),
                     if known.is_empty() {
                         "none".to_owned()

@@ -45,7 +45,10 @@ pub struct WorkerConfig {
     /// On shutdown, how long in-flight steps may take to finish before
     /// they are handed back to the queue.
     pub shutdown_grace: Duration,
-    /// Larger step-ready messages are dead-lettered.
+    /// The size limit of a message, the same on every coordinator and
+    /// worker: larger step-ready messages are dead-lettered, and a result
+    /// that would make a larger step result is reported as a permanent
+    /// `result_too_large` failure instead.
     pub max_message_bytes: usize,
     /// A message delivered more often than this is dead-lettered instead of
     /// run again: it is probably what crashes the worker.
@@ -62,12 +65,14 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// The default configuration, with the broker URL from
     /// `TASKER_AMQP_URL`, the heartbeat from `TASKER_AMQP_HEARTBEAT` (`5s`,
-    /// or a number of seconds) and the health address from
+    /// or a number of seconds), the message size limit from
+    /// `TASKER_MAX_MESSAGE_BYTES` and the health address from
     /// `TASKER_HEALTH_ADDR` when they are set.
     ///
     /// # Panics
     ///
-    /// If `TASKER_AMQP_HEARTBEAT` is set but is not a duration, or
+    /// If `TASKER_AMQP_HEARTBEAT` is set but is not a duration,
+    /// `TASKER_MAX_MESSAGE_BYTES` is set but is not a number, or
     /// `TASKER_HEALTH_ADDR` is set but is not an address such as
     /// `0.0.0.0:8080`.
     #[must_use]
@@ -82,6 +87,14 @@ impl WorkerConfig {
                         .unwrap_or_else(|e| panic!("TASKER_AMQP_HEARTBEAT: {e}"))
                         .0
                 }),
+            max_message_bytes: std::env::var("TASKER_MAX_MESSAGE_BYTES").ok().map_or(
+                defaults.max_message_bytes,
+                |m| {
+                    m.parse().unwrap_or_else(|e| {
+                        panic!("TASKER_MAX_MESSAGE_BYTES={m:?} is not a number of bytes: {e}")
+                    })
+                },
+            ),
             health_addr: std::env::var("TASKER_HEALTH_ADDR").ok().map(|a| {
                 a.parse().unwrap_or_else(|e| {
                     panic!("TASKER_HEALTH_ADDR={a:?} is not an address like 0.0.0.0:8080: {e}")
@@ -411,7 +424,36 @@ async fn handle_delivery(
         .step_duration
         .get_or_create(&labels)
         .observe(ran as f64 / 1e6);
-    match &outcome {
+    let mut result = StepResult {
+        protocol_version: PROTOCOL_VERSION,
+        task_id: ready.task_id,
+        namespace: ready.namespace.clone(),
+        task_name: ready.task_name.clone(),
+        task_version: ready.task_version.clone(),
+        step: ready.step.clone(),
+        attempt: ready.attempt,
+        started_at,
+        finished_at,
+        outcome,
+    };
+    let mut payload = message::encode(&result);
+    let limit = shared.config.max_message_bytes;
+    if payload.len() > limit {
+        // Never published: the coordinator would dead-letter it, and the
+        // step would wait for its lease. A small failure goes instead.
+        result.outcome = failed(StepError::permanent(
+            ErrorCode::ResultTooLarge,
+            format!(
+                "the result of step {} makes a step result of {} bytes, over the limit of {limit} bytes; return \
+                 less (store large data elsewhere and return a reference to it), or raise the limit \
+                 (TASKER_MAX_MESSAGE_BYTES) on every coordinator and worker",
+                ready.step,
+                payload.len()
+            ),
+        ));
+        payload = message::encode(&result);
+    }
+    match &result.outcome {
         StepOutcome::Completed { .. } => {
             tracing::Span::current().record("tasker.step.outcome", "completed");
             info!(task_id = %ready.task_id, step = %ready.step, attempt = ready.attempt, "step completed");
@@ -437,22 +479,10 @@ async fn handle_delivery(
                 %child_task_id, "step waits for its child task");
         }
     }
-    let result = StepResult {
-        protocol_version: PROTOCOL_VERSION,
-        task_id: ready.task_id,
-        namespace: ready.namespace.clone(),
-        task_name: ready.task_name.clone(),
-        task_version: ready.task_version.clone(),
-        step: ready.step.clone(),
-        attempt: ready.attempt,
-        started_at,
-        finished_at,
-        outcome,
-    };
     let outgoing = Outgoing {
         exchange: topology::EVENTS_EXCHANGE.to_owned(),
         routing_key: topology::step_result_routing_key(&ready.namespace),
-        payload: message::encode(&result),
+        payload,
         properties: broker::properties(message_type::STEP_RESULT, Some(ready.task_id)),
         mandatory: true,
     };

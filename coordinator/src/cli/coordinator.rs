@@ -25,7 +25,9 @@ pub struct CoordinatorArgs {
     /// Deliveries processed at once, per input queue.
     #[arg(long, env = "TASKER_PREFETCH", default_value_t = defaults().prefetch)]
     prefetch: u16,
-    /// Larger messages are dead-lettered.
+    /// The size limit of a message, the same on every coordinator and
+    /// worker; a step whose input would be larger fails with
+    /// input_too_large.
     #[arg(long, env = "TASKER_MAX_MESSAGE_BYTES", default_value_t = defaults().max_message_bytes)]
     max_message_bytes: usize,
     /// How long a finished task stays in Redis (e.g. 7d, 12h).

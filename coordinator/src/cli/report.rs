@@ -345,6 +345,7 @@ mod tests {
                 step("update_user_status", StepState::Blocked, 0, None, None),
             ],
             parent: None,
+            results_omitted: false,
         }
     }
 
@@ -390,6 +391,7 @@ mod tests {
                 step("update_ticket_status", StepState::Pending, 0, None, None),
             ],
             parent: None,
+            results_omitted: false,
         };
         let child = TaskFinished {
             protocol_version: PROTOCOL_VERSION,
@@ -427,6 +429,7 @@ mod tests {
                 step: "execute_refund_workflow".to_owned(),
                 attempt: 1,
             }),
+            results_omitted: false,
         };
         (parent, child)
     }

@@ -24,7 +24,10 @@ pub struct CoordinatorConfig {
     pub heartbeat: Duration,
     /// How many deliveries are processed at once, per input queue.
     pub prefetch: u16,
-    /// Larger messages are dead-lettered.
+    /// The size limit of a message, the same on every coordinator and
+    /// worker: larger messages are dead-lettered, a step whose step-ready
+    /// message would be larger fails with `input_too_large`, and a task
+    /// report that would be larger goes without its results.
     pub max_message_bytes: usize,
     /// How long a finished task stays in Redis.
     pub retention: Duration,

@@ -3,11 +3,11 @@
 //! task.
 
 use tasker_protocol::topology::{self, message_type};
-use tasker_protocol::{ParentStep, StepResult, TaskStatus, TaskTemplate, message};
+use tasker_protocol::{ParentStep, StepResult, TaskFinished, TaskStatus, TaskTemplate, message};
 use tasker_runtime::broker;
 use tasker_runtime::metrics;
 use tasker_runtime::publisher::Outgoing;
-use tracing::info;
+use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::{Coordinator, span};
@@ -39,14 +39,32 @@ impl Coordinator {
     }
 
     /// Publishes the report of the finished task `snapshot` to `audience`.
+    /// A report over the size limit goes without its steps' results, which
+    /// `tasker status` shows.
     pub(super) async fn announce(
         &self,
         snapshot: &TaskSnapshot,
         audience: Audience<'_>,
     ) -> Result<(), Error> {
         let task_id = snapshot.task_id;
-        let report = snapshot.report();
-        let payload = message::encode(&report);
+        let full = snapshot.report();
+        let limit = self.config.max_message_bytes;
+        let mut payload = message::encode(&full);
+        let stripped;
+        let report = if payload.len() > limit {
+            warn!(task_id = %task_id, size = payload.len(), limit,
+                "the task's report is over the size limit; its results are left out of it");
+            let mut without = full.clone();
+            for step in &mut without.steps {
+                step.result = None;
+            }
+            without.results_omitted = true;
+            payload = message::encode(&without);
+            stripped = without;
+            &stripped
+        } else {
+            &full
+        };
         let props = || broker::properties(message_type::TASK_FINISHED, Some(task_id));
         let mut messages = Vec::new();
         let direct = |queue: &str, correlation: &str| Outgoing {
@@ -63,14 +81,14 @@ impl Coordinator {
                     messages.push(direct(queue, correlation));
                 }
                 // The store has just moved the parent link to the asking attempt.
-                if parent && let Some(parent) = &report.parent {
-                    messages.push(to_parent(parent, &parent.result_of(&report)));
+                if parent && let Some(parent) = &full.parent {
+                    messages.push(to_parent(parent, &self.parent_result(parent, &full)));
                 }
             }
             Audience::Everyone => {
                 info!(task_id = %task_id, status = report.status.as_str(), "task finished");
                 if let Some(tp) = &snapshot.traceparent {
-                    span::finished_task(&report, tp);
+                    span::finished_task(&full, tp);
                 }
                 messages.push(Outgoing {
                     exchange: topology::EVENTS_EXCHANGE.to_owned(),
@@ -82,12 +100,26 @@ impl Coordinator {
                 for (queue, correlation) in &snapshot.replies {
                     messages.push(direct(queue, correlation));
                 }
-                if let Some(parent) = &report.parent {
-                    messages.push(to_parent(parent, &parent.result_of(&report)));
+                if let Some(parent) = &full.parent {
+                    messages.push(to_parent(parent, &self.parent_result(parent, &full)));
                 }
             }
         }
         Ok(self.publisher.publish_all(messages).await?)
+    }
+
+    /// The step result that the finished child task `child` makes for the
+    /// step waiting for it; a permanent `result_too_large` if that would be
+    /// over the size limit, as a worker reports for a handler's result.
+    fn parent_result(&self, parent: &ParentStep, child: &TaskFinished) -> StepResult {
+        let result = parent.result_of(child);
+        let size = message::encode(&result).len();
+        if size > self.config.max_message_bytes {
+            warn!(task_id = %child.task_id, size, limit = self.config.max_message_bytes,
+                "the child task's results are over the size limit for its parent step; the step fails");
+            return parent.result_too_large(child, size, self.config.max_message_bytes);
+        }
+        result
     }
 }
 

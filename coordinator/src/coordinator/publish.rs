@@ -1,14 +1,19 @@
 //! Step-ready messages: built from what the store handed back, published
-//! together, confirmed before the delivery that caused them is acked.
+//! together, confirmed before the delivery that caused them is acked. A
+//! step whose message would be over the size limit is not published: it
+//! fails at once, permanently, with `input_too_large`.
 
 use std::collections::BTreeMap;
 
+use chrono::Utc;
 use serde_json::value::RawValue;
 use tasker_protocol::topology::{self, message_type};
-use tasker_protocol::{PROTOCOL_VERSION, StepReady, TaskTemplate, message};
+use tasker_protocol::{
+    ErrorCode, PROTOCOL_VERSION, StepFailure, StepOutcome, StepReady, StepResult, TaskTemplate, message,
+};
 use tasker_runtime::broker;
 use tasker_runtime::publisher::Outgoing;
-use tracing::debug;
+use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::{Coordinator, span};
@@ -29,7 +34,9 @@ pub(super) struct ReadySteps<'a> {
 
 impl Coordinator {
     /// Publishes a step-ready message for each of `ready`'s steps and waits
-    /// for every confirm.
+    /// for every confirm. A step whose message would be over the size limit
+    /// fails instead, as a permanent `input_too_large`, recorded as any
+    /// result is.
     pub(super) async fn publish_steps(&self, ready: ReadySteps<'_>) -> Result<(), Error> {
         let ReadySteps {
             template,
@@ -44,8 +51,18 @@ impl Coordinator {
         }
         let mut messages = Vec::with_capacity(steps.len());
         let mut spans = Vec::with_capacity(steps.len());
+        let mut too_large = Vec::new();
         for &step in steps {
             let ready = step_ready(template, task_id, step, attempt, inputs)?;
+            let payload = message::encode(&ready);
+            if payload.len() > self.config.max_message_bytes {
+                too_large.push(input_too_large(
+                    &ready,
+                    payload.len(),
+                    self.config.max_message_bytes,
+                ));
+                continue;
+            }
             debug!(task_id = %task_id, step = %ready.step, attempt, "step published");
             let links = joins
                 .iter()
@@ -60,7 +77,7 @@ impl Coordinator {
             messages.push(Outgoing {
                 exchange: topology::STEPS_EXCHANGE.to_owned(),
                 routing_key: template.namespace.clone(),
-                payload: message::encode(&ready),
+                payload,
                 properties,
                 mandatory: true,
             });
@@ -68,7 +85,65 @@ impl Coordinator {
         // The producer spans end when the broker has confirmed.
         let published = self.publisher.publish_all(messages).await;
         drop(spans);
-        Ok(published?)
+        published?;
+        for result in too_large {
+            let step = template
+                .step_index(&result.step)
+                .expect("a step-ready message names a step of its template");
+            warn!(task_id = %task_id, step = %result.step, attempt, "step input over the size limit; the step fails");
+            // As a redelivery: if this failure was recorded before, what it
+            // caused (the task's end) is handed back and carried out again.
+            // Boxed: recording it may publish, which may record.
+            Box::pin(self.record(template, step, &result, true)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The failure of a step whose step-ready message, `ready`, would be `size`
+/// bytes, over `limit`: it names the largest parts of the input, and what to
+/// do about them.
+fn input_too_large(ready: &StepReady, size: usize, limit: usize) -> StepResult {
+    let mut parts: Vec<(String, usize)> = ready
+        .dependency_results
+        .iter()
+        .map(|(name, result)| (format!("the result of {name}"), result.get().len()))
+        .collect();
+    parts.push(("the context".to_owned(), ready.context.get().len()));
+    if !ready.initialization.is_empty() {
+        let initialization = serde_json::to_string(&ready.initialization).map_or(0, |s| s.len());
+        parts.push(("its initialization".to_owned(), initialization));
+    }
+    parts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let largest: Vec<String> = parts
+        .iter()
+        .take(3)
+        .map(|(part, bytes)| format!("{part} ({bytes} bytes)"))
+        .collect();
+    let now = Utc::now();
+    StepResult {
+        protocol_version: PROTOCOL_VERSION,
+        task_id: ready.task_id,
+        namespace: ready.namespace.clone(),
+        task_name: ready.task_name.clone(),
+        task_version: ready.task_version.clone(),
+        step: ready.step.clone(),
+        attempt: ready.attempt,
+        started_at: now,
+        finished_at: now,
+        outcome: StepOutcome::Failed {
+            error: StepFailure::of(
+                ErrorCode::InputTooLarge,
+                format!(
+                    "the input of step {} makes a step-ready message of {size} bytes, over the limit of {limit} bytes; \
+                     the largest parts: {}. Name only the results it needs with results_from in its template, make \
+                     them smaller (store large data elsewhere and pass a reference), or raise the limit \
+                     (TASKER_MAX_MESSAGE_BYTES) on every coordinator and worker, and RabbitMQ's max_message_size",
+                    ready.step,
+                    largest.join(", ")
+                ),
+            ),
+        },
     }
 }
 
@@ -84,7 +159,7 @@ fn step_ready(
     let context =
         RawValue::from_string(inputs.context.clone()).map_err(|e| corrupt(format!("stored context: {e}")))?;
     let mut dependency_results = BTreeMap::new();
-    for &a in template.dag.ancestors(step) {
+    for &a in template.carried(step) {
         let name = &template.steps[a].name;
         let raw = inputs
             .results

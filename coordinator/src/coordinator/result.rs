@@ -2,8 +2,6 @@
 //! one store call that hands back everything that follows from it, publish
 //! that (the steps it made ready, or the task's report), then ack.
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use lapin::message::Delivery;
 use tasker_protocol::{DeadLetterReason, StepOutcome, StepResult, TaskStatus, TaskTemplate, message};
@@ -97,7 +95,7 @@ impl Coordinator {
     /// timeouts alike.
     pub(super) async fn record(
         &self,
-        template: &Arc<TaskTemplate>,
+        template: &TaskTemplate,
         step: usize,
         result: &StepResult,
         redelivered: bool,

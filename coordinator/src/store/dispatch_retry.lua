@@ -6,7 +6,7 @@
 -- ARGV, per item, one JSON object:
 --   step             the step index
 --   failed_attempt   the attempt that failed
---   inputs           the step's ancestors, whose results its message carries
+--   inputs           the steps whose results its message carries
 --   parents          for a join, its parents, whose spans its publish links to
 --                    (optional)
 --   lease_ms         how long the next attempt may run before it is timed out

@@ -66,7 +66,7 @@ impl Store {
         let args = Args {
             step: retry.step,
             failed_attempt: retry.attempt,
-            inputs: dag.ancestors(retry.step).to_vec(),
+            inputs: template.carried(retry.step).to_vec(),
             parents: (parents.len() > 1).then(|| parents.to_vec()),
             lease_ms: millis_of(lease),
             lease_prefix: StepRef::prefix(retry.task_id, template),

@@ -32,7 +32,8 @@
 --   children         the step's children, each {step, lease_ms, parents}:
 --                    parents only for a join, whose publish links to them
 --   inputs           completed: the steps whose results the ready children
---                    carry (the union of their ancestors)
+--                    carry (the union of what each carries: its results_from,
+--                    or every ancestor)
 --   descendants      failed: the steps to block if it fails for good
 --   traceparent      the span that recorded the result (optional), kept as
 --                    sc:<step> so that a join's publish can link to it

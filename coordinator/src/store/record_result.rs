@@ -224,7 +224,7 @@ impl Store {
                 let mut inputs: Vec<usize> = dag
                     .children(step)
                     .iter()
-                    .flat_map(|&c| dag.ancestors(c).iter().copied())
+                    .flat_map(|&c| template.carried(c).iter().copied())
                     .collect();
                 inputs.sort_unstable();
                 inputs.dedup();

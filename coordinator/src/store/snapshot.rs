@@ -149,6 +149,7 @@ impl TaskSnapshot {
                 })
                 .collect(),
             parent: self.parent.clone(),
+            results_omitted: false,
         }
     }
 }

@@ -15,6 +15,7 @@
 //!       initialization: { any: map }   # optional, default {}; handed to the handler
 //!     dependencies: []             # optional, default []
 //!     timeout_seconds: 30          # optional, default none (the worker never times the step out)
+//!     results_from: [create_user_account]   # optional; default: every ancestor's result
 //!     retry:                       # optional; every key defaults
 //!       retryable: true            # default true
 //!       max_attempts: 3            # default 3; counts every attempt, the first included
@@ -54,6 +55,10 @@ pub struct TaskTemplate {
     pub steps: Vec<StepTemplate>,
     /// The steps' dependency graph, by index into `steps`.
     pub dag: Dag,
+    /// By step index, the steps whose results its step-ready message
+    /// carries, in template order: those its `results_from` names, or every
+    /// ancestor when it names none.
+    pub carried: Vec<Vec<usize>>,
 }
 
 /// One step of a template.
@@ -73,6 +78,9 @@ pub struct StepTemplate {
     pub retry: RetryPolicy,
     /// How long one attempt may run before it fails with a retryable `timeout`.
     pub timeout: Option<Duration>,
+    /// The ancestors whose results the step's message carries, when the
+    /// template names them; every ancestor's when it does not.
+    pub results_from: Option<Vec<String>>,
 }
 
 impl TaskTemplate {
@@ -107,6 +115,12 @@ impl TaskTemplate {
     #[must_use]
     pub fn step_index(&self, name: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.name == name)
+    }
+
+    /// The steps whose results the step-ready message of `step` carries.
+    #[must_use]
+    pub fn carried(&self, step: usize) -> &[usize] {
+        &self.carried[step]
     }
 }
 
@@ -170,6 +184,8 @@ struct RawStep {
     retry: RawRetry,
     #[serde(default)]
     timeout_seconds: Option<f64>,
+    #[serde(default)]
+    results_from: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]

@@ -146,14 +146,17 @@ impl Validation<'_> {
             None
         };
 
-        match (self.issues.is_empty(), version, dag) {
-            (true, Some(version), Some(dag)) => Ok(TaskTemplate {
+        let carried = dag.as_ref().map(|dag| self.carried(&label, &raw, &index, dag));
+
+        match (self.issues.is_empty(), version, dag, carried) {
+            (true, Some(version), Some(dag), Some(carried)) => Ok(TaskTemplate {
                 namespace: raw.namespace_name,
                 name: raw.name,
                 version,
                 description: raw.description,
                 steps: steps.into_iter().flatten().collect(),
                 dag,
+                carried,
             }),
             _ => {
                 // Problems found in different passes are reported in the order of the file.
@@ -280,7 +283,72 @@ impl Validation<'_> {
                 max_delay,
             },
             timeout,
+            results_from: step.results_from.clone(),
         })
+    }
+
+    /// By step, the steps whose results its message carries: the ones its
+    /// `results_from` names, each of which must be an ancestor, or every
+    /// ancestor.
+    fn carried(
+        &mut self,
+        label: &str,
+        raw: &RawTemplate,
+        index: &HashMap<&str, usize>,
+        dag: &Dag,
+    ) -> Vec<Vec<usize>> {
+        let mut carried = Vec::with_capacity(raw.steps.len());
+        for (i, step) in raw.steps.iter().enumerate() {
+            let ancestors = dag.ancestors(i);
+            let Some(named) = &step.results_from else {
+                carried.push(ancestors.to_vec());
+                continue;
+            };
+            let mut from = Vec::with_capacity(named.len());
+            for name in named {
+                let line = self.outline.step_key(i, &["results_from"]);
+                match index.get(name.as_str()) {
+                    Some(&a) if ancestors.contains(&a) => from.push(a),
+                    Some(_) => {
+                        let names: Vec<&str> =
+                            ancestors.iter().map(|&a| raw.steps[a].name.as_str()).collect();
+                        let fix = if names.is_empty() {
+                            "it has no ancestors, so leave results_from out or empty".to_owned()
+                        } else {
+                            format!(
+                                "name only steps it depends on, directly or not: {}",
+                                quoted_list(&names)
+                            )
+                        };
+                        self.issue(
+                            line,
+                            format!(
+                                "{label}: step {:?} takes results_from {name:?}, which it does not depend on, so that result may not exist when it runs; {fix}",
+                                step.name
+                            ),
+                        );
+                    }
+                    None => {
+                        let names: Vec<&str> =
+                            ancestors.iter().map(|&a| raw.steps[a].name.as_str()).collect();
+                        let hint = closest(name, names.iter().copied())
+                            .map(|s| format!(" (did you mean {s:?}?)"))
+                            .unwrap_or_else(|| format!("; name its ancestors: {}", quoted_list(&names)));
+                        self.issue(
+                            line,
+                            format!(
+                                "{label}: step {:?} takes results_from unknown step {name:?}{hint}",
+                                step.name
+                            ),
+                        );
+                    }
+                }
+            }
+            from.sort_unstable();
+            from.dedup();
+            carried.push(from);
+        }
+        carried
     }
 
     fn issue(&mut self, line: Option<usize>, message: String) {
