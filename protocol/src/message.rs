@@ -289,6 +289,29 @@ impl StepReady {
     pub fn idempotency_key(&self) -> String {
         format!("{}:{}", self.task_id, self.step)
     }
+
+    /// The result of this attempt: it echoes the task, the template, the
+    /// step and the attempt, as the protocol requires.
+    #[must_use]
+    pub fn result(
+        &self,
+        started_at: DateTime<Utc>,
+        finished_at: DateTime<Utc>,
+        outcome: StepOutcome,
+    ) -> StepResult {
+        StepResult {
+            protocol_version: PROTOCOL_VERSION,
+            task_id: self.task_id,
+            namespace: self.namespace.clone(),
+            task_name: self.task_name.clone(),
+            task_version: self.task_version.clone(),
+            step: self.step.clone(),
+            attempt: self.attempt,
+            started_at,
+            finished_at,
+            outcome,
+        }
+    }
 }
 
 /// A worker reports how one attempt ended: published to

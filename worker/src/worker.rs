@@ -13,7 +13,7 @@ use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use tasker_protocol::message::{self, DEFAULT_MAX_MESSAGE_BYTES};
 use tasker_protocol::topology::{self, message_type};
-use tasker_protocol::{PROTOCOL_VERSION, StepFailure, StepOutcome, StepReady, StepResult};
+use tasker_protocol::{StepFailure, StepOutcome, StepReady};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, warn};
@@ -424,18 +424,7 @@ async fn handle_delivery(
         .step_duration
         .get_or_create(&labels)
         .observe(ran as f64 / 1e6);
-    let mut result = StepResult {
-        protocol_version: PROTOCOL_VERSION,
-        task_id: ready.task_id,
-        namespace: ready.namespace.clone(),
-        task_name: ready.task_name.clone(),
-        task_version: ready.task_version.clone(),
-        step: ready.step.clone(),
-        attempt: ready.attempt,
-        started_at,
-        finished_at,
-        outcome,
-    };
+    let mut result = ready.result(started_at, finished_at, outcome);
     let mut payload = message::encode(&result);
     let limit = shared.config.max_message_bytes;
     if payload.len() > limit {

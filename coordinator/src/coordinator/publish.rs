@@ -121,30 +121,20 @@ fn input_too_large(ready: &StepReady, size: usize, limit: usize) -> StepResult {
         .map(|(part, bytes)| format!("{part} ({bytes} bytes)"))
         .collect();
     let now = Utc::now();
-    StepResult {
-        protocol_version: PROTOCOL_VERSION,
-        task_id: ready.task_id,
-        namespace: ready.namespace.clone(),
-        task_name: ready.task_name.clone(),
-        task_version: ready.task_version.clone(),
-        step: ready.step.clone(),
-        attempt: ready.attempt,
-        started_at: now,
-        finished_at: now,
-        outcome: StepOutcome::Failed {
-            error: StepFailure::of(
-                ErrorCode::InputTooLarge,
-                format!(
-                    "the input of step {} makes a step-ready message of {size} bytes, over the limit of {limit} bytes; \
+    let failure = StepOutcome::Failed {
+        error: StepFailure::of(
+            ErrorCode::InputTooLarge,
+            format!(
+                "the input of step {} makes a step-ready message of {size} bytes, over the limit of {limit} bytes; \
                      the largest parts: {}. Name only the results it needs with results_from in its template, make \
                      them smaller (store large data elsewhere and pass a reference), or raise the limit \
                      (TASKER_MAX_MESSAGE_BYTES) on every coordinator and worker, and RabbitMQ's max_message_size",
-                    ready.step,
-                    largest.join(", ")
-                ),
+                ready.step,
+                largest.join(", ")
             ),
-        },
-    }
+        ),
+    };
+    ready.result(now, now, failure)
 }
 
 /// The step-ready message for one attempt of one step.
