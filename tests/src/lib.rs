@@ -134,6 +134,8 @@ pub struct Stack {
     coordinators: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     registry: TemplateRegistry,
+    /// The services of the workers, whose queues go at the end.
+    services: BTreeSet<String>,
 }
 
 impl Stack {
@@ -160,10 +162,14 @@ impl Stack {
         broker.declare_common(&channel).await?;
         for ns in registry.namespaces() {
             broker.declare_namespace(&channel, ns).await?;
-            // The tests' service queue, bound to every callable of the
+            if !workers.iter().any(|w| w.service() == TEST_SERVICE) {
+                continue;
+            }
+            // The test service's queue, bound to every callable of the
             // namespace's templates before anything runs: no step waits for
             // a worker to declare it, and a worker without a handler for one
-            // gets its steps (and fails them with handler_not_found).
+            // gets its steps (and fails them with handler_not_found). Tests
+            // that name their own services bind nothing ahead.
             let callables: BTreeSet<&str> = registry
                 .iter()
                 .filter(|t| t.namespace == ns)
@@ -176,12 +182,14 @@ impl Stack {
         }
         broker.close().await;
         let shutdown = CancellationToken::new();
+        let services = workers.iter().map(|w| w.service().to_owned()).collect();
         let mut stack = Self {
             client: Client::connect(&amqp_url()).await?,
             shutdown: shutdown.clone(),
             coordinators: Vec::new(),
             workers: Vec::new(),
             registry,
+            services,
         };
         for _ in 0..coordinators {
             stack.add_coordinator();
@@ -240,7 +248,8 @@ impl Stack {
             let _ = handle.await;
         }
         self.client.close().await;
-        delete_namespaces(&self.registry.namespaces(), &[TEST_SERVICE]).await;
+        let services: Vec<&str> = self.services.iter().map(String::as_str).collect();
+        delete_namespaces(&self.registry.namespaces(), &services).await;
     }
 }
 

@@ -198,6 +198,11 @@ async fn a_step_redelivered_too_often_is_dead_lettered_instead_of_run() {
     // the message back, and the quorum queue counts the deliveries.
     let crashing = Broker::connect(&amqp_url(), "crashing-worker").await.unwrap();
     let channel = crashing.channel().await.unwrap();
+    // Its service's queue, bound to the step's callable, as a worker makes it.
+    crashing
+        .declare_service(&channel, &ns, tasker_e2e::TEST_SERVICE, &["ok"])
+        .await
+        .unwrap();
     channel.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let mut consumer = channel
         .basic_consume(

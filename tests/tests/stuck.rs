@@ -24,6 +24,11 @@ async fn a_step_held_by_a_wedged_worker_times_out_and_runs_again() {
     // never closes its channel, so the broker never redelivers.
     let wedged = Broker::connect(&amqp_url(), "wedged-worker").await.unwrap();
     let channel = wedged.channel().await.unwrap();
+    // Its service's queue, bound to the step's callable, as a worker makes it.
+    wedged
+        .declare_service(&channel, &ns, tasker_e2e::TEST_SERVICE, &["work"])
+        .await
+        .unwrap();
     channel.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let mut consumer = channel
         .basic_consume(

@@ -158,6 +158,12 @@ impl Worker {
         self
     }
 
+    /// The service this worker serves its namespaces' steps for.
+    #[must_use]
+    pub fn service(&self) -> &str {
+        &self.config.service
+    }
+
     /// Runs `handler` for steps whose template names `callable`.
     #[must_use]
     pub fn handler(mut self, callable: impl Into<String>, handler: impl StepHandler) -> Self {

@@ -68,7 +68,7 @@ pub async fn run(args: WorkersArgs, redis_url: &str) -> anyhow::Result<ExitCode>
 
 /// The workers, one line per namespace each serves, by namespace.
 fn table(workers: &[WorkerSeen], only: Option<&str>, now: DateTime<Utc>) -> String {
-    let mut rows: Vec<[String; 8]> = Vec::new();
+    let mut rows: Vec<[String; 7]> = Vec::new();
     for w in workers {
         let a = &w.announcement;
         for served in a
@@ -83,7 +83,6 @@ fn table(workers: &[WorkerSeen], only: Option<&str>, now: DateTime<Utc>) -> Stri
                 format!("{}:{}", a.host, a.pid),
                 a.concurrency.to_string(),
                 format!("{} ago", ago(now, w.last_seen())),
-                served.callables.len().to_string(),
                 served.callables.join(", "),
             ]);
         }
@@ -97,9 +96,9 @@ fn table(workers: &[WorkerSeen], only: Option<&str>, now: DateTime<Utc>) -> Stri
         "CONCURRENCY",
         "LAST SEEN",
         "CALLABLES",
-        "",
     ];
-    let widths: Vec<usize> = (0..7)
+    // Every column but the last is padded to its widest cell.
+    let widths: Vec<usize> = (0..heads.len() - 1)
         .map(|c| {
             rows.iter()
                 .map(|r| r[c].len())
@@ -117,7 +116,7 @@ fn table(workers: &[WorkerSeen], only: Option<&str>, now: DateTime<Utc>) -> Stri
         for (c, width) in widths.iter().enumerate() {
             let _ = write!(out, "{:<width$}  ", cells[c]);
         }
-        let _ = writeln!(out, "{}", cells[7]);
+        let _ = writeln!(out, "{}", cells[heads.len() - 1]);
     };
     line(&mut out, &heads);
     for row in &rows {
