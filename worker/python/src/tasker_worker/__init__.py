@@ -64,6 +64,7 @@ from tasker_worker.worker import Worker
 __version__ = SDK_VERSION
 
 __all__ = [
+    "SDK_VERSION",
     "BrokerError",
     "Client",
     "ConfigError",

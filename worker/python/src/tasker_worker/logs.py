@@ -26,8 +26,17 @@ _FIELDS = "tasker_fields"
 DEFAULT_LEVEL = "INFO"
 """What is logged when ``TASKER_LOG_LEVEL`` is not set."""
 
-QUIET_LIBRARIES = ("aio_pika", "aiormq", "opentelemetry", "urllib3", "grpc")
-"""Libraries whose lines below warnings are noise next to the SDK's own."""
+QUIET_LIBRARIES = {
+    "aio_pika": logging.WARNING,
+    "aiormq": logging.WARNING,
+    # A lost connection is logged once by the worker; aiormq's traceback of
+    # the same loss would only repeat it.
+    "aiormq.connection": logging.ERROR,
+    "opentelemetry": logging.WARNING,
+    "urllib3": logging.WARNING,
+    "grpc": logging.WARNING,
+}
+"""Libraries whose lines below these levels are noise next to the SDK's own."""
 
 
 def fields(**values: Any) -> dict[str, Any]:
@@ -86,8 +95,8 @@ def configure() -> None:
     root.handlers[:] = [handler]
     level = os.environ.get("TASKER_LOG_LEVEL", DEFAULT_LEVEL).upper()
     root.setLevel(level if level in logging.getLevelNamesMapping() else DEFAULT_LEVEL)
-    for library in QUIET_LIBRARIES:
-        logging.getLogger(library).setLevel(logging.WARNING)
+    for library, quiet in QUIET_LIBRARIES.items():
+        logging.getLogger(library).setLevel(quiet)
 
 
 def _text(value: Any) -> str:
