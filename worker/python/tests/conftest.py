@@ -272,14 +272,14 @@ class Running:
 
 
 @pytest.fixture
-async def start_worker(bus: Bus, namespace: str) -> AsyncIterator[Callable[..., Awaitable[Running]]]:
+async def start_worker(
+    bus: Bus, namespace: str
+) -> AsyncIterator[Callable[..., Awaitable[Running]]]:
     """Starts ``Worker`` instances in this process for the test's namespace,
     each ready (consuming) when returned; stops them at the end."""
     running: list[Running] = []
 
-    async def start(
-        handlers: dict[str, Any], *, service: str = "svc", **config: Any
-    ) -> Running:
+    async def start(handlers: dict[str, Any], *, service: str = "svc", **config: Any) -> Running:
         settings: dict[str, Any] = {"amqp_url": AMQP_URL, "service": service}
         settings.update(config)
         worker = Worker(WorkerConfig(**settings)).namespace(namespace)
@@ -324,17 +324,21 @@ class Process:
             if time.monotonic() > deadline:
                 pytest.fail(f"no line with {text!r} within {timeout} s; got {self.lines!r}")
             if self.popen.poll() is not None and not self.reading:
-                pytest.fail(f"the process exited ({self.popen.returncode}) before printing {text!r}")
+                pytest.fail(
+                    f"the process exited ({self.popen.returncode}) before printing {text!r}"
+                )
             await asyncio.sleep(0.05)
 
     async def wait(self, timeout: float = 30.0) -> int:
         """Its exit status, once it exits."""
-        return await eventually(
+        code = await eventually(
             lambda: _returncode(self.popen),
             lambda code: code is not None,
             timeout=timeout,
             what="the process's exit",
         )
+        assert code is not None
+        return code
 
 
 async def _returncode(popen: subprocess.Popen[str]) -> int | None:
@@ -397,3 +401,69 @@ def templates_dir() -> Iterator[Path]:
 
 
 PYTHON = sys.executable
+
+
+@dataclass
+class Coordinator:
+    """A Rust coordinator (``tasker coordinator``) this test started."""
+
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+
+@pytest.fixture
+async def start_coordinator(
+    bus: Bus, tasker_bin: Path, templates_dir: Path, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[Coordinator]]]:
+    """Starts a coordinator loading the given templates (file name to YAML),
+    ready once it consumes the requests of each ``namespace``; stops it at
+    the end with SIGTERM."""
+    started: list[Coordinator] = []
+
+    async def start(templates: dict[str, str], namespaces: list[str]) -> Coordinator:
+        for name, yaml in templates.items():
+            (templates_dir / name).write_text(yaml)
+        # Only what the coordinator needs: a TASKER_HEALTH_ADDR or size
+        # limit meant for a worker must not reach it.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKER_", "OTEL_"))}
+        env.update(TASKER_AMQP_URL=AMQP_URL, TASKER_REDIS_URL=REDIS_URL, RUST_LOG="info")
+        log = tmp_path / f"coordinator-{len(started)}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                [str(tasker_bin), "coordinator", "--templates", str(templates_dir)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        coordinator = Coordinator(popen, log)
+        started.append(coordinator)
+        for namespace in namespaces:
+            queue = topology.request_queue(namespace)
+            state = await eventually(
+                lambda q=queue: _coordinator_state(bus, q, popen),  # type: ignore[misc]
+                lambda s: s is None or s[1] >= 1,
+                timeout=30,
+                what=f"the coordinator consuming {queue} (its log: {log})",
+            )
+            if state is None:
+                pytest.fail(f"the coordinator exited ({popen.returncode}): {log.read_text()}")
+        return coordinator
+
+    yield start
+    for coordinator in started:
+        if coordinator.popen.poll() is None:
+            coordinator.popen.terminate()
+            try:
+                coordinator.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                coordinator.popen.kill()
+                coordinator.popen.wait()
+
+
+async def _coordinator_state(
+    bus: Bus, queue: str, popen: subprocess.Popen[bytes]
+) -> tuple[int, int] | None:
+    """The request queue's state, or ``None`` once the coordinator exited."""
+    if popen.poll() is not None:
+        return None
+    return await bus.queue_state(queue) or (0, 0)

@@ -47,7 +47,8 @@ async def test_the_worker_announces_itself_then_every_interval_then_leaving(
     assert first["pid"] == os.getpid()
     assert first["concurrency"] == 7
     assert first["every_seconds"] == 0.2
-    assert first["started_at"].endswith("Z") and first["sent_at"] >= first["started_at"]
+    assert first["started_at"].endswith("Z")
+    assert first["sent_at"] >= first["started_at"]
     assert "leaving" not in first
 
     again = json.loads((await announcements.next_where(mine, what="the next announcement")).body)
@@ -65,7 +66,9 @@ async def test_the_worker_announces_itself_then_every_interval_then_leaving(
     assert last["worker_id"] == first["worker_id"]
 
 
-async def test_the_default_interval_is_ten_seconds(bus: Bus, namespace: str, start_worker: Any) -> None:
+async def test_the_default_interval_is_ten_seconds(
+    bus: Bus, namespace: str, start_worker: Any
+) -> None:
     service = unique("svc")
     announcements = await bus.watch(topology.EVENTS_EXCHANGE, topology.WORKER_ANNOUNCE_ROUTING_KEY)
     await start_worker({ECHO: Echo()}, service=service)

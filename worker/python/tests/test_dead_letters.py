@@ -88,7 +88,7 @@ async def test_a_step_redelivered_too_often_is_dead_lettered(
             what="the step in its queue",
         )
         assert isinstance(message, aio_pika.IncomingMessage)
-        seen = int((message.headers or {}).get("x-delivery-count", 0))
+        seen = int(str((message.headers or {}).get("x-delivery-count", 0)))
         await message.reject(requeue=True)
     await channel.close()
 

@@ -65,8 +65,10 @@ async def test_sigterm_stops_consuming_and_lets_the_step_in_hand_finish(
     assert await bus.queue_state(queue) == (1, 0), "the later step waits in the queue"
     assert f"started {later['task_id']}" not in process.lines
     leaving = await announcements.next_where(
-        lambda d: json.loads(d.body).get("leaving") is True
-        and json.loads(d.body)["serves"][0]["queue"] == queue,
+        lambda d: (
+            json.loads(d.body).get("leaving") is True
+            and json.loads(d.body)["serves"][0]["queue"] == queue
+        ),
         what="the leaving announcement",
     )
     assert json.loads(leaving.body)["pid"] == process.popen.pid

@@ -84,7 +84,8 @@ async def test_a_completed_step_echoes_its_message_and_is_acked(
     assert result["protocol_version"] == 1
     assert result["status"] == "completed"
     assert result["result"] == {"echo": {"user_info": {"email": "a@b.io"}}, "attempt": 2}
-    assert result["started_at"].endswith("Z") and result["finished_at"] >= result["started_at"]
+    assert result["started_at"].endswith("Z")
+    assert result["finished_at"] >= result["started_at"]
     # The properties every Tasker message carries.
     assert delivery.type == topology.MessageType.STEP_RESULT
     assert delivery.content_type == "application/json"
@@ -108,7 +109,9 @@ async def test_step_errors_carry_their_code_and_retry_after(
     await start_worker({FAIL: Fail()})
     results = await bus.results(namespace)
 
-    await bus.publish_step(step_ready(namespace, FAIL, context={"retryable": False}), namespace, FAIL)
+    await bus.publish_step(
+        step_ready(namespace, FAIL, context={"retryable": False}), namespace, FAIL
+    )
     permanent = await results.next_json()
     assert permanent["status"] == "failed"
     assert permanent["error"] == {
@@ -127,7 +130,9 @@ async def test_step_errors_carry_their_code_and_retry_after(
         "retry_after_seconds": 5.0,
     }
 
-    await bus.publish_step(step_ready(namespace, FAIL, context={"retryable": True}), namespace, FAIL)
+    await bus.publish_step(
+        step_ready(namespace, FAIL, context={"retryable": True}), namespace, FAIL
+    )
     without = await results.next_json()
     assert without["error"]["retryable"] is True
     assert "retry_after_seconds" not in without["error"]
@@ -147,7 +152,9 @@ async def test_missing_or_malformed_input_is_a_permanent_invalid_input(
         "message": 'the task context has no "retryable"; add it to the task request\'s context',
     }
 
-    await bus.publish_step(step_ready(namespace, FAIL, context={"retryable": "yes"}), namespace, FAIL)
+    await bus.publish_step(
+        step_ready(namespace, FAIL, context={"retryable": "yes"}), namespace, FAIL
+    )
     malformed = (await results.next_json())["error"]
     assert malformed["code"] == "invalid_input"
     assert malformed["message"] == (
@@ -278,7 +285,9 @@ async def test_concurrency_is_the_prefetch(bus: Bus, namespace: str, start_worke
     await start_worker({SLOW: slow}, concurrency=2)
     results = await bus.results(namespace)
     for _ in range(5):
-        await bus.publish_step(step_ready(namespace, SLOW, context={"seconds": 0.3}), namespace, SLOW)
+        await bus.publish_step(
+            step_ready(namespace, SLOW, context={"seconds": 0.3}), namespace, SLOW
+        )
     for _ in range(5):
         assert (await results.next_json())["status"] == "completed"
     assert slow.most == 2
