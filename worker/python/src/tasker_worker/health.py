@@ -93,7 +93,7 @@ async def serve(host: str, port: int, health: Health) -> asyncio.Server:
                 await writer.wait_closed()
 
     server = await asyncio.start_server(answer, host, port)
-    bound = ", ".join(str(s.getsockname()) for s in server.sockets)
+    bound = ", ".join("{}:{}".format(*s.getsockname()[:2]) for s in server.sockets)
     log.info("health endpoints listening", extra=fields(address=bound))
     return server
 
