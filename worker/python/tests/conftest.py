@@ -10,6 +10,7 @@ deadline, and fails the test with what it last saw.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from tasker_worker import Worker, WorkerConfig, topology
+from tasker_worker.broker import CONNECTION_ERRORS
 
 AMQP_URL = os.environ.get("TASKER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
 REDIS_URL = os.environ.get("TASKER_REDIS_URL", "redis://127.0.0.1:6379")
@@ -233,13 +235,17 @@ class Bus:
         self.created.extend(queues)
 
     async def close(self) -> None:
-        channel = await self.connection.channel()
-        for name in self.created:
-            try:
-                await channel.queue_delete(name)
-            except aiormq.exceptions.AMQPError:
-                channel = await self.connection.channel()
-        await self.connection.close()
+        """Deletes the test's queues, on a connection of its own: the test's
+        may have been cut (a test of reconnecting, a broker restarted)."""
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await self.connection.close()
+        async with await aio_pika.connect(AMQP_URL) as cleanup:
+            channel = await cleanup.channel()
+            for name in self.created:
+                try:
+                    await channel.queue_delete(name)
+                except aiormq.exceptions.AMQPError:
+                    channel = await cleanup.channel()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ decoding step-ready messages, and what a handler's context reads."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import UTC, datetime
@@ -238,3 +239,28 @@ def test_a_bad_input_is_a_permanent_invalid_input(read: Any, message: str) -> No
 def test_retry_after_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="retry_after is -1"):
         RetryableError("x", error_code="X", retry_after=-1)
+
+
+class Handler:
+    async def call(self, context: Any) -> Any:
+        return None
+
+
+class SyncHandler:
+    def call(self, context: Any) -> Any:
+        return None
+
+
+async def test_a_worker_that_cannot_work_says_what_to_do() -> None:
+    from tasker_worker import Worker
+
+    with pytest.raises(ConfigError, match=r"needs a method 'async def call\(self, context\)'"):
+        Worker(WorkerConfig(service="svc")).handler("X", SyncHandler())
+    with pytest.raises(ConfigError, match=r"at least one namespace; call \.namespace"):
+        await Worker(WorkerConfig(service="svc")).handler("X", Handler()).run(asyncio.Event())
+    with pytest.raises(ConfigError, match=r"at least one handler; call \.handler"):
+        await Worker(WorkerConfig(service="svc")).namespace("ns").run(asyncio.Event())
+    with pytest.raises(ConfigError, match="TASKER_SERVICE"):
+        await Worker(WorkerConfig()).namespace("ns").handler("X", Handler()).run(asyncio.Event())
+    with pytest.raises(ConfigError, match=re.escape("the namespace 'a.b' contains '.'")):
+        Worker(WorkerConfig(service="svc")).namespace("a.b")

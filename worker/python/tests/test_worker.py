@@ -216,8 +216,8 @@ async def test_a_callable_without_handler_fails_with_handler_not_found(
     error = (await results.next_json())["error"]
     assert (error["code"], error["retryable"]) == ("handler_not_found", False)
     assert error["message"] == (
-        "this worker has no handler for callable 'Tests::Gone'; register one with "
-        ".handler('Tests::Gone', ..) (known: Tests::Echo)"
+        'this worker has no handler for callable "Tests::Gone"; register one with '
+        '.handler("Tests::Gone", ..) (known: Tests::Echo)'
     )
 
 

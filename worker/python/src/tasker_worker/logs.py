@@ -29,9 +29,10 @@ DEFAULT_LEVEL = "INFO"
 QUIET_LIBRARIES = {
     "aio_pika": logging.WARNING,
     "aiormq": logging.WARNING,
-    # A lost connection is logged once by the worker; aiormq's traceback of
-    # the same loss would only repeat it.
-    "aiormq.connection": logging.ERROR,
+    # A lost connection is logged once by the worker, and it is back when
+    # the worker says so; aiormq's lines about the same loss, one per
+    # attempt to reconnect, would only repeat it.
+    "aiormq.connection": logging.CRITICAL,
     "opentelemetry": logging.WARNING,
     "urllib3": logging.WARNING,
     "grpc": logging.WARNING,

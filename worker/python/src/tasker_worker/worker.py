@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import time
 import uuid
@@ -457,10 +458,11 @@ class _Runner:
         handler = self.handlers.get(ready.callable)
         if handler is None:
             known = ", ".join(sorted(self.handlers)) or "none"
+            quoted = json.dumps(ready.callable, ensure_ascii=False)
             return failed(
                 PermanentError(
-                    f"this worker has no handler for callable {ready.callable!r}; register one "
-                    f"with .handler({ready.callable!r}, ..) (known: {known})",
+                    f"this worker has no handler for callable {quoted}; register one "
+                    f"with .handler({quoted}, ..) (known: {known})",
                     error_code=ErrorCode.HANDLER_NOT_FOUND,
                 )
             )
