@@ -62,9 +62,9 @@ ensure_python_venv() {
 }
 
 # run_python_checks: for each package, the linter, the formatter's check and
-# the type checker, then its tests. The SDK's tests use RabbitMQ, Redis, the
-# coordinator binary of the cargo test run (TASKER_BIN) and the rotel
-# receiver (TASKER_ROTEL_AGENT, from ensure_rotel); the example's need none.
+# the type checker, then its tests. The tests use RabbitMQ, Redis and the
+# coordinator binary of the cargo test run (TASKER_BIN); the SDK's tracing
+# test the rotel receiver too (TASKER_ROTEL_AGENT, from ensure_rotel).
 run_python_checks() {
   local bin=$PYTHON_VENV/bin p
   for p in "${PYTHON_PACKAGES[@]}"; do
