@@ -13,7 +13,7 @@ use tasker_protocol::{
     ErrorCode, PROTOCOL_VERSION, StepFailure, StepOutcome, StepReady, StepResult, TaskTemplate, message,
 };
 use tasker_runtime::publisher::Outgoing;
-use tasker_runtime::{broker, metrics};
+use tasker_runtime::{broker, metrics, telemetry};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
@@ -127,9 +127,10 @@ impl Coordinator {
         attempt: u32,
     ) -> Result<(), Error> {
         let callable = &template.steps[step].callable;
+        let trace = telemetry::traceparent(&tracing::Span::current());
         let waiting = self
             .store
-            .wait_for_worker(task_id, template, step, attempt, WAITING_RETRY)
+            .wait_for_worker(task_id, template, step, attempt, WAITING_RETRY, trace.as_deref())
             .await?;
         if waiting == Waiting::Began {
             warn!(task_id = %task_id, step = %template.steps[step].name, attempt, %callable,

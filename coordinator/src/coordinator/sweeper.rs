@@ -108,7 +108,17 @@ impl Coordinator {
         {
             Ok(waiting) => {
                 for entry in waiting.entries {
-                    if let Err(e) = self.release_waiting(&entry).await {
+                    // Under the span that published it first: the step
+                    // stays in its task's trace.
+                    let span = tracing::info_span!(
+                        "release waiting step",
+                        otel.kind = "internal",
+                        tasker.task.id = %entry.task_id,
+                    );
+                    if let Some(tp) = &entry.trace {
+                        telemetry::continue_from_traceparent(&span, tp);
+                    }
+                    if let Err(e) = self.release_waiting(&entry).instrument(span).await {
                         warn!(error = %e, task_id = %entry.task_id, "waiting step not tried again; it will be");
                     }
                 }

@@ -10,7 +10,9 @@
 --   step             the step index
 --   attempt          the attempt that reached no queue
 --   callable         the step's callable, which no service serves
---   member           the attempt's member in the lease and waiting sets
+--   lease_member     the attempt's member in the lease set
+--   member           its member in the waiting set: the lease member,
+--                    followed by "|<traceparent>" when it carries one
 --   next_try         when to try publishing it again (unix ms)
 --
 -- Reply, per item, one JSON object:
@@ -25,7 +27,7 @@ local function wait_one(KEYS, args)
     return {waiting = false, first = false}
   end
   redis.call('HSET', key, 'ww:' .. i, args.callable)
-  redis.call('ZREM', leases, args.member)
+  redis.call('ZREM', leases, args.lease_member)
   redis.call('ZADD', waiting, args.next_try, args.member)
   return {waiting = true, first = not callable}
 end

@@ -26,6 +26,7 @@ struct WaitArgs<'a> {
     step: usize,
     attempt: u32,
     callable: &'a str,
+    lease_member: String,
     member: String,
     next_try: i64,
 }
@@ -110,7 +111,9 @@ impl Store {
     }
 
     /// Notes that `attempt` of `step` waits for a worker that serves its
-    /// callable, to be tried again after `retry_in`.
+    /// callable, to be tried again after `retry_in`. Its entry carries
+    /// `trace`, the span that published it, so that the step, once
+    /// published again, stays in the task's trace.
     ///
     /// # Errors
     ///
@@ -122,12 +125,19 @@ impl Store {
         step: usize,
         attempt: u32,
         retry_in: Duration,
+        trace: Option<&str>,
     ) -> Result<Waiting, Error> {
+        let lease_member = StepRef::new(task_id, template, step, attempt).member;
+        let member = match trace {
+            Some(tp) => format!("{lease_member}|{tp}"),
+            None => lease_member.clone(),
+        };
         let args = WaitArgs {
             step,
             attempt,
             callable: &template.steps[step].callable,
-            member: StepRef::new(task_id, template, step, attempt).member,
+            lease_member,
+            member,
             next_try: Utc::now().timestamp_millis() + i64::try_from(millis_of(retry_in)).unwrap_or(i64::MAX),
         };
         let keys = [
@@ -191,7 +201,8 @@ mod tests {
             step: 0,
             attempt: 1,
             callable: "c",
-            member: "m".into(),
+            lease_member: "m".into(),
+            member: "m|tp".into(),
             next_try: 0,
         };
         contract::check(
