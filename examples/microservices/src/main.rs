@@ -18,7 +18,7 @@ struct Args {
     /// The service to run: user, billing, preferences or notifications; or
     /// all, every handler in one process (service `microservices`).
     #[arg(long, env = "TASKER_SERVICE", default_value = "all", value_parser = parse_service)]
-    service: Option<Service>,
+    service: Chosen,
     /// RabbitMQ URL.
     #[arg(long, env = "TASKER_AMQP_URL", default_value = tasker_worker::defaults::AMQP_URL, hide_env_values = true)]
     amqp_url: String,
@@ -41,11 +41,15 @@ struct Args {
     shutdown_grace: u64,
 }
 
-fn parse_service(s: &str) -> Result<Option<Service>, String> {
+/// The service `--service` chose; `None` for all of them.
+#[derive(Clone, Copy)]
+struct Chosen(Option<Service>);
+
+fn parse_service(s: &str) -> Result<Chosen, String> {
     if s == "all" {
-        return Ok(None);
+        return Ok(Chosen(None));
     }
-    Service::named(s).map(Some).ok_or_else(|| {
+    Service::named(s).map(|one| Chosen(Some(one))).ok_or_else(|| {
         format!("{s:?} is not a service; pass user, billing, preferences, notifications or all")
     })
 }
@@ -66,7 +70,7 @@ fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _telemetry = tasker_worker::telemetry::init("worker-microservices");
-    let service = args.service.map_or(NAMESPACE, Service::name);
+    let service = args.service.0.map_or(NAMESPACE, Service::name);
     let config = WorkerConfig {
         amqp_url: args.amqp_url,
         service: service.to_owned(),
@@ -84,10 +88,27 @@ async fn main() -> anyhow::Result<()> {
     };
     let worker = Worker::new(config).namespace(NAMESPACE);
     let latency = Latency(args.latency_ms);
-    let worker = match args.service {
+    let worker = match args.service.0 {
         Some(one) => one.register(worker, &latency, billing),
         None => register_with(worker, &latency, billing),
     };
     worker.run(shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_flag_names_one_service_or_all() {
+        let one = Args::try_parse_from(["worker", "--service", "billing"]).unwrap();
+        assert_eq!(one.service.0, Some(Service::Billing));
+        let all = Args::try_parse_from(["worker"]).unwrap();
+        assert_eq!(all.service.0, None);
+        let Err(wrong) = Args::try_parse_from(["worker", "--service", "bill"]) else {
+            panic!("an unknown service parsed");
+        };
+        assert!(wrong.to_string().contains("pass user, billing"), "{wrong}");
+    }
 }
