@@ -1,24 +1,38 @@
 # shellcheck shell=bash
 #
 # deploy/dev part: test. `deploy/dev test`: the servers, the rotel receiver
-# the tracing test needs, then cargo test --workspace (cmd_test).
+# the tracing tests need, cargo test --workspace, and then, only if the Rust
+# tests pass, the Python SDK's and the Python example's checks (cmd_test).
 #
-# Relies on deploy/dev for ROOT; on common.sh for say; on apps.sh for
-# cmd_servers and ensure_cargo; on traces.sh for ensure_rotel.
+# Relies on deploy/dev for ROOT and TARGET_DIR; on common.sh for say; on
+# apps.sh for cmd_servers and ensure_cargo; on traces.sh for ensure_rotel;
+# on python.sh for ensure_python_venv and run_python_checks.
 
 cmd_test() {
   cmd_servers
   ensure_rotel
   ensure_cargo
-  local start=$SECONDS rc=0 elapsed
+  local start=$SECONDS rc=0 what=rust
   say "running: cargo test --workspace $*"
   (cd "$ROOT" && cargo test --workspace "$@") || rc=$?
-  elapsed=$((SECONDS - start))
+  if ((rc == 0)); then
+    echo
+    say "rust tests passed; now the python packages"
+    # The Python client's tests run this coordinator. cargo test builds it
+    # (coordinator/tests/cli.rs runs it); a filtered run may not have.
+    if [[ ! -x $TARGET_DIR/debug/tasker ]]; then
+      say "building the coordinator for the python tests: cargo build -p tasker-coordinator --bin tasker"
+      (cd "$ROOT" && cargo build -p tasker-coordinator --bin tasker) || rc=$?
+    fi
+    what=python
+    ((rc == 0)) && { ensure_python_venv && run_python_checks || rc=$?; }
+  fi
+  local elapsed=$((SECONDS - start))
   echo
   if ((rc == 0)); then
-    say "tests passed in $((elapsed / 60))m$(printf '%02d' $((elapsed % 60)))s"
+    say "tests passed (rust and python) in $((elapsed / 60))m$(printf '%02d' $((elapsed % 60)))s"
   else
-    say "tests FAILED (exit code $rc) after $((elapsed / 60))m$(printf '%02d' $((elapsed % 60)))s"
+    say "$what tests FAILED (exit code $rc) after $((elapsed / 60))m$(printf '%02d' $((elapsed % 60)))s"
   fi
   return $rc
 }

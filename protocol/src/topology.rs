@@ -3,18 +3,30 @@
 //! ```text
 //! client ──task request──▶ [tasker.requests] ──(routing key = namespace)──▶ queue tasker.requests.<namespace> ──▶ coordinator
 //!                              └─(no such namespace: alternate exchange)──▶ queue tasker.requests.unrouted ──▶ coordinator
-//! coordinator ──step ready──▶ [tasker.steps] ──(routing key = namespace)──▶ queue tasker.steps.<namespace> ──▶ worker
+//! coordinator ──step ready──▶ [tasker.steps] ──(<namespace>/<callable>)──▶ queue tasker.steps.<namespace>.<service> ──▶ worker
+//!                              └─(no service serves the callable: returned)──▶ the step waits for a worker
 //! worker ──step result──▶ [tasker.events] ──(step.result.<namespace>)──▶ queue tasker.results.<namespace> ──▶ coordinator
+//! worker ──announcement──▶ [tasker.events] ──(worker.announce)──▶ queue tasker.workers ──▶ coordinator
 //! coordinator ──task finished / rejected──▶ [tasker.events] and the request's reply_to queue
 //! anyone ──unusable message──▶ [tasker.dead_letter] ──▶ queue tasker.dead_letters
 //! ```
 //!
-//! Every namespace has its own three queues, so the coordinators that load a
-//! namespace's templates are the only ones that see its traffic: teams can
-//! run their own coordinators, and a request never reaches a coordinator
-//! that does not know its template. Requests for a namespace nobody serves
-//! fall through to `tasker.requests.unrouted`, which every coordinator
-//! consumes, to be rejected.
+//! Every namespace has its own request and result queues, so the
+//! coordinators that load a namespace's templates are the only ones that see
+//! its traffic: teams can run their own coordinators, and a request never
+//! reaches a coordinator that does not know its template. Requests for a
+//! namespace nobody serves fall through to `tasker.requests.unrouted`, which
+//! every coordinator consumes, to be rejected.
+//!
+//! Steps are routed by handler: a step-ready message's routing key is its
+//! namespace and its step's `callable`, and every service (the workers of
+//! one deployment, in any language) has its own queue of a namespace's
+//! steps, bound to the keys of the callables it serves. A service receives
+//! only its own steps, several services serve one namespace, and a step for
+//! a service whose workers are all down waits in that service's queue. A
+//! step whose callable no service has declared reaches no queue: the broker
+//! returns it, and the coordinator keeps the step waiting, without spending
+//! an attempt, until a worker declares the callable.
 //!
 //! Every queue is a durable quorum queue, and every message is published
 //! persistent and waits for its publisher confirm.
@@ -35,9 +47,27 @@ pub fn request_queue(namespace: &str) -> String {
     format!("tasker.requests.{namespace}")
 }
 
-/// Direct exchange that step-ready messages are published to, with the
-/// namespace as the routing key.
+/// Direct exchange that step-ready messages are published to, with
+/// [`step_routing_key`].
 pub const STEPS_EXCHANGE: &str = "tasker.steps";
+
+/// The longest routing key AMQP allows, in bytes.
+pub const MAX_ROUTING_KEY_BYTES: usize = 255;
+
+/// Routing key of a step-ready message on [`STEPS_EXCHANGE`]: the step's
+/// namespace and its handler's `callable`, as `<namespace>/<callable>`. A
+/// service's queue is bound with one such key per callable it serves. At most
+/// [`MAX_ROUTING_KEY_BYTES`]; templates are checked for it.
+#[must_use]
+pub fn step_routing_key(namespace: &str, callable: &str) -> String {
+    format!("{namespace}/{callable}")
+}
+
+/// The durable queue of the steps of `namespace` that `service` serves.
+#[must_use]
+pub fn service_queue(namespace: &str, service: &str) -> String {
+    format!("tasker.steps.{namespace}.{service}")
+}
 
 /// Topic exchange for everything that happened: step results, finished tasks
 /// and rejected requests.
@@ -54,12 +84,6 @@ pub fn result_queue(namespace: &str) -> String {
 pub const DEAD_LETTER_EXCHANGE: &str = "tasker.dead_letter";
 /// Queue that holds dead-lettered messages until an operator looks at them.
 pub const DEAD_LETTER_QUEUE: &str = "tasker.dead_letters";
-
-/// The durable queue that holds the step-ready messages of `namespace`.
-#[must_use]
-pub fn step_queue(namespace: &str) -> String {
-    format!("tasker.steps.{namespace}")
-}
 
 /// Routing key of a step result from `namespace` on [`EVENTS_EXCHANGE`].
 #[must_use]
@@ -80,6 +104,14 @@ pub fn task_finished_routing_key(namespace: &str, name: &str) -> String {
 /// Routing key of a task-rejected event on [`EVENTS_EXCHANGE`].
 pub const TASK_REJECTED_ROUTING_KEY: &str = "task.rejected";
 
+/// Routing key of a worker's announcement on [`EVENTS_EXCHANGE`].
+pub const WORKER_ANNOUNCE_ROUTING_KEY: &str = "worker.announce";
+
+/// The queue of workers' announcements, bound to [`EVENTS_EXCHANGE`] with
+/// [`WORKER_ANNOUNCE_ROUTING_KEY`]; every coordinator consumes it and keeps
+/// the list of live workers that `tasker workers` shows.
+pub const WORKERS_QUEUE: &str = "tasker.workers";
+
 /// AMQP `content_type` of every Tasker message.
 pub const CONTENT_TYPE: &str = "application/json";
 
@@ -99,6 +131,8 @@ pub mod message_type {
     pub const TASK_COMMAND: &str = "tasker.task_command";
     /// A coordinator's answer to a task command.
     pub const COMMAND_REPLY: &str = "tasker.command_reply";
+    /// A worker says it is alive, and what it serves.
+    pub const WORKER_ANNOUNCEMENT: &str = "tasker.worker_announcement";
 }
 
 /// AMQP header names.

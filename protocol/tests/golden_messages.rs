@@ -18,7 +18,7 @@ use tasker_protocol::{
 };
 use uuid::Uuid;
 
-const FIXTURES: [&str; 18] = [
+const FIXTURES: [&str; 19] = [
     "task_request",
     "task_request_child",
     "step_result_waiting_for_child",
@@ -37,6 +37,7 @@ const FIXTURES: [&str; 18] = [
     "command_reply",
     "step_result_too_large",
     "task_finished_results_omitted",
+    "worker_announcement",
 ];
 
 /// The task of `task_request.json`, derived from its idempotency key.
@@ -186,6 +187,18 @@ fn a_report_over_the_limit_says_its_results_are_left_out() {
 }
 
 #[test]
+fn worker_announcement() {
+    let announcement: tasker_protocol::WorkerAnnouncement = round_trip("worker_announcement");
+    assert_eq!(announcement.service, "billing");
+    assert_eq!(announcement.serves[0].queue, "tasker.steps.microservices.billing");
+    assert_eq!(
+        announcement.serves[0].queue,
+        tasker_protocol::topology::service_queue("microservices", "billing")
+    );
+    assert!(!announcement.leaving, "absent means false");
+}
+
+#[test]
 fn task_rejected() {
     let rejected: TaskRejected = round_trip("task_rejected");
     assert_eq!(rejected.code, RejectCode::UnknownTemplate);
@@ -301,7 +314,10 @@ fn docs_name_the_topology_of_the_protocol_crate() {
         topology::ALTERNATE_EXCHANGE_ARGUMENT.to_owned(),
         topology::request_queue("<namespace>"),
         topology::STEPS_EXCHANGE.to_owned(),
-        topology::step_queue("<namespace>"),
+        topology::service_queue("<namespace>", "<service>"),
+        topology::step_routing_key("<namespace>", "<callable>"),
+        topology::WORKER_ANNOUNCE_ROUTING_KEY.to_owned(),
+        topology::WORKERS_QUEUE.to_owned(),
         topology::EVENTS_EXCHANGE.to_owned(),
         topology::result_queue("<namespace>"),
         topology::step_result_routing_key("<namespace>"),
@@ -315,6 +331,7 @@ fn docs_name_the_topology_of_the_protocol_crate() {
         message_type::STEP_RESULT.to_owned(),
         message_type::TASK_FINISHED.to_owned(),
         message_type::TASK_REJECTED.to_owned(),
+        message_type::WORKER_ANNOUNCEMENT.to_owned(),
         headers::PROTOCOL_VERSION.to_owned(),
         headers::TASK_ID.to_owned(),
         headers::DEAD_LETTER_REASON.to_owned(),

@@ -1121,3 +1121,24 @@ fn results_from_a_step_it_does_not_depend_on_names_its_ancestors() {
         },
     );
 }
+
+#[test]
+fn a_callable_too_long_to_route_by_is_refused() {
+    let long = format!("Billing::{}", "Handler".repeat(40));
+    let text = SEED.replace(
+        "callable: Microservices::StepHandlers::SetupBillingProfileHandler",
+        &format!("callable: {long}"),
+    );
+    assert_ne!(text, SEED);
+    let err = rejected("long.yaml", &text);
+    assert_style(&err);
+    assert_eq!(err.issues.len(), 1, "{err}");
+    let message = &err.issues[0].message;
+    for phrase in [
+        "step \"setup_billing_profile\" has a handler.callable of 289 bytes",
+        "AMQP allows 255 bytes",
+        "shorten it to 241 bytes or fewer",
+    ] {
+        assert!(message.contains(phrase), "{phrase:?} not in {message}");
+    }
+}

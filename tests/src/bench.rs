@@ -191,6 +191,14 @@ async fn consume(broker: &Broker, queue: &str, tag: &str) -> anyhow::Result<lapi
         .await?)
 }
 
+/// The baseline's service and the callable its messages are routed by, as
+/// a step's are.
+const BASELINE_SERVICE: &str = "baseline";
+const BASELINE_CALLABLE: &str = "hop";
+
+/// The service of the benchmark's Tasker workers (`chaos-node worker --noop`).
+pub const BENCH_SERVICE: &str = "bench";
+
 impl Rig {
     /// Declares the baseline's queues (Tasker's own, of a fresh namespace)
     /// and starts its two consumers.
@@ -204,11 +212,14 @@ impl Rig {
         let channel = setup.channel().await?;
         setup.declare_common(&channel).await?;
         setup.declare_namespace(&channel, &ns).await?;
+        let steps = setup
+            .declare_service(&channel, &ns, BASELINE_SERVICE, &[BASELINE_CALLABLE])
+            .await?;
 
         // First hop: take from the step queue, republish to the result queue.
         let hop = Broker::connect(&amqp_url(), "bench-hop").await?;
         let hop_publisher = hop.publisher().await?;
-        let mut hop_consumer = consume(&hop, &topology::step_queue(&ns), "hop").await?;
+        let mut hop_consumer = consume(&hop, &steps, "hop").await?;
         let results_key = topology::step_result_routing_key(&ns);
         let hop_task = tokio::spawn(async move {
             while let Some(Ok(delivery)) = hop_consumer.next().await {
@@ -271,7 +282,7 @@ impl Rig {
         let seq = seq.fetch_add(1, Ordering::Relaxed) + 1;
         let message = Outgoing {
             exchange: topology::STEPS_EXCHANGE.to_owned(),
-            routing_key: namespace.to_owned(),
+            routing_key: topology::step_routing_key(namespace, BASELINE_CALLABLE),
             payload: format!("{seq:016x}{}", "x".repeat(284)).into_bytes(),
             properties: broker::properties(message_type::STEP_READY, None),
             mandatory: true,
@@ -349,7 +360,7 @@ impl Rig {
         for b in self.brokers {
             b.close().await;
         }
-        crate::delete_namespaces(&[&self.namespace]).await;
+        crate::delete_namespaces(&[&self.namespace], &[BASELINE_SERVICE, BENCH_SERVICE]).await;
     }
 }
 
@@ -423,7 +434,7 @@ impl Processes {
         for child in &mut self.children {
             let _ = child.kill().await;
         }
-        crate::delete_namespaces(&[&self.namespace]).await;
+        crate::delete_namespaces(&[&self.namespace], &[BASELINE_SERVICE, BENCH_SERVICE]).await;
     }
 
     /// The processes' ids, labelled `coordinator` and `worker` (then

@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod chaos;
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,11 +88,21 @@ pub fn with_registration_handlers(mut worker: Worker, recorder: &Recorder, delay
     worker
 }
 
-/// A worker configuration for tests.
+/// The service of the tests' workers: each test's namespace has one.
+pub const TEST_SERVICE: &str = "main";
+
+/// The queue of `namespace`'s steps that the tests' workers consume.
+#[must_use]
+pub fn step_queue(namespace: &str) -> String {
+    topology::service_queue(namespace, TEST_SERVICE)
+}
+
+/// A worker configuration for tests, of [`TEST_SERVICE`].
 #[must_use]
 pub fn worker_config(concurrency: u16) -> WorkerConfig {
     WorkerConfig {
         amqp_url: amqp_url(),
+        service: TEST_SERVICE.to_owned(),
         concurrency,
         shutdown_grace: Duration::from_secs(5),
         name: format!("test-worker-{}", &Uuid::new_v4().simple().to_string()[..6]),
@@ -123,6 +134,8 @@ pub struct Stack {
     coordinators: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     registry: TemplateRegistry,
+    /// The services of the workers, whose queues go at the end.
+    services: BTreeSet<String>,
 }
 
 impl Stack {
@@ -149,15 +162,34 @@ impl Stack {
         broker.declare_common(&channel).await?;
         for ns in registry.namespaces() {
             broker.declare_namespace(&channel, ns).await?;
+            if !workers.iter().any(|w| w.service() == TEST_SERVICE) {
+                continue;
+            }
+            // The test service's queue, bound to every callable of the
+            // namespace's templates before anything runs: no step waits for
+            // a worker to declare it, and a worker without a handler for one
+            // gets its steps (and fails them with handler_not_found). Tests
+            // that name their own services bind nothing ahead.
+            let callables: BTreeSet<&str> = registry
+                .iter()
+                .filter(|t| t.namespace == ns)
+                .flat_map(|t| t.steps.iter().map(|s| s.callable.as_str()))
+                .collect();
+            let callables: Vec<&str> = callables.into_iter().collect();
+            broker
+                .declare_service(&channel, ns, TEST_SERVICE, &callables)
+                .await?;
         }
         broker.close().await;
         let shutdown = CancellationToken::new();
+        let services = workers.iter().map(|w| w.service().to_owned()).collect();
         let mut stack = Self {
             client: Client::connect(&amqp_url()).await?,
             shutdown: shutdown.clone(),
             coordinators: Vec::new(),
             workers: Vec::new(),
             registry,
+            services,
         };
         for _ in 0..coordinators {
             stack.add_coordinator();
@@ -216,18 +248,20 @@ impl Stack {
             let _ = handle.await;
         }
         self.client.close().await;
-        delete_namespaces(&self.registry.namespaces()).await;
+        let services: Vec<&str> = self.services.iter().map(String::as_str).collect();
+        delete_namespaces(&self.registry.namespaces(), &services).await;
     }
 }
 
-/// Deletes the queues of made-up namespaces; a failure only leaves them.
-pub async fn delete_namespaces(namespaces: &[&str]) {
+/// Deletes the queues of made-up namespaces and of their `services`; a
+/// failure only leaves them.
+pub async fn delete_namespaces(namespaces: &[&str], services: &[&str]) {
     let Ok(broker) = Broker::connect(&amqp_url(), "test-cleanup").await else {
         return;
     };
     if let Ok(channel) = broker.channel().await {
         for ns in namespaces {
-            let _ = broker.delete_namespace(&channel, ns).await;
+            let _ = broker.delete_namespace(&channel, ns, services).await;
         }
     }
     broker.close().await;

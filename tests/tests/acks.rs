@@ -8,7 +8,6 @@ use lapin::options::{BasicConsumeOptions, BasicGetOptions, BasicQosOptions, Queu
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use tasker_e2e::{amqp_url, delete_namespaces, eventually, unique};
-use tasker_protocol::topology;
 use tasker_runtime::acks::Acks;
 use tasker_runtime::broker::Broker;
 use tasker_runtime::publisher::Outgoing;
@@ -33,11 +32,15 @@ async fn ready_in(channel: &Channel, queue: &str) -> u32 {
 #[tokio::test]
 async fn a_delivery_in_hand_is_never_acked_with_the_ones_after_it() {
     let namespace = unique("acks");
-    let queue = topology::step_queue(&namespace);
+    let queue = tasker_e2e::step_queue(&namespace);
     let broker = Broker::connect(&amqp_url(), "test-acks").await.unwrap();
     let setup = broker.channel().await.unwrap();
     broker.declare_common(&setup).await.unwrap();
     broker.declare_namespace(&setup, &namespace).await.unwrap();
+    broker
+        .declare_service(&setup, &namespace, tasker_e2e::TEST_SERVICE, &["ok"])
+        .await
+        .unwrap();
     let publisher = broker.publisher().await.unwrap();
     for n in 1..=MESSAGES {
         publisher
@@ -105,5 +108,5 @@ async fn a_delivery_in_hand_is_never_acked_with_the_ones_after_it() {
     assert!(back.delivery.redelivered);
 
     broker.close().await;
-    delete_namespaces(&[&namespace]).await;
+    delete_namespaces(&[&namespace], &[tasker_e2e::TEST_SERVICE]).await;
 }

@@ -42,7 +42,8 @@ async fn a_step_that_comes_back_is_answered_from_memory_not_run_again() {
         .handler("ok", recorder.ok(Duration::ZERO));
     let stack = Stack::start(vec![flow], 1, vec![worker]).await.unwrap();
     let broker = Broker::connect(&amqp_url(), "test-tap").await.unwrap();
-    let mut steps = tap(&broker, topology::STEPS_EXCHANGE, &ns).await;
+    let step_key = topology::step_routing_key(&ns, "ok");
+    let mut steps = tap(&broker, topology::STEPS_EXCHANGE, &step_key).await;
     let mut results = tap(
         &broker,
         topology::EVENTS_EXCHANGE,
@@ -60,7 +61,7 @@ async fn a_step_that_comes_back_is_answered_from_memory_not_run_again() {
     publisher
         .publish(Outgoing {
             exchange: topology::STEPS_EXCHANGE.to_owned(),
-            routing_key: ns.clone(),
+            routing_key: step_key.clone(),
             payload: ready.data.clone(),
             properties: broker::properties(message_type::STEP_READY, Some(report.task_id)),
             mandatory: true,

@@ -57,7 +57,10 @@ async fn a_connected_coordinator_and_worker_are_ready() {
     let worker_addr = free_addr();
     let mut config = worker_config(2);
     config.health_addr = Some(worker_addr);
-    let worker = tasker_worker::Worker::new(config).namespace(&ns);
+    let worker = tasker_worker::Worker::new(config).namespace(&ns).handler(
+        "ok",
+        tasker_e2e::Recorder::default().ok(std::time::Duration::ZERO),
+    );
     let run = shutdown.clone();
     let worker = tokio::spawn(async move { worker.run(run).await.unwrap() });
     assert_eq!(wait_for(worker_addr, "/readyz", 200).await, "rabbitmq: up\n");
@@ -79,6 +82,10 @@ async fn a_worker_that_cannot_reach_the_broker_is_alive_but_not_ready() {
     let worker = tokio::spawn(async move {
         tasker_worker::Worker::new(config)
             .namespace("anything")
+            .handler(
+                "ok",
+                tasker_e2e::Recorder::default().ok(std::time::Duration::ZERO),
+            )
             .run(run)
             .await
             .unwrap()

@@ -51,7 +51,7 @@ async fn settle_and_stop(mut stack: Stack, ns: &str) {
         "step results left unhandled: a step ran again after every task had ended, \
          or a coordinator stopped before it had handled a result"
     );
-    let steps = topology::step_queue(ns);
+    let steps = tasker_e2e::step_queue(ns);
     eventually("the worker taking every step published", || async {
         queues.ready(&steps).await == 0
     })

@@ -113,12 +113,12 @@ async fn poison_on_the_step_and_result_queues_is_dead_lettered_and_work_goes_on(
         publish_raw(
             publisher,
             topology::STEPS_EXCHANGE,
-            &ns,
+            &topology::step_routing_key(&ns, "ok"),
             message_type::STEP_READY,
             payload.clone(),
         )
         .await;
-        let (reason, data) = dead.next_from(&topology::step_queue(&ns)).await;
+        let (reason, data) = dead.next_from(&tasker_e2e::step_queue(&ns)).await;
         assert!(reason.starts_with(code), "step queue, {code}: {reason}");
         assert_eq!(data, payload, "the dead letter keeps the original body");
         // To a coordinator, on the namespace's result queue.
@@ -198,10 +198,15 @@ async fn a_step_redelivered_too_often_is_dead_lettered_instead_of_run() {
     // the message back, and the quorum queue counts the deliveries.
     let crashing = Broker::connect(&amqp_url(), "crashing-worker").await.unwrap();
     let channel = crashing.channel().await.unwrap();
+    // Its service's queue, bound to the step's callable, as a worker makes it.
+    crashing
+        .declare_service(&channel, &ns, tasker_e2e::TEST_SERVICE, &["ok"])
+        .await
+        .unwrap();
     channel.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let mut consumer = channel
         .basic_consume(
-            topology::step_queue(&ns).into(),
+            tasker_e2e::step_queue(&ns).into(),
             "crash".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -230,7 +235,7 @@ async fn a_step_redelivered_too_often_is_dead_lettered_instead_of_run() {
     let token = tokio_util::sync::CancellationToken::new();
     let run = token.clone();
     let handle = tokio::spawn(async move { worker.run(run).await.unwrap() });
-    let (reason, _) = dead.next_from(&topology::step_queue(&ns)).await;
+    let (reason, _) = dead.next_from(&tasker_e2e::step_queue(&ns)).await;
     assert!(
         reason.contains("redelivered") && reason.contains("over the limit of 5"),
         "{reason}"

@@ -67,7 +67,9 @@ async fn a_coordinator_stops_when_redis_refuses_its_login() {
 async fn a_worker_stops_when_rabbitmq_refuses_its_login() {
     let mut config = worker_config(1);
     config.amqp_url = with_wrong_password(&amqp_url());
-    let worker = Worker::new(config).namespace(unique("refused"));
+    let worker = Worker::new(config)
+        .namespace(unique("refused"))
+        .handler("ok", tasker_e2e::Recorder::default().ok(Duration::ZERO));
     let error = tokio::time::timeout(Duration::from_secs(10), worker.run(CancellationToken::new()))
         .await
         .expect("the worker still retried a refused login after 10 s")

@@ -8,7 +8,7 @@ use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use serde_json::json;
 use tasker_e2e::{Recorder, Stack, amqp_url, finished, template, unique, worker_config};
-use tasker_protocol::{StepState, TaskRequest, TaskStatus, topology};
+use tasker_protocol::{StepState, TaskRequest, TaskStatus};
 use tasker_runtime::broker::Broker;
 use tasker_worker::Worker;
 
@@ -24,10 +24,15 @@ async fn a_step_held_by_a_wedged_worker_times_out_and_runs_again() {
     // never closes its channel, so the broker never redelivers.
     let wedged = Broker::connect(&amqp_url(), "wedged-worker").await.unwrap();
     let channel = wedged.channel().await.unwrap();
+    // Its service's queue, bound to the step's callable, as a worker makes it.
+    wedged
+        .declare_service(&channel, &ns, tasker_e2e::TEST_SERVICE, &["work"])
+        .await
+        .unwrap();
     channel.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let mut consumer = channel
         .basic_consume(
-            topology::step_queue(&ns).into(),
+            tasker_e2e::step_queue(&ns).into(),
             "wedged".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),

@@ -269,7 +269,7 @@ async fn a_task_is_one_trace_across_three_processes() {
         assert_eq!(p.attributes["messaging.system"], "rabbitmq");
         assert_eq!(
             p.attributes["messaging.destination.name"],
-            format!("tasker.steps.{ns}")
+            tasker_protocol::topology::service_queue(&ns, tasker_e2e::bench::BENCH_SERVICE)
         );
         assert!(p.attributes.contains_key("messaging.message.id"));
         for key in [

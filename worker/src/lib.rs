@@ -36,6 +36,7 @@
 
 #![warn(missing_docs)]
 
+mod announce;
 pub mod handler;
 pub mod testing;
 pub mod worker;

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, warn};
 
-use tasker_protocol::{DeadLetterReason, ErrorCode};
+use tasker_protocol::{DeadLetterReason, ErrorCode, ServedNamespace};
 use tasker_runtime::acks::Acks;
 use tasker_runtime::broker::{self, Broker};
 use tasker_runtime::duration::HumanDuration;
@@ -26,6 +26,7 @@ use tasker_runtime::health::{self, Health};
 use tasker_runtime::publisher::{Outgoing, Publisher};
 use tasker_runtime::{Reconnect, metrics};
 
+use crate::announce::Identity;
 use crate::handler::Children;
 use crate::{Error, StepContext, StepError, StepHandler};
 use uuid::Uuid;
@@ -35,6 +36,14 @@ use uuid::Uuid;
 pub struct WorkerConfig {
     /// The RabbitMQ URL (`amqp://` or `amqps://`).
     pub amqp_url: String,
+    /// The service this worker is part of, such as `billing`. The workers of
+    /// one service share its queue of each namespace's steps, so they must
+    /// serve the same callables; another service, in any language, serves
+    /// other callables of the same namespace. Required.
+    pub service: String,
+    /// How often the worker announces itself to the coordinators, which
+    /// list it in `tasker workers`.
+    pub announce_every: Duration,
     /// How often the worker and RabbitMQ tell each other they are alive,
     /// unless the URL says (`?heartbeat=`). It bounds how long a frozen
     /// worker holds its steps: RabbitMQ hands them to another worker after
@@ -64,7 +73,7 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// The default configuration, with the broker URL from
-    /// `TASKER_AMQP_URL`, the heartbeat from `TASKER_AMQP_HEARTBEAT` (`5s`,
+    /// `TASKER_AMQP_URL`, the service from `TASKER_SERVICE`, the heartbeat from `TASKER_AMQP_HEARTBEAT` (`5s`,
     /// or a number of seconds), the message size limit from
     /// `TASKER_MAX_MESSAGE_BYTES` and the health address from
     /// `TASKER_HEALTH_ADDR` when they are set.
@@ -80,6 +89,7 @@ impl WorkerConfig {
         let defaults = Self::default();
         Self {
             amqp_url: std::env::var("TASKER_AMQP_URL").unwrap_or(defaults.amqp_url),
+            service: std::env::var("TASKER_SERVICE").unwrap_or(defaults.service),
             heartbeat: std::env::var("TASKER_AMQP_HEARTBEAT")
                 .ok()
                 .map_or(defaults.heartbeat, |h| {
@@ -109,6 +119,8 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             amqp_url: tasker_runtime::defaults::AMQP_URL.to_owned(),
+            service: String::new(),
+            announce_every: Duration::from_secs(10),
             heartbeat: tasker_runtime::broker::DEFAULT_HEARTBEAT,
             concurrency: 32,
             shutdown_grace: Duration::from_secs(30),
@@ -146,6 +158,12 @@ impl Worker {
         self
     }
 
+    /// The service this worker serves its namespaces' steps for.
+    #[must_use]
+    pub fn service(&self) -> &str {
+        &self.config.service
+    }
+
     /// Runs `handler` for steps whose template names `callable`.
     #[must_use]
     pub fn handler(mut self, callable: impl Into<String>, handler: impl StepHandler) -> Self {
@@ -168,6 +186,18 @@ impl Worker {
                 "a worker needs at least one namespace; call .namespace(..)".into(),
             ));
         }
+        if let Some(problem) = tasker_protocol::names::name_problem(&self.config.service) {
+            return Err(Error::Config(format!(
+                "the worker's service name {:?} {problem}; set WorkerConfig::service (or TASKER_SERVICE) to the \
+                 service it is part of, such as \"billing\": workers of one service share its queue",
+                self.config.service
+            )));
+        }
+        if self.handlers.is_empty() {
+            return Err(Error::Config(
+                "a worker needs at least one handler; call .handler(callable, handler)".into(),
+            ));
+        }
         let health = Health::new(&[health::RABBITMQ]);
         if let Some(addr) = self.config.health_addr {
             let (health, shutdown) = (health.clone(), shutdown.clone());
@@ -178,11 +208,19 @@ impl Worker {
             });
         }
         let recent = Mutex::new(RecentResults::new(self.config.remembered_results));
+        let identity = Identity {
+            worker_id: Uuid::new_v4(),
+            service: self.config.service.clone(),
+            concurrency: self.config.concurrency,
+            started_at: Utc::now(),
+            every: self.config.announce_every,
+        };
         let shared = Arc::new(Shared {
             config: self.config,
             handlers: self.handlers,
             health,
             recent,
+            identity,
         });
         let mut backoff = Reconnect::default();
         loop {
@@ -207,6 +245,7 @@ struct Shared {
     handlers: HashMap<String, Arc<dyn StepHandler>>,
     health: Health,
     recent: Mutex<RecentResults>,
+    identity: Identity,
 }
 
 /// The results this worker published last, by (task, step, attempt): when a
@@ -267,10 +306,17 @@ async fn session(
         .basic_qos(shared.config.concurrency, BasicQosOptions::default())
         .await
         .map_err(|e| broker.error(e))?;
+    // The service's queue of each namespace, bound to every callable this
+    // worker serves: its steps, and only those, reach it.
+    let mut callables: Vec<&str> = shared.handlers.keys().map(String::as_str).collect();
+    callables.sort_unstable();
     let mut consumers = Vec::new();
+    let mut serves = Vec::with_capacity(namespaces.len());
     for namespace in namespaces {
         broker.declare_namespace(&channel, namespace).await?;
-        let queue = topology::step_queue(namespace);
+        let queue = broker
+            .declare_service(&channel, namespace, &shared.config.service, &callables)
+            .await?;
         let consumer = channel
             .basic_consume(
                 queue.as_str().into(),
@@ -280,11 +326,28 @@ async fn session(
             )
             .await
             .map_err(|e| broker.error(e))?;
+        serves.push(ServedNamespace {
+            namespace: namespace.clone(),
+            queue: queue.clone(),
+            callables: callables.iter().map(|c| (*c).to_owned()).collect(),
+        });
         consumers.push(consumer.map(move |d| (queue.clone(), d)));
     }
     backoff.succeeded();
     shared.health.up(health::RABBITMQ);
-    info!(namespaces = ?namespaces, concurrency = shared.config.concurrency, broker = broker.url(), "worker ready");
+    info!(service = %shared.config.service, namespaces = ?namespaces, callables = callables.len(),
+        concurrency = shared.config.concurrency, broker = broker.url(), "worker ready");
+    // Announced once it consumes: a coordinator may then release the steps
+    // that waited for these callables.
+    if let Err(e) = shared.identity.announce(&publisher, &serves, false).await {
+        warn!(error = %e, "the worker's announcement was not sent; the next one will be");
+    }
+    let announcing = CancellationToken::new();
+    tokio::spawn(shared.identity.clone().keep_announcing(
+        publisher.clone(),
+        serves.clone(),
+        announcing.clone(),
+    ));
 
     let acks = Acks::start(channel.clone());
     let mut deliveries = futures::stream::select_all(consumers);
@@ -325,6 +388,11 @@ async fn session(
                 "grace period over; unfinished steps go back to the queue"
             );
         }
+    }
+    announcing.cancel();
+    if outcome.is_ok() {
+        // Stopping on purpose: the coordinators drop it from the list now.
+        let _ = shared.identity.announce(&publisher, &serves, true).await;
     }
     acks.flush().await;
     broker.close().await;

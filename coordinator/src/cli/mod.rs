@@ -7,6 +7,7 @@
 //! - `operate`: `retry`, `resolve` and `cancel`, carried out by a
 //!   coordinator;
 //! - `dlq`: the dead-letter queue;
+//! - `workers`: the live workers, by namespace;
 //! - `templates`: `validate`, `templates list` and `templates graph`;
 //! - `demo`: the seed's workflow, once;
 //! - `args`: the flags several commands share; `output`: printing and
@@ -23,6 +24,7 @@ mod output;
 mod report;
 mod submit;
 mod templates;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,6 +104,10 @@ enum Command {
         #[command(subcommand)]
         command: templates::TemplatesCommand,
     },
+    /// List the live workers of each namespace: their service, language,
+    /// host, concurrency and callables.
+    #[command(after_help = "Examples:\n  tasker workers\n  tasker workers --namespace microservices --json")]
+    Workers(workers::WorkersArgs),
     /// Run the user-registration diamond once and show its timeline.
     #[command(after_help = "Example:\n  tasker demo --email jane@example.com --plan pro")]
     Demo(demo::DemoArgs),
@@ -141,6 +147,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq { command } => dlq::run(command, &servers.amqp_url).await,
         Command::Validate { paths } => templates::validate(&paths),
         Command::Templates { command } => templates::run(command),
+        Command::Workers(args) => workers::run(args, &servers.redis_url).await,
         Command::Demo(args) => demo::run(args, &servers.amqp_url).await,
     }
 }

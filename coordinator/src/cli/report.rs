@@ -58,6 +58,15 @@ pub fn status_table(report: &TaskFinished) -> String {
         );
     }
     for step in &report.steps {
+        if let Some(callable) = &step.waiting_for_worker {
+            let _ = writeln!(
+                out,
+                "{} waits for a worker that serves {callable}: no service has declared it yet (see: tasker workers)",
+                step.name
+            );
+        }
+    }
+    for step in &report.steps {
         if let Some(child) = step.child_task_id {
             let waits = if step.state == StepState::Enqueued {
                 "waits for"
@@ -304,6 +313,7 @@ mod tests {
                 retry_after_seconds: None,
             }),
             child_task_id: None,
+            waiting_for_worker: None,
         }
     }
 

@@ -13,7 +13,9 @@
 //! - `command`: an operator's retry, resolve or cancel;
 //! - `publish`: step-ready messages;
 //! - `finished`: a finished task's report, to everyone who hears of it;
-//! - `sweeper`: retries that are due, and attempts whose lease ran out;
+//! - `sweeper`: retries that are due, attempts whose lease ran out, and
+//!   steps that wait for a worker;
+//! - `workers`: workers' announcements, kept for `tasker workers`;
 //! - `span`: the spans of deliveries and publishes.
 
 pub mod config;
@@ -26,6 +28,7 @@ mod result;
 mod session;
 mod span;
 mod sweeper;
+mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,6 +114,8 @@ enum Input {
     Request,
     /// Step results.
     Result,
+    /// Workers' announcements.
+    Announcement,
 }
 
 /// What every delivery handler of one session needs.
@@ -158,6 +163,7 @@ impl Coordinator {
             let outcome = match input {
                 Input::Request => self.handle_request(queue, &delivery, redelivered).await,
                 Input::Result => self.handle_result(queue, &delivery, redelivered).await,
+                Input::Announcement => self.handle_announcement(queue, &delivery).await,
             };
             match outcome {
                 Ok(()) => {

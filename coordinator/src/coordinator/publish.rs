@@ -4,6 +4,7 @@
 //! fails at once, permanently, with `input_too_large`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::value::RawValue;
@@ -11,14 +12,14 @@ use tasker_protocol::topology::{self, message_type};
 use tasker_protocol::{
     ErrorCode, PROTOCOL_VERSION, StepFailure, StepOutcome, StepReady, StepResult, TaskTemplate, message,
 };
-use tasker_runtime::broker;
 use tasker_runtime::publisher::Outgoing;
+use tasker_runtime::{broker, metrics, telemetry};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::{Coordinator, span};
 use crate::Error;
-use crate::store::{Inputs, JoinSpans};
+use crate::store::{Inputs, JoinSpans, Waiting};
 
 /// Steps of one task to publish, all at one attempt.
 pub(super) struct ReadySteps<'a> {
@@ -50,6 +51,7 @@ impl Coordinator {
             return Ok(());
         }
         let mut messages = Vec::with_capacity(steps.len());
+        let mut published = Vec::with_capacity(steps.len());
         let mut spans = Vec::with_capacity(steps.len());
         let mut too_large = Vec::new();
         for &step in steps {
@@ -68,24 +70,38 @@ impl Coordinator {
                 .iter()
                 .find(|j| j.step == step)
                 .map_or(&[][..], |j| &j.links[..]);
-            let span = span::publish_step(template, task_id, &ready.step, attempt, links);
+            let span = span::publish_step(template, task_id, &ready.step, &ready.callable, attempt, links);
             let properties = span.in_scope(|| broker::properties(message_type::STEP_READY, Some(task_id)));
             if let Some(id) = properties.message_id() {
                 span.record("messaging.message.id", id.as_str());
             }
             spans.push(span);
+            published.push(step);
             messages.push(Outgoing {
                 exchange: topology::STEPS_EXCHANGE.to_owned(),
-                routing_key: template.namespace.clone(),
+                routing_key: topology::step_routing_key(&template.namespace, &ready.callable),
                 payload,
                 properties,
                 mandatory: true,
             });
         }
         // The producer spans end when the broker has confirmed.
-        let published = self.publisher.publish_all(messages).await;
+        let outcomes = if messages.is_empty() {
+            Vec::new()
+        } else {
+            self.publisher.publish_each(messages).await?
+        };
         drop(spans);
-        published?;
+        for (step, outcome) in published.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => {}
+                // No service has declared the step's callable.
+                Err(tasker_runtime::Error::Unroutable { .. }) => {
+                    self.wait_for_worker(template, task_id, step, attempt).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         for result in too_large {
             let step = template
                 .step_index(&result.step)
@@ -99,6 +115,37 @@ impl Coordinator {
         Ok(())
     }
 }
+
+impl Coordinator {
+    /// Notes that `step` waits for a worker that serves its callable, and
+    /// says so once.
+    async fn wait_for_worker(
+        &self,
+        template: &TaskTemplate,
+        task_id: Uuid,
+        step: usize,
+        attempt: u32,
+    ) -> Result<(), Error> {
+        let callable = &template.steps[step].callable;
+        let trace = telemetry::traceparent(&tracing::Span::current());
+        let waiting = self
+            .store
+            .wait_for_worker(task_id, template, step, attempt, WAITING_RETRY, trace.as_deref())
+            .await?;
+        if waiting == Waiting::Began {
+            warn!(task_id = %task_id, step = %template.steps[step].name, attempt, %callable,
+                "step waits for a worker: no service serves its callable yet");
+            metrics::global()
+                .steps_without_worker
+                .get_or_create(&metrics::callable(&template.namespace, callable))
+                .inc();
+        }
+        Ok(())
+    }
+}
+
+/// How soon a step that waits for a worker is tried again.
+pub(super) const WAITING_RETRY: Duration = Duration::from_secs(1);
 
 /// The failure of a step whose step-ready message, `ready`, would be `size`
 /// bytes, over `limit`: it names the largest parts of the input, and what to
@@ -173,6 +220,7 @@ fn step_ready(
         timeout_seconds: t.timeout.map(|d| d.as_secs_f64()),
         context,
         initialization: t.initialization.clone(),
+        dependencies: t.dependencies.clone(),
         dependency_results,
     })
 }

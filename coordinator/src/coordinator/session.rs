@@ -47,7 +47,11 @@ pub(super) async fn run(
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await
         .map_err(|e| broker.error(e))?;
-    let mut inputs = vec![(Input::Request, topology::UNROUTED_REQUESTS_QUEUE.to_owned())];
+    broker.declare_workers_queue(&channel).await?;
+    let mut inputs = vec![
+        (Input::Request, topology::UNROUTED_REQUESTS_QUEUE.to_owned()),
+        (Input::Announcement, topology::WORKERS_QUEUE.to_owned()),
+    ];
     for namespace in templates.namespaces() {
         broker.declare_namespace(&channel, namespace).await?;
         inputs.push((Input::Request, topology::request_queue(namespace)));

@@ -14,6 +14,7 @@ pub(super) fn delivery(input: Input, queue: &str, delivery: &Delivery) -> tracin
     let name = match input {
         Input::Request => "accept task",
         Input::Result => "record result",
+        Input::Announcement => "note worker",
     };
     let span = tracing::info_span!(
         "coordinator",
@@ -45,6 +46,7 @@ pub(super) fn publish_step(
     template: &TaskTemplate,
     task_id: Uuid,
     step: &str,
+    callable: &str,
     attempt: u32,
     links: &[String],
 ) -> tracing::Span {
@@ -54,8 +56,8 @@ pub(super) fn publish_step(
         otel.kind = "producer",
         messaging.system = "rabbitmq",
         messaging.operation.type = "send",
-        messaging.destination.name = %topology::step_queue(&template.namespace),
-        messaging.rabbitmq.destination.routing_key = %template.namespace,
+        messaging.destination.name = topology::STEPS_EXCHANGE,
+        messaging.rabbitmq.destination.routing_key = %topology::step_routing_key(&template.namespace, callable),
         messaging.message.id = tracing::field::Empty,
         tasker.task.id = %task_id,
         tasker.namespace = %template.namespace,

@@ -6,16 +6,16 @@
 //! once what it asked for is done.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use tasker_protocol::{ErrorCode, PROTOCOL_VERSION, StepFailure, StepOutcome, StepResult, TaskTemplate};
-use tasker_runtime::health;
-use tasker_runtime::telemetry;
+use tasker_runtime::{health, metrics, telemetry};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
 use super::Coordinator;
-use super::publish::ReadySteps;
+use super::publish::{ReadySteps, WAITING_RETRY};
 use crate::Error;
 use crate::store::StepRef;
 
@@ -23,7 +23,8 @@ use crate::store::StepRef;
 /// namespace.
 const CLAIM_LIMIT: usize = 100;
 
-/// Sweeps every `retry_poll` until `stop` is cancelled.
+/// Sweeps every `retry_poll` until `stop` is cancelled, and every
+/// [`WAITING_RETRY`] tries again the steps that wait for a worker.
 pub(super) async fn run(coordinator: Arc<Coordinator>, stop: CancellationToken) {
     let namespaces: Vec<String> = coordinator
         .templates
@@ -31,13 +32,21 @@ pub(super) async fn run(coordinator: Arc<Coordinator>, stop: CancellationToken) 
         .into_iter()
         .map(str::to_owned)
         .collect();
+    let mut waiting_pass = Instant::now();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(coordinator.config.retry_poll) => {}
         }
+        let try_waiting = waiting_pass.elapsed() >= WAITING_RETRY;
+        if try_waiting {
+            waiting_pass = Instant::now();
+        }
         for namespace in &namespaces {
             coordinator.sweep(namespace).await;
+            if try_waiting {
+                coordinator.sweep_waiting(namespace).await;
+            }
         }
     }
 }
@@ -87,6 +96,62 @@ impl Coordinator {
             }
             Err(e) => self.health.down(health::REDIS, &e),
         }
+    }
+
+    /// Tries again to publish `namespace`'s steps that wait for a worker;
+    /// one whose callable a service serves by now leaves waiting.
+    async fn sweep_waiting(&self, namespace: &str) {
+        match self
+            .store
+            .claim_waiting(namespace, self.config.claim_hold, CLAIM_LIMIT)
+            .await
+        {
+            Ok(waiting) => {
+                for entry in waiting.entries {
+                    // Under the span that published it first: the step
+                    // stays in its task's trace.
+                    let span = tracing::info_span!(
+                        "release waiting step",
+                        otel.kind = "internal",
+                        tasker.task.id = %entry.task_id,
+                    );
+                    if let Some(tp) = &entry.trace {
+                        telemetry::continue_from_traceparent(&span, tp);
+                    }
+                    if let Err(e) = self.release_waiting(&entry).instrument(span).await {
+                        warn!(error = %e, task_id = %entry.task_id, "waiting step not tried again; it will be");
+                    }
+                }
+            }
+            Err(e) => self.health.down(health::REDIS, &e),
+        }
+        if let Ok(count) = self.store.count_waiting(namespace).await {
+            metrics::global()
+                .steps_waiting_for_worker
+                .get_or_create(&metrics::namespace(namespace))
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Publishes a step that waited for a worker; if its callable still
+    /// reaches no queue, it waits again.
+    async fn release_waiting(&self, entry: &StepRef) -> Result<(), Error> {
+        let Some(template) = self.template_of(entry) else {
+            return Ok(());
+        };
+        let lease = self.lease(&template, entry.step);
+        let Some(released) = self.store.dispatch_waiting(entry, &template, lease).await? else {
+            return Ok(());
+        };
+        self.publish_steps(ReadySteps {
+            template: &template,
+            task_id: entry.task_id,
+            steps: &[entry.step],
+            attempt: entry.attempt,
+            inputs: &released.inputs,
+            joins: &released.joins,
+        })
+        .await
     }
 
     /// The template a schedule entry names, if this coordinator loads it.

@@ -72,7 +72,7 @@ impl Store {
         self.claim(lease_key(namespace), hold, limit).await
     }
 
-    async fn claim(&self, key: String, hold: Duration, limit: usize) -> Result<Claimed, Error> {
+    pub(super) async fn claim(&self, key: String, hold: Duration, limit: usize) -> Result<Claimed, Error> {
         let args = Args {
             now: Utc::now().timestamp_millis(),
             hold_ms: millis_of(hold),

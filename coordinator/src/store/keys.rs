@@ -34,6 +34,17 @@ pub fn schedule_key(namespace: &str) -> String {
     format!("tasker:schedule:{namespace}")
 }
 
+/// The sorted set of `namespace`'s steps that wait for a worker (their
+/// callable reached no queue), scored by when to try publishing each again.
+#[must_use]
+pub fn waiting_key(namespace: &str) -> String {
+    format!("tasker:waiting:{namespace}")
+}
+
+/// Every worker that has announced itself, by worker id: its last
+/// announcement and when a coordinator received it.
+pub const WORKERS: &str = "tasker:workers";
+
 /// One attempt of one step, as the schedules name it: a member of a
 /// namespace's retry schedule (`attempt` is the one that failed) or of its
 /// lease set (`attempt` is the one running).

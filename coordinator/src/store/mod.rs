@@ -20,6 +20,8 @@
 //! | `tasker:schedule:<namespace>` | sorted set | every retry waiting for its backoff, scored by when it is due. Member: the failed attempt's, as above, then `\|<traceparent>` when it carries one. |
 //! | `tasker:tasks` | sorted set | every task id, scored by when it was accepted, for `tasker list`. |
 //! | `tasker:namespaces` | hash | every namespace a coordinator has served, with when one last started serving it (unix ms). |
+//! | `tasker:waiting:<namespace>` | sorted set | every step that waits for a worker (its callable reached no queue), scored by when to try it again. Member: as a lease's. |
+//! | `tasker:workers` | hash | every worker that announced itself, by worker id: `{"announcement": …, "received_ms": …}`. Dropped when it says it leaves, and pruned an hour after it was last heard. |
 //!
 //! A claimed lease or retry is pushed into the future by the claim hold
 //! rather than removed, until its claimant has acted on it.
@@ -56,6 +58,7 @@
 //! | `due:i` | when its retry is due (unix ms) |
 //! | `sc:i` | the traceparent of the span that recorded its result, which a join's publish links to |
 //! | `ch:i` | the child task its handler started |
+//! | `ww:i` | while the step waits for a worker: the callable no service serves |
 //!
 //! [`TaskStatus::as_str`]: tasker_protocol::TaskStatus::as_str
 //! [`StepState::as_str`]: tasker_protocol::StepState::as_str
@@ -70,6 +73,8 @@ pub mod script;
 pub mod snapshot;
 pub mod summary;
 pub mod wait_child;
+pub mod wait_worker;
+pub mod workers;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -83,12 +88,14 @@ use crate::Error;
 pub use claim_due::Claimed;
 pub use create_task::{Created, NewTask, TaskToCreate};
 pub use dispatch_retry::Dispatched;
-pub use keys::{StepRef, lease_key, schedule_key, task_key};
+pub use keys::{StepRef, lease_key, schedule_key, task_key, waiting_key};
 pub use operate::{Operated, Operation, ReadyStep};
 pub use record_result::{Recorded, ResultToRecord, StepEnd, Verdict};
 pub use script::{Inputs, JoinSpans};
 pub use snapshot::{StepSnapshot, TaskSnapshot};
 pub use summary::TaskSummary;
+pub use wait_worker::{Released, Waiting};
+pub use workers::WorkerSeen;
 
 /// `duration` in whole milliseconds, as the scripts take durations.
 fn millis_of(duration: Duration) -> u64 {

@@ -8,8 +8,8 @@
 -- that no failed step blocks any longer goes back to pending, and each
 -- pending step whose dependencies are all complete is enqueued at its next
 -- attempt, under a lease. Completed steps and their results are kept.
--- cancel: every step that has not started (pending, or waiting for a
--- retry) is cancelled; the steps running finish, start nothing after them,
+-- cancel: every step that has not started (pending, waiting for a retry, or
+-- enqueued but waiting for a worker) is cancelled; the steps running finish, start nothing after them,
 -- and are not retried; the task ends cancelled once none runs.
 --
 -- KEYS, per item: the task hash, tasker:{<task_id>}; the namespace's lease
@@ -56,10 +56,11 @@ local function operate_one(KEYS, args)
     end
     redis.call('HSET', key, 'cancel', '1')
     for i = 0, n - 1 do
-      local s = redis.call('HGET', key, 's:' .. i)
-      if s == 'pending' or is_waiting_retry(s) then
+      local s, waits = unpack(redis.call('HMGET', key, 's:' .. i, 'ww:' .. i))
+      -- A step that waits for a worker has not started either.
+      if s == 'pending' or is_waiting_retry(s) or (s == 'enqueued' and waits) then
         redis.call('HSET', key, 's:' .. i, 'cancelled')
-        redis.call('HDEL', key, 'due:' .. i)
+        redis.call('HDEL', key, 'due:' .. i, 'ww:' .. i)
         redis.call('HINCRBY', key, 'open', -1)
       end
     end

@@ -62,6 +62,8 @@ pub struct StepSnapshot {
     pub finished_at: Option<DateTime<Utc>>,
     /// The child task the step's handler started, if it started one.
     pub child: Option<Uuid>,
+    /// While the step waits for a worker, the callable no service serves.
+    pub waiting_for_worker: Option<String>,
 }
 
 impl TaskSnapshot {
@@ -95,6 +97,7 @@ impl TaskSnapshot {
                 started_at: time(&format!("t0:{i}")),
                 finished_at: time(&format!("t1:{i}")),
                 child: f.get(&format!("ch:{i}")).and_then(|c| c.parse().ok()),
+                waiting_for_worker: f.get(&format!("ww:{i}")).cloned(),
             });
         }
         let replies = f
@@ -146,6 +149,7 @@ impl TaskSnapshot {
                         .and_then(|r| RawValue::from_string(r.clone()).ok()),
                     error: s.error.clone(),
                     child_task_id: s.child,
+                    waiting_for_worker: s.waiting_for_worker.clone(),
                 })
                 .collect(),
             parent: self.parent.clone(),

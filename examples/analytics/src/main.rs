@@ -50,6 +50,8 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = tasker_worker::telemetry::init("worker-analytics");
     let config = WorkerConfig {
         amqp_url: args.amqp_url,
+        // The team's one service serves every step of its namespace.
+        service: NAMESPACE.to_owned(),
         concurrency: args.concurrency,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         name: format!("analytics-worker-{}", std::process::id()),

@@ -65,27 +65,74 @@ pub enum BillingService {
 /// [`register`], with the billing service up or down.
 #[must_use]
 pub fn register_with(worker: Worker, latency: &Latency, billing: BillingService) -> Worker {
-    worker
-        .handler(
-            "Microservices::StepHandlers::CreateUserAccountHandler",
-            CreateUserAccount(latency.clone()),
-        )
-        .handler(
-            "Microservices::StepHandlers::SetupBillingProfileHandler",
-            SetupBillingProfile(latency.clone(), billing),
-        )
-        .handler(
-            "Microservices::StepHandlers::InitializePreferencesHandler",
-            InitializePreferences(latency.clone()),
-        )
-        .handler(
-            "Microservices::StepHandlers::SendWelcomeSequenceHandler",
-            SendWelcomeSequence(latency.clone()),
-        )
-        .handler(
-            "Microservices::StepHandlers::UpdateUserStatusHandler",
-            UpdateUserStatus(latency.clone()),
-        )
+    Service::ALL.into_iter().fold(worker, |worker, service| {
+        service.register(worker, latency, billing)
+    })
+}
+
+/// The services of the `microservices` namespace, each owned by its own
+/// team; each serves some of the five callables, and several processes,
+/// in several languages, serve the namespace together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Creates accounts and activates them.
+    User,
+    /// Sets up the billing profile.
+    Billing,
+    /// Sets up the user's preferences.
+    Preferences,
+    /// Sends the welcome sequence.
+    Notifications,
+}
+
+impl Service {
+    /// Every service.
+    pub const ALL: [Self; 4] = [Self::User, Self::Billing, Self::Preferences, Self::Notifications];
+
+    /// The service's name, which names its queue.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Billing => "billing",
+            Self::Preferences => "preferences",
+            Self::Notifications => "notifications",
+        }
+    }
+
+    /// The service called `name`.
+    #[must_use]
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The callables the service serves.
+    #[must_use]
+    pub fn callables(self) -> &'static [&'static str] {
+        match self {
+            Self::User => &[
+                "Microservices::StepHandlers::CreateUserAccountHandler",
+                "Microservices::StepHandlers::UpdateUserStatusHandler",
+            ],
+            Self::Billing => &["Microservices::StepHandlers::SetupBillingProfileHandler"],
+            Self::Preferences => &["Microservices::StepHandlers::InitializePreferencesHandler"],
+            Self::Notifications => &["Microservices::StepHandlers::SendWelcomeSequenceHandler"],
+        }
+    }
+
+    /// Registers the service's handlers.
+    #[must_use]
+    pub fn register(self, worker: Worker, latency: &Latency, billing: BillingService) -> Worker {
+        let l = || latency.clone();
+        match self {
+            Self::User => worker
+                .handler(self.callables()[0], CreateUserAccount(l()))
+                .handler(self.callables()[1], UpdateUserStatus(l())),
+            Self::Billing => worker.handler(self.callables()[0], SetupBillingProfile(l(), billing)),
+            Self::Preferences => worker.handler(self.callables()[0], InitializePreferences(l())),
+            Self::Notifications => worker.handler(self.callables()[0], SendWelcomeSequence(l())),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use tasker_example_microservices::{BillingService, Latency, NAMESPACE, register_with};
+use tasker_example_microservices::{BillingService, Latency, NAMESPACE, Service, register_with};
 use tasker_worker::{Worker, WorkerConfig};
 
 /// jemalloc rather than the system allocator: every delivery's task is a
@@ -15,6 +15,10 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[derive(Parser)]
 #[command(about = "Runs the user-registration step handlers (namespace `microservices`)")]
 struct Args {
+    /// The service to run: user, billing, preferences or notifications; or
+    /// all, every handler in one process (service `microservices`).
+    #[arg(long, env = "TASKER_SERVICE", default_value = "all", value_parser = parse_service)]
+    service: Chosen,
     /// RabbitMQ URL.
     #[arg(long, env = "TASKER_AMQP_URL", default_value = tasker_worker::defaults::AMQP_URL, hide_env_values = true)]
     amqp_url: String,
@@ -37,6 +41,19 @@ struct Args {
     shutdown_grace: u64,
 }
 
+/// The service `--service` chose; `None` for all of them.
+#[derive(Clone, Copy)]
+struct Chosen(Option<Service>);
+
+fn parse_service(s: &str) -> Result<Chosen, String> {
+    if s == "all" {
+        return Ok(Chosen(None));
+    }
+    Service::named(s).map(|one| Chosen(Some(one))).ok_or_else(|| {
+        format!("{s:?} is not a service; pass user, billing, preferences, notifications or all")
+    })
+}
+
 fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
     let (a, b) = s
         .split_once("..")
@@ -53,11 +70,13 @@ fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _telemetry = tasker_worker::telemetry::init("worker-microservices");
+    let service = args.service.0.map_or(NAMESPACE, Service::name);
     let config = WorkerConfig {
         amqp_url: args.amqp_url,
+        service: service.to_owned(),
         concurrency: args.concurrency,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
-        name: format!("microservices-worker-{}", std::process::id()),
+        name: format!("microservices-{service}-{}", std::process::id()),
         health_addr: args.health_addr,
         ..WorkerConfig::default()
     };
@@ -67,12 +86,29 @@ async fn main() -> anyhow::Result<()> {
     } else {
         BillingService::Up
     };
-    register_with(
-        Worker::new(config).namespace(NAMESPACE),
-        &Latency(args.latency_ms),
-        billing,
-    )
-    .run(shutdown)
-    .await?;
+    let worker = Worker::new(config).namespace(NAMESPACE);
+    let latency = Latency(args.latency_ms);
+    let worker = match args.service.0 {
+        Some(one) => one.register(worker, &latency, billing),
+        None => register_with(worker, &latency, billing),
+    };
+    worker.run(shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_flag_names_one_service_or_all() {
+        let one = Args::try_parse_from(["worker", "--service", "billing"]).unwrap();
+        assert_eq!(one.service.0, Some(Service::Billing));
+        let all = Args::try_parse_from(["worker"]).unwrap();
+        assert_eq!(all.service.0, None);
+        let Err(wrong) = Args::try_parse_from(["worker", "--service", "bill"]) else {
+            panic!("an unknown service parsed");
+        };
+        assert!(wrong.to_string().contains("pass user, billing"), "{wrong}");
+    }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::dag::Dag;
 use crate::names::{closest, name_problem};
 use crate::retry::RetryPolicy;
+use crate::topology;
 
 use super::outline::Outline;
 use super::{
@@ -112,7 +113,7 @@ impl Validation<'_> {
                 }
             }
             dependencies.push(deps);
-            steps.push(self.step(&label, i, step));
+            steps.push(self.step(&label, &raw.namespace_name, i, step));
         }
         if !raw.steps.is_empty() && raw.steps.iter().all(|s| !s.dependencies.is_empty()) {
             let line = self.outline.top("steps");
@@ -170,7 +171,7 @@ impl Validation<'_> {
     }
 
     /// Validates the retry policy and timeout of step `i`.
-    fn step(&mut self, label: &str, i: usize, step: &RawStep) -> Option<StepTemplate> {
+    fn step(&mut self, label: &str, namespace: &str, i: usize, step: &RawStep) -> Option<StepTemplate> {
         let mut ok = true;
         let r = &step.retry;
         let max_attempts = r
@@ -259,6 +260,21 @@ impl Validation<'_> {
                 format!(
                     "{label}: step {:?} has an empty handler.callable; name the handler that workers register for this step",
                     step.name
+                ),
+            );
+            ok = false;
+        }
+        let key = topology::step_routing_key(namespace, &step.handler.callable);
+        if key.len() > topology::MAX_ROUTING_KEY_BYTES {
+            let line = self.outline.step_key(i, &["handler", "callable"]);
+            let room = topology::MAX_ROUTING_KEY_BYTES - (key.len() - step.handler.callable.len());
+            self.issue(
+                line,
+                format!(
+                    "{label}: step {:?} has a handler.callable of {} bytes; steps are routed to workers by namespace and callable, which AMQP allows {} bytes, so shorten it to {room} bytes or fewer",
+                    step.name,
+                    step.handler.callable.len(),
+                    topology::MAX_ROUTING_KEY_BYTES
                 ),
             );
             ok = false;

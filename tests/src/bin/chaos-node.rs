@@ -101,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
             }));
             let mut worker = Worker::new(WorkerConfig {
                 amqp_url,
+                service: tasker_e2e::bench::BENCH_SERVICE.to_owned(),
                 concurrency: 256,
                 name: format!("bench-worker-{}", std::process::id()),
                 ..WorkerConfig::default()
@@ -114,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
         Role::TeamWorker { team, namespace } => {
             let worker = Worker::new(WorkerConfig {
                 amqp_url,
+                service: team.clone(),
                 name: format!("{team}-worker-{}", std::process::id()),
                 ..WorkerConfig::default()
             })
@@ -185,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let mut worker = Worker::new(WorkerConfig {
                 amqp_url,
+                service: tasker_e2e::chaos::CHAOS_SERVICE.to_owned(),
                 concurrency: 64,
                 shutdown_grace: Duration::from_secs(5),
                 name: format!("chaos-worker-{}", std::process::id()),

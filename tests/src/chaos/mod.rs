@@ -43,6 +43,9 @@ pub const CALLABLES: &[&str] = &[
     "chaos",
 ];
 
+/// The service of the chaos workers.
+pub const CHAOS_SERVICE: &str = "chaos";
+
 /// The callable of the chaos template's step that hands its work to a
 /// child task, `errand`, and completes with the child's result.
 pub const CHILD_CALLABLE: &str = "chaos_child";
@@ -444,7 +447,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         .map_or(0, |d| d.copies.load(Ordering::Relaxed));
     drop(duplicator);
     nodes.stop().await;
-    crate::delete_namespaces(&[&namespace]).await;
+    crate::delete_namespaces(&[&namespace], &[CHAOS_SERVICE]).await;
 
     let progress = progress.lock().await;
     let mut report = ChaosReport {

@@ -164,10 +164,11 @@ impl Broker {
         .await
     }
 
-    /// Declares the three queues of `namespace` and their bindings: its
-    /// task requests, its step-ready messages and its step results. Every
-    /// process that touches a namespace declares them all, so that no
-    /// message to it is ever unroutable, whichever process starts first.
+    /// Declares the queues of `namespace` that every process touching it
+    /// shares, and their bindings: its task requests and its step results,
+    /// and the steps exchange. Every process that touches a namespace
+    /// declares them, so that no request or result to it is ever
+    /// unroutable, whichever process starts first.
     ///
     /// # Errors
     ///
@@ -178,19 +179,7 @@ impl Broker {
         self.declare_queue(channel, &requests).await?;
         self.bind(channel, &requests, topology::REQUESTS_EXCHANGE, namespace)
             .await?;
-
-        self.declare_exchange(
-            channel,
-            topology::STEPS_EXCHANGE,
-            ExchangeKind::Direct,
-            FieldTable::default(),
-        )
-        .await?;
-        let steps = topology::step_queue(namespace);
-        self.declare_queue(channel, &steps).await?;
-        self.bind(channel, &steps, topology::STEPS_EXCHANGE, namespace)
-            .await?;
-
+        self.declare_steps_exchange(channel).await?;
         let results = topology::result_queue(namespace);
         self.declare_queue(channel, &results).await?;
         self.bind(
@@ -198,6 +187,63 @@ impl Broker {
             &results,
             topology::EVENTS_EXCHANGE,
             &topology::step_result_routing_key(namespace),
+        )
+        .await
+    }
+
+    /// Declares `service`'s queue of `namespace`'s steps and binds it to the
+    /// routing key of each of `callables`: from then on, those steps reach
+    /// it, whether or not a worker of the service runs. Gives back the
+    /// queue's name.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration fails.
+    pub async fn declare_service(
+        &self,
+        channel: &Channel,
+        namespace: &str,
+        service: &str,
+        callables: &[&str],
+    ) -> Result<String, Error> {
+        self.declare_steps_exchange(channel).await?;
+        let queue = topology::service_queue(namespace, service);
+        self.declare_queue(channel, &queue).await?;
+        for callable in callables {
+            self.bind(
+                channel,
+                &queue,
+                topology::STEPS_EXCHANGE,
+                &topology::step_routing_key(namespace, callable),
+            )
+            .await?;
+        }
+        Ok(queue)
+    }
+
+    /// Declares the queue of workers' announcements, which coordinators
+    /// consume.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration fails.
+    pub async fn declare_workers_queue(&self, channel: &Channel) -> Result<(), Error> {
+        self.declare_queue(channel, topology::WORKERS_QUEUE).await?;
+        self.bind(
+            channel,
+            topology::WORKERS_QUEUE,
+            topology::EVENTS_EXCHANGE,
+            topology::WORKER_ANNOUNCE_ROUTING_KEY,
+        )
+        .await
+    }
+
+    async fn declare_steps_exchange(&self, channel: &Channel) -> Result<(), Error> {
+        self.declare_exchange(
+            channel,
+            topology::STEPS_EXCHANGE,
+            ExchangeKind::Direct,
+            FieldTable::default(),
         )
         .await
     }
@@ -247,18 +293,26 @@ impl Broker {
         Ok((name, consumer))
     }
 
-    /// Deletes the three queues of `namespace`, with whatever they hold. For
-    /// tests and benchmarks that made up a namespace; never for a real one.
+    /// Deletes the queues of `namespace` and of its `services`, with
+    /// whatever they hold. For tests and benchmarks that made up a
+    /// namespace; never for a real one.
     ///
     /// # Errors
     ///
     /// Returns [`Error::Amqp`] if a deletion fails.
-    pub async fn delete_namespace(&self, channel: &Channel, namespace: &str) -> Result<(), Error> {
-        for queue in [
+    pub async fn delete_namespace(
+        &self,
+        channel: &Channel,
+        namespace: &str,
+        services: &[&str],
+    ) -> Result<(), Error> {
+        let queues = [
             topology::request_queue(namespace),
-            topology::step_queue(namespace),
             topology::result_queue(namespace),
-        ] {
+        ]
+        .into_iter()
+        .chain(services.iter().map(|s| topology::service_queue(namespace, s)));
+        for queue in queues {
             channel
                 .queue_delete(
                     queue.as_str().into(),

@@ -90,6 +90,12 @@ pub struct Metrics {
     pub join_wait: Histograms<StepLabels>,
     /// Messages moved to the dead-letter queue (both).
     pub dead_letters: Family<DeadLetterLabels, Counter>,
+    /// Steps that found no service serving their callable, and began to
+    /// wait for a worker (coordinator).
+    pub steps_without_worker: Family<CallableLabels, Counter>,
+    /// Steps waiting for a worker now, by namespace, as the store counts
+    /// them (coordinator; every coordinator reports the same count).
+    pub steps_waiting_for_worker: Family<NamespaceLabels, Gauge>,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -108,6 +114,8 @@ impl Metrics {
             queue_wait: Family::new_with_constructor(seconds_histogram),
             join_wait: Family::new_with_constructor(seconds_histogram),
             dead_letters: Family::default(),
+            steps_without_worker: Family::default(),
+            steps_waiting_for_worker: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -145,6 +153,16 @@ impl Metrics {
             "Messages moved to the dead-letter queue",
             m.dead_letters.clone(),
         );
+        registry.register(
+            "steps_without_worker",
+            "Steps whose callable no service served when they were published: each began to wait for a worker",
+            m.steps_without_worker.clone(),
+        );
+        registry.register(
+            "steps_waiting_for_worker",
+            "Steps waiting now for a worker that serves their callable",
+            m.steps_waiting_for_worker.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -162,6 +180,39 @@ impl Metrics {
 pub fn global() -> &'static Metrics {
     static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
     &METRICS
+}
+
+/// Labels of a metric per namespace.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    /// The namespace.
+    pub namespace: String,
+}
+
+/// Labels of a metric per handler.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallableLabels {
+    /// The namespace.
+    pub namespace: String,
+    /// The handler's callable, as the template names it.
+    pub callable: String,
+}
+
+/// Shorthand for [`NamespaceLabels`].
+#[must_use]
+pub fn namespace(namespace: &str) -> NamespaceLabels {
+    NamespaceLabels {
+        namespace: namespace.to_owned(),
+    }
+}
+
+/// Shorthand for [`CallableLabels`].
+#[must_use]
+pub fn callable(namespace: &str, callable: &str) -> CallableLabels {
+    CallableLabels {
+        namespace: namespace.to_owned(),
+        callable: callable.to_owned(),
+    }
 }
 
 /// Shorthand for [`TaskLabels`].

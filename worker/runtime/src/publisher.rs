@@ -80,6 +80,23 @@ impl Publisher {
         Ok(())
     }
 
+    /// Publishes every message as [`Self::publish_all`] does, and gives back
+    /// how each went, in order: for a caller that treats an
+    /// [`Error::Unroutable`] message apart from the others.
+    ///
+    /// # Errors
+    ///
+    /// Returns the first error of writing a message (the channel is gone);
+    /// then none has been confirmed.
+    pub async fn publish_each(&self, messages: Vec<Outgoing>) -> Result<Vec<Result<(), Error>>, Error> {
+        let sent = futures::future::try_join_all(messages.into_iter().map(|m| self.send(m))).await?;
+        let mut outcomes = Vec::with_capacity(sent.len());
+        for one in sent {
+            outcomes.push(self.confirmed(one).await);
+        }
+        Ok(outcomes)
+    }
+
     /// Waits for the confirm of a message [`Self::send`] wrote.
     async fn confirmed(&self, (exchange, routing_key, confirm): Sent) -> Result<(), Error> {
         match confirm.await.map_err(|e| self.error(e))? {

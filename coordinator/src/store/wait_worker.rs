@@ -1,0 +1,233 @@
+//! `wait_worker.lua` and `dispatch_waiting.lua`: a step whose callable no
+//! service serves waits, without spending an attempt, and is published
+//! again once one does.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tasker_protocol::TaskTemplate;
+use uuid::Uuid;
+
+use super::keys::{StepRef, lease_key, task_key, waiting_key};
+use super::script::{Inputs, JoinSpans, LuaScript};
+use super::{Store, millis_of};
+use crate::Error;
+
+static WAIT_WORKER: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new("wait_worker", 3, include_str!("wait_worker.lua")));
+static DISPATCH_WAITING: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new("dispatch_waiting", 3, include_str!("dispatch_waiting.lua")));
+
+/// The arguments of `wait_worker.lua`, as its header names them.
+#[derive(Debug, Serialize)]
+struct WaitArgs<'a> {
+    step: usize,
+    attempt: u32,
+    callable: &'a str,
+    lease_member: String,
+    member: String,
+    next_try: i64,
+}
+
+/// The reply of `wait_worker.lua`, as its header names it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitReply {
+    waiting: bool,
+    first: bool,
+}
+
+/// The arguments of `dispatch_waiting.lua`, as its header names them.
+#[derive(Debug, Serialize)]
+struct DispatchArgs {
+    step: usize,
+    attempt: u32,
+    member: String,
+    inputs: Vec<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parents: Option<Vec<usize>>,
+    lease_ms: u64,
+    lease_prefix: String,
+    now: i64,
+}
+
+/// The reply of `dispatch_waiting.lua`, as its header names it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DispatchReply {
+    dispatched: bool,
+    inputs: Option<Inputs>,
+    #[serde(default)]
+    joins: Vec<JoinSpans>,
+}
+
+/// How noting a step as waiting went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// It waits, and did not before: the moment to say so.
+    Began,
+    /// It waited already.
+    Still,
+    /// It has moved on: nothing waits.
+    No,
+}
+
+/// A waiting step taken out of waiting, to publish.
+#[derive(Debug)]
+pub struct Released {
+    /// What its message carries.
+    pub inputs: Inputs,
+    /// For a join, its parents' spans.
+    pub joins: Vec<JoinSpans>,
+}
+
+impl Store {
+    /// How many steps of `namespace` wait for a worker.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if Redis fails.
+    pub async fn count_waiting(&self, namespace: &str) -> Result<u64, Error> {
+        redis::AsyncCommands::zcard(&mut self.conn(), waiting_key(namespace))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Claims up to `limit` steps of `namespace` that wait for a worker and
+    /// are due to be tried again, holding each for `hold`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if the script fails.
+    pub async fn claim_waiting(
+        &self,
+        namespace: &str,
+        hold: Duration,
+        limit: usize,
+    ) -> Result<super::Claimed, Error> {
+        self.claim(waiting_key(namespace), hold, limit).await
+    }
+
+    /// Notes that `attempt` of `step` waits for a worker that serves its
+    /// callable, to be tried again after `retry_in`. Its entry carries
+    /// `trace`, the span that published it, so that the step, once
+    /// published again, stays in the task's trace.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if the script fails.
+    pub async fn wait_for_worker(
+        &self,
+        task_id: Uuid,
+        template: &TaskTemplate,
+        step: usize,
+        attempt: u32,
+        retry_in: Duration,
+        trace: Option<&str>,
+    ) -> Result<Waiting, Error> {
+        let lease_member = StepRef::new(task_id, template, step, attempt).member;
+        let member = match trace {
+            Some(tp) => format!("{lease_member}|{tp}"),
+            None => lease_member.clone(),
+        };
+        let args = WaitArgs {
+            step,
+            attempt,
+            callable: &template.steps[step].callable,
+            lease_member,
+            member,
+            next_try: Utc::now().timestamp_millis() + i64::try_from(millis_of(retry_in)).unwrap_or(i64::MAX),
+        };
+        let keys = [
+            task_key(task_id),
+            lease_key(&template.namespace),
+            waiting_key(&template.namespace),
+        ];
+        let reply: WaitReply = WAIT_WORKER.call_one(self, &keys, &args).await?;
+        Ok(match (reply.waiting, reply.first) {
+            (false, _) => Waiting::No,
+            (true, true) => Waiting::Began,
+            (true, false) => Waiting::Still,
+        })
+    }
+
+    /// Takes the claimed waiting step `entry` out of waiting and leases it
+    /// for `lease`, to publish; `None` if it has moved on. Either way it
+    /// leaves the waiting set.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if the script fails.
+    pub async fn dispatch_waiting(
+        &self,
+        entry: &StepRef,
+        template: &TaskTemplate,
+        lease: Duration,
+    ) -> Result<Option<Released>, Error> {
+        let parents = template.dag.parents(entry.step);
+        let args = DispatchArgs {
+            step: entry.step,
+            attempt: entry.attempt,
+            member: entry.member.clone(),
+            inputs: template.carried(entry.step).to_vec(),
+            parents: (parents.len() > 1).then(|| parents.to_vec()),
+            lease_ms: millis_of(lease),
+            lease_prefix: StepRef::prefix(entry.task_id, template),
+            now: Utc::now().timestamp_millis(),
+        };
+        let keys = [
+            task_key(entry.task_id),
+            lease_key(&template.namespace),
+            waiting_key(&template.namespace),
+        ];
+        let reply: DispatchReply = DISPATCH_WAITING.call_one(self, &keys, &args).await?;
+        Ok(reply.dispatched.then(|| Released {
+            inputs: reply.inputs.unwrap_or_default(),
+            joins: reply.joins,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::script::contract;
+
+    #[test]
+    fn the_headers_name_the_arguments_and_the_replies() {
+        let wait = WaitArgs {
+            step: 0,
+            attempt: 1,
+            callable: "c",
+            lease_member: "m".into(),
+            member: "m|tp".into(),
+            next_try: 0,
+        };
+        contract::check(
+            &WAIT_WORKER,
+            &wait,
+            &WaitReply {
+                waiting: true,
+                first: true,
+            },
+        );
+        let dispatch = DispatchArgs {
+            step: 0,
+            attempt: 1,
+            member: "m".into(),
+            inputs: vec![],
+            parents: Some(vec![0, 1]),
+            lease_ms: 1,
+            lease_prefix: "p|".into(),
+            now: 0,
+        };
+        let reply = DispatchReply {
+            dispatched: true,
+            inputs: Some(Inputs::default()),
+            joins: vec![],
+        };
+        contract::check(&DISPATCH_WAITING, &dispatch, &reply);
+    }
+}

@@ -1,0 +1,238 @@
+//! Steps routed by handler: several services, each its own workers, serve
+//! one namespace together; each receives only its own callables' steps; a
+//! step whose callable no service serves waits, spending no attempt, and
+//! runs once a worker declares it.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tasker_coordinator::Store;
+use tasker_e2e::{
+    Recorder, Stack, eventually, redis_url, registration_template, template, unique, worker_config,
+};
+use tasker_example_microservices::Service;
+use tasker_protocol::{StepState, TaskRequest, TaskStatus};
+use tasker_worker::Worker;
+use tokio_util::sync::CancellationToken;
+
+/// A worker of `service`, running a recorder's handler for each of
+/// `callables`.
+fn service_worker(
+    ns: &str,
+    service: &str,
+    callables: &[&str],
+    recorder: &Recorder,
+    delay: Duration,
+) -> Worker {
+    let mut config = worker_config(4);
+    config.service = service.to_owned();
+    let mut worker = Worker::new(config).namespace(ns);
+    for callable in callables {
+        worker = worker.handler(*callable, recorder.ok(delay));
+    }
+    worker
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_services_serve_the_diamond_each_receiving_only_its_own_steps() {
+    let ns = unique("four_services");
+    let recorders: Vec<(Service, Recorder)> = Service::ALL
+        .into_iter()
+        .map(|s| (s, Recorder::default()))
+        .collect();
+    let workers = recorders
+        .iter()
+        .map(|(service, recorder)| {
+            service_worker(
+                &ns,
+                service.name(),
+                service.callables(),
+                recorder,
+                Duration::from_millis(200),
+            )
+        })
+        .collect();
+    let stack = Stack::start(vec![registration_template(&ns)], 1, workers)
+        .await
+        .unwrap();
+    let report = stack
+        .run(
+            &ns,
+            "user_registration",
+            json!({ "user_info": { "email": "jane@example.com", "name": "Jane", "plan": "pro" } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, TaskStatus::Complete, "{report:#?}");
+    let template = registration_template(&ns);
+    for (service, recorder) in &recorders {
+        let runs = recorder.runs();
+        let own: Vec<&str> = template
+            .steps
+            .iter()
+            .filter(|s| service.callables().contains(&s.callable.as_str()))
+            .map(|s| s.name.as_str())
+            .collect();
+        // Each process received its own callables' steps, once each, and
+        // nothing else.
+        let mut ran: Vec<&str> = runs.iter().map(|r| r.step.as_str()).collect();
+        ran.sort_unstable();
+        let mut expected = own.clone();
+        expected.sort_unstable();
+        assert_eq!(ran, expected, "service {}", service.name());
+    }
+    // Billing and preferences, in two processes, ran at the same time.
+    let run_of = |service: Service, step: &str| {
+        let (_, recorder) = recorders.iter().find(|(s, _)| *s == service).unwrap();
+        recorder.runs_of(report.task_id, step).pop().unwrap()
+    };
+    let billing = run_of(Service::Billing, "setup_billing_profile");
+    let preferences = run_of(Service::Preferences, "initialize_preferences");
+    assert!(
+        billing.started < preferences.finished && preferences.started < billing.finished,
+        "billing and preferences did not overlap"
+    );
+    // The join ran once, after both.
+    let join = run_of(Service::Notifications, "send_welcome_sequence");
+    assert!(join.started >= billing.finished && join.started >= preferences.finished);
+    stack.stop().await;
+}
+
+/// A diamond whose two branches are served by two services.
+fn two_service_diamond(ns: &str) -> tasker_protocol::TaskTemplate {
+    template(&format!(
+        "name: split\nnamespace_name: {ns}\nversion: 1.0.0\nsteps:\n\
+         \x20 - name: start\n    handler: {{ callable: Here::Start }}\n\
+         \x20 - name: ours\n    handler: {{ callable: Here::Ours }}\n    dependencies: [start]\n\
+         \x20 - name: theirs\n    handler: {{ callable: There::Theirs }}\n    dependencies: [start]\n\
+         \x20 - name: join\n    handler: {{ callable: Here::Join }}\n    dependencies: [ours, theirs]\n"
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_no_service_serves_waits_without_spending_an_attempt_and_runs_once_one_does() {
+    let ns = unique("no_worker");
+    let here = Recorder::default();
+    let worker = service_worker(
+        &ns,
+        "here",
+        &["Here::Start", "Here::Ours", "Here::Join"],
+        &here,
+        Duration::ZERO,
+    );
+    let stack = Stack::start(vec![two_service_diamond(&ns)], 1, vec![worker])
+        .await
+        .unwrap();
+    let submitted = stack
+        .client
+        .submit(TaskRequest::new(&ns, "split", json!({})))
+        .await
+        .unwrap();
+    let task_id = submitted.task_id;
+    let store = Store::connect(&redis_url(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    // `theirs` waits for a worker; `ours` ran meanwhile.
+    eventually("theirs waiting for a worker", || {
+        let store = store.clone();
+        async move {
+            let Ok(Some(task)) = store.task(task_id).await else {
+                return false;
+            };
+            task.steps[2].waiting_for_worker.as_deref() == Some("There::Theirs")
+                && task.steps[1].state == StepState::Completed
+        }
+    })
+    .await;
+    let task = store.task(task_id).await.unwrap().unwrap();
+    assert_eq!(
+        (task.steps[2].state, task.steps[2].attempts),
+        (StepState::Enqueued, 1)
+    );
+    assert!(here.runs_of(task_id, "theirs").is_empty());
+    let status = task.report();
+    assert_eq!(
+        status.steps[2].waiting_for_worker.as_deref(),
+        Some("There::Theirs")
+    );
+    // Still waiting a while later: no lease ran out, no attempt was spent.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let task = store.task(task_id).await.unwrap().unwrap();
+    assert_eq!(
+        (task.steps[2].state, task.steps[2].attempts),
+        (StepState::Enqueued, 1)
+    );
+
+    // The service that serves it starts: the step runs, the task completes.
+    let there = Recorder::default();
+    let shutdown = CancellationToken::new();
+    let worker = service_worker(&ns, "there", &["There::Theirs"], &there, Duration::ZERO);
+    let run = shutdown.clone();
+    let handle = tokio::spawn(async move { worker.run(run).await.unwrap() });
+    let report = tasker_e2e::finished(submitted.wait(Duration::from_secs(20)).await.unwrap()).unwrap();
+    assert_eq!(report.status, TaskStatus::Complete, "{report:#?}");
+    assert_eq!(report.steps[2].attempts, 1, "waiting spent no attempt");
+    assert!(report.steps[2].waiting_for_worker.is_none());
+    assert_eq!(there.runs_of(task_id, "theirs").len(), 1);
+    // The other service never received it.
+    assert!(here.runs_of(task_id, "theirs").is_empty());
+    assert_eq!(here.runs_of(task_id, "join").len(), 1);
+    shutdown.cancel();
+    handle.await.unwrap();
+    stack.stop().await;
+    tasker_e2e::delete_namespaces(&[&ns], &["there"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_task_cancels_its_step_that_waits_for_a_worker() {
+    let ns = unique("cancel_waiting");
+    let here = Recorder::default();
+    let worker = service_worker(
+        &ns,
+        "here",
+        &["Here::Start", "Here::Ours", "Here::Join"],
+        &here,
+        Duration::ZERO,
+    );
+    let stack = Stack::start(vec![two_service_diamond(&ns)], 1, vec![worker])
+        .await
+        .unwrap();
+    let submitted = stack
+        .client
+        .submit(TaskRequest::new(&ns, "split", json!({})))
+        .await
+        .unwrap();
+    let task_id = submitted.task_id;
+    let store = Store::connect(&redis_url(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    eventually("theirs waiting for a worker", || {
+        let store = store.clone();
+        async move {
+            matches!(store.task(task_id).await, Ok(Some(t)) if t.steps[2].waiting_for_worker.is_some()
+                && t.steps[1].state == StepState::Completed)
+        }
+    })
+    .await;
+    let command = tasker_protocol::TaskCommand {
+        protocol_version: tasker_protocol::PROTOCOL_VERSION,
+        task_id,
+        action: tasker_protocol::TaskAction::Cancel,
+    };
+    let reply = stack
+        .client
+        .command(&ns, &command)
+        .await
+        .unwrap()
+        .wait(Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&reply, tasker_worker::Reply::Command(r) if r.accepted),
+        "{reply:?}"
+    );
+    let report = tasker_e2e::finished(submitted.wait(Duration::from_secs(20)).await.unwrap()).unwrap();
+    assert_eq!(report.status, TaskStatus::Cancelled, "{report:#?}");
+    assert_eq!(report.steps[2].state, StepState::Cancelled);
+    stack.stop().await;
+}

@@ -1,0 +1,368 @@
+"""What every Tasker process does with RabbitMQ: connect (with a short
+heartbeat), declare the topology, build the properties every message
+carries, publish with confirms, and dead-letter what a consumer cannot use,
+never dropping it.
+
+Publishing and consuming use separate channels, as in the Rust runtime, so
+a slow consumer never holds up a publish, and a publish refused by the
+broker never closes the channel steps are consumed on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
+from yarl import URL
+
+from tasker_worker import telemetry, topology
+from tasker_worker.errors import BrokerError, ConfigError, DeadLetterReason
+from tasker_worker.logs import fields
+from tasker_worker.metrics import METRICS
+from tasker_worker.topology import Header
+
+log = logging.getLogger(__name__)
+
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+"""What a lost or refused connection raises in aio-pika and the socket layer."""
+
+
+def redact(url: str) -> str:
+    """``url`` with its password masked, for logs and messages."""
+    try:
+        parsed = URL(url)
+    except (TypeError, ValueError):
+        return "<unparseable url>"
+    return str(parsed.with_password("***")) if parsed.password else str(parsed)
+
+
+def connection_url(url: str, heartbeat: float) -> URL:
+    """``url`` asking for a heartbeat every ``heartbeat`` seconds, unless it
+    asks for its own with ``?heartbeat=``: the URL wins. AMQP counts whole
+    seconds; a fraction rounds up, so that a short heartbeat never turns
+    into none (zero turns heartbeats off).
+
+    :raises ConfigError: if ``url`` is not an AMQP URL.
+    """
+    try:
+        parsed = URL(url)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{redact(url)} is not an AMQP URL: {e}") from None
+    if parsed.scheme not in ("amqp", "amqps") or not parsed.host:
+        raise ConfigError(
+            f"{redact(url)} is not an AMQP URL; write it like "
+            "amqp://user:password@host:5672/%2f (TASKER_AMQP_URL)"
+        )
+    if "heartbeat" in parsed.query:
+        return parsed
+    return parsed.update_query(heartbeat=math.ceil(heartbeat) if heartbeat > 0 else 0)
+
+
+class Broker:
+    """A connection to RabbitMQ, and the URL it was made to, for messages."""
+
+    def __init__(self, connection: AbstractConnection, url: str) -> None:
+        self.connection = connection
+        self.url = redact(url)
+
+    @classmethod
+    async def connect(cls, url: str, name: str, heartbeat: float) -> Broker:
+        """Connects to ``url``; ``name`` shows in the broker's connection list.
+
+        :raises ConfigError: if ``url`` is not an AMQP URL.
+        :raises BrokerError: not retryable if the broker refuses the login
+            or the vhost, retryable if it cannot be reached.
+        """
+        target = connection_url(url, heartbeat)
+        try:
+            connection = await aio_pika.connect(
+                target, client_properties={"connection_name": name}, timeout=30
+            )
+        except (
+            aiormq.exceptions.AuthenticationError,
+            aiormq.exceptions.ProbableAuthenticationError,
+            aiormq.exceptions.ConnectionNotAllowed,
+        ) as e:
+            # A refused login or vhost: the same URL cannot succeed later.
+            raise _refused(url, e) from None
+        except CONNECTION_ERRORS as e:
+            raise BrokerError(f"rabbitmq at {redact(url)} cannot be reached: {e!r}") from e
+        return cls(connection, url)
+
+    async def channel(self) -> AbstractChannel:
+        """Opens a channel for consuming and declaring."""
+        try:
+            return await self.connection.channel(publisher_confirms=False)
+        except CONNECTION_ERRORS as e:
+            raise self.error(e) from e
+
+    async def publisher(self) -> Publisher:
+        """Opens a channel in confirm mode, for publishing."""
+        try:
+            channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        except CONNECTION_ERRORS as e:
+            raise self.error(e) from e
+        return Publisher(channel, self.url)
+
+    async def close(self) -> None:
+        """Closes the connection; unacked deliveries go back to their queues."""
+        with contextlib.suppress(*CONNECTION_ERRORS):  # already gone: nothing to hand back
+            await self.connection.close()
+
+    def error(self, e: BaseException) -> BrokerError:
+        """``e`` as a retryable :class:`BrokerError` naming the broker."""
+        return BrokerError(f"rabbitmq at {self.url}: {e!r}")
+
+    async def declare_common(self, channel: AbstractChannel) -> None:
+        """Declares what every process uses: the events exchange, and the
+        dead-letter exchange and queue."""
+        try:
+            await channel.declare_exchange(
+                topology.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            dead_letter = await channel.declare_exchange(
+                topology.DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+            )
+            queue = await self._declare_queue(channel, topology.DEAD_LETTER_QUEUE)
+            await queue.bind(dead_letter, routing_key="")
+        except CONNECTION_ERRORS as e:
+            raise self.error(e) from e
+
+    async def declare_requests_exchange(self, channel: AbstractChannel) -> None:
+        """Declares the exchange clients publish requests to, with its
+        alternate exchange and the queue that catches requests for a
+        namespace no coordinator serves."""
+        try:
+            unrouted = await channel.declare_exchange(
+                topology.UNROUTED_REQUESTS_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+            )
+            queue = await self._declare_queue(channel, topology.UNROUTED_REQUESTS_QUEUE)
+            await queue.bind(unrouted, routing_key="")
+            await channel.declare_exchange(
+                topology.REQUESTS_EXCHANGE,
+                aio_pika.ExchangeType.DIRECT,
+                durable=True,
+                arguments={
+                    topology.ALTERNATE_EXCHANGE_ARGUMENT: topology.UNROUTED_REQUESTS_EXCHANGE
+                },
+            )
+        except CONNECTION_ERRORS as e:
+            raise self.error(e) from e
+
+    async def declare_namespace(self, channel: AbstractChannel, namespace: str) -> None:
+        """Declares the queues every process touching ``namespace`` shares,
+        its task requests and its step results, and the steps exchange, so
+        that no request or result of it is ever unroutable, whichever
+        process starts first."""
+        await self.declare_requests_exchange(channel)
+        try:
+            requests = await self._declare_queue(channel, topology.request_queue(namespace))
+            await requests.bind(topology.REQUESTS_EXCHANGE, routing_key=namespace)
+            await self._declare_steps_exchange(channel)
+            results = await self._declare_queue(channel, topology.result_queue(namespace))
+            await results.bind(
+                topology.EVENTS_EXCHANGE, routing_key=topology.step_result_routing_key(namespace)
+            )
+        except CONNECTION_ERRORS as e:
+            raise self.error(e) from e
+
+    async def declare_service(
+        self, channel: AbstractChannel, namespace: str, service: str, callables: Sequence[str]
+    ) -> AbstractQueue:
+        """Declares ``service``'s queue of ``namespace``'s steps and binds it
+        to the routing key of each of ``callables``: from then on those steps
+        reach it, whether or not a worker of the service runs."""
+        try:
+            steps = await self._declare_steps_exchange(channel)
+            queue = await self._declare_queue(channel, topology.service_queue(namespace, service))
+            for callable_ in callables:
+                await queue.bind(steps, routing_key=topology.step_routing_key(namespace, callable_))
+        except CONNECTION_ERRORS as e:
+            raise self.error(e) from e
+        return queue
+
+    async def private_queue(
+        self, channel: AbstractChannel, binding: tuple[str, str] | None = None
+    ) -> AbstractQueue:
+        """A server-named, exclusive queue deleted with the connection, bound
+        to ``binding`` (exchange, routing key) when given: for replies and
+        for watching traffic, never for work, since it dies with the process."""
+        try:
+            queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+            if binding is not None:
+                await queue.bind(binding[0], routing_key=binding[1])
+        except CONNECTION_ERRORS as e:
+            raise self.error(e) from e
+        return queue
+
+    async def _declare_steps_exchange(self, channel: AbstractChannel) -> AbstractExchange:
+        return await channel.declare_exchange(
+            topology.STEPS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+
+    @staticmethod
+    async def _declare_queue(channel: AbstractChannel, name: str) -> AbstractQueue:
+        return await channel.declare_queue(name, durable=True, arguments=dict(topology.QUORUM))
+
+
+def message(
+    body: bytes, message_type: str, task_id: str | None = None, **properties: Any
+) -> aio_pika.Message:
+    """A Tasker message: persistent, JSON, typed, with a fresh message id,
+    the protocol version, the task id and the publish time in headers, and
+    the current trace context. ``properties`` (``reply_to``,
+    ``correlation_id``, ``message_id``...) are added or win."""
+    headers: dict[str, Any] = {
+        Header.PROTOCOL_VERSION: topology.PROTOCOL_VERSION,
+        Header.PUBLISHED_AT_MS: time.time_ns() // 1_000_000,
+    }
+    if task_id is not None:
+        headers[Header.TASK_ID] = task_id
+    telemetry.inject(headers)
+    settings: dict[str, Any] = {
+        "delivery_mode": aio_pika.DeliveryMode.PERSISTENT,
+        "content_type": topology.CONTENT_TYPE,
+        "type": message_type,
+        "message_id": str(uuid.uuid4()),
+        "timestamp": datetime.now(UTC).replace(microsecond=0),
+        "headers": headers,
+    }
+    settings.update(properties)
+    return aio_pika.Message(body, **settings)
+
+
+def delivery_count(headers: Mapping[str, Any] | None) -> int:
+    """How many times RabbitMQ says a message was delivered before
+    (``x-delivery-count``, set on quorum queues)."""
+    value = (headers or {}).get(Header.DELIVERY_COUNT)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def published_at(headers: Mapping[str, Any] | None) -> float | None:
+    """When a message was published, in Unix seconds, from its
+    ``x-tasker-published-at-ms`` header."""
+    value = (headers or {}).get(Header.PUBLISHED_AT_MS)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value / 1000
+    return None
+
+
+class Publisher:
+    """A channel in confirm mode: every publish returns only once the broker
+    has stored the message."""
+
+    def __init__(self, channel: AbstractChannel, url: str) -> None:
+        self.channel = channel
+        self.url = url
+
+    async def publish(
+        self, exchange: str, routing_key: str, outgoing: aio_pika.Message, *, mandatory: bool
+    ) -> None:
+        """Publishes ``outgoing`` and waits for its confirm.
+
+        :raises BrokerError: if the broker refused it (a nack), a mandatory
+            message reached no queue, or the channel is gone. All are
+            retryable: the caller leaves its delivery unacked.
+        """
+        try:
+            target = await self.channel.get_exchange(exchange, ensure=False)
+            await target.publish(outgoing, routing_key, mandatory=mandatory)
+        except aiormq.exceptions.PublishError:
+            raise BrokerError(
+                f"no queue is bound to exchange {exchange!r} with routing key {routing_key!r}; "
+                "declare the namespace's queues (any Tasker process serving it does)"
+            ) from None
+        except aiormq.exceptions.DeliveryError:
+            raise BrokerError(
+                f"rabbitmq refused to store a message for exchange {exchange!r}, routing key "
+                f"{routing_key!r}; check the broker's log for the reason (disk or memory alarm, "
+                "queue limits)"
+            ) from None
+        except CONNECTION_ERRORS as e:
+            raise BrokerError(f"rabbitmq at {self.url}: {e!r}") from e
+
+    async def dead_letter(
+        self,
+        delivery: AbstractIncomingMessage,
+        queue: str,
+        reason: DeadLetterReason,
+        detail: str,
+    ) -> None:
+        """Moves ``delivery`` to the dead-letter queue with ``<reason>:
+        <detail>`` in a header, waits for the confirm, then acks it. If the
+        publish fails, the delivery stays unacked and comes back: a message
+        is never dropped.
+
+        :raises BrokerError: if the publish fails.
+        """
+        header = f"{reason}: {detail}"
+        headers = dict(delivery.headers or {})
+        headers.update(
+            {
+                Header.DEAD_LETTER_REASON: header,
+                Header.DEAD_LETTER_QUEUE: queue,
+                Header.DEAD_LETTER_EXCHANGE: delivery.exchange or "",
+                Header.DEAD_LETTER_ROUTING_KEY: delivery.routing_key or "",
+            }
+        )
+        # The original properties, persistent. Not its expiration, which
+        # would let the dead letter vanish, nor its user_id, which RabbitMQ
+        # refuses from any other user.
+        copy = aio_pika.Message(
+            delivery.body,
+            headers=headers,
+            content_type=delivery.content_type,
+            content_encoding=delivery.content_encoding,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            priority=delivery.priority,
+            correlation_id=delivery.correlation_id,
+            reply_to=delivery.reply_to,
+            message_id=delivery.message_id,
+            timestamp=delivery.timestamp,
+            type=delivery.type,
+            app_id=delivery.app_id,
+        )
+        await self.publish(topology.DEAD_LETTER_EXCHANGE, queue, copy, mandatory=True)
+        await ack(delivery)
+        log.warning(
+            "message moved to the dead-letter queue", extra=fields(queue=queue, reason=header)
+        )
+        METRICS.dead_letters.labels(queue=queue, reason=str(reason)).inc()
+
+
+async def ack(delivery: AbstractIncomingMessage) -> None:
+    """Acks ``delivery``. If its channel is gone the ack is lost, and the
+    broker redelivers the message: the same as not acking."""
+    try:
+        await delivery.ack()
+    except CONNECTION_ERRORS as e:
+        log.debug("ack not sent", extra=fields(error=repr(e)))
+
+
+def _refused(url: str, e: BaseException) -> BrokerError:
+    return BrokerError(
+        f"rabbitmq at {redact(url)} refused the connection: {e}; check the user name and "
+        "password in the URL (TASKER_AMQP_URL) and that the user may use the vhost",
+        retryable=False,
+    )
