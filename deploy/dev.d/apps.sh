@@ -17,15 +17,45 @@
 # the trace receiver runs as the process `traces`.
 
 # --------------------------------------------------------------- settings ---
-# The processes `up` starts, in start order. Their command lines are in app_command.
-APPS=(coordinator worker-microservices worker-payments worker-customer-success worker-ecommerce worker-analytics)
+# The processes `up` starts, in start order. Their command lines are in
+# app_command. The microservices namespace runs as its seed's four services,
+# one process each: user and preferences in Rust, billing and notifications
+# in Python; every other example namespace is one Rust worker.
+APPS=(coordinator
+  microservices-user microservices-billing microservices-preferences microservices-notifications
+  worker-payments worker-customer-success worker-ecommerce worker-analytics)
 BUILD_PACKAGES=(-p tasker-coordinator -p tasker-example-microservices -p tasker-example-payments
   -p tasker-example-customer-success -p tasker-example-ecommerce -p tasker-example-analytics)
 APP_READY_TIMEOUT=30     # seconds until a coordinator/worker logs "ready"
+# Each process serves /healthz, /readyz and /metrics on its own loopback
+# port: the first on HEALTH_PORT_BASE, the next on the port after, in the
+# order of APPS.
+HEALTH_PORT_BASE=${TASKER_DEV_HEALTH_PORT:-9400}
+# The services that run in Python, from the venv python.sh makes.
+PYTHON_APPS=(microservices-billing microservices-notifications)
+# Step queues of earlier layouts of the dev stack: each namespace's one queue
+# from before steps were routed by handler, and the one microservices service
+# that served every handler in one process. Still bound, they would keep a
+# copy of every step that no one consumes; `up` deletes them when no one
+# consumes them.
+STALE_QUEUES=(tasker.steps.microservices tasker.steps.microservices.microservices
+  tasker.steps.payments tasker.steps.customer_success tasker.steps.ecommerce tasker.steps.analytics)
 
 # ------------------------------------------------ coordinator and workers ---
 
-app_command() {  # sets APP_CMD for an entry of APPS
+health_port() {  # health_port NAME: the loopback port NAME serves /healthz on
+  local i
+  for i in "${!APPS[@]}"; do
+    [[ ${APPS[$i]} == "$1" ]] && { echo $((HEALTH_PORT_BASE + i)); return 0; }
+  done
+  return 1
+}
+
+is_python_app() { [[ " ${PYTHON_APPS[*]} " == *" $1 "* ]]; }
+
+app_command() {  # sets APP_CMD for an entry of APPS, or traces
+  local addr
+  addr=127.0.0.1:$(health_port "$1" || true)
   case $1 in
     traces)
       APP_CMD=("$TASKER_ROTEL_AGENT" start --exporter blackhole
@@ -33,8 +63,17 @@ app_command() {  # sets APP_CMD for an entry of APPS
         --otlp-http-endpoint "127.0.0.1:$TRACES_HTTP_PORT"
         --otlp-grpc-endpoint "127.0.0.1:$TRACES_GRPC_PORT")
       ;;
-    coordinator) APP_CMD=("$BIN_DIR/tasker" coordinator --templates "$ROOT/templates") ;;
-    worker-*) APP_CMD=("$BIN_DIR/${1#worker-}-worker") ;;
+    coordinator) APP_CMD=("$BIN_DIR/tasker" coordinator --templates "$ROOT/templates" --health-addr "$addr") ;;
+    microservices-*)
+      if is_python_app "$1"; then
+        # The Python services read their address from the environment.
+        APP_CMD=(env "TASKER_HEALTH_ADDR=$addr" "$PYTHON_VENV/bin/python" -m tasker_example_microservices
+          "${1#microservices-}")
+      else
+        APP_CMD=("$BIN_DIR/microservices-worker" --service "${1#microservices-}" --health-addr "$addr")
+      fi
+      ;;
+    worker-*) APP_CMD=("$BIN_DIR/${1#worker-}-worker" --health-addr "$addr") ;;
     *) die "unknown process '$1'" ;;
   esac
 }
@@ -44,6 +83,13 @@ app_pid() {  # app_pid NAME: running PID of a coordinator/worker we started
   case $name in
     coordinator) pid_from "$STATE/$name.pid" "$BIN_DIR/tasker" ;;
     traces) pid_from "$STATE/$name.pid" rotel-agent ;;
+    microservices-*)
+      if is_python_app "$name"; then
+        pid_from "$STATE/$name.pid" "tasker_example_microservices ${name#microservices-}"
+      else
+        pid_from "$STATE/$name.pid" "microservices-worker --service ${name#microservices-}"
+      fi
+      ;;
     worker-*) pid_from "$STATE/$name.pid" "${name#worker-}-worker" ;;
     *) pid_from "$STATE/$name.pid" "$BIN_DIR/" ;;
   esac
@@ -52,15 +98,18 @@ app_pid() {  # app_pid NAME: running PID of a coordinator/worker we started
 start_app() {
   local name=$1 pid log=$STATE/$1.log pidfile=$STATE/$1.pid
   app_command "$name"
+  # The program itself; the Python services' command starts with env.
+  local program=${APP_CMD[0]}
+  [[ $program == env ]] && program=${APP_CMD[2]}
   if pid=$(app_pid "$name"); then
     info "$name already running (pid $pid, log: $log)"
-    if [[ ${APP_CMD[0]} -nt $pidfile ]]; then
-      warn "$name runs an older build than ${APP_CMD[0]}; restart it with: deploy/dev down && deploy/dev up"
+    if [[ $program -nt $pidfile ]]; then
+      warn "$name runs an older build than $program; restart it with: deploy/dev down && deploy/dev up"
     fi
     wait_ready "$name" "$pid" quiet
     return 0
   fi
-  [[ -x ${APP_CMD[0]} ]] || die "${APP_CMD[0]} does not exist; did the build succeed?"
+  [[ -x $program ]] || die "$program does not exist; did the build succeed?"
   rm -f "$pidfile"
   rotate_log "$log"
   say "starting $name (log: $log)"
@@ -146,10 +195,25 @@ cmd_servers() {
   unlock
 }
 
+# retire_stale_queues: deletes the queues of STALE_QUEUES that exist and
+# have no consumer, on a RabbitMQ that deploy/dev started.
+retire_stale_queues() {
+  rabbit_pid >/dev/null || return 0
+  local name consumers
+  while read -r name consumers; do
+    [[ " ${STALE_QUEUES[*]} " == *" $name "* && $consumers == 0 ]] || continue
+    info "deleting $name: a step queue of an earlier layout, which no worker consumes"
+    rabbitmqctl_run delete_queue "$name" >/dev/null || warn "could not delete $name; delete it with: deploy/dev rabbitmqctl delete_queue $name"
+  done < <(rabbitmqctl_run list_queues --quiet --no-table-headers name consumers 2>/dev/null || true)
+}
+
 cmd_up() {
   cmd_servers
+  retire_stale_queues
   build
   [[ -d $ROOT/templates ]] || warn "$ROOT/templates does not exist; the coordinator may not find any workflow templates"
+  # The microservices namespace's Python services run from this venv.
+  ensure_python_venv
   export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
   lock
   setup_traces
@@ -160,7 +224,8 @@ cmd_up() {
   say "Tasker is up"
   print_status || true
   echo
-  info "follow the logs:  deploy/dev logs [coordinator|worker|traces|rabbitmq|redis]"
+  info "follow the logs:  deploy/dev logs [coordinator|microservices|worker|traces|rabbitmq|redis]"
+  info "the live workers: $BIN_DIR/tasker workers"
   info "stop everything:  deploy/dev down"
 }
 
@@ -179,7 +244,7 @@ cmd_down() {
   fi
 }
 
-row() { printf '    %-24s %s\n' "$1" "$2"; }
+row() { printf '    %-28s %s\n' "$1" "$2"; }
 
 # print_status: one line per component; returns 0 if anything we started runs
 print_status() {
@@ -217,7 +282,7 @@ print_status() {
       if [[ $name == traces ]]; then
         row "$name" "OTLP on http://127.0.0.1:$TRACES_HTTP_PORT and grpc :$TRACES_GRPC_PORT (rotel, pid $pid, spans in $STATE/traces.log)"
       else
-        row "$name" "running (pid $pid, log: $STATE/$name.log)"
+        row "$name" "running (pid $pid, http://127.0.0.1:$(health_port "$name")/readyz /metrics, log: $STATE/$name.log)"
       fi
     elif [[ -f $STATE/$name.pid ]]; then
       row "$name" "not running (stale PID file; last log: $STATE/$name.log)"
@@ -248,7 +313,7 @@ cmd_logs() {
   for f in "${files[@]}"; do [[ -f $f ]] && existing+=("$f"); done
   if ((${#existing[@]} == 0)); then
     [[ -z $name ]] && die "no logs in $STATE yet; start something with: deploy/dev up"
-    die "no log called '$name' in $STATE. Try one of: coordinator, worker-microservices, traces, rabbitmq, redis"
+    die "no log called '$name' in $STATE. Try one of: coordinator, microservices, microservices-billing, worker, traces, rabbitmq, redis"
   fi
   say "following ${existing[*]} (Ctrl-C to stop)"
   exec tail -n 50 -F "${existing[@]}"

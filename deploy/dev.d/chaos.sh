@@ -7,7 +7,7 @@
 # Relies on deploy/dev for ROOT; on common.sh for say, die, lock and unlock;
 # on rabbitmq.sh for rabbit_pid, stop_rabbitmq and ensure_rabbitmq; on
 # redis.sh for redis_pid, stop_redis and ensure_redis; on apps.sh for
-# cmd_servers and ensure_cargo.
+# cmd_servers and ensure_cargo; on python.sh for ensure_python_venv.
 
 # restart rabbitmq|redis: stop and start a server that deploy/dev started,
 # keeping its data. The chaos suite uses it to inject faults.
@@ -45,6 +45,8 @@ cmd_pid() {
 cmd_chaos() {
   cmd_servers
   ensure_cargo
+  ensure_python_venv
+  export TASKER_PYTHON=$PYTHON_VENV/bin/python
   say "building the chaos suite"
   (cd "$ROOT" && cargo build --release -p tasker-e2e --bins) || die "the build failed (see the cargo output above)"
   (cd "$ROOT" && "$ROOT/target/release/chaos" "$@")

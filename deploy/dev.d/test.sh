@@ -1,8 +1,10 @@
 # shellcheck shell=bash
 #
 # deploy/dev part: test. `deploy/dev test`: the servers, the rotel receiver
-# the tracing tests need, cargo test --workspace, and then, only if the Rust
-# tests pass, the Python SDK's and the Python example's checks (cmd_test).
+# the tracing tests need, the Python venv the services tests run the Python
+# services from (TASKER_PYTHON), cargo test --workspace, and then, only if
+# the Rust tests pass, the Python SDK's and the Python example's checks
+# (cmd_test).
 #
 # Relies on deploy/dev for ROOT and TARGET_DIR; on common.sh for say; on
 # apps.sh for cmd_servers and ensure_cargo; on traces.sh for ensure_rotel;
@@ -11,6 +13,8 @@
 cmd_test() {
   cmd_servers
   ensure_rotel
+  ensure_python_venv
+  export TASKER_PYTHON=$PYTHON_VENV/bin/python
   ensure_cargo
   local start=$SECONDS rc=0 what=rust
   say "running: cargo test --workspace $*"
@@ -25,7 +29,7 @@ cmd_test() {
       (cd "$ROOT" && cargo build -p tasker-coordinator --bin tasker) || rc=$?
     fi
     what=python
-    ((rc == 0)) && { ensure_python_venv && run_python_checks || rc=$?; }
+    ((rc == 0)) && { run_python_checks || rc=$?; }
   fi
   local elapsed=$((SECONDS - start))
   echo

@@ -91,7 +91,7 @@ span_summary() {
     function emit() { if (in_span && id == trace) count[service "\t" name]++ }
     END {
       emit()
-      for (k in count) { split(k, f, "\t"); printf "%5d  %-24s %s\n", count[k], f[1], f[2] }
+      for (k in count) { split(k, f, "\t"); printf "%5d  %-36s %s\n", count[k], f[1], f[2] }
     }' "$STATE/traces.log" | sort -k2,2 -k3
 }
 
@@ -112,7 +112,7 @@ show_trace() {
     warn "the trace receiver has no span of trace $trace yet; look again with: grep -c $trace $STATE/traces.log"
     return 0
   fi
-  printf '    spans  service                  span\n'
+  printf '    spans  %-36s span\n' service
   printf '%s\n' "$summary" | sed 's/^/    /'
   info "every span of the task is in one trace: $(awk '{n += $1} END {print n}' <<<"$summary") spans from $(awk '{print $2}' <<<"$summary" | sort -u | wc -l) services"
   info "see them all: grep -n -A40 'Trace ID *: $trace' $STATE/traces.log | less"

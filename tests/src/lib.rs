@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod process;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

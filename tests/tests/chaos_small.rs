@@ -38,6 +38,7 @@ async fn nothing_is_lost_under_kills_pauses_restarts_and_duplicates() {
         process_pause: Duration::from_secs(25),
         server_pause: Duration::from_secs(5),
         node_binary: PathBuf::from(env!("CARGO_BIN_EXE_chaos-node")),
+        python: tasker_e2e::process::python(),
         dev_script,
         log_dir,
     })

@@ -437,52 +437,10 @@ fn built_services_run_a_workspace_binary_that_their_image_holds() {
             words(service.get("command").unwrap_or_else(|| {
                 panic!("service `{name}` has no `command`; the images have no entrypoint")
             }));
-        let binary = binaries.iter().find(|b| b.name == command[0]).unwrap_or_else(|| {
-            let known: Vec<&str> = binaries.iter().map(|b| b.name.as_str()).collect();
-            panic!(
-                "service `{name}` runs `{}`, which the workspace does not build (it builds {known:?})",
-                command[0]
-            )
-        });
-
-        assert!(
-            dockerfile.contains(&format!("-p {}", binary.package))
-                || dockerfile.contains(&format!("--package {}", binary.package)),
-            "service `{name}`: {} does not build package {}",
-            build.dockerfile.display(),
-            binary.package
-        );
-        let bin_path = format!("/usr/local/bin/{}", binary.name);
-        assert!(
-            copies
-                .iter()
-                .any(|(_, sources, destination)| destination == &bin_path
-                    || (path_ends_with_dir(destination, "/usr/local/bin")
-                        && sources.iter().any(|s| s.ends_with(&format!("/{}", binary.name))))),
-            "service `{name}`: target {:?} of the Dockerfile does not copy {bin_path}",
-            build.target
-        );
-
-        let source = binary_source(&binary.source);
-        if let Some(subcommand) = command.get(1).filter(|w| !w.starts_with('-')) {
-            let variant = variant_name(subcommand);
-            assert!(
-                [" {", ",", "("]
-                    .iter()
-                    .any(|end| source.contains(&format!("{variant}{end}"))),
-                "service `{name}`: {} has no subcommand `{subcommand}` in {}",
-                binary.name,
-                binary.source.display()
-            );
-        }
-        for flag in command.iter().filter_map(|w| w.strip_prefix("--")) {
-            let field = flag.split('=').next().unwrap_or(flag).replace('-', "_");
-            assert!(
-                source.contains(&field),
-                "service `{name}`: {} has no flag --{flag} (no `{field}` in {})",
-                binary.name,
-                binary.source.display()
-            );
+        if command[0].starts_with("python") {
+            python_service_runs_a_module_its_image_installs(&name, &command, &build, &chain, &copies);
+        } else {
+            service_runs_a_binary_its_image_holds(&name, &command, &binaries, &dockerfile, &build, &copies);
         }
 
         // The healthcheck must ask the port the process serves its health endpoints on.
@@ -500,6 +458,137 @@ fn built_services_run_a_workspace_binary_that_their_image_holds() {
         built >= 2,
         "expected the coordinator and a worker to be built, found {built} built services"
     );
+}
+
+/// A service that runs a Rust binary: the workspace builds it, the Dockerfile builds its
+/// package and its target copies it, and it has the subcommand and flags the command gives.
+fn service_runs_a_binary_its_image_holds(
+    name: &str,
+    command: &[String],
+    binaries: &[Binary],
+    dockerfile: &str,
+    build: &Build,
+    copies: &[(Option<String>, Vec<String>, String)],
+) {
+    let binary = binaries.iter().find(|b| b.name == command[0]).unwrap_or_else(|| {
+        let known: Vec<&str> = binaries.iter().map(|b| b.name.as_str()).collect();
+        panic!(
+            "service `{name}` runs `{}`, which the workspace does not build (it builds {known:?})",
+            command[0]
+        )
+    });
+
+    assert!(
+        dockerfile.contains(&format!("-p {}", binary.package))
+            || dockerfile.contains(&format!("--package {}", binary.package)),
+        "service `{name}`: {} does not build package {}",
+        build.dockerfile.display(),
+        binary.package
+    );
+    let bin_path = format!("/usr/local/bin/{}", binary.name);
+    assert!(
+        copies
+            .iter()
+            .any(|(_, sources, destination)| destination == &bin_path
+                || (path_ends_with_dir(destination, "/usr/local/bin")
+                    && sources.iter().any(|s| s.ends_with(&format!("/{}", binary.name))))),
+        "service `{name}`: target {:?} of the Dockerfile does not copy {bin_path}",
+        build.target
+    );
+
+    let source = binary_source(&binary.source);
+    if let Some(subcommand) = command.get(1).filter(|w| !w.starts_with('-')) {
+        let variant = variant_name(subcommand);
+        assert!(
+            [" {", ",", "("]
+                .iter()
+                .any(|end| source.contains(&format!("{variant}{end}"))),
+            "service `{name}`: {} has no subcommand `{subcommand}` in {}",
+            binary.name,
+            binary.source.display()
+        );
+    }
+    for flag in command.iter().filter_map(|w| w.strip_prefix("--")) {
+        let field = flag.split('=').next().unwrap_or(flag).replace('-', "_");
+        assert!(
+            source.contains(&field),
+            "service `{name}`: {} has no flag --{flag} (no `{field}` in {})",
+            binary.name,
+            binary.source.display()
+        );
+    }
+}
+
+/// A service that runs a Python module (`python -m <module> [<service>]`): its image copies
+/// a package of the build context whose `src/<module>` has a `__main__.py`, installs it with
+/// pip, and that package knows the service named.
+fn python_service_runs_a_module_its_image_installs(
+    name: &str,
+    command: &[String],
+    build: &Build,
+    chain: &[&Stage],
+    copies: &[(Option<String>, Vec<String>, String)],
+) {
+    assert_eq!(
+        command.get(1).map(String::as_str),
+        Some("-m"),
+        "service `{name}`: a Python service runs `python -m <module>`, not {command:?}"
+    );
+    let module = command
+        .get(2)
+        .unwrap_or_else(|| panic!("service `{name}`: no module after -m"));
+    let (package, destination) = copies
+        .iter()
+        .filter(|(from, ..)| from.is_none())
+        .find_map(|(_, sources, destination)| {
+            sources
+                .iter()
+                .find(|source| {
+                    build
+                        .context
+                        .join(source)
+                        .join("src")
+                        .join(module)
+                        .join("__main__.py")
+                        .is_file()
+                })
+                .map(|source| (build.context.join(source), destination.clone()))
+        })
+        .unwrap_or_else(|| {
+            panic!("service `{name}`: its image copies no package with src/{module}/__main__.py")
+        });
+    assert!(
+        chain
+            .iter()
+            .flat_map(|stage| &stage.instructions)
+            .any(|i| i.contains("pip install") && i.contains(destination.trim_end_matches('/'))),
+        "service `{name}`: its image does not pip install {destination}, where it copies {}",
+        package.display()
+    );
+    if let Some(served) = command.get(3).filter(|w| !w.starts_with('-')) {
+        let source = python_files(&package.join("src").join(module))
+            .iter()
+            .map(|f| read(f))
+            .collect::<String>();
+        assert!(
+            source.contains(&format!("\"{served}\"")),
+            "service `{name}`: {module} knows no service \"{served}\""
+        );
+    }
+}
+
+/// Every `.py` file under `dir`.
+fn python_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display())) {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            files.extend(python_files(&path));
+        } else if path.extension().is_some_and(|e| e == "py") {
+            files.push(path);
+        }
+    }
+    files
 }
 
 #[test]

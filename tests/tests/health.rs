@@ -2,26 +2,9 @@
 
 use std::time::Duration;
 
+use tasker_e2e::process::{free_addr, http_get as get};
 use tasker_e2e::{coordinator_config, unique, worker_config};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-
-/// A plain HTTP/1.1 GET; returns the status code and the body.
-async fn get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    Some((status, body))
-}
-
-fn free_addr() -> std::net::SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
 
 async fn wait_for(addr: std::net::SocketAddr, path: &str, status: u16) -> String {
     for _ in 0..100 {

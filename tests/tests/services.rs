@@ -1,17 +1,22 @@
 //! Steps routed by handler: several services, each its own workers, serve
 //! one namespace together; each receives only its own callables' steps; a
 //! step whose callable no service serves waits, spending no attempt, and
-//! runs once a worker declares it.
+//! runs once a worker declares it, as does a step whose service's only
+//! worker dies mid-step.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
 use tasker_coordinator::Store;
+use tasker_e2e::process::{Process, runs_in_metrics};
 use tasker_e2e::{
-    Recorder, Stack, eventually, redis_url, registration_template, template, unique, worker_config,
+    Recorder, Stack, amqp_url, eventually, redis_url, registration_template, template, unique, worker_config,
 };
 use tasker_example_microservices::Service;
+use tasker_protocol::topology;
 use tasker_protocol::{StepState, TaskRequest, TaskStatus};
+use tasker_runtime::broker::Broker;
 use tasker_worker::Worker;
 use tokio_util::sync::CancellationToken;
 
@@ -156,12 +161,20 @@ async fn a_step_no_service_serves_waits_without_spending_an_attempt_and_runs_onc
         Some("There::Theirs")
     );
     // Still waiting a while later: no lease ran out, no attempt was spent.
+    // The coordinator tried it again each second, and said once that it
+    // began to wait.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let task = store.task(task_id).await.unwrap().unwrap();
     assert_eq!(
         (task.steps[2].state, task.steps[2].attempts),
         (StepState::Enqueued, 1)
     );
+    assert_eq!(task.steps[2].waiting_for_worker.as_deref(), Some("There::Theirs"));
+    let began_waiting = tasker_runtime::metrics::global()
+        .steps_without_worker
+        .get_or_create(&tasker_runtime::metrics::callable(&ns, "There::Theirs"))
+        .get();
+    assert_eq!(began_waiting, 1, "one step began to wait for a worker, once");
 
     // The service that serves it starts: the step runs, the task completes.
     let there = Recorder::default();
@@ -235,4 +248,169 @@ async fn a_cancelled_task_cancels_its_step_that_waits_for_a_worker() {
     assert_eq!(report.status, TaskStatus::Cancelled, "{report:#?}");
     assert_eq!(report.steps[2].state, StepState::Cancelled);
     stack.stop().await;
+}
+
+/// The `chaos-node` binary, which runs the Rust services in processes.
+fn node() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_chaos-node"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_two_of_them_python_serve_the_diamond() {
+    let ns = unique("four_processes");
+    let stack = Stack::start(vec![registration_template(&ns)], 1, vec![])
+        .await
+        .unwrap();
+    let latency = Duration::from_millis(300);
+    let mut processes = [
+        ("user", Process::rust_microservice(node(), &ns, "user", latency)),
+        ("billing", Process::python_microservice(&ns, "billing", latency)),
+        (
+            "preferences",
+            Process::rust_microservice(node(), &ns, "preferences", latency),
+        ),
+        (
+            "notifications",
+            Process::python_microservice(&ns, "notifications", latency),
+        ),
+    ];
+    for (_, process) in &mut processes {
+        process.ready().await;
+    }
+    let report = stack
+        .run(
+            &ns,
+            "user_registration",
+            json!({ "user_info": { "email": "jane@example.com", "name": "Jane", "plan": "pro" } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, TaskStatus::Complete, "{report:#?}");
+
+    // Each process ran its own service's steps, once each, and no other.
+    let template = registration_template(&ns);
+    for (service, process) in &processes {
+        let metrics = process.metrics().await;
+        let own = Service::named(service).unwrap().callables();
+        for step in &template.steps {
+            let expected = u64::from(own.contains(&step.callable.as_str()));
+            assert_eq!(
+                runs_in_metrics(&metrics, &ns, &step.name),
+                expected,
+                "{} ran {} this many times",
+                process.name,
+                step.name
+            );
+        }
+    }
+    // Billing (Python) and preferences (Rust) ran at the same time, and the
+    // join after both, once.
+    let step = |name: &str| report.steps.iter().find(|s| s.name == name).unwrap();
+    let (billing, preferences) = (step("setup_billing_profile"), step("initialize_preferences"));
+    let (b0, b1) = (billing.started_at.unwrap(), billing.finished_at.unwrap());
+    let (p0, p1) = (preferences.started_at.unwrap(), preferences.finished_at.unwrap());
+    assert!(
+        b0 < p1 && p0 < b1,
+        "billing {b0}..{b1} and preferences {p0}..{p1} did not overlap"
+    );
+    let join = step("send_welcome_sequence");
+    assert_eq!(join.attempts, 1);
+    assert!(join.started_at.unwrap() >= b1.max(p1));
+    stack.stop().await;
+    tasker_e2e::delete_namespaces(&[&ns], &Service::ALL.map(Service::name)).await;
+}
+
+/// A chain whose middle step another service serves, with a timeout.
+fn chain_through_another_service(ns: &str) -> tasker_protocol::TaskTemplate {
+    template(&format!(
+        "name: chain\nnamespace_name: {ns}\nversion: 1.0.0\nsteps:\n\
+         \x20 - name: start\n    handler: {{ callable: Here::Start }}\n\
+         \x20 - name: slow\n    handler: {{ callable: There::Slow }}\n    dependencies: [start]\n    timeout_seconds: 2\n\
+         \x20 - name: end\n    handler: {{ callable: Here::End }}\n    dependencies: [slow]\n"
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_whose_only_worker_is_killed_mid_step_waits_for_the_next_without_spending_an_attempt() {
+    let ns = unique("killed_worker");
+    let here = Recorder::default();
+    let worker = service_worker(&ns, "here", &["Here::Start", "Here::End"], &here, Duration::ZERO);
+    let stack = Stack::start(vec![chain_through_another_service(&ns)], 1, vec![worker])
+        .await
+        .unwrap();
+    let broker = Broker::connect(&amqp_url(), "test-killed-worker").await.unwrap();
+    let queue = topology::service_queue(&ns, "there");
+    let consumers = || async {
+        broker
+            .queue_counts(&queue)
+            .await
+            .unwrap()
+            .map(|q| (q.ready, q.consumers))
+    };
+    let mut there = Process::sleeper(node(), &ns, "there", "There::Slow", Duration::from_millis(1500));
+    for _ in 0..300 {
+        if consumers().await.is_some_and(|(_, c)| c == 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let submitted = stack
+        .client
+        .submit(TaskRequest::new(&ns, "chain", json!({})))
+        .await
+        .unwrap();
+    let task_id = submitted.task_id;
+    let store = Store::connect(&redis_url(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    // The step is out, and the queue holds no ready message: the sleeper
+    // has it, mid-step.
+    eventually("slow delivered to its worker", || {
+        let store = store.clone();
+        async move {
+            matches!(store.task(task_id).await, Ok(Some(t)) if t.steps[0].state == StepState::Completed)
+                && consumers().await == Some((0, 1))
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    there.kill();
+
+    // The message is back in the service's queue, which no one consumes;
+    // once the lease (2 s and the margin) runs out, the step waits for a
+    // worker, at its first attempt, and shows so.
+    eventually("the message back in the queue, no consumer", || async {
+        consumers().await == Some((1, 0))
+    })
+    .await;
+    eventually("slow waiting for a worker", || {
+        let store = store.clone();
+        async move {
+            matches!(store.task(task_id).await, Ok(Some(t))
+                if t.steps[1].waiting_for_worker.as_deref() == Some("There::Slow"))
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let task = store.task(task_id).await.unwrap().unwrap();
+    let slow = &task.report().steps[1];
+    assert_eq!((slow.state, slow.attempts), (StepState::Enqueued, 1), "{slow:#?}");
+    assert!(slow.error.is_none(), "no timeout was recorded: {slow:#?}");
+    assert_eq!(slow.waiting_for_worker.as_deref(), Some("There::Slow"));
+
+    // A worker of the service starts: it runs the message, the task ends.
+    let _there = Process::sleeper(node(), &ns, "there", "There::Slow", Duration::from_millis(200));
+    let report = tasker_e2e::finished(submitted.wait(Duration::from_secs(30)).await.unwrap()).unwrap();
+    assert_eq!(report.status, TaskStatus::Complete, "{report:#?}");
+    assert_eq!(report.steps[1].attempts, 1, "{report:#?}");
+    assert!(report.steps[1].error.is_none(), "{report:#?}");
+    assert!(report.steps[1].waiting_for_worker.is_none());
+    let task = store.task(task_id).await.unwrap().unwrap();
+    assert!(
+        task.steps[1].waiting_for_worker.is_none(),
+        "the store forgot the wait"
+    );
+    broker.close().await;
+    stack.stop().await;
+    tasker_e2e::delete_namespaces(&[&ns], &["there"]).await;
 }

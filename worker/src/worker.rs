@@ -73,39 +73,47 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// The default configuration, with the broker URL from
-    /// `TASKER_AMQP_URL`, the service from `TASKER_SERVICE`, the heartbeat from `TASKER_AMQP_HEARTBEAT` (`5s`,
-    /// or a number of seconds), the message size limit from
+    /// `TASKER_AMQP_URL`, the service from `TASKER_SERVICE`, the heartbeat
+    /// from `TASKER_AMQP_HEARTBEAT` (`5s`, or a number of seconds), the
+    /// concurrency from `TASKER_CONCURRENCY`, the message size limit from
     /// `TASKER_MAX_MESSAGE_BYTES` and the health address from
-    /// `TASKER_HEALTH_ADDR` when they are set.
+    /// `TASKER_HEALTH_ADDR` when they are set, as the Python SDK reads them.
     ///
     /// # Panics
     ///
     /// If `TASKER_AMQP_HEARTBEAT` is set but is not a duration,
+    /// `TASKER_CONCURRENCY` is set but is not a whole number above 0,
     /// `TASKER_MAX_MESSAGE_BYTES` is set but is not a number, or
     /// `TASKER_HEALTH_ADDR` is set but is not an address such as
     /// `0.0.0.0:8080`.
     #[must_use]
     pub fn from_env() -> Self {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`WorkerConfig::from_env`], reading each variable with `var`.
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
         let defaults = Self::default();
         Self {
-            amqp_url: std::env::var("TASKER_AMQP_URL").unwrap_or(defaults.amqp_url),
-            service: std::env::var("TASKER_SERVICE").unwrap_or(defaults.service),
-            heartbeat: std::env::var("TASKER_AMQP_HEARTBEAT")
-                .ok()
-                .map_or(defaults.heartbeat, |h| {
-                    h.parse::<HumanDuration>()
-                        .unwrap_or_else(|e| panic!("TASKER_AMQP_HEARTBEAT: {e}"))
-                        .0
-                }),
-            max_message_bytes: std::env::var("TASKER_MAX_MESSAGE_BYTES").ok().map_or(
-                defaults.max_message_bytes,
-                |m| {
-                    m.parse().unwrap_or_else(|e| {
-                        panic!("TASKER_MAX_MESSAGE_BYTES={m:?} is not a number of bytes: {e}")
-                    })
-                },
-            ),
-            health_addr: std::env::var("TASKER_HEALTH_ADDR").ok().map(|a| {
+            amqp_url: var("TASKER_AMQP_URL").unwrap_or(defaults.amqp_url),
+            service: var("TASKER_SERVICE").unwrap_or(defaults.service),
+            heartbeat: var("TASKER_AMQP_HEARTBEAT").map_or(defaults.heartbeat, |h| {
+                h.parse::<HumanDuration>()
+                    .unwrap_or_else(|e| panic!("TASKER_AMQP_HEARTBEAT: {e}"))
+                    .0
+            }),
+            concurrency: var("TASKER_CONCURRENCY").map_or(defaults.concurrency, |c| {
+                c.parse()
+                    .ok()
+                    .filter(|&n: &u16| n > 0)
+                    .unwrap_or_else(|| panic!("TASKER_CONCURRENCY={c:?} is not a whole number above 0"))
+            }),
+            max_message_bytes: var("TASKER_MAX_MESSAGE_BYTES").map_or(defaults.max_message_bytes, |m| {
+                m.parse().unwrap_or_else(|e| {
+                    panic!("TASKER_MAX_MESSAGE_BYTES={m:?} is not a number of bytes: {e}")
+                })
+            }),
+            health_addr: var("TASKER_HEALTH_ADDR").map(|a| {
                 a.parse().unwrap_or_else(|e| {
                     panic!("TASKER_HEALTH_ADDR={a:?} is not an address like 0.0.0.0:8080: {e}")
                 })
@@ -400,7 +408,8 @@ async fn session(
 }
 
 /// The consumer span of one delivery: a child of the span that published
-/// the message, so the task's trace continues across the queue.
+/// the message, so the task's trace continues across the queue. Named
+/// `process step` until the message is read, `process <step>` after.
 fn delivery_span(queue: &str, delivery: &Delivery) -> tracing::Span {
     let span = tracing::info_span!("process step",
         otel.name = "process step",
@@ -445,12 +454,14 @@ async fn handle_delivery(
         }
     };
     let span = tracing::Span::current();
-    span.record("otel.name", format!("process {}", ready.step));
     span.record("tasker.task.id", tracing::field::display(ready.task_id));
     span.record("tasker.namespace", ready.namespace.as_str());
     span.record("tasker.task.name", ready.task_name.as_str());
     span.record("tasker.task.version", ready.task_version.as_str());
     span.record("tasker.step.name", ready.step.as_str());
+    // Named for its step once the message says which, as the
+    // coordinator's `publish <step>` span is.
+    tasker_runtime::telemetry::rename(&span, format!("process {}", ready.step));
     span.record("tasker.step.attempt", ready.attempt);
     if let Some(id) = delivery.properties.message_id() {
         span.record("messaging.message.id", id.as_str());
@@ -656,4 +667,53 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a non-text panic payload".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> WorkerConfig {
+        WorkerConfig::from_vars(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn the_environment_sets_what_it_names_and_leaves_the_rest_default() {
+        let set = config(&[
+            ("TASKER_AMQP_URL", "amqp://broker:5672/%2f"),
+            ("TASKER_SERVICE", "billing"),
+            ("TASKER_AMQP_HEARTBEAT", "20s"),
+            ("TASKER_CONCURRENCY", "8"),
+            ("TASKER_MAX_MESSAGE_BYTES", "2048"),
+            ("TASKER_HEALTH_ADDR", "127.0.0.1:9400"),
+        ]);
+        assert_eq!(set.amqp_url, "amqp://broker:5672/%2f");
+        assert_eq!(set.service, "billing");
+        assert_eq!(set.heartbeat, Duration::from_secs(20));
+        assert_eq!(set.concurrency, 8);
+        assert_eq!(set.max_message_bytes, 2048);
+        assert_eq!(set.health_addr, Some("127.0.0.1:9400".parse().unwrap()));
+
+        let unset = config(&[]);
+        let defaults = WorkerConfig::default();
+        assert_eq!(
+            (
+                unset.amqp_url,
+                unset.service,
+                unset.concurrency,
+                unset.health_addr
+            ),
+            (defaults.amqp_url, defaults.service, 32, None)
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "TASKER_CONCURRENCY=\"0\" is not a whole number above 0")]
+    fn a_concurrency_of_zero_is_refused() {
+        let _ = config(&[("TASKER_CONCURRENCY", "0")]);
+    }
 }

@@ -37,7 +37,7 @@ use lapin::message::Delivery;
 use tasker_protocol::{DeadLetterReason, TaskTemplate, TemplateRegistry};
 use tasker_runtime::Reconnect;
 use tasker_runtime::acks::Acks;
-use tasker_runtime::broker;
+use tasker_runtime::broker::{self, Broker};
 use tasker_runtime::health::{self, Health};
 use tasker_runtime::publisher::Publisher;
 use tokio_util::sync::CancellationToken;
@@ -128,6 +128,8 @@ struct Coordinator {
     /// Records step results in `store`, batched.
     recorder: Batcher<ResultToRecord>,
     publisher: Publisher,
+    /// The session's connection, to ask how many workers consume a queue.
+    broker: Arc<Broker>,
     /// Acks the deliveries of the consuming channel.
     acks: Acks,
     health: Health,

@@ -37,8 +37,9 @@ impl Coordinator {
     /// Publishes a step-ready message for each of `ready`'s steps and waits
     /// for every confirm. A step whose message would be over the size limit
     /// fails instead, as a permanent `input_too_large`, recorded as any
-    /// result is.
-    pub(super) async fn publish_steps(&self, ready: ReadySteps<'_>) -> Result<(), Error> {
+    /// result is. Returns the steps whose messages reached no queue, which
+    /// now wait for a worker.
+    pub(super) async fn publish_steps(&self, ready: ReadySteps<'_>) -> Result<Vec<usize>, Error> {
         let ReadySteps {
             template,
             task_id,
@@ -48,7 +49,7 @@ impl Coordinator {
             joins,
         } = ready;
         if steps.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut messages = Vec::with_capacity(steps.len());
         let mut published = Vec::with_capacity(steps.len());
@@ -92,12 +93,14 @@ impl Coordinator {
             self.publisher.publish_each(messages).await?
         };
         drop(spans);
+        let mut waiting = Vec::new();
         for (step, outcome) in published.into_iter().zip(outcomes) {
             match outcome {
                 Ok(()) => {}
                 // No service has declared the step's callable.
                 Err(tasker_runtime::Error::Unroutable { .. }) => {
                     self.wait_for_worker(template, task_id, step, attempt).await?;
+                    waiting.push(step);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -112,7 +115,7 @@ impl Coordinator {
             // Boxed: recording it may publish, which may record.
             Box::pin(self.record(template, step, &result, true)).await?;
         }
-        Ok(())
+        Ok(waiting)
     }
 }
 

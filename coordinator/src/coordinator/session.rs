@@ -92,6 +92,7 @@ pub(super) async fn run(
         creator: Batcher::start(store.clone(), CALLS_IN_FLIGHT),
         recorder: Batcher::start(store.clone(), CALLS_IN_FLIGHT),
         publisher,
+        broker: broker.clone(),
         acks: Acks::start(channel.clone()),
         health: health.clone(),
         stop: stop.clone(),

@@ -9,12 +9,17 @@ use uuid::Uuid;
 use super::Input;
 
 /// The consumer span of one delivery, a child of the span that published
-/// the message: the client's for a request, the worker's for a result.
+/// the message: the client's for a request, the worker's for a result. A
+/// worker's announcement belongs to no task and comes every few seconds
+/// from every worker: its span is at debug level, so that it is not
+/// exported as a trace of its own each time.
 pub(super) fn delivery(input: Input, queue: &str, delivery: &Delivery) -> tracing::Span {
     let name = match input {
         Input::Request => "accept task",
         Input::Result => "record result",
-        Input::Announcement => "note worker",
+        Input::Announcement => {
+            return tracing::debug_span!("coordinator", otel.name = "note worker", messaging.destination.name = %queue);
+        }
     };
     let span = tracing::info_span!(
         "coordinator",

@@ -1,12 +1,14 @@
 //! The sweeper: for every served namespace, publishes the next attempt of
-//! retries that are due, and times out attempts whose lease ran out.
+//! retries that are due, and times out attempts whose lease ran out, unless
+//! their service has no worker running: those wait for one.
 //!
 //! Claims are held, not removed, so a coordinator that dies mid-way leaves
 //! its claims to be taken over when the hold runs out; a claim ends only
 //! once what it asked for is done.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tasker_protocol::{ErrorCode, PROTOCOL_VERSION, StepFailure, StepOutcome, StepResult, TaskTemplate};
@@ -17,7 +19,7 @@ use tracing::{Instrument, info, warn};
 use super::Coordinator;
 use super::publish::{ReadySteps, WAITING_RETRY};
 use crate::Error;
-use crate::store::StepRef;
+use crate::store::{StepRef, Waiting};
 
 /// The most retries, and the most expired leases, claimed at once per
 /// namespace.
@@ -134,7 +136,7 @@ impl Coordinator {
     }
 
     /// Publishes a step that waited for a worker; if its callable still
-    /// reaches no queue, it waits again.
+    /// reaches no queue, it waits again, and otherwise it waits no more.
     async fn release_waiting(&self, entry: &StepRef) -> Result<(), Error> {
         let Some(template) = self.template_of(entry) else {
             return Ok(());
@@ -143,15 +145,20 @@ impl Coordinator {
         let Some(released) = self.store.dispatch_waiting(entry, &template, lease).await? else {
             return Ok(());
         };
-        self.publish_steps(ReadySteps {
-            template: &template,
-            task_id: entry.task_id,
-            steps: &[entry.step],
-            attempt: entry.attempt,
-            inputs: &released.inputs,
-            joins: &released.joins,
-        })
-        .await
+        let waiting = self
+            .publish_steps(ReadySteps {
+                template: &template,
+                task_id: entry.task_id,
+                steps: &[entry.step],
+                attempt: entry.attempt,
+                inputs: &released.inputs,
+                joins: &released.joins,
+            })
+            .await?;
+        if waiting.is_empty() {
+            self.store.end_wait(entry.task_id, entry.step).await?;
+        }
+        Ok(())
     }
 
     /// The template a schedule entry names, if this coordinator loads it.
@@ -202,6 +209,9 @@ impl Coordinator {
         let Some(template) = self.template_of(lease) else {
             return Ok(());
         };
+        if self.waits_for_its_service(&template, lease).await? {
+            return Ok(());
+        }
         let step = &template.steps[lease.step];
         let lease_secs = self.lease(&template, lease.step).as_secs_f64();
         let now = Utc::now();
@@ -226,4 +236,75 @@ impl Coordinator {
         };
         self.record(&template, lease.step, &result, true).await
     }
+
+    /// A lease ran out. If no worker consumes the queue of the service that
+    /// serves the step's callable, its message waits there (its worker died
+    /// holding it, and the broker put it back), and so does the step: it
+    /// spends no attempt, shows as waiting for a worker, and its lease is
+    /// renewed until one consumes the queue again; then it gets a whole
+    /// lease for that worker to run it. `true` when the lease was renewed,
+    /// `false` when the attempt times out as usual: its service has workers
+    /// and it did not wait, or which queue serves it is not known.
+    async fn waits_for_its_service(&self, template: &TaskTemplate, lease: &StepRef) -> Result<bool, Error> {
+        let step = &template.steps[lease.step];
+        let Some(consumers) = self.consumers_serving(&template.namespace, &step.callable).await else {
+            return Ok(false);
+        };
+        if consumers > 0 {
+            let resumed = self
+                .store
+                .resume_from_queue(lease, template, self.lease(template, lease.step))
+                .await?;
+            if resumed {
+                info!(task_id = %lease.task_id, step = %step.name, attempt = lease.attempt,
+                    "a worker serves the waiting step's callable again; it gets a new lease");
+            }
+            return Ok(resumed);
+        }
+        Ok(
+            match self.store.wait_in_queue(lease, template, QUEUE_RECHECK).await? {
+                Waiting::Began => {
+                    warn!(task_id = %lease.task_id, step = %step.name, attempt = lease.attempt, callable = %step.callable,
+                    "step waits for a worker: its service's queue has no consumer; the attempt is not spent");
+                    metrics::global()
+                        .steps_without_worker
+                        .get_or_create(&metrics::callable(&template.namespace, &step.callable))
+                        .inc();
+                    true
+                }
+                Waiting::Still => true,
+                Waiting::No => false,
+            },
+        )
+    }
+
+    /// How many consumers the queues of the services that announced
+    /// `callable` of `namespace` have; `None` if no service announced it, or
+    /// the broker cannot say.
+    async fn consumers_serving(&self, namespace: &str, callable: &str) -> Option<u32> {
+        let workers = self.store.workers().await.ok()?;
+        let queues: BTreeSet<&str> = workers
+            .iter()
+            .flat_map(|w| &w.announcement.serves)
+            .filter(|s| s.namespace == namespace && s.callables.iter().any(|c| c == callable))
+            .map(|s| s.queue.as_str())
+            .collect();
+        if queues.is_empty() {
+            return None;
+        }
+        let mut consumers = 0;
+        for queue in queues {
+            consumers += self
+                .broker
+                .queue_counts(queue)
+                .await
+                .ok()?
+                .map_or(0, |q| q.consumers);
+        }
+        Some(consumers)
+    }
 }
+
+/// How often a step that waits in its service's queue checks whether a
+/// worker consumes it again.
+const QUEUE_RECHECK: Duration = Duration::from_secs(2);

@@ -1,7 +1,9 @@
 -- Takes a step that waits for a worker out of waiting, to publish again: it
--- leaves the waiting set and runs under a lease from now on. If it still
--- reaches no queue, the coordinator notes it waiting again (wait_worker.lua).
--- A step that has moved on leaves the waiting set too.
+-- leaves the waiting set and runs under a lease from now on. ww:i stays: if
+-- the step still reaches no queue, the coordinator notes it waiting again
+-- (wait_worker.lua), which then knows it is no news; once it reaches one,
+-- the coordinator clears ww:i (Store::end_wait). A step that has moved on
+-- leaves the waiting set too.
 --
 -- KEYS, per item: the task hash, tasker:{<task_id>}; the namespace's lease
 -- set; the namespace's waiting set.
@@ -32,7 +34,6 @@ local function dispatch_one(KEYS, args)
   if state ~= 'enqueued' or tonumber(attempt) ~= args.attempt then
     return {dispatched = false}
   end
-  redis.call('HDEL', key, 'ww:' .. i)
   lease_steps(leases, args.lease_prefix, args.now, {{step = i, attempt = args.attempt, lease_ms = args.lease_ms}})
   return {
     dispatched = true,

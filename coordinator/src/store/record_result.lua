@@ -107,8 +107,11 @@ local function record_one(KEYS, args)
     fields[#fields + 1] = 'w:' .. c.step
     fields[#fields + 1] = 'f:' .. c.step
   end
+  -- Last: whether the step waited for a worker (rearm_lease.lua).
+  fields[#fields + 1] = 'ww:' .. i
   local read = hmget(key, fields)
   local state, current, status, base, cancel, open = unpack(read, 1, 6)
+  local waited = read[#fields]
   -- Child k's state, dependency counter and release count, as read.
   local function child_read(k)
     local at = 6 + 3 * (k - 1)
@@ -134,6 +137,10 @@ local function record_one(KEYS, args)
       writes[#writes + 1] = args.traceparent
     end
     chunked('HSET', key, writes)
+    if waited then
+      -- A worker came back and ran it: it waits no more.
+      redis.call('HDEL', key, 'ww:' .. i)
+    end
   end
 
   if state == 'enqueued' and current == attempt then

@@ -1,11 +1,13 @@
 //! `wait_worker.lua` and `dispatch_waiting.lua`: a step whose callable no
 //! service serves waits, without spending an attempt, and is published
-//! again once one does.
+//! again once one does. `rearm_lease.lua`: a step whose service has no
+//! worker running waits in that service's queue the same way.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::Utc;
+use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use tasker_protocol::TaskTemplate;
 use uuid::Uuid;
@@ -19,6 +21,27 @@ static WAIT_WORKER: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new("wait_worker", 3, include_str!("wait_worker.lua")));
 static DISPATCH_WAITING: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new("dispatch_waiting", 3, include_str!("dispatch_waiting.lua")));
+static REARM_LEASE: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new("rearm_lease", 2, include_str!("rearm_lease.lua")));
+
+/// The arguments of `rearm_lease.lua`, as its header names them.
+#[derive(Debug, Serialize)]
+struct RearmArgs<'a> {
+    step: usize,
+    attempt: u32,
+    member: &'a str,
+    until: i64,
+    mode: &'static str,
+    callable: &'a str,
+}
+
+/// The reply of `rearm_lease.lua`, as its header names it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RearmReply {
+    renewed: bool,
+    first: bool,
+}
 
 /// The arguments of `wait_worker.lua`, as its header names them.
 #[derive(Debug, Serialize)]
@@ -84,6 +107,63 @@ pub struct Released {
 }
 
 impl Store {
+    /// The lease `lease` of a step of `template` ran out while no worker
+    /// consumed its service's queue: the step waits there for one, its
+    /// lease renewed for `recheck`, its attempt not spent.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if the script fails.
+    pub async fn wait_in_queue(
+        &self,
+        lease: &StepRef,
+        template: &TaskTemplate,
+        recheck: Duration,
+    ) -> Result<Waiting, Error> {
+        let reply = self.rearm(lease, template, recheck, "wait").await?;
+        Ok(match (reply.renewed, reply.first) {
+            (false, _) => Waiting::No,
+            (true, true) => Waiting::Began,
+            (true, false) => Waiting::Still,
+        })
+    }
+
+    /// The lease `lease` ran out with a worker consuming the step's
+    /// service's queue again: a step that waited for one gets a new lease
+    /// of `lease_for`, for the worker to run it, and `true`; one that did
+    /// not wait is left to time out (`false`).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if the script fails.
+    pub async fn resume_from_queue(
+        &self,
+        lease: &StepRef,
+        template: &TaskTemplate,
+        lease_for: Duration,
+    ) -> Result<bool, Error> {
+        Ok(self.rearm(lease, template, lease_for, "resume").await?.renewed)
+    }
+
+    async fn rearm(
+        &self,
+        lease: &StepRef,
+        template: &TaskTemplate,
+        renew_for: Duration,
+        mode: &'static str,
+    ) -> Result<RearmReply, Error> {
+        let args = RearmArgs {
+            step: lease.step,
+            attempt: lease.attempt,
+            member: &lease.member,
+            until: Utc::now().timestamp_millis() + i64::try_from(millis_of(renew_for)).unwrap_or(i64::MAX),
+            mode,
+            callable: &template.steps[lease.step].callable,
+        };
+        let keys = [task_key(lease.task_id), lease_key(&template.namespace)];
+        REARM_LEASE.call_one(self, &keys, &args).await
+    }
+
     /// How many steps of `namespace` wait for a worker.
     ///
     /// # Errors
@@ -188,6 +268,20 @@ impl Store {
             joins: reply.joins,
         }))
     }
+
+    /// Notes that a step that waited for a worker reached a service's queue
+    /// when published again: it no longer shows as waiting. The mark stays
+    /// while it is tried again, so that waiting again is not news.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Redis`] if Redis fails.
+    pub async fn end_wait(&self, task_id: Uuid, step: usize) -> Result<(), Error> {
+        self.conn()
+            .hdel(task_key(task_id), format!("ww:{step}"))
+            .await
+            .map_err(|e| self.error(e))
+    }
 }
 
 #[cfg(test)]
@@ -229,5 +323,21 @@ mod tests {
             joins: vec![],
         };
         contract::check(&DISPATCH_WAITING, &dispatch, &reply);
+        let rearm = RearmArgs {
+            step: 0,
+            attempt: 1,
+            member: "m",
+            until: 0,
+            mode: "wait",
+            callable: "c",
+        };
+        contract::check(
+            &REARM_LEASE,
+            &rearm,
+            &RearmReply {
+                renewed: true,
+                first: true,
+            },
+        );
     }
 }

@@ -69,8 +69,12 @@ fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _telemetry = tasker_worker::telemetry::init("worker-microservices");
     let service = args.service.0.map_or(NAMESPACE, Service::name);
+    // Its spans' service, as the trace shows it: worker-microservices-billing.
+    let _telemetry = tasker_worker::telemetry::init(&match args.service.0 {
+        Some(one) => format!("worker-microservices-{}", one.name()),
+        None => "worker-microservices".to_owned(),
+    });
     let config = WorkerConfig {
         amqp_url: args.amqp_url,
         service: service.to_owned(),

@@ -38,13 +38,35 @@ enum Role {
         #[arg(long)]
         noop: bool,
     },
-    /// Run a worker with the handlers of an example team, `payments` or
-    /// `customer_success`, for `namespace`.
+    /// Run a worker with the handlers of an example team, `payments`,
+    /// `customer_success` or `microservices`, for `namespace`.
     TeamWorker {
         #[arg(long)]
         team: String,
         #[arg(long)]
         namespace: String,
+        /// For `microservices`, one of its services (user, billing,
+        /// preferences, notifications) rather than all of them.
+        #[arg(long)]
+        service: Option<String>,
+        /// How long each handler takes, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Serve /healthz, /readyz and /metrics here.
+        #[arg(long)]
+        health_addr: Option<std::net::SocketAddr>,
+    },
+    /// Run a worker of `service` whose one handler, for `callable`, sleeps
+    /// `sleep_ms` and returns `{"slept_ms": ...}`.
+    Sleeper {
+        #[arg(long)]
+        namespace: String,
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        callable: String,
+        #[arg(long)]
+        sleep_ms: u64,
     },
 }
 
@@ -112,24 +134,65 @@ async fn main() -> anyhow::Result<()> {
             }
             worker.run(shutdown).await?;
         }
-        Role::TeamWorker { team, namespace } => {
+        Role::TeamWorker {
+            team,
+            namespace,
+            service,
+            latency_ms,
+            health_addr,
+        } => {
             let worker = Worker::new(WorkerConfig {
                 amqp_url,
-                service: team.clone(),
+                service: service.clone().unwrap_or_else(|| team.clone()),
                 name: format!("{team}-worker-{}", std::process::id()),
+                health_addr,
                 ..WorkerConfig::default()
             })
             .namespace(&namespace);
-            let worker = match team.as_str() {
-                "payments" => {
+            let worker = match (team.as_str(), service.as_deref()) {
+                ("payments", None) => {
                     tasker_example_payments::register(worker, &tasker_example_payments::Latency::none())
                 }
-                "customer_success" => tasker_example_customer_success::register(
+                ("customer_success", None) => tasker_example_customer_success::register(
                     worker,
                     &tasker_example_customer_success::Latency::none(),
                 ),
-                other => anyhow::bail!("no team {other:?}; pass payments or customer_success"),
+                ("microservices", one) => {
+                    use tasker_example_microservices::{BillingService, Latency, Service, register_with};
+                    let latency = Latency(latency_ms..latency_ms + 1);
+                    match one {
+                        None => register_with(worker, &latency, BillingService::Up),
+                        Some(name) => Service::named(name)
+                            .ok_or_else(|| anyhow::anyhow!("no microservices service {name:?}"))?
+                            .register(worker, &latency, BillingService::Up),
+                    }
+                }
+                (other, _) => anyhow::bail!(
+                    "no team {other:?} (or it has no --service); pass payments, customer_success or microservices"
+                ),
             };
+            worker.run(shutdown).await?;
+        }
+        Role::Sleeper {
+            namespace,
+            service,
+            callable,
+            sleep_ms,
+        } => {
+            let worker = Worker::new(WorkerConfig {
+                amqp_url,
+                name: format!("{service}-sleeper-{}", std::process::id()),
+                service,
+                ..WorkerConfig::default()
+            })
+            .namespace(&namespace)
+            .handler(
+                callable,
+                handler_fn(move |_ctx: StepContext| async move {
+                    tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+                    Ok::<_, StepError>(json!({ "slept_ms": sleep_ms }))
+                }),
+            );
             worker.run(shutdown).await?;
         }
         Role::Worker {
@@ -194,7 +257,11 @@ async fn main() -> anyhow::Result<()> {
                 ..WorkerConfig::default()
             })
             .namespace(&namespace);
-            for callable in tasker_e2e::chaos::CALLABLES {
+            // The Python chaos worker's callables are its service's alone.
+            let ours = tasker_e2e::chaos::CALLABLES
+                .iter()
+                .filter(|c| !tasker_e2e::chaos::PYTHON_CALLABLES.contains(c));
+            for callable in ours {
                 worker = worker.handler(*callable, Shared(handler.clone()));
             }
             worker = worker.handler(tasker_e2e::chaos::CHILD_CALLABLE, delegate);

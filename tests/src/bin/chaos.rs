@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         process_pause: Duration::from_secs_f64(args.process_pause),
         server_pause: Duration::from_secs_f64(args.server_pause),
         node_binary,
+        python: tasker_e2e::process::python(),
         dev_script,
         log_dir: log_dir.clone(),
     })

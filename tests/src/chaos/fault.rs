@@ -15,6 +15,9 @@ use tokio::process::Command;
 pub enum Fault {
     /// SIGKILL a worker during its handlers, and start a new one.
     KillWorker,
+    /// SIGKILL the Python worker, the only worker of its service, during
+    /// its handlers, and start a new one: its steps wait for it.
+    KillPythonWorker,
     /// SIGKILL a coordinator, and start a new one.
     KillCoordinator,
     /// SIGSTOP a worker, and SIGCONT it after the process pause: its steps
@@ -37,8 +40,9 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault, in the order the suite injects them.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::KillWorker,
+        Self::KillPythonWorker,
         Self::KillCoordinator,
         Self::PauseWorker,
         Self::PauseCoordinator,

@@ -33,7 +33,8 @@ use self::nodes::{Connections, Node, Nodes};
 use self::report::{Injected, TaskTimes};
 use crate::{Duplicator, amqp_url, redis_url, template, unique};
 
-/// Every callable the chaos templates use; the chaos worker serves them all.
+/// Every callable the chaos templates use. The Rust chaos workers serve them
+/// all but [`PYTHON_CALLABLES`]; the benchmark's worker serves them all.
 pub const CALLABLES: &[&str] = &[
     "Microservices::StepHandlers::CreateUserAccountHandler",
     "Microservices::StepHandlers::SetupBillingProfileHandler",
@@ -43,8 +44,18 @@ pub const CALLABLES: &[&str] = &[
     "chaos",
 ];
 
-/// The service of the chaos workers.
+/// The service of the Rust chaos workers.
 pub const CHAOS_SERVICE: &str = "chaos";
+
+/// The service of the Python chaos worker, of which one runs: the suite's
+/// namespace is split into two services in two languages.
+pub const PYTHON_SERVICE: &str = "chaos_py";
+
+/// The callables the Python chaos worker serves, not the Rust ones: the
+/// diamond's join, whose parents the Rust service runs. The Python worker
+/// does not count its runs, so the report's handler executions are the Rust
+/// services' alone; a join is checked in the task's hash either way.
+pub const PYTHON_CALLABLES: &[&str] = &["Microservices::StepHandlers::SendWelcomeSequenceHandler"];
 
 /// The callable of the chaos template's step that hands its work to a
 /// child task, `errand`, and completes with the child's result.
@@ -74,6 +85,9 @@ pub struct ChaosConfig {
     pub server_pause: Duration,
     /// The `chaos-node` binary.
     pub node_binary: PathBuf,
+    /// The Python the Python chaos worker runs with, which has the SDK
+    /// ([`crate::process::python`]).
+    pub python: PathBuf,
     /// `deploy/dev`, to restart the servers.
     pub dev_script: PathBuf,
     /// Where the processes' logs go.
@@ -237,11 +251,13 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         templates: template_dir,
         namespace: namespace.clone(),
         log_dir: config.log_dir.clone(),
+        python: config.python.clone(),
         coordinators: Vec::new(),
         workers: Vec::new(),
+        python_workers: Vec::new(),
         started: 0,
     };
-    nodes.start(2, 2)?;
+    nodes.start(2, 2, 1)?;
     let progress = Arc::new(Mutex::new(Progress::default()));
     let redis_before = redis::aio::ConnectionManager::new(redis::Client::open(redis_url())?).await?;
 
@@ -349,9 +365,10 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         );
         let mut frozen: Option<(&mut Node, Connections)> = None;
         match fault {
-            Fault::KillWorker | Fault::KillCoordinator => {
+            Fault::KillWorker | Fault::KillPythonWorker | Fault::KillCoordinator => {
                 let (nodes_of_role, role) = match fault {
                     Fault::KillWorker => (&mut nodes.workers, "worker"),
+                    Fault::KillPythonWorker => (&mut nodes.python_workers, "python-worker"),
                     _ => (&mut nodes.coordinators, "coordinator"),
                 };
                 let mut victim = nodes_of_role.remove(0);
@@ -360,6 +377,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
                 let replacement = nodes.spawn(role)?;
                 match fault {
                     Fault::KillWorker => nodes.workers.push(replacement),
+                    Fault::KillPythonWorker => nodes.python_workers.push(replacement),
                     _ => nodes.coordinators.push(replacement),
                 }
             }
@@ -447,7 +465,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         .map_or(0, |d| d.copies.load(Ordering::Relaxed));
     drop(duplicator);
     nodes.stop().await;
-    crate::delete_namespaces(&[&namespace], &[CHAOS_SERVICE]).await;
+    crate::delete_namespaces(&[&namespace], &[CHAOS_SERVICE, PYTHON_SERVICE]).await;
 
     let progress = progress.lock().await;
     let mut report = ChaosReport {

@@ -47,11 +47,14 @@ impl Node {
 
 pub(super) struct Nodes {
     pub binary: PathBuf,
+    pub python: PathBuf,
     pub templates: PathBuf,
     pub namespace: String,
     pub log_dir: PathBuf,
     pub coordinators: Vec<Node>,
     pub workers: Vec<Node>,
+    /// The Python chaos worker, the one worker of its service.
+    pub python_workers: Vec<Node>,
     pub started: usize,
 }
 
@@ -60,10 +63,27 @@ impl Nodes {
         self.started += 1;
         let log = self.log_dir.join(format!("{role}-{}.log", self.started));
         let file = std::fs::File::create(&log)?;
-        let mut cmd = Command::new(&self.binary);
-        match role {
-            "coordinator" => cmd.arg("coordinator").arg("--templates").arg(&self.templates),
-            _ => cmd.arg("worker").arg("--namespace").arg(&self.namespace),
+        let mut cmd = match role {
+            "coordinator" => {
+                let mut cmd = Command::new(&self.binary);
+                cmd.arg("coordinator").arg("--templates").arg(&self.templates);
+                cmd
+            }
+            "python-worker" => {
+                let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/chaos_worker.py");
+                let mut cmd = Command::new(&self.python);
+                cmd.arg(script)
+                    .args(["--namespace", &self.namespace, "--service", super::PYTHON_SERVICE]);
+                cmd.args(super::PYTHON_CALLABLES)
+                    .env("TASKER_AMQP_URL", crate::amqp_url())
+                    .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+                cmd
+            }
+            _ => {
+                let mut cmd = Command::new(&self.binary);
+                cmd.arg("worker").arg("--namespace").arg(&self.namespace);
+                cmd
+            }
         };
         let child = cmd
             .env("RUST_LOG", "info,lapin=error")
@@ -75,7 +95,12 @@ impl Nodes {
         Ok(Node { child, log })
     }
 
-    pub fn start(&mut self, coordinators: usize, workers: usize) -> anyhow::Result<()> {
+    pub fn start(
+        &mut self,
+        coordinators: usize,
+        workers: usize,
+        python_workers: usize,
+    ) -> anyhow::Result<()> {
         for _ in 0..coordinators {
             let c = self.spawn("coordinator")?;
             self.coordinators.push(c);
@@ -84,11 +109,22 @@ impl Nodes {
             let w = self.spawn("worker")?;
             self.workers.push(w);
         }
+        for _ in 0..python_workers {
+            let w = self.spawn("python-worker")?;
+            self.python_workers.push(w);
+        }
         Ok(())
     }
 
+    fn all(&mut self) -> impl Iterator<Item = &mut Node> {
+        self.coordinators
+            .iter_mut()
+            .chain(self.workers.iter_mut())
+            .chain(self.python_workers.iter_mut())
+    }
+
     pub async fn stop(&mut self) {
-        for node in self.coordinators.iter_mut().chain(self.workers.iter_mut()) {
+        for node in self.all() {
             if let Some(pid) = node.child.id() {
                 // A paused process cannot act on SIGTERM; wake it first.
                 let _ = super::fault::signal(pid, "CONT");
@@ -96,7 +132,7 @@ impl Nodes {
                 let _ = super::fault::signal(pid, "TERM");
             }
         }
-        for node in self.coordinators.iter_mut().chain(self.workers.iter_mut()) {
+        for node in self.all() {
             let _ = tokio::time::timeout(Duration::from_secs(10), node.child.wait()).await;
         }
     }

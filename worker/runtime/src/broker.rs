@@ -28,6 +28,15 @@ use crate::publisher::Publisher;
 /// minutes.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 
+/// What [`Broker::queue_counts`] tells of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Messages waiting to be delivered (not those delivered and unacked).
+    pub ready: u32,
+    /// Consumers now.
+    pub consumers: u32,
+}
+
 /// A connection to RabbitMQ, and the URL it was made to, for messages.
 pub struct Broker {
     connection: Connection,
@@ -101,6 +110,36 @@ impl Broker {
     /// Returns [`Error::Amqp`] if the connection is gone.
     pub async fn channel(&self) -> Result<Channel, Error> {
         self.connection.create_channel().await.map_err(|e| self.error(e))
+    }
+
+    /// How many messages wait in `queue` (ready, not delivered) and how
+    /// many consumers it has now; `None` if there is no such queue. The
+    /// question has a channel of its own, since asking about a queue that
+    /// does not exist closes the channel.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if the connection is gone.
+    pub async fn queue_counts(&self, queue: &str) -> Result<Option<QueueCounts>, Error> {
+        let channel = self.channel().await?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        match channel
+            .queue_declare(queue.into(), passive, FieldTable::default())
+            .await
+        {
+            Ok(declared) => {
+                let _ = channel.close(200, "done".into()).await;
+                Ok(Some(QueueCounts {
+                    ready: declared.message_count(),
+                    consumers: declared.consumer_count(),
+                }))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.error(e)),
+        }
     }
 
     /// Opens a channel in confirm mode, for publishing.
@@ -479,6 +518,13 @@ fn refusal(error: &lapin::Error) -> Option<String> {
         | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => Some(amqp.get_message().to_string()),
         AMQPErrorKind::Soft(_) | AMQPErrorKind::Hard(_) => None,
     }
+}
+
+/// Whether the broker answered that what was asked for does not exist.
+fn is_not_found(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp)
+        if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)))
 }
 
 /// `url` with its password replaced by `***`, for logs and messages.

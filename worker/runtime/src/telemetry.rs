@@ -164,6 +164,14 @@ pub fn continue_from_traceparent(span: &tracing::Span, traceparent: &str) {
     )])));
 }
 
+/// Names `span` `name` in the trace, once what it is about is known: its
+/// `otel.name` field only names a span whose trace context has not been
+/// made yet.
+pub fn rename(span: &tracing::Span, name: String) {
+    use opentelemetry::trace::TraceContextExt as _;
+    span.context().span().update_name(name);
+}
+
 /// Records the span's own trace and span ids as its `trace_id` and
 /// `span_id` fields, so that JSON logs of events inside it carry them.
 /// The span must declare both fields (as `tracing::field::Empty`).
