@@ -24,6 +24,21 @@ pub enum Backoff {
 /// steps that failed together do not all come back at the same instant.
 pub const JITTER_FRACTION: f64 = 0.1;
 
+/// The longest wait a failure's `retry_after_seconds` may ask for: one
+/// day. A longer one waits this long.
+pub const MAX_RETRY_AFTER_SECS: f64 = 86_400.0;
+
+/// The wait a failure's `retry_after_seconds` asks for, in place of the
+/// step's backoff: as given, without jitter and regardless of `max_delay`,
+/// but at most [`MAX_RETRY_AFTER_SECS`]. `None`, so the backoff applies,
+/// when it is absent, negative or not a number.
+#[must_use]
+pub fn retry_after(seconds: Option<f64>) -> Option<Duration> {
+    seconds
+        .filter(|s| *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(MAX_RETRY_AFTER_SECS)))
+}
+
 /// When and how often a failed step is tried again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetryPolicy {
@@ -94,6 +109,18 @@ impl Default for RetryPolicy {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn retry_after_is_taken_as_given_up_to_a_day() {
+        assert_eq!(retry_after(None), None);
+        assert_eq!(retry_after(Some(2.5)), Some(Duration::from_millis(2500)));
+        assert_eq!(retry_after(Some(0.0)), Some(Duration::ZERO));
+        let day = Some(Duration::from_secs(86_400));
+        assert_eq!(retry_after(Some(9e15)), day);
+        assert_eq!(retry_after(Some(f64::INFINITY)), day);
+        assert_eq!(retry_after(Some(-1.0)), None);
+        assert_eq!(retry_after(Some(f64::NAN)), None);
+    }
 
     fn policy(backoff: Backoff, initial: f64, max: f64) -> RetryPolicy {
         RetryPolicy {

@@ -112,6 +112,21 @@ pub const WORKER_ANNOUNCE_ROUTING_KEY: &str = "worker.announce";
 /// the list of live workers that `tasker workers` shows.
 pub const WORKERS_QUEUE: &str = "tasker.workers";
 
+/// The queue argument that makes a queue a quorum queue: every Tasker
+/// queue is one, `x-queue-type` = `quorum` (a string).
+pub const QUEUE_TYPE_ARGUMENT: &str = "x-queue-type";
+
+/// The queue argument that bounds how often a quorum queue delivers one
+/// message before the broker drops it: `x-delivery-limit` (an integer).
+/// RabbitMQ 4 drops a message after 20 deliveries unless told otherwise.
+pub const DELIVERY_LIMIT_ARGUMENT: &str = "x-delivery-limit";
+
+/// The broker's limit Tasker declares its queues with. Tasker's own
+/// processes dead-letter a message, with its reason, once it has been
+/// delivered more than their `max_redeliveries` (5 by default), which must
+/// stay below this, so the broker never drops one first.
+pub const DELIVERY_LIMIT: u32 = 100;
+
 /// AMQP `content_type` of every Tasker message.
 pub const CONTENT_TYPE: &str = "application/json";
 

@@ -131,6 +131,9 @@ fn step_result_failed_permanent() {
 fn task_finished_complete() {
     let finished: TaskFinished = round_trip("task_finished_complete");
     assert_eq!(finished.status, TaskStatus::Complete);
+    // The copy to the requester of task_request.json names its request.
+    let request: TaskRequest = round_trip("task_request");
+    assert_eq!(finished.request_id, request.request_id);
     assert!(
         finished
             .steps
@@ -326,6 +329,8 @@ fn docs_name_the_topology_of_the_protocol_crate() {
         topology::DEAD_LETTER_EXCHANGE.to_owned(),
         topology::DEAD_LETTER_QUEUE.to_owned(),
         topology::CONTENT_TYPE.to_owned(),
+        topology::QUEUE_TYPE_ARGUMENT.to_owned(),
+        topology::DELIVERY_LIMIT_ARGUMENT.to_owned(),
         message_type::TASK_REQUEST.to_owned(),
         message_type::STEP_READY.to_owned(),
         message_type::STEP_RESULT.to_owned(),
@@ -346,6 +351,31 @@ fn docs_name_the_topology_of_the_protocol_crate() {
         assert!(
             docs.contains(&format!("`{name}`")),
             "docs/protocol.md does not name `{name}`"
+        );
+    }
+}
+
+#[test]
+fn docs_name_every_rejection_code() {
+    let docs = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol.md"))
+        .unwrap();
+    for code in [
+        RejectCode::UnknownTemplate,
+        RejectCode::UnknownVersion,
+        RejectCode::InvalidContext,
+        RejectCode::Undecodable,
+        RejectCode::UnsupportedVersion,
+        RejectCode::InvalidName,
+        RejectCode::InvalidVersion,
+        RejectCode::NamespaceMismatch,
+        RejectCode::IdempotencyConflict,
+    ] {
+        let spelled = serde_json::to_value(code).unwrap();
+        assert_eq!(spelled, code.as_str());
+        assert!(
+            docs.contains(&format!("`{}`", code.as_str())),
+            "docs/protocol.md does not name the rejection code `{}`",
+            code.as_str()
         );
     }
 }

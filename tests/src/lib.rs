@@ -135,8 +135,9 @@ pub struct Stack {
     coordinators: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     registry: TemplateRegistry,
-    /// The services of the workers, whose queues go at the end.
-    services: BTreeSet<String>,
+    /// The namespaces of the templates and the workers, and the services
+    /// of the workers and the test's, whose queues go at the end.
+    made_up: (BTreeSet<String>, BTreeSet<String>),
 }
 
 impl Stack {
@@ -183,14 +184,25 @@ impl Stack {
         }
         broker.close().await;
         let shutdown = CancellationToken::new();
-        let services = workers.iter().map(|w| w.service().to_owned()).collect();
+        // A test may declare the test service's queue itself, with no worker.
+        let services = workers
+            .iter()
+            .map(|w| w.service().to_owned())
+            .chain([TEST_SERVICE.to_owned()])
+            .collect();
+        let namespaces = registry
+            .namespaces()
+            .into_iter()
+            .map(str::to_owned)
+            .chain(workers.iter().flat_map(|w| w.namespaces().iter().cloned()))
+            .collect();
         let mut stack = Self {
             client: Client::connect(&amqp_url()).await?,
             shutdown: shutdown.clone(),
             coordinators: Vec::new(),
             workers: Vec::new(),
             registry,
-            services,
+            made_up: (namespaces, services),
         };
         for _ in 0..coordinators {
             stack.add_coordinator();
@@ -249,8 +261,10 @@ impl Stack {
             let _ = handle.await;
         }
         self.client.close().await;
-        let services: Vec<&str> = self.services.iter().map(String::as_str).collect();
-        delete_namespaces(&self.registry.namespaces(), &services).await;
+        let (namespaces, services) = &self.made_up;
+        let namespaces: Vec<&str> = namespaces.iter().map(String::as_str).collect();
+        let services: Vec<&str> = services.iter().map(String::as_str).collect();
+        delete_namespaces(&namespaces, &services).await;
     }
 }
 

@@ -2,10 +2,14 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::json;
 use tasker_e2e::{Recorder, Stack, finished, template, unique, worker_config};
 use tasker_protocol::message::RejectCode;
+use tasker_protocol::topology;
 use tasker_protocol::{StepState, TaskRequest, TaskStatus};
+use tasker_runtime::broker::{self, Broker};
+use tasker_runtime::publisher::Outgoing;
 use tasker_worker::{Reply, StepError, Worker};
 
 fn two_steps(ns: &str, extra: &str) -> tasker_protocol::TaskTemplate {
@@ -96,10 +100,44 @@ async fn bad_requests_are_rejected_with_their_reason_and_the_coordinator_keeps_s
         assert!(r.reason.contains("must be a JSON object"), "{}", r.reason);
     }
 
-    for payload in [
-        b"{not json".to_vec(),
-        br#"{"protocol_version": 99, "namespace": "x"}"#.to_vec(),
-        br#"{"protocol_version": 1, "name": "pair"}"#.to_vec(),
+    let other_ns = unique("other");
+    for (payload, code, says) in [
+        (b"{not json".to_vec(), RejectCode::Undecodable, "not_json"),
+        (
+            br#"{"protocol_version": 1, "name": "pair"}"#.to_vec(),
+            RejectCode::Undecodable,
+            "missing field `namespace`",
+        ),
+        (
+            br#"{"protocol_version": 99, "namespace": "x"}"#.to_vec(),
+            RejectCode::UnsupportedVersion,
+            "99",
+        ),
+        (
+            format!(r#"{{"protocol_version": 1, "namespace": "{ns}", "name": "pair"}}"#).into_bytes(),
+            RejectCode::InvalidContext,
+            "not null",
+        ),
+        (
+            format!(r#"{{"protocol_version": 1, "namespace": "{ns}", "name": "pa ir", "context": {{}}}}"#)
+                .into_bytes(),
+            RejectCode::InvalidName,
+            "name \"pa ir\" contains ' '",
+        ),
+        (
+            format!(
+                r#"{{"protocol_version": 1, "namespace": "{ns}", "name": "pair", "version": "1.x", "context": {{}}}}"#
+            )
+            .into_bytes(),
+            RejectCode::InvalidVersion,
+            "not a semver version",
+        ),
+        (
+            format!(r#"{{"protocol_version": 1, "namespace": "{other_ns}", "name": "pair", "context": {{}}}}"#)
+                .into_bytes(),
+            RejectCode::NamespaceMismatch,
+            "with routing key",
+        ),
     ] {
         let r = rejected(
             stack
@@ -111,8 +149,58 @@ async fn bad_requests_are_rejected_with_their_reason_and_the_coordinator_keeps_s
                 .await
                 .unwrap(),
         );
-        assert_eq!(r.code, RejectCode::Undecodable);
+        assert_eq!(r.code, code, "{}", r.reason);
+        assert!(r.reason.contains(says), "{code:?}: {}", r.reason);
     }
+
+    // A request whose header names another protocol version is refused,
+    // however its body reads; the rejection names it.
+    let broker = Broker::connect(&tasker_e2e::amqp_url(), "test-rejections")
+        .await
+        .unwrap();
+    let channel = broker.channel().await.unwrap();
+    let (_, mut rejections) = broker
+        .private_queue(
+            &channel,
+            Some((topology::EVENTS_EXCHANGE, topology::TASK_REJECTED_ROUTING_KEY)),
+            true,
+        )
+        .await
+        .unwrap();
+    let request = TaskRequest::new(&ns, "pair", json!({}));
+    let mut properties = broker::properties(topology::message_type::TASK_REQUEST, None);
+    let mut headers = properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        topology::headers::PROTOCOL_VERSION.into(),
+        lapin::types::AMQPValue::LongLongInt(2),
+    );
+    properties = properties.with_headers(headers);
+    stack
+        .client
+        .publisher()
+        .publish(Outgoing {
+            exchange: topology::REQUESTS_EXCHANGE.to_owned(),
+            routing_key: ns.clone(),
+            payload: tasker_protocol::message::encode(&request),
+            properties,
+            mandatory: true,
+        })
+        .await
+        .unwrap();
+    let r = loop {
+        let delivery = tokio::time::timeout(wait, rejections.next())
+            .await
+            .expect("a rejection within the wait")
+            .unwrap()
+            .unwrap();
+        let r: tasker_protocol::TaskRejected = serde_json::from_slice(&delivery.data).unwrap();
+        if r.request_id == request.request_id {
+            break r;
+        }
+    };
+    assert_eq!(r.code, RejectCode::UnsupportedVersion);
+    assert!(r.reason.contains("header is 2"), "{}", r.reason);
+    broker.close().await;
 
     // A namespace nobody serves is rejected too, through the unrouted queue
     // (at once: tests/tests/unrouted.rs times it).
@@ -154,14 +242,36 @@ async fn an_idempotency_key_seen_before_returns_the_existing_task_and_runs_nothi
     let a = stack.client.submit(request("order-7")).await.unwrap();
     let b = stack.client.submit(request("order-7")).await.unwrap();
     assert_eq!(a.task_id, b.task_id);
+    let ids = [a.request_id, b.request_id];
     let first = finished(a.wait(Duration::from_secs(20)).await.unwrap()).unwrap();
     let second = finished(b.wait(Duration::from_secs(20)).await.unwrap()).unwrap();
     let later = stack.client.submit(request("order-7")).await.unwrap();
+    let later_id = later.request_id;
     let third = finished(later.wait(Duration::from_secs(20)).await.unwrap()).unwrap();
     for report in [&first, &second, &third] {
         assert_eq!(report.task_id, first.task_id);
         assert_eq!(report.status, TaskStatus::Complete);
     }
+    // Each requester's copy names its own request.
+    assert_eq!(
+        [first.request_id, second.request_id, third.request_id],
+        [Some(ids[0]), Some(ids[1]), Some(later_id)]
+    );
+    // The same key with another context is refused; the task stays as it was.
+    let mut conflicting = request("order-7");
+    conflicting.context = json!({ "order": 8 });
+    let r = rejected(
+        stack
+            .client
+            .submit(conflicting)
+            .await
+            .unwrap()
+            .wait(Duration::from_secs(20))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(r.code, RejectCode::IdempotencyConflict);
+    assert!(r.reason.contains(&first.task_id.to_string()), "{}", r.reason);
     assert_eq!(recorder.runs_of(first.task_id, "first").len(), 1);
     assert_eq!(recorder.runs_of(first.task_id, "second").len(), 1);
     // Another key is another task.

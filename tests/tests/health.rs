@@ -51,6 +51,7 @@ async fn a_connected_coordinator_and_worker_are_ready() {
     shutdown.cancel();
     coordinator.await.unwrap();
     worker.await.unwrap();
+    tasker_e2e::delete_namespaces(&[&ns], &[tasker_e2e::TEST_SERVICE]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,8 @@ fn request(task_id: Uuid, template: &TaskTemplate, redelivered: bool) -> NewTask
         template,
         context: "{}",
         reply: None,
+        request_id: None,
+        same_context: false,
         traceparent: None,
         parent: None,
         redelivered,
@@ -213,6 +215,57 @@ async fn a_batch_of_requests_creates_each_task_once() {
             },
             Created::New { roots: vec![0] },
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_key_with_another_context_is_refused_and_changes_nothing_while_each_requester_is_named() {
+    let template = diamond(&unique("conflict"));
+    let store = store().await;
+    let task_id = Uuid::new_v4();
+    let (first_id, second_id) = (Uuid::new_v4(), Uuid::new_v4());
+    let ask = |context: &'static str, reply: (&'static str, &'static str), request_id| NewTask {
+        context,
+        reply: Some(reply),
+        request_id: Some(request_id),
+        same_context: true,
+        ..request(task_id, &template, false)
+    };
+    let lease = |_| Duration::from_secs(60);
+    let created: Vec<Created> = store
+        .create_tasks(&[
+            store.prepare_task(ask(r#"{"a":1}"#, ("q-1", "c-1"), first_id), lease),
+            store.prepare_task(ask(r#"{"a":2}"#, ("q-2", "c-2"), Uuid::new_v4()), lease),
+            store.prepare_task(ask(r#"{"a":1}"#, ("q-3", "c-3"), second_id), lease),
+        ])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let running = tasker_protocol::TaskStatus::Running;
+    assert_eq!(
+        created,
+        [
+            Created::New { roots: vec![0] },
+            Created::Conflict { status: running },
+            Created::Existing {
+                status: running,
+                republish: vec![]
+            },
+        ]
+    );
+    let task = store.task(task_id).await.unwrap().unwrap();
+    let mut replies: Vec<_> = task
+        .replies
+        .iter()
+        .map(|r| (r.queue.as_str(), r.correlation.as_str(), r.request_id))
+        .collect();
+    replies.sort_unstable();
+    // The refused requester is not among those who hear of the task.
+    assert_eq!(
+        replies,
+        [("q-1", "c-1", Some(first_id)), ("q-3", "c-3", Some(second_id))]
     );
 }
 

@@ -230,6 +230,7 @@ async fn a_task_is_one_trace_across_three_processes() {
         stop(p).await;
     }
     stack.stop().await;
+    tasker_e2e::delete_namespaces(&[&ns], &[tasker_e2e::bench::BENCH_SERVICE]).await;
 
     let spans: Vec<Span> = receiver
         .spans()
@@ -420,6 +421,7 @@ async fn a_child_task_is_part_of_its_parents_trace() {
         stop(p).await;
     }
     stack.stop().await;
+    tasker_e2e::delete_namespaces(&[&support, &payments], &["customer_success", "payments"]).await;
     let spans = receiver.spans().await;
 
     let of = |task: &str| -> Vec<&Span> {

@@ -72,8 +72,8 @@ pub enum StepError {
         code: String,
         /// A sentence for people.
         message: String,
-        /// Wait at least this long before the next attempt, instead of the
-        /// step's backoff.
+        /// Wait this long before the next attempt (at most a day), instead
+        /// of the step's backoff.
         retry_after: Option<Duration>,
     },
     /// Not a failure: the step's result will be the outcome of a child

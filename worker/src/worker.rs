@@ -172,6 +172,12 @@ impl Worker {
         &self.config.service
     }
 
+    /// The namespaces whose steps this worker serves.
+    #[must_use]
+    pub fn namespaces(&self) -> &[String] {
+        &self.namespaces
+    }
+
     /// Runs `handler` for steps whose template names `callable`.
     #[must_use]
     pub fn handler(mut self, callable: impl Into<String>, handler: impl StepHandler) -> Self {
@@ -199,6 +205,14 @@ impl Worker {
                 "the worker's service name {:?} {problem}; set WorkerConfig::service (or TASKER_SERVICE) to the \
                  service it is part of, such as \"billing\": workers of one service share its queue",
                 self.config.service
+            )));
+        }
+        if self.config.max_redeliveries >= u64::from(topology::DELIVERY_LIMIT) {
+            return Err(Error::Config(format!(
+                "WorkerConfig::max_redeliveries is {}; keep it below the queues' delivery limit, {}, \
+                 so the worker dead-letters a message before the broker drops it",
+                self.config.max_redeliveries,
+                topology::DELIVERY_LIMIT
             )));
         }
         if self.handlers.is_empty() {
@@ -591,8 +605,13 @@ async fn run_handler(shared: &Shared, publisher: &Publisher, ready: &StepReady) 
     // publishes joins the task's trace. A panic is caught, and a timeout
     // drops the handler's future, which cancels it.
     let call = AssertUnwindSafe(handler.call(&ctx)).catch_unwind();
-    let joined = match ready.timeout_seconds {
-        Some(secs) => match tokio::time::timeout(Duration::from_secs_f64(secs), call).await {
+    // A timeout no template could give (negative, not a number, or past
+    // a day's worth of u64 seconds) is read as none at all.
+    let limit = ready
+        .timeout_seconds
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok().map(|d| (secs, d)));
+    let joined = match limit {
+        Some((secs, limit)) => match tokio::time::timeout(limit, call).await {
             Ok(joined) => joined,
             Err(_) => {
                 return failed(StepError::retryable(

@@ -47,8 +47,10 @@ pub struct CoordinatorArgs {
     /// Added to every step's lease, for the trip through the broker.
     #[arg(long, env = "TASKER_LEASE_MARGIN", default_value_t = HumanDuration(defaults().lease_margin))]
     lease_margin: HumanDuration,
-    /// A message delivered more often than this is dead-lettered.
-    #[arg(long, env = "TASKER_MAX_REDELIVERIES", default_value_t = defaults().max_redeliveries)]
+    /// A message delivered more often than this is dead-lettered. Below the
+    /// queues' own delivery limit, 100, so the broker never drops it first.
+    #[arg(long, env = "TASKER_MAX_REDELIVERIES", default_value_t = defaults().max_redeliveries,
+        value_parser = clap::value_parser!(u64).range(..u64::from(tasker_protocol::topology::DELIVERY_LIMIT)))]
     max_redeliveries: u64,
     /// How long a request that reached the unrouted queue waits for its
     /// namespace's queue, when a coordinator has served that namespace.

@@ -356,6 +356,7 @@ mod tests {
             ],
             parent: None,
             results_omitted: false,
+            request_id: None,
         }
     }
 
@@ -402,6 +403,7 @@ mod tests {
             ],
             parent: None,
             results_omitted: false,
+            request_id: None,
         };
         let child = TaskFinished {
             protocol_version: PROTOCOL_VERSION,
@@ -440,6 +442,7 @@ mod tests {
                 attempt: 1,
             }),
             results_omitted: false,
+            request_id: None,
         };
         (parent, child)
     }

@@ -12,18 +12,18 @@ use uuid::Uuid;
 
 use super::{Coordinator, span};
 use crate::Error;
-use crate::store::TaskSnapshot;
+use crate::store::{Reply, TaskSnapshot};
 
 /// Who hears of a finished task.
-pub(super) enum Audience<'a> {
+pub(super) enum Audience {
     /// Everyone, when it has just finished: the events exchange, every
     /// requester, and the parent step of a child task.
     Everyone,
     /// A request for a task that had finished already: its requester's
     /// reply queue, if it gave one, and the parent step if it came from one.
     Late {
-        /// The reply queue and correlation id.
-        reply: Option<(&'a str, &'a str)>,
+        /// The requester.
+        reply: Option<Reply>,
         /// Whether the request came from a parent step.
         parent: bool,
     },
@@ -31,7 +31,7 @@ pub(super) enum Audience<'a> {
 
 impl Coordinator {
     /// Reads the task and publishes its report to `audience`.
-    pub(super) async fn publish_finished(&self, task_id: Uuid, audience: Audience<'_>) -> Result<(), Error> {
+    pub(super) async fn publish_finished(&self, task_id: Uuid, audience: Audience) -> Result<(), Error> {
         match self.store.task(task_id).await? {
             Some(snapshot) => self.announce(&snapshot, audience).await,
             None => Ok(()),
@@ -41,11 +41,7 @@ impl Coordinator {
     /// Publishes the report of the finished task `snapshot` to `audience`.
     /// A report over the size limit goes without its steps' results, which
     /// `tasker status` shows.
-    pub(super) async fn announce(
-        &self,
-        snapshot: &TaskSnapshot,
-        audience: Audience<'_>,
-    ) -> Result<(), Error> {
+    pub(super) async fn announce(&self, snapshot: &TaskSnapshot, audience: Audience) -> Result<(), Error> {
         let task_id = snapshot.task_id;
         let full = snapshot.report();
         let limit = self.config.max_message_bytes;
@@ -67,18 +63,25 @@ impl Coordinator {
         };
         let props = || broker::properties(message_type::TASK_FINISHED, Some(task_id));
         let mut messages = Vec::new();
-        let direct = |queue: &str, correlation: &str| Outgoing {
+        // Each requester's copy names its request.
+        let direct = |reply: &Reply| Outgoing {
             exchange: String::new(),
-            routing_key: queue.to_owned(),
-            payload: payload.clone(),
-            properties: props().with_correlation_id(correlation.into()),
+            routing_key: reply.queue.clone(),
+            payload: match reply.request_id {
+                Some(id) => message::encode(&TaskFinished {
+                    request_id: Some(id),
+                    ..report.clone()
+                }),
+                None => payload.clone(),
+            },
+            properties: props().with_correlation_id(reply.correlation.as_str().into()),
             // A requester that went away takes its reply queue with it.
             mandatory: false,
         };
         match audience {
             Audience::Late { reply, parent } => {
-                if let Some((queue, correlation)) = reply {
-                    messages.push(direct(queue, correlation));
+                if let Some(reply) = &reply {
+                    messages.push(direct(reply));
                 }
                 // The store has just moved the parent link to the asking attempt.
                 if parent && let Some(parent) = &full.parent {
@@ -97,8 +100,8 @@ impl Coordinator {
                     properties: props(),
                     mandatory: false,
                 });
-                for (queue, correlation) in &snapshot.replies {
-                    messages.push(direct(queue, correlation));
+                for reply in &snapshot.replies {
+                    messages.push(direct(reply));
                 }
                 if let Some(parent) = &full.parent {
                     messages.push(to_parent(parent, &self.parent_result(parent, &full)));

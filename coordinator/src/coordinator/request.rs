@@ -21,7 +21,7 @@ use super::Coordinator;
 use super::finished::{Audience, to_parent};
 use super::publish::ReadySteps;
 use crate::Error;
-use crate::store::{Created, Inputs, NewTask};
+use crate::store::{Created, Inputs, NewTask, Reply};
 
 /// How often a request on the unrouted queue looks again for its
 /// namespace's queue, while RabbitMQ may still be recovering it.
@@ -39,15 +39,40 @@ impl Coordinator {
         if delivery.properties.kind().as_ref().map(|k| k.as_str()) == Some(message_type::TASK_COMMAND) {
             return self.handle_command(queue, delivery).await;
         }
+        if let Some(found) = broker::protocol_version_header(delivery)
+            && found != Some(i64::from(PROTOCOL_VERSION))
+        {
+            let found = found.map_or_else(|| "not an integer".to_owned(), |v| v.to_string());
+            let reason = format!(
+                "the task request's {} header is {found}; this coordinator speaks version {PROTOCOL_VERSION}",
+                topology::headers::PROTOCOL_VERSION
+            );
+            // Named in the rejection if its body can be read.
+            let request = message::decode::<TaskRequest>(&delivery.data, self.config.max_message_bytes).ok();
+            return self
+                .reject(
+                    queue,
+                    delivery,
+                    request.as_ref(),
+                    RejectCode::UnsupportedVersion,
+                    reason,
+                )
+                .await;
+        }
         let request: TaskRequest = match message::decode(&delivery.data, self.config.max_message_bytes) {
             Ok(r) => r,
             Err(e) => {
                 let reason = format!("the task request cannot be read ({}): {e}", e.reason());
-                return self
-                    .reject(queue, delivery, None, RejectCode::Undecodable, reason)
-                    .await;
+                let code = match e {
+                    message::DecodeError::WrongVersion { .. } => RejectCode::UnsupportedVersion,
+                    _ => RejectCode::Undecodable,
+                };
+                return self.reject(queue, delivery, None, code, reason).await;
             }
         };
+        if let Some((code, reason)) = malformed(&request, delivery) {
+            return self.reject(queue, delivery, Some(&request), code, reason).await;
+        }
         let template = match self
             .templates
             .get(&request.namespace, &request.name, request.version.as_deref())
@@ -106,6 +131,10 @@ impl Coordinator {
             template: &template,
             context: &context,
             reply,
+            request_id: request.request_id,
+            // A key names the task its context describes; a child's key
+            // names its parent step, whose later attempts may ask anew.
+            same_context: request.idempotency_key.is_some() && request.parent.is_none(),
             traceparent: traceparent.as_deref(),
             parent: request.parent.as_ref(),
             redelivered,
@@ -154,11 +183,33 @@ impl Coordinator {
                 // hears at once of a task that has finished.
                 if status != TaskStatus::Running && (reply_to.is_some() || request.parent.is_some()) {
                     let late = Audience::Late {
-                        reply,
+                        reply: reply.map(|(queue, correlation)| Reply {
+                            queue: queue.to_owned(),
+                            correlation: correlation.to_owned(),
+                            request_id: request.request_id,
+                        }),
                         parent: request.parent.is_some(),
                     };
                     self.publish_finished(task_id, late).await?;
                 }
+            }
+            Created::Conflict { status } => {
+                let reason = format!(
+                    "task {task_id} has the idempotency key {:?} of this request, but another context; \
+                     it is left as it is ({}). Send the same context to hear of that task, or another key \
+                     for a new task",
+                    request.idempotency_key.as_deref().unwrap_or_default(),
+                    status.as_str()
+                );
+                return self
+                    .reject(
+                        queue,
+                        delivery,
+                        Some(&request),
+                        RejectCode::IdempotencyConflict,
+                        reason,
+                    )
+                    .await;
             }
         }
         self.acks.ack(delivery);
@@ -283,6 +334,27 @@ impl Coordinator {
 
 /// The id a requester matches replies with: the AMQP correlation id, else
 /// the message id, else the request id.
+/// What makes `request` one no template could take, if anything: what
+/// [`TaskRequest::problem`] finds, or, for a request published to the
+/// requests exchange, a routing key other than its namespace.
+fn malformed(request: &TaskRequest, delivery: &Delivery) -> Option<(RejectCode, String)> {
+    if let Some(problem) = request.problem() {
+        return Some(problem);
+    }
+    let key = delivery.routing_key.as_str();
+    if delivery.exchange.as_str() == topology::REQUESTS_EXCHANGE && key != request.namespace {
+        return Some((
+            RejectCode::NamespaceMismatch,
+            format!(
+                "the request for namespace {:?} was published with routing key {key:?}; \
+                 publish it with its namespace as the routing key",
+                request.namespace
+            ),
+        ));
+    }
+    None
+}
+
 fn correlation_id(delivery: &Delivery, request: &TaskRequest) -> String {
     fallback_correlation(delivery)
         .or_else(|| request.request_id.map(|id| id.to_string()))

@@ -14,6 +14,11 @@
 --   now              unix ms
 --   reply_queue      the requester's reply queue (optional)
 --   correlation_id   the id the requester's replies carry (with reply_queue)
+--   request_id       the request's id, which its replies name (optional,
+--                    with reply_queue)
+--   same_context     for a task that exists, refuse the request unless its
+--                    context is the task's: a request with an idempotency
+--                    key, which names the task its context describes
 --   redelivered      whether this request was delivered before
 --   steps            each step in template order, {name, waiting, lease_ms}:
 --                    waiting counts its dependencies
@@ -28,6 +33,8 @@
 -- Reply, per item, one JSON object:
 --   created          whether the task is new; otherwise it existed, and the
 --                    requester is added to its replies
+--   conflict         the task existed with another context, and
+--                    same_context was asked: nothing was written
 --   status           the task's status
 --   publish          the roots, enqueued at attempt 1, to publish: every
 --                    root of a new task; for a task that existed, only for
@@ -49,12 +56,20 @@ local function create_one(KEYS, args)
     redis.call('ZADD', index, 'NX', now, args.task_id)
   end
 
+  local exists = redis.call('HEXISTS', key, 'status') == 1
+  if exists and args.same_context and redis.call('HGET', key, 'ctx') ~= args.context then
+    return {created = false, status = redis.call('HGET', key, 'status'), conflict = true}
+  end
+
   if args.reply_queue then
     -- Recorded in both cases: a requester of an existing task hears of its end too.
     redis.call('HSET', key, 'reply:' .. args.correlation_id, args.reply_queue)
+    if args.request_id then
+      redis.call('HSET', key, 'rid:' .. args.correlation_id, args.request_id)
+    end
   end
 
-  if redis.call('HEXISTS', key, 'status') == 1 then
+  if exists then
     if args.parent then
       redis.call('HSET', key, 'parent', args.parent)
     end

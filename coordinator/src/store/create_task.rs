@@ -29,6 +29,12 @@ pub struct NewTask<'a> {
     pub context: &'a str,
     /// The requester's reply queue and correlation id, if it wants a reply.
     pub reply: Option<(&'a str, &'a str)>,
+    /// The request's id, which the replies name.
+    pub request_id: Option<Uuid>,
+    /// Whether a task that exists must have this context, or the request
+    /// is refused ([`Created::Conflict`]): for a request with an
+    /// idempotency key.
+    pub same_context: bool,
     /// The W3C traceparent of the span that accepts the task.
     pub traceparent: Option<&'a str>,
     /// For a child task, the step that waits for it.
@@ -59,6 +65,9 @@ struct Args {
     reply_queue: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     correlation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<Uuid>,
+    same_context: bool,
     redelivered: bool,
     steps: Vec<StepArgs>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,6 +93,8 @@ struct Reply {
     status: TaskStatus,
     #[serde(default)]
     publish: Vec<usize>,
+    #[serde(default)]
+    conflict: bool,
 }
 
 /// What [`Store::create_tasks`] found.
@@ -101,12 +112,20 @@ pub enum Created {
         /// Roots to publish again (only for a redelivered request).
         republish: Vec<usize>,
     },
+    /// The task exists with another context: the request was refused, and
+    /// nothing was written.
+    Conflict {
+        /// Where the existing task stands.
+        status: TaskStatus,
+    },
 }
 
 impl From<Reply> for Created {
     fn from(reply: Reply) -> Self {
         if reply.created {
             Self::New { roots: reply.publish }
+        } else if reply.conflict {
+            Self::Conflict { status: reply.status }
         } else {
             Self::Existing {
                 status: reply.status,
@@ -144,6 +163,8 @@ impl Store {
             now,
             reply_queue: task.reply.map(|(queue, _)| queue.to_owned()),
             correlation_id: task.reply.map(|(_, correlation)| correlation.to_owned()),
+            request_id: task.reply.and(task.request_id),
+            same_context: task.same_context,
             redelivered: task.redelivered,
             steps,
             traceparent: task.traceparent.map(str::to_owned),
@@ -214,6 +235,8 @@ mod tests {
             now: 1,
             reply_queue: Some("q".into()),
             correlation_id: Some("c".into()),
+            request_id: Some(Uuid::nil()),
+            same_context: true,
             redelivered: false,
             steps: Vec::new(),
             traceparent: Some("tp".into()),
@@ -225,6 +248,7 @@ mod tests {
             created: true,
             status: TaskStatus::Running,
             publish: vec![0],
+            conflict: false,
         };
         contract::check(&CREATE_TASK, &args, &reply);
     }
@@ -240,6 +264,14 @@ mod tests {
             Created::Existing {
                 status: TaskStatus::Failed,
                 republish: vec![]
+            }
+        );
+        let conflict: Reply =
+            serde_json::from_str(r#"{"created":false,"status":"running","conflict":true}"#).unwrap();
+        assert_eq!(
+            Created::from(conflict),
+            Created::Conflict {
+                status: TaskStatus::Running
             }
         );
         assert!(serde_json::from_str::<Reply>(r#"{"created":true,"status":"running","roots":[0]}"#).is_err());

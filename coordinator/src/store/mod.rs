@@ -92,7 +92,7 @@ pub use keys::{StepRef, lease_key, schedule_key, task_key, waiting_key};
 pub use operate::{Operated, Operation, ReadyStep};
 pub use record_result::{Recorded, ResultToRecord, StepEnd, Verdict};
 pub use script::{Inputs, JoinSpans};
-pub use snapshot::{StepSnapshot, TaskSnapshot};
+pub use snapshot::{Reply, StepSnapshot, TaskSnapshot};
 pub use summary::TaskSummary;
 pub use wait_worker::{Released, Waiting};
 pub use workers::WorkerSeen;

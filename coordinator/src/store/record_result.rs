@@ -184,10 +184,7 @@ impl Store {
         let (outcome, payload, retryable, after) = match &result.outcome {
             StepOutcome::Completed { result } => (Outcome::Completed, result.get().to_owned(), false, None),
             StepOutcome::Failed { error } => {
-                let after = error
-                    .retry_after_seconds
-                    .filter(|secs| secs.is_finite() && *secs >= 0.0)
-                    .map(Duration::from_secs_f64);
+                let after = tasker_protocol::retry::retry_after(error.retry_after_seconds);
                 let payload = serde_json::to_string(error).expect("a failure always serializes");
                 (
                     Outcome::Failed,

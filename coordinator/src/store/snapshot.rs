@@ -31,12 +31,25 @@ pub struct TaskSnapshot {
     pub finished_at: Option<DateTime<Utc>>,
     /// Each step, by index.
     pub steps: Vec<StepSnapshot>,
-    /// Who asked for the task: (reply queue, correlation id).
-    pub replies: Vec<(String, String)>,
+    /// Who asked for the task and gave a reply queue.
+    pub replies: Vec<Reply>,
     /// The W3C traceparent of the span that accepted the task.
     pub traceparent: Option<String>,
     /// For a child task, the step that waits for it.
     pub parent: Option<ParentStep>,
+}
+
+/// A requester waiting for a task's outcome: `reply:<correlation id>` in
+/// the task's hash holds its queue, and `rid:<correlation id>` its request's
+/// id, if it had one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Its reply queue.
+    pub queue: String,
+    /// The correlation id its replies carry.
+    pub correlation: String,
+    /// Its request's `request_id`.
+    pub request_id: Option<Uuid>,
 }
 
 /// A step as the store holds it.
@@ -102,7 +115,13 @@ impl TaskSnapshot {
         }
         let replies = f
             .iter()
-            .filter_map(|(k, v)| k.strip_prefix("reply:").map(|c| (v.clone(), c.to_owned())))
+            .filter_map(|(k, v)| {
+                k.strip_prefix("reply:").map(|c| Reply {
+                    queue: v.clone(),
+                    correlation: c.to_owned(),
+                    request_id: f.get(&format!("rid:{c}")).and_then(|r| r.parse().ok()),
+                })
+            })
             .collect();
         Ok(Self {
             task_id,
@@ -154,6 +173,7 @@ impl TaskSnapshot {
                 .collect(),
             parent: self.parent.clone(),
             results_omitted: false,
+            request_id: None,
         }
     }
 }
@@ -205,6 +225,8 @@ mod tests {
                 "{\"retryable\":true,\"code\":\"timeout\",\"message\":\"slow\"}",
             ),
             ("reply:c-1", "amq.gen-1"),
+            ("rid:c-1", "7f2c5a2e-3d4b-4c1a-9e8f-0a1b2c3d4e5f"),
+            ("reply:c-2", "amq.gen-2"),
         ]);
         let task = TaskSnapshot::parse(id, &fields).unwrap();
         assert_eq!((task.status, task.steps.len()), (TaskStatus::Running, 2));
@@ -216,7 +238,23 @@ mod tests {
             (StepState::WaitingRetry, 2)
         );
         assert_eq!(task.steps[1].error.as_ref().unwrap().code, "timeout");
-        assert_eq!(task.replies, [("amq.gen-1".to_owned(), "c-1".to_owned())]);
+        let mut replies = task.replies.clone();
+        replies.sort_by(|a, b| a.correlation.cmp(&b.correlation));
+        assert_eq!(
+            replies,
+            [
+                Reply {
+                    queue: "amq.gen-1".to_owned(),
+                    correlation: "c-1".to_owned(),
+                    request_id: Some("7f2c5a2e-3d4b-4c1a-9e8f-0a1b2c3d4e5f".parse().unwrap()),
+                },
+                Reply {
+                    queue: "amq.gen-2".to_owned(),
+                    correlation: "c-2".to_owned(),
+                    request_id: None,
+                },
+            ]
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub struct TaskRequest {
     /// A semver version; the highest loaded version when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// The task's input. Must be a JSON object.
+    /// The task's input. Must be a JSON object; a request without one is
+    /// rejected with [`super::RejectCode::InvalidContext`].
+    #[serde(default)]
     pub context: serde_json::Value,
     /// Requests with the same key (in the same namespace and name) create
     /// one task; a later request gets the existing task's outcome.
@@ -34,6 +36,35 @@ pub struct TaskRequest {
     /// step completes with this task's outcome. See [`ParentStep`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentStep>,
+}
+
+impl TaskRequest {
+    /// What makes this request one that no template could take, if
+    /// anything: a namespace or name that cannot be a template's, or a
+    /// version that is not semver. The rejection's code and reason.
+    #[must_use]
+    pub fn problem(&self) -> Option<(super::RejectCode, String)> {
+        for (what, name) in [("namespace", &self.namespace), ("name", &self.name)] {
+            if let Some(problem) = crate::names::name_problem(name) {
+                return Some((
+                    super::RejectCode::InvalidName,
+                    format!("the request's {what} {name:?} {problem}"),
+                ));
+            }
+        }
+        if let Some(version) = &self.version
+            && let Err(e) = semver::Version::parse(version)
+        {
+            return Some((
+                super::RejectCode::InvalidVersion,
+                format!(
+                    "the request's version {version:?} is not a semver version ({e}); \
+                     give one such as \"1.0.0\", or leave it out for the highest loaded"
+                ),
+            ));
+        }
+        None
+    }
 }
 
 /// The step that is waiting for a child task: one attempt of one step of
@@ -218,5 +249,60 @@ impl TaskRequest {
             (None, Some(id)) => Some(*id),
             (None, None) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RejectCode;
+
+    fn request(namespace: &str, name: &str, version: Option<&str>) -> TaskRequest {
+        let mut r = TaskRequest::new(namespace, name, serde_json::json!({}));
+        r.version = version.map(str::to_owned);
+        r
+    }
+
+    #[test]
+    fn a_request_names_a_template_that_could_exist() {
+        assert_eq!(
+            request("microservices", "user_registration", Some("1.0.0")).problem(),
+            None
+        );
+        assert_eq!(
+            request("microservices", "user_registration", None).problem(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_name_that_cannot_be_a_templates_is_invalid_name() {
+        let (code, reason) = request("micro.services", "user_registration", None)
+            .problem()
+            .unwrap();
+        assert_eq!(code, RejectCode::InvalidName);
+        assert!(
+            reason.contains("namespace \"micro.services\" contains '.'"),
+            "{reason}"
+        );
+        let (code, reason) = request("microservices", "", None).problem().unwrap();
+        assert_eq!(code, RejectCode::InvalidName);
+        assert!(reason.contains("name \"\" is empty"), "{reason}");
+    }
+
+    #[test]
+    fn a_version_that_is_not_semver_is_invalid_version() {
+        let (code, reason) = request("microservices", "user_registration", Some("1.x"))
+            .problem()
+            .unwrap();
+        assert_eq!(code, RejectCode::InvalidVersion);
+        assert!(reason.contains("\"1.x\" is not a semver version"), "{reason}");
+    }
+
+    #[test]
+    fn a_request_without_a_context_reads_with_a_null_one() {
+        let r: TaskRequest =
+            serde_json::from_str(r#"{"protocol_version":1,"namespace":"n","name":"t"}"#).unwrap();
+        assert!(r.context.is_null());
     }
 }

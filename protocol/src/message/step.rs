@@ -255,8 +255,9 @@ pub struct StepFailure {
     pub code: String,
     /// A sentence for people.
     pub message: String,
-    /// For retryable failures: wait at least this long before the next
-    /// attempt, in seconds, instead of the step's backoff.
+    /// For retryable failures: wait this long before the next attempt, in
+    /// seconds, instead of the step's backoff (see
+    /// [`crate::retry::retry_after`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<f64>,
 }

@@ -176,6 +176,12 @@ pub struct TaskFinished {
     /// over the size limit. `tasker status` shows them.
     #[serde(default, skip_serializing_if = "is_false")]
     pub results_omitted: bool,
+    /// In the copy sent to a requester's `reply_to`, the id of that
+    /// requester's request, if it had one: a client that shares one reply
+    /// queue among its requests matches replies by it. The copy published
+    /// to the events exchange has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Uuid>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -212,10 +218,24 @@ pub enum RejectCode {
     UnknownTemplate,
     /// The template exists, but not in that version.
     UnknownVersion,
-    /// The context is not a JSON object.
+    /// The context is missing, null, or not a JSON object.
     InvalidContext,
-    /// The message is not a task request this coordinator can read.
+    /// The message is not a task request this coordinator can read: not
+    /// JSON, too large, or a field missing or of the wrong type.
     Undecodable,
+    /// The request is of another protocol version than the coordinator's.
+    UnsupportedVersion,
+    /// The namespace or name cannot be a template's (see
+    /// [`crate::names::name_problem`]).
+    InvalidName,
+    /// The version asked for is not a semver version.
+    InvalidVersion,
+    /// The request was published with a routing key other than its
+    /// namespace.
+    NamespaceMismatch,
+    /// A task with the request's idempotency key exists, with another
+    /// context. The existing task is left as it is.
+    IdempotencyConflict,
 }
 
 impl RejectCode {
@@ -227,6 +247,11 @@ impl RejectCode {
             Self::UnknownVersion => "unknown_version",
             Self::InvalidContext => "invalid_context",
             Self::Undecodable => "undecodable",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::InvalidName => "invalid_name",
+            Self::InvalidVersion => "invalid_version",
+            Self::NamespaceMismatch => "namespace_mismatch",
+            Self::IdempotencyConflict => "idempotency_conflict",
         }
     }
 }

@@ -101,14 +101,23 @@ async def test_an_idempotency_key_names_one_task(
     await start_worker(HANDLERS)
     async with await Client.connect(AMQP_URL) as client:
         first = await client.create_task(namespace, "greet", {"name": "a"}, idempotency_key="k1")
-        second = await client.create_task(namespace, "greet", {"name": "b"}, idempotency_key="k1")
+        second = await client.create_task(namespace, "greet", {"name": "a"}, idempotency_key="k1")
         assert first.task_id == second.task_id
         assert first.request_id != second.request_id
         one, two = await first.wait(60), await second.wait(60)
-    assert isinstance(one, TaskFinished)
-    assert isinstance(two, TaskFinished)
-    assert one.task_id == two.task_id == first.task_id
-    assert two.step("hello").result == {"greeting": "hello a"}, "the existing task's outcome"
+        assert isinstance(one, TaskFinished)
+        assert isinstance(two, TaskFinished)
+        assert one.task_id == two.task_id == first.task_id
+        assert (one.request_id, two.request_id) == (first.request_id, second.request_id)
+        assert two.step("hello").result == {"greeting": "hello a"}
+        # The same key with another context names the same task: refused,
+        # and the task is left as it was.
+        other = await client.create_task(namespace, "greet", {"name": "b"}, idempotency_key="k1")
+        refused = await other.wait(60)
+    assert isinstance(refused, TaskRejected), refused
+    assert refused.code == "idempotency_conflict"
+    assert refused.request_id == other.request_id
+    assert first.task_id in refused.reason
 
 
 async def test_a_request_for_an_unknown_template_is_rejected(

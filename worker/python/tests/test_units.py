@@ -76,6 +76,12 @@ def test_the_service_name_is_required_and_must_fit_a_queue_name() -> None:
     WorkerConfig(service="billing-eu_2").check()
 
 
+def test_the_redelivery_limit_stays_below_the_queues() -> None:
+    WorkerConfig(service="billing", max_redeliveries=99).check()
+    with pytest.raises(ConfigError, match=r"max_redeliveries is 100; keep it from 0 to 99"):
+        WorkerConfig(service="billing", max_redeliveries=100).check()
+
+
 def test_the_heartbeat_is_five_seconds_unless_the_url_says() -> None:
     assert connection_url("amqp://g:g@h:5672/%2f", 5.0).query["heartbeat"] == "5"
     assert connection_url("amqp://h/?heartbeat=30", 5.0).query["heartbeat"] == "30"

@@ -142,18 +142,27 @@ impl Broker {
         }
     }
 
-    /// Opens a channel in confirm mode, for publishing.
+    /// Opens the channels of a [`Publisher`], in confirm mode.
     ///
     /// # Errors
     ///
     /// Returns [`Error::Amqp`] if the connection is gone.
     pub async fn publisher(&self) -> Result<Publisher, Error> {
+        let channel = self.confirm_channel().await?;
+        let mut lanes = Vec::with_capacity(crate::publisher::MANDATORY_LANES);
+        for _ in 0..crate::publisher::MANDATORY_LANES {
+            lanes.push(self.confirm_channel().await?);
+        }
+        Ok(Publisher::new(channel, lanes, self.url.clone()))
+    }
+
+    async fn confirm_channel(&self) -> Result<Channel, Error> {
         let channel = self.channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|e| self.error(e))?;
-        Ok(Publisher::new(channel, self.url.clone()))
+        Ok(channel)
     }
 
     /// Closes the connection; unacked deliveries go back to their queues.
@@ -193,7 +202,7 @@ impl Broker {
             FieldTable::default(),
         )
         .await?;
-        self.declare_queue(channel, topology::DEAD_LETTER_QUEUE).await?;
+        self.declare_queue(topology::DEAD_LETTER_QUEUE).await?;
         self.bind(
             channel,
             topology::DEAD_LETTER_QUEUE,
@@ -215,12 +224,12 @@ impl Broker {
     pub async fn declare_namespace(&self, channel: &Channel, namespace: &str) -> Result<(), Error> {
         self.declare_requests_exchange(channel).await?;
         let requests = topology::request_queue(namespace);
-        self.declare_queue(channel, &requests).await?;
+        self.declare_queue(&requests).await?;
         self.bind(channel, &requests, topology::REQUESTS_EXCHANGE, namespace)
             .await?;
         self.declare_steps_exchange(channel).await?;
         let results = topology::result_queue(namespace);
-        self.declare_queue(channel, &results).await?;
+        self.declare_queue(&results).await?;
         self.bind(
             channel,
             &results,
@@ -247,7 +256,7 @@ impl Broker {
     ) -> Result<String, Error> {
         self.declare_steps_exchange(channel).await?;
         let queue = topology::service_queue(namespace, service);
-        self.declare_queue(channel, &queue).await?;
+        self.declare_queue(&queue).await?;
         for callable in callables {
             self.bind(
                 channel,
@@ -267,7 +276,7 @@ impl Broker {
     ///
     /// Returns [`Error::Amqp`] if a declaration fails.
     pub async fn declare_workers_queue(&self, channel: &Channel) -> Result<(), Error> {
-        self.declare_queue(channel, topology::WORKERS_QUEUE).await?;
+        self.declare_queue(topology::WORKERS_QUEUE).await?;
         self.bind(
             channel,
             topology::WORKERS_QUEUE,
@@ -377,8 +386,7 @@ impl Broker {
             FieldTable::default(),
         )
         .await?;
-        self.declare_queue(channel, topology::UNROUTED_REQUESTS_QUEUE)
-            .await?;
+        self.declare_queue(topology::UNROUTED_REQUESTS_QUEUE).await?;
         self.bind(
             channel,
             topology::UNROUTED_REQUESTS_QUEUE,
@@ -422,15 +430,41 @@ impl Broker {
     }
 
     /// Every Tasker queue is a durable quorum queue: it survives a broker
-    /// restart, is replicated in a cluster, and counts redeliveries.
-    async fn declare_queue(&self, channel: &Channel, name: &str) -> Result<(), Error> {
+    /// restart, is replicated in a cluster, and counts redeliveries, up to
+    /// [`topology::DELIVERY_LIMIT`]. A queue that an older Tasker declared
+    /// without the limit refuses these arguments: it is used as it is, with
+    /// a warning. The declaration goes on a channel of its own, since a
+    /// refusal closes the channel it came on; the queue is the connection's
+    /// from then on, whichever channel declared it.
+    async fn declare_queue(&self, name: &str) -> Result<(), Error> {
         let mut arguments = FieldTable::default();
-        arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-        channel
+        arguments.insert(
+            topology::QUEUE_TYPE_ARGUMENT.into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        arguments.insert(
+            topology::DELIVERY_LIMIT_ARGUMENT.into(),
+            AMQPValue::LongUInt(topology::DELIVERY_LIMIT),
+        );
+        let own = self.channel().await?;
+        match own
             .queue_declare(name.into(), QueueDeclareOptions::durable(), arguments)
             .await
-            .map(|_| ())
-            .map_err(|e| self.error(e))
+        {
+            Ok(_) => {
+                let _ = own.close(200, "declared".into()).await;
+                Ok(())
+            }
+            Err(e) if is_precondition_failed(&e) => {
+                tracing::warn!(queue = name, error = %e,
+                    "the queue exists with other arguments, likely declared by an older Tasker without \
+                     x-delivery-limit; using it as it is. Give it a delivery-limit policy \
+                     (rabbitmqctl set_policy --apply-to quorum_queues tasker-delivery-limit '^tasker\\.' \
+                     '{{\"delivery-limit\":100}}') so RabbitMQ 4 never drops a message before Tasker dead-letters it");
+                Ok(())
+            }
+            Err(e) => Err(self.error(e)),
+        }
     }
 
     async fn bind(&self, channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), Error> {
@@ -480,28 +514,44 @@ pub fn properties(message_type: &str, task_id: Option<Uuid>) -> BasicProperties 
 /// When the message was published, from its `x-tasker-published-at-ms` header.
 #[must_use]
 pub fn published_at(delivery: &Delivery) -> Option<chrono::DateTime<chrono::Utc>> {
-    let headers = delivery.properties.headers().as_ref()?;
-    match headers.inner().get(headers::PUBLISHED_AT_MS)? {
-        AMQPValue::LongLongInt(ms) => chrono::DateTime::from_timestamp_millis(*ms),
-        _ => None,
-    }
+    chrono::DateTime::from_timestamp_millis(integer_header(delivery, headers::PUBLISHED_AT_MS)?)
 }
 
 /// How many times RabbitMQ says this message was delivered before.
 #[must_use]
 pub fn delivery_count(delivery: &Delivery) -> u64 {
-    let value = delivery
+    integer_header(delivery, headers::DELIVERY_COUNT)
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0)
+}
+
+/// What the publisher's `x-tasker-protocol-version` header says: `None`
+/// without one, `Some(None)` for one that is not an integer.
+#[must_use]
+pub fn protocol_version_header(delivery: &Delivery) -> Option<Option<i64>> {
+    header(delivery, headers::PROTOCOL_VERSION)?;
+    Some(integer_header(delivery, headers::PROTOCOL_VERSION))
+}
+
+fn header(delivery: &Delivery, name: &str) -> Option<AMQPValue> {
+    delivery
         .properties
         .headers()
         .as_ref()
-        .and_then(|h| h.inner().get(headers::DELIVERY_COUNT).cloned());
-    match value {
-        Some(AMQPValue::LongLongInt(n)) => u64::try_from(n).unwrap_or(0),
-        Some(AMQPValue::LongInt(n)) => u64::try_from(n).unwrap_or(0),
-        Some(AMQPValue::LongUInt(n)) => u64::from(n),
-        Some(AMQPValue::ShortInt(n)) => u64::try_from(n).unwrap_or(0),
-        Some(AMQPValue::ShortUInt(n)) => u64::from(n),
-        _ => 0,
+        .and_then(|h| h.inner().get(name).cloned())
+}
+
+/// Header `name` as an integer, whichever AMQP integer type carries it.
+fn integer_header(delivery: &Delivery, name: &str) -> Option<i64> {
+    match header(delivery, name)? {
+        AMQPValue::LongLongInt(n) => Some(n),
+        AMQPValue::LongInt(n) => Some(i64::from(n)),
+        AMQPValue::LongUInt(n) => Some(i64::from(n)),
+        AMQPValue::ShortInt(n) => Some(i64::from(n)),
+        AMQPValue::ShortUInt(n) => Some(i64::from(n)),
+        AMQPValue::ShortShortInt(n) => Some(i64::from(n)),
+        AMQPValue::ShortShortUInt(n) => Some(i64::from(n)),
+        _ => None,
     }
 }
 
@@ -521,6 +571,12 @@ fn refusal(error: &lapin::Error) -> Option<String> {
 }
 
 /// Whether the broker answered that what was asked for does not exist.
+fn is_precondition_failed(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp)
+        if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)))
+}
+
 fn is_not_found(error: &lapin::Error) -> bool {
     use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
     matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp)

@@ -221,9 +221,26 @@ class Broker:
             topology.STEPS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
         )
 
-    @staticmethod
-    async def _declare_queue(channel: AbstractChannel, name: str) -> AbstractQueue:
-        return await channel.declare_queue(name, durable=True, arguments=dict(topology.QUORUM))
+    async def _declare_queue(self, channel: AbstractChannel, name: str) -> AbstractQueue:
+        """Declares a Tasker queue with :data:`topology.QUORUM`'s arguments.
+        A queue that an older Tasker declared without the delivery limit
+        refuses them: it is used as it is, with a warning. The declaration
+        goes on a channel of its own, since a refusal closes the channel it
+        came on."""
+        own = await self.connection.channel(publisher_confirms=False)
+        try:
+            await own.declare_queue(name, durable=True, arguments=dict(topology.QUORUM))
+        except aiormq.exceptions.ChannelPreconditionFailed as e:
+            log.warning(
+                "the queue exists with other arguments, likely declared by an older Tasker "
+                "without x-delivery-limit; using it as it is. Give it a delivery-limit policy "
+                "so RabbitMQ 4 never drops a message before Tasker dead-letters it",
+                extra=fields(queue=name, error=str(e)),
+            )
+        finally:
+            with contextlib.suppress(*CONNECTION_ERRORS):  # closed by a refusal already
+                await own.close()
+        return await channel.get_queue(name, ensure=False)
 
 
 def message(

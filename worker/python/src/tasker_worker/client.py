@@ -12,9 +12,10 @@ task-finished message, or task-rejected if it refuses the request::
             ...
 
 Replies are matched by ``correlation_id`` (the request id, which the
-coordinator copies onto its replies) and, failing that, by their body: the
-``task_id`` of a task finished, the ``request_id`` of a task rejected, as
-docs/protocol.md advises.
+coordinator copies onto its replies) and, failing that, by their body's
+``request_id``, which both task-finished and task-rejected carry, as
+docs/protocol.md advises; for a coordinator that predates it, by the
+``task_id`` of a task finished.
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ class Client:
             reply: Reply
             if delivery.type == MessageType.TASK_FINISHED:
                 reply = TaskFinished.from_json(body)
-                by_body = self._tasks.get(reply.task_id)
+                by_body = reply.request_id or self._tasks.get(reply.task_id)
             elif delivery.type == MessageType.TASK_REJECTED:
                 reply = TaskRejected.from_json(body)
                 by_body = reply.request_id

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from tasker_worker import topology
 from tasker_worker.errors import ConfigError
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2f"
@@ -116,6 +117,12 @@ class WorkerConfig:
         if self.announce_every <= 0:
             raise ConfigError(
                 f"announce_every is {self.announce_every}; give a positive number of seconds"
+            )
+        if not 0 <= self.max_redeliveries < topology.DELIVERY_LIMIT:
+            raise ConfigError(
+                f"max_redeliveries is {self.max_redeliveries}; keep it from 0 to "
+                f"{topology.DELIVERY_LIMIT - 1}, below the queues' delivery limit, so the "
+                "worker dead-letters a message before the broker drops it"
             )
 
 

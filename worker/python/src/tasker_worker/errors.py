@@ -74,8 +74,8 @@ class PermanentError(StepError):
 class RetryableError(StepError):
     """Trying again may help: a timeout, a 503, a lock held elsewhere.
 
-    ``retry_after`` (seconds) asks the coordinator to wait at least that
-    long before the next attempt, instead of the step's backoff.
+    ``retry_after`` (seconds) asks the coordinator to wait that long (at
+    most a day) before the next attempt, instead of the step's backoff.
     """
 
     retryable = True

@@ -284,6 +284,9 @@ class TaskFinished:
     finished_at: str
     steps: list[StepReport]
     results_omitted: bool = False
+    request_id: str | None = None
+    """In the copy sent to a requester's ``reply_to``: that requester's
+    request id. ``None`` in the copy on the events exchange."""
     raw: JsonObject = field(default_factory=dict, repr=False)
 
     def step(self, name: str) -> StepReport:
@@ -328,6 +331,7 @@ class TaskFinished:
                 finished_at=str(m["finished_at"]),
                 steps=steps,
                 results_omitted=bool(m.get("results_omitted", False)),
+                request_id=None if m.get("request_id") is None else str(m["request_id"]),
                 raw=dict(m),
             )
         except (KeyError, TypeError, ValueError) as e:

@@ -20,9 +20,15 @@ DEAD_LETTER_QUEUE = "tasker.dead_letters"
 WORKER_ANNOUNCE_ROUTING_KEY = "worker.announce"
 TASK_REJECTED_ROUTING_KEY = "task.rejected"
 CONTENT_TYPE = "application/json"
-QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
-"""Every Tasker queue is a durable quorum queue: it survives a broker
-restart, is replicated in a cluster, and counts redeliveries."""
+DELIVERY_LIMIT = 100
+"""The broker's delivery limit Tasker declares its queues with: a worker
+dead-letters a message, with its reason, once delivered more than its
+``max_redeliveries`` (5 by default), which must stay below this, so the
+broker (RabbitMQ 4 drops a message after 20 deliveries by default) never
+drops one first."""
+QUORUM: dict[str, Any] = {"x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT}
+"""The arguments of every Tasker queue, a durable quorum queue: it survives a
+broker restart, is replicated in a cluster, and counts redeliveries."""
 
 
 def request_queue(namespace: str) -> str:
