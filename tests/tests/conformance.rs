@@ -13,7 +13,7 @@ use tasker_e2e::{amqp_url, unique, worker_config};
 use tasker_protocol::topology::{self, headers, message_type};
 use tasker_runtime::broker::{self, Broker};
 use tasker_runtime::publisher::Outgoing;
-use tasker_worker::{StepContext, StepError, StepHandler, Worker};
+use tasker_worker::{ChildTask, StepContext, StepError, StepHandler, Worker};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -74,6 +74,10 @@ impl StepHandler for Conformance {
                 Ok(json!({}))
             }
             "crash" => panic!("{}", text("message")),
+            "child" => {
+                let child = ChildTask::new(text("namespace"), text("name"), init["context"].clone());
+                ctx.complete_with_child(child).await
+            }
             other => panic!("the kit names no action {other:?}"),
         }
     }
@@ -155,7 +159,14 @@ async fn run(scenario: &Value, callable: &str) {
     let ns = unique("conf");
     let task_id = Uuid::new_v4().to_string();
     let queue = topology::service_queue(&ns, SERVICE);
-    let scenario = substitute(scenario, &[("task_id", &task_id), ("service_queue", &queue)]);
+    let scenario = substitute(
+        scenario,
+        &[
+            ("task_id", &task_id),
+            ("namespace", &ns),
+            ("service_queue", &queue),
+        ],
+    );
 
     let broker = Broker::connect(&amqp_url(), "test-conformance").await.unwrap();
     let channel = broker.channel().await.unwrap();
@@ -170,6 +181,15 @@ async fn run(scenario: &Value, callable: &str) {
         .unwrap();
     let (_, mut dead) = broker
         .private_queue(&channel, Some((topology::DEAD_LETTER_EXCHANGE, "")), true)
+        .await
+        .unwrap();
+    broker.declare_requests_exchange(&channel).await.unwrap();
+    let (_, mut children) = broker
+        .private_queue(
+            &channel,
+            Some((topology::REQUESTS_EXCHANGE, &format!("{ns}_child"))),
+            true,
+        )
         .await
         .unwrap();
     let publisher = broker.publisher().await.unwrap();
@@ -228,9 +248,19 @@ async fn run(scenario: &Value, callable: &str) {
             .await
             .unwrap();
 
+        let mut child_task_id = None;
+        if let Some(want) = expected.get("child_request") {
+            let request = next(&mut children, "child task request").await;
+            let got: Value = serde_json::from_slice(&request.data).unwrap();
+            assert!(is_subset(want, &got), "{name}: expected {want}, got {got}");
+            child_task_id = header(&request, headers::TASK_ID);
+        }
         if let Some(want) = expected.get("result") {
             let got: Value = serde_json::from_slice(&next(&mut results, "step result").await.data).unwrap();
             assert!(is_subset(want, &got), "{name}: expected {want}, got {got}");
+            if let Some(id) = &child_task_id {
+                assert_eq!(got["child_task_id"].as_str(), Some(id.as_str()), "{name}");
+            }
             if let Some(k) = expected["same_as"].as_u64() {
                 assert_eq!(got, seen[usize::try_from(k).unwrap()], "{name}");
             }

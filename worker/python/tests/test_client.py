@@ -12,9 +12,11 @@ from conftest import AMQP_URL, Bus
 
 from tasker_worker import (
     Client,
+    PermanentError,
     ReplyTimeoutError,
     RetryableError,
     StepContext,
+    StepReady,
     TaskFinished,
     TaskRejected,
     topology,
@@ -154,3 +156,65 @@ async def test_the_task_id_follows_from_the_idempotency_key() -> None:
     assert task_id_of(request) == "r"
     assert uuid.UUID(task_id_of({**request, "idempotency_key": "x"}))
     assert topology.request_queue("ns") == "tasker.requests.ns"
+
+
+def parent_template(namespace: str) -> str:
+    return f"""
+name: delegate
+namespace_name: {namespace}
+version: 1.0.0
+steps:
+  - name: delegate
+    handler:
+      callable: Tests::Delegate
+"""
+
+
+class Delegate:
+    """Completes with the outcome of a ``greet`` task of its own namespace."""
+
+    async def call(self, context: StepContext) -> Any:
+        name = context.get_input("name", str)
+        return await context.complete_with_child(context.namespace, "greet", {"name": name})
+
+
+async def test_a_step_completes_with_the_outcome_of_its_child_task(
+    bus: Bus, namespace: str, start_worker: Any, start_coordinator: Any
+) -> None:
+    templates = {"greet.yaml": template(namespace), "delegate.yaml": parent_template(namespace)}
+    await start_coordinator(templates, [namespace])
+    await start_worker({**HANDLERS, "Tests::Delegate": Delegate()})
+    async with await Client.connect(AMQP_URL) as client:
+        finished = await client.run_task(namespace, "delegate", {"name": "lin"}, timeout=60)
+    assert isinstance(finished, TaskFinished), finished
+    assert finished.status == "complete", finished
+    step = finished.step("delegate")
+    assert step.child_task_id is not None
+    assert step.result["task_id"] == step.child_task_id
+    assert (step.result["namespace"], step.result["name"]) == (namespace, "greet")
+    assert step.result["results"]["hello"] == {"greeting": "hello lin"}
+    assert step.result["results"]["shout"]["shout"] == "HELLO LIN!HELLO LIN"
+
+
+async def test_a_child_task_starts_only_inside_a_worker() -> None:
+    ready = StepReady(
+        task_id=str(uuid.uuid4()),
+        namespace="ns",
+        task_name="t",
+        task_version="1.0.0",
+        step="s",
+        callable="c",
+        attempt=1,
+        max_attempts=1,
+        timeout_seconds=None,
+        context={},
+        initialization={},
+        dependencies=[],
+        dependency_results={},
+    )
+    with pytest.raises(PermanentError, match="child tasks start only in a Worker") as raised:
+        await StepContext(ready).complete_with_child("ns", "t", {})
+    assert raised.value.code == "child_not_started"
+    with pytest.raises(PermanentError, match="must be a JSON object") as raised:
+        await StepContext(ready).complete_with_child("ns", "t", [])  # type: ignore[arg-type]
+    assert raised.value.code == "invalid_input"

@@ -25,7 +25,7 @@ class Conformance:
     def __init__(self) -> None:
         self.runs = 0
 
-    async def call(self, context: StepContext) -> dict[str, Any]:
+    async def call(self, context: StepContext) -> Any:
         self.runs += 1
         init = context.initialization
         match init.get("do", "echo"):
@@ -51,6 +51,10 @@ class Conformance:
                 return {}
             case "crash":
                 raise RuntimeError(init.get("message", "crash"))
+            case "child":
+                return await context.complete_with_child(
+                    init["namespace"], init["name"], init["context"]
+                )
             case other:
                 raise AssertionError(f"the kit names no action {other!r}")
 
@@ -111,11 +115,15 @@ async def test_conformance(
 ) -> None:
     task_id = str(uuid.uuid4())
     queue = topology.service_queue(namespace, SERVICE)
-    scenario = substitute(scenario, {"task_id": task_id, "service_queue": queue})
+    scenario = substitute(
+        scenario, {"task_id": task_id, "namespace": namespace, "service_queue": queue}
+    )
     handler = Conformance()
     results = await bus.results(namespace)
     dead = await bus.watch(topology.DEAD_LETTER_EXCHANGE)
     await start_worker({KIT["callable"]: handler}, service=SERVICE, **scenario.get("worker", {}))
+    # After the worker, which declares the requests exchange.
+    children = await bus.watch(topology.REQUESTS_EXCHANGE, f"{namespace}_child")
 
     seen: list[dict[str, Any]] = []
     body = b""
@@ -131,9 +139,16 @@ async def test_conformance(
             assert delivery.get("again"), delivery
         await bus.publish("", queue, body)
 
+        child_task_id = None
+        if "child_request" in expected:
+            request = await children.next(what="a child task request")
+            assert is_subset(expected["child_request"], json.loads(request.body))
+            child_task_id = (request.headers or {}).get(topology.Header.TASK_ID)
         if "result" in expected:
             result = await results.next_json(what=f"the result of delivery {len(seen) + 1}")
             assert is_subset(expected["result"], result), (expected["result"], result)
+            if child_task_id is not None:
+                assert result["child_task_id"] == child_task_id
             if "same_as" in expected:
                 assert result == seen[expected["same_as"]]
             seen.append(result)

@@ -56,7 +56,14 @@ from tasker_worker.errors import (
     TaskerError,
 )
 from tasker_worker.handler import StepHandler
-from tasker_worker.messages import StepFailure, StepReady, StepReport, TaskFinished, TaskRejected
+from tasker_worker.messages import (
+    StepFailure,
+    StepReady,
+    StepReport,
+    TaskFinished,
+    TaskRejected,
+    WaitingForChild,
+)
 from tasker_worker.shutdown import shutdown_on_signal
 from tasker_worker.version import SDK_VERSION
 from tasker_worker.worker import Worker
@@ -83,6 +90,7 @@ __all__ = [
     "TaskFinished",
     "TaskRejected",
     "TaskerError",
+    "WaitingForChild",
     "Worker",
     "WorkerConfig",
     "shutdown_on_signal",

@@ -10,12 +10,23 @@ retry fixes, and the message says where to look.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
-from tasker_worker.errors import ErrorCode, PermanentError
-from tasker_worker.messages import StepReady, describe
+from tasker_worker.errors import BrokerError, ErrorCode, PermanentError, RetryableError
+from tasker_worker.messages import (
+    JsonObject,
+    StepReady,
+    WaitingForChild,
+    describe,
+    task_id_of,
+    task_request,
+)
+
+StartChild = Callable[[JsonObject, str], Awaitable[None]]
+"""Publishes a child task request (the request, its task id), confirmed."""
 
 T = TypeVar("T")
 
@@ -29,8 +40,11 @@ class StepContext:
     as decoded from JSON.
     """
 
-    def __init__(self, ready: StepReady) -> None:
-        """:raises PermanentError: ``invalid_input`` if the task's context
+    def __init__(self, ready: StepReady, start_child: StartChild | None = None) -> None:
+        """``start_child`` publishes the requests of
+        :meth:`complete_with_child`; a worker gives one.
+
+        :raises PermanentError: ``invalid_input`` if the task's context
         is not a JSON object."""
         if not isinstance(ready.context, dict):
             raise PermanentError(
@@ -39,6 +53,74 @@ class StepContext:
             )
         self._ready = ready
         self._inputs: Mapping[str, Any] = MappingProxyType(ready.context)
+        self._start_child = start_child
+
+    async def complete_with_child(
+        self,
+        namespace: str,
+        name: str,
+        context: Mapping[str, Any],
+        *,
+        version: str | None = None,
+    ) -> WaitingForChild:
+        """Starts a task of template ``namespace/name`` (of any namespace),
+        with ``context`` as its input, and makes its outcome this step's:
+        return what this gives from ``call``::
+
+            return await context.complete_with_child("payments", "process_refund", refund)
+
+        The request is confirmed before this returns, and the step holds no
+        worker slot while the child runs. When the child completes, the step
+        completes with an object of the child's ``task_id``, ``namespace``,
+        ``name``, ``version`` and ``results``; when it fails, is cancelled or
+        is refused, the step fails permanently with ``child_task_failed``,
+        ``child_task_cancelled`` or ``child_task_rejected``. Every attempt
+        and delivery of this step asks for the same child (its idempotency
+        key is ``child-of:<task_id>:<step>``), so none starts a second one.
+
+        :raises PermanentError: ``invalid_input`` if ``context`` is not an
+            object; ``child_not_started`` outside a worker.
+        :raises RetryableError: ``child_not_started`` if the request could
+            not be published.
+        """
+        if not isinstance(context, Mapping):
+            raise PermanentError(
+                f"the context of child task {namespace}/{name} must be a JSON object, "
+                f"not {describe(context)}",
+                error_code=ErrorCode.INVALID_INPUT,
+            )
+        ready = self._ready
+        request = task_request(
+            namespace,
+            name,
+            context,
+            request_id=str(uuid.uuid4()),
+            version=version,
+            idempotency_key=f"child-of:{ready.task_id}:{ready.step}",
+        )
+        request["parent"] = {
+            "task_id": ready.task_id,
+            "namespace": ready.namespace,
+            "name": ready.task_name,
+            "version": ready.task_version,
+            "step": ready.step,
+            "attempt": ready.attempt,
+        }
+        child_task_id = task_id_of(request)
+        if self._start_child is None:
+            raise PermanentError(
+                "this context has no broker to start a child task with; "
+                "child tasks start only in a Worker",
+                error_code=ErrorCode.CHILD_NOT_STARTED,
+            )
+        try:
+            await self._start_child(request, child_task_id)
+        except BrokerError as e:
+            raise RetryableError(
+                f"the request for child task {namespace}/{name} was not published: {e}",
+                error_code=ErrorCode.CHILD_NOT_STARTED,
+            ) from e
+        return WaitingForChild(child_task_id)
 
     @property
     def message(self) -> StepReady:

@@ -180,6 +180,19 @@ def decode_step_ready(body: bytes, max_bytes: int) -> StepReady:
     )
 
 
+@dataclass(frozen=True)
+class WaitingForChild:
+    """What :meth:`StepContext.complete_with_child` gives, for the handler
+    to return: the step's outcome will be its child task's."""
+
+    child_task_id: str
+
+
+def waiting_for_child(child_task_id: str) -> JsonObject:
+    """The outcome of an attempt that started a child task."""
+    return {"status": "waiting_for_child", "child_task_id": child_task_id}
+
+
 def completed(result: Any) -> JsonObject:
     """The outcome of an attempt that returned ``result``."""
     return {"status": "completed", "result": result}

@@ -63,11 +63,13 @@ from tasker_worker.messages import (
     DecodeError,
     JsonObject,
     StepReady,
+    WaitingForChild,
     completed,
     decode_step_ready,
     encode,
     failed,
     now,
+    waiting_for_child,
 )
 from tasker_worker.metrics import METRICS
 from tasker_worker.reconnect import Backoff
@@ -407,7 +409,7 @@ class _Runner:
         if sent is not None:
             METRICS.queue_wait.labels(**labels).observe(max(0.0, time.time() - sent))
         started = time.monotonic()
-        outcome = await self.run_handler(ready)
+        outcome = await self.run_handler(ready, publisher)
         METRICS.step_duration.labels(**labels).observe(time.monotonic() - started)
         finished_at = now()
         result = ready.result(started_at, finished_at, outcome)
@@ -452,9 +454,10 @@ class _Runner:
         await publisher.publish(topology.EVENTS_EXCHANGE, routing_key, outgoing, mandatory=True)
         await ack(delivery)
 
-    async def run_handler(self, ready: StepReady) -> JsonObject:
+    async def run_handler(self, ready: StepReady, publisher: Publisher) -> JsonObject:
         """Runs the step's handler; a timeout or an unexpected exception
-        becomes the step's failure instead of taking the worker down."""
+        becomes the step's failure instead of taking the worker down. Child
+        task requests go out on ``publisher``."""
         handler = self.handlers.get(ready.callable)
         if handler is None:
             known = ", ".join(sorted(self.handlers)) or "none"
@@ -466,8 +469,24 @@ class _Runner:
                     error_code=ErrorCode.HANDLER_NOT_FOUND,
                 )
             )
+
+        async def start_child(request: JsonObject, child_task_id: str) -> None:
+            outgoing = message(encode(request), MessageType.TASK_REQUEST, child_task_id)
+            await publisher.publish(
+                topology.REQUESTS_EXCHANGE, str(request["namespace"]), outgoing, mandatory=True
+            )
+            log.info(
+                "child task requested",
+                extra=fields(
+                    task_id=ready.task_id,
+                    step=ready.step,
+                    child_task_id=child_task_id,
+                    child=f"{request['namespace']}/{request['name']}",
+                ),
+            )
+
         try:
-            context = StepContext(ready)
+            context = StepContext(ready, start_child)
         except StepError as e:
             return failed(e)
         limit = ready.timeout_seconds
@@ -490,6 +509,8 @@ class _Runner:
             return self._panicked(ready, e)
         except Exception as e:
             return self._panicked(ready, e)
+        if isinstance(value, WaitingForChild):
+            return waiting_for_child(value.child_task_id)
         return completed(value)
 
     @staticmethod
@@ -511,6 +532,10 @@ class _Runner:
         if result["status"] == "completed":
             span.set_attribute("tasker.step.outcome", "completed")
             log.info("step completed", extra=fields(**ids))
+            return
+        if result["status"] == "waiting_for_child":
+            span.set_attribute("tasker.step.outcome", "waiting_for_child")
+            log.info("step waits for its child task", extra=fields(**ids))
             return
         error = result["error"]
         retryable = bool(error["retryable"])
