@@ -83,8 +83,8 @@ impl StepHandler for Conformance {
     }
 }
 
-/// The kit's substitutions: `{task_id}` and `{service_queue}` in strings,
-/// and `{"$repeat": s, "times": n}` objects.
+/// The kit's substitutions: `{task_id}`, `{namespace}` and
+/// `{service_queue}` in strings, and `{"$repeat": s, "times": n}` objects.
 fn substitute(value: &Value, names: &[(&str, &str)]) -> Value {
     match value {
         Value::String(s) => Value::String(
@@ -254,6 +254,10 @@ async fn run(scenario: &Value, callable: &str) {
             let got: Value = serde_json::from_slice(&request.data).unwrap();
             assert!(is_subset(want, &got), "{name}: expected {want}, got {got}");
             child_task_id = header(&request, headers::TASK_ID);
+            assert!(
+                child_task_id.is_some(),
+                "{name}: the request has no task id header"
+            );
         }
         if let Some(want) = expected.get("result") {
             let got: Value = serde_json::from_slice(&next(&mut results, "step result").await.data).unwrap();
@@ -273,6 +277,7 @@ async fn run(scenario: &Value, callable: &str) {
                     break d;
                 }
             };
+            assert_eq!(want["original_queue"].as_str(), Some(queue.as_str()), "{name}");
             let reason = header(&letter, headers::DEAD_LETTER_REASON).unwrap_or_default();
             let prefix = format!("{}:", want["reason_prefix"].as_str().unwrap());
             assert!(reason.starts_with(&prefix), "{name}: {reason}");
@@ -299,7 +304,7 @@ async fn the_rust_sdk_passes_every_scenario_of_the_conformance_kit() {
     let kit = kit();
     let callable = kit["callable"].as_str().unwrap();
     let scenarios = kit["scenarios"].as_array().unwrap();
-    assert!(scenarios.len() >= 11);
+    assert!(scenarios.len() >= 12);
     for scenario in scenarios {
         run(scenario, callable).await;
     }

@@ -60,8 +60,9 @@ class Conformance:
 
 
 def substitute(value: Any, names: dict[str, str]) -> Any:
-    """The kit's substitutions: ``{task_id}`` and ``{service_queue}`` in
-    strings, and ``{"$repeat": s, "times": n}`` objects."""
+    """The kit's substitutions: ``{task_id}``, ``{namespace}`` and
+    ``{service_queue}`` in strings, and ``{"$repeat": s, "times": n}``
+    objects."""
     if isinstance(value, str):
         for name, replacement in names.items():
             value = value.replace("{" + name + "}", replacement)
@@ -144,6 +145,7 @@ async def test_conformance(
             request = await children.next(what="a child task request")
             assert is_subset(expected["child_request"], json.loads(request.body))
             child_task_id = (request.headers or {}).get(topology.Header.TASK_ID)
+            assert child_task_id is not None, "the request has no task id header"
         if "result" in expected:
             result = await results.next_json(what=f"the result of delivery {len(seen) + 1}")
             assert is_subset(expected["result"], result), (expected["result"], result)

@@ -1,0 +1,19 @@
+# frozen_string_literal: true
+
+# The Ruby SDK of Tasker's workers: runs step handlers for the steps a Tasker
+# coordinator publishes over RabbitMQ (see docs/protocol.md).
+module TaskerWorker
+end
+
+require_relative 'tasker_worker/version'
+require_relative 'tasker_worker/topology'
+require_relative 'tasker_worker/errors'
+require_relative 'tasker_worker/messages'
+require_relative 'tasker_worker/context'
+require_relative 'tasker_worker/handler'
+require_relative 'tasker_worker/config'
+require_relative 'tasker_worker/broker'
+require_relative 'tasker_worker/announce'
+require_relative 'tasker_worker/recent_results'
+require_relative 'tasker_worker/runner'
+require_relative 'tasker_worker/worker'

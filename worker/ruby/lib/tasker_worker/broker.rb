@@ -1,0 +1,305 @@
+# frozen_string_literal: true
+
+require 'bunny'
+require 'logger'
+require 'securerandom'
+require 'set'
+
+module TaskerWorker
+  # What a Tasker process does with RabbitMQ: connect with a short heartbeat,
+  # declare the topology, build the properties every message carries,
+  # publish with confirms, and dead-letter what a consumer cannot use.
+  #
+  # Publishing and consuming use separate channels, so a publish refused by
+  # the broker never closes the channel steps are consumed on.
+  class Broker
+    # What a lost or refused connection raises in Bunny and the socket layer.
+    CONNECTION_ERRORS = [Bunny::Exception, Timeout::Error, IOError, SystemCallError].freeze
+
+    attr_reader :connection, :url
+
+    # Where Bunny reports a lost connection, in place of raising it in the
+    # thread that opened it: the worker watches it and reconnects.
+    class Losses
+      def initialize
+        @losses = Queue.new
+      end
+
+      # Called by Bunny's threads with what closed the connection.
+      def raise(error)
+        @losses.push(error)
+      end
+
+      # The next loss, waiting at most `timeout` seconds; nil if none came.
+      def next(timeout)
+        deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+        loop do
+          return @losses.pop(true)
+        rescue ThreadError
+          return nil if Process.clock_gettime(Process::CLOCK_MONOTONIC) >= deadline
+
+          sleep 0.05
+        end
+      end
+
+      def clear
+        @losses.clear
+      end
+    end
+
+    # A refused login or vhost: the same settings cannot succeed later.
+    REFUSED = [Bunny::PossibleAuthenticationFailureError, Bunny::NotAllowedError].freeze
+
+    # Connects to `url`; `name` shows in the broker's connection list, and
+    # `losses` hears of a lost connection. Raises BrokerError if the broker
+    # cannot be reached or refuses the login.
+    def self.connect(url, name:, heartbeat:, logger:, losses: Losses.new)
+      connection = Bunny.new(url, heartbeat: heartbeat.positive? ? heartbeat.ceil : 0,
+                                  connection_name: name, automatically_recover: false,
+                                  session_error_handler: losses, logger: quiet(logger), connection_timeout: 30)
+      connection.start
+      new(connection, url, logger)
+    rescue *REFUSED => e
+      raise BrokerError.new("rabbitmq at #{redact(url)} refused the connection: #{e.message}; check the user " \
+                            'name and password in the URL (TASKER_AMQP_URL) and that the user may use the vhost',
+                            retryable: false)
+    rescue *CONNECTION_ERRORS => e
+      raise BrokerError, "rabbitmq at #{redact(url)} cannot be used: #{e.class}: #{e.message}"
+    end
+
+    # `logger` for Bunny, which logs every frame at debug level: warnings
+    # and errors only.
+    def self.quiet(logger)
+      quiet = logger.dup
+      quiet.level = [logger.level, Logger::WARN].max
+      quiet
+    end
+
+    # `url` with its password masked, for logs and messages.
+    def self.redact(url)
+      url.to_s.sub(%r{//([^:/@]*):[^@/]*@}, '//\1:***@')
+    end
+
+    def initialize(connection, url, logger)
+      @connection = connection
+      @url = Broker.redact(url)
+      @logger = logger
+    end
+
+    # A channel to consume and declare on, whose deliveries run on `pool_size`
+    # threads; cancelling its last consumer waits up to `shutdown_timeout`
+    # seconds for them.
+    def channel(pool_size: 1, shutdown_timeout: 60)
+      @connection.create_channel(nil, pool_size, false, shutdown_timeout)
+    rescue *CONNECTION_ERRORS => e
+      raise error(e)
+    end
+
+    # A channel in confirm mode, to publish on.
+    def publisher
+      Publisher.new(@connection.create_channel, @url)
+    rescue *CONNECTION_ERRORS => e
+      raise error(e)
+    end
+
+    # Closes the connection; unacked deliveries go back to their queues.
+    def close
+      @connection.close if @connection.open?
+    rescue *CONNECTION_ERRORS
+      nil # already gone: nothing to hand back
+    end
+
+    # Closes a connection found lost, in the background: Bunny waits for
+    # replies that will never come before it lets go of it.
+    def abandon
+      Thread.new { close }
+    end
+
+    def open?
+      @connection.open?
+    end
+
+    def error(exception)
+      BrokerError.new("rabbitmq at #{@url}: #{exception.class}: #{exception.message}")
+    end
+
+    # Declares what every process uses: the events exchange, and the
+    # dead-letter exchange and queue.
+    def declare_common(channel)
+      channel.exchange_declare(Topology::EVENTS_EXCHANGE, 'topic', durable: true)
+      channel.exchange_declare(Topology::DEAD_LETTER_EXCHANGE, 'fanout', durable: true)
+      declare_queue(Topology::DEAD_LETTER_QUEUE)
+      channel.queue_bind(Topology::DEAD_LETTER_QUEUE, Topology::DEAD_LETTER_EXCHANGE, routing_key: '')
+    rescue *CONNECTION_ERRORS => e
+      raise error(e)
+    end
+
+    # Declares the queues every process touching `namespace` shares, its
+    # task requests and its step results, and the exchanges they are bound
+    # to, so that no request or result of it is ever unroutable.
+    def declare_namespace(channel, namespace)
+      channel.exchange_declare(Topology::UNROUTED_REQUESTS_EXCHANGE, 'fanout', durable: true)
+      declare_queue(Topology::UNROUTED_REQUESTS_QUEUE)
+      channel.queue_bind(Topology::UNROUTED_REQUESTS_QUEUE, Topology::UNROUTED_REQUESTS_EXCHANGE, routing_key: '')
+      channel.exchange_declare(
+        Topology::REQUESTS_EXCHANGE, 'direct',
+        durable: true,
+        arguments: { Topology::ALTERNATE_EXCHANGE_ARGUMENT => Topology::UNROUTED_REQUESTS_EXCHANGE }
+      )
+      requests = Topology.request_queue(namespace)
+      declare_queue(requests)
+      channel.queue_bind(requests, Topology::REQUESTS_EXCHANGE, routing_key: namespace)
+      channel.exchange_declare(Topology::STEPS_EXCHANGE, 'direct', durable: true)
+      results = Topology.result_queue(namespace)
+      declare_queue(results)
+      channel.queue_bind(results, Topology::EVENTS_EXCHANGE, routing_key: Topology.step_result_routing_key(namespace))
+    rescue *CONNECTION_ERRORS => e
+      raise error(e)
+    end
+
+    # Declares `service`'s queue of `namespace`'s steps and binds it once per
+    # callable: from then on those steps reach it, whether or not a worker of
+    # the service runs. Returns the queue, to consume on `channel`.
+    def declare_service(channel, namespace, service, callables)
+      channel.exchange_declare(Topology::STEPS_EXCHANGE, 'direct', durable: true)
+      name = Topology.service_queue(namespace, service)
+      declare_queue(name)
+      callables.each do |callable|
+        channel.queue_bind(name, Topology::STEPS_EXCHANGE, routing_key: Topology.step_routing_key(namespace, callable))
+      end
+      Bunny::Queue.new(channel, name, no_declare: true, durable: true)
+    rescue *CONNECTION_ERRORS => e
+      raise error(e)
+    end
+
+    # Declares a Tasker queue with Topology::QUORUM's arguments, on a channel
+    # of its own, since a refusal closes the channel it came on. A queue that
+    # an older Tasker declared without the delivery limit refuses them with
+    # PRECONDITION_FAILED: it is used as it is, with a warning.
+    def declare_queue(name)
+      own = @connection.create_channel
+      begin
+        own.queue_declare(name, durable: true, exclusive: false, auto_delete: false,
+                                arguments: Topology::QUORUM.dup)
+      rescue Bunny::PreconditionFailed => e
+        @logger.warn(
+          "the queue #{name} exists with other arguments, likely declared by an older Tasker without " \
+          'x-delivery-limit; using it as it is. Give it a delivery-limit policy so RabbitMQ 4 never ' \
+          "drops a message before Tasker dead-letters it (#{e.message})"
+        )
+      ensure
+        begin
+          own.close if own.open?
+        rescue *CONNECTION_ERRORS
+          nil # closed by the refusal already
+        end
+      end
+    end
+
+    # The properties of a Tasker message: persistent, JSON, typed, with a
+    # fresh message id, the protocol version, the task id and the publish
+    # time in headers. `extra_headers` (trace context) and `properties` are
+    # added.
+    def self.properties(message_type, task_id = nil, extra_headers: {}, **properties)
+      headers = {
+        Topology::Header::PROTOCOL_VERSION => Topology::PROTOCOL_VERSION,
+        Topology::Header::PUBLISHED_AT_MS => (Time.now.to_r * 1000).to_i
+      }
+      headers[Topology::Header::TASK_ID] = task_id unless task_id.nil?
+      headers.merge!(extra_headers)
+      {
+        persistent: true,
+        content_type: Topology::CONTENT_TYPE,
+        type: message_type,
+        message_id: SecureRandom.uuid,
+        timestamp: Time.now.to_i,
+        headers:
+      }.merge(properties)
+    end
+
+    # How many times RabbitMQ says a message was delivered before
+    # (`x-delivery-count`, set on quorum queues; any integer type).
+    def self.delivery_count(headers)
+      value = (headers || {})[Topology::Header::DELIVERY_COUNT]
+      value.is_a?(Integer) && value.positive? ? value : 0
+    end
+
+    # A channel in confirm mode: every publish returns only once the broker
+    # has stored the message. Publishes are one at a time, so that a confirm
+    # or a return is always the current message's.
+    class Publisher
+      attr_reader :channel
+
+      def initialize(channel, url)
+        @channel = channel
+        @url = url
+        @mutex = Mutex.new
+        @returned = Set.new
+        @returned_mutex = Mutex.new
+        @channel.confirm_select
+        [[:topic, Topology::EVENTS_EXCHANGE], [:fanout, Topology::DEAD_LETTER_EXCHANGE],
+         [:direct, Topology::REQUESTS_EXCHANGE]].each do |type, name|
+          exchange = Bunny::Exchange.new(@channel, type, name, durable: true, no_declare: true)
+          exchange.on_return { |_info, props, _body| note_return(props.message_id) }
+        end
+      end
+
+      # Publishes `body` with `properties` (see Broker.properties) and waits
+      # for its confirm. Raises BrokerError if the broker refused it (a
+      # nack), a mandatory message reached no queue, or the channel is gone:
+      # the caller leaves its delivery unacked.
+      def publish(exchange, routing_key, body, properties, mandatory:)
+        @mutex.synchronize do
+          id = properties[:message_id]
+          @returned_mutex.synchronize { @returned.delete(id) }
+          @channel.basic_publish(body, exchange, routing_key, properties.merge(mandatory:))
+          unless @channel.wait_for_confirms
+            raise BrokerError, "rabbitmq refused to store a message for exchange #{exchange.inspect}, routing " \
+                               "key #{routing_key.inspect}; check the broker's log (disk or memory alarm, queue limits)"
+          end
+          if @returned_mutex.synchronize { @returned.delete?(id) }
+            raise BrokerError, "no queue is bound to exchange #{exchange.inspect} with routing key " \
+                               "#{routing_key.inspect}; declare the namespace's queues"
+          end
+        end
+      rescue *CONNECTION_ERRORS => e
+        raise BrokerError, "rabbitmq at #{@url}: #{e.class}: #{e.message}"
+      end
+
+      # Moves a delivery to the dead-letter queue with `<reason>: <detail>`
+      # in a header, and waits for the confirm. The caller acks it then; if
+      # this raises BrokerError, the delivery stays unacked and comes back.
+      def dead_letter(delivery_info, props, body, queue, reason, detail)
+        headers = (props.headers || {}).merge(
+          Topology::Header::DEAD_LETTER_REASON => "#{reason}: #{detail}",
+          Topology::Header::DEAD_LETTER_QUEUE => queue,
+          Topology::Header::DEAD_LETTER_EXCHANGE => delivery_info.exchange.to_s,
+          Topology::Header::DEAD_LETTER_ROUTING_KEY => delivery_info.routing_key.to_s
+        )
+        # The original properties, persistent; not its expiration, which
+        # would let the dead letter vanish, nor its user_id, which RabbitMQ
+        # refuses from any other user.
+        copy = {
+          persistent: true,
+          headers:,
+          content_type: props.content_type,
+          content_encoding: props.content_encoding,
+          priority: props.priority,
+          correlation_id: props.correlation_id,
+          reply_to: props.reply_to,
+          message_id: props.message_id || SecureRandom.uuid,
+          timestamp: props.timestamp&.to_i,
+          type: props.type,
+          app_id: props.app_id
+        }.compact
+        publish(Topology::DEAD_LETTER_EXCHANGE, queue, body, copy, mandatory: true)
+      end
+
+      private
+
+      def note_return(message_id)
+        @returned_mutex.synchronize { @returned << message_id }
+      end
+    end
+  end
+end

@@ -1,0 +1,87 @@
+# frozen_string_literal: true
+
+module TaskerWorker
+  # How a worker runs. Every setting has a default except `service`.
+  class Config
+    DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672/%2f'
+    DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+    MAX_NAME_LEN = 100
+    NAME = /\A[A-Za-z0-9_-]+\z/
+
+    # service: the service this worker is part of, such as `billing`; the
+    #   workers of one service share its queue of each namespace's steps.
+    # concurrency: how many steps run at once; the consumer's prefetch.
+    # heartbeat: seconds between AMQP heartbeats.
+    # shutdown_grace: seconds in-flight steps get to finish on shutdown.
+    # max_message_bytes: the size limit of a message, received or sent.
+    # max_redeliveries: a step delivered more often is dead-lettered (< 100).
+    # remembered_results: how many published results are kept to answer a
+    #   redelivered step without running its handler again.
+    # announce_every: seconds between the worker's announcements.
+    attr_accessor :amqp_url, :service, :concurrency, :heartbeat, :shutdown_grace,
+                  :max_message_bytes, :max_redeliveries, :remembered_results,
+                  :announce_every, :name, :logger
+
+    def initialize(service: '', amqp_url: DEFAULT_AMQP_URL, concurrency: 32, heartbeat: 5,
+                   shutdown_grace: 30.0, max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+                   max_redeliveries: 5, remembered_results: 10_000, announce_every: 10.0,
+                   name: "tasker-worker-#{Process.pid}", logger: nil)
+      @service = service
+      @amqp_url = amqp_url
+      @concurrency = concurrency
+      @heartbeat = heartbeat
+      @shutdown_grace = shutdown_grace
+      @max_message_bytes = max_message_bytes
+      @max_redeliveries = max_redeliveries
+      @remembered_results = remembered_results
+      @announce_every = announce_every
+      @name = name
+      @logger = logger
+    end
+
+    # A configuration from the environment, as the other SDKs read it:
+    # TASKER_AMQP_URL, TASKER_SERVICE, TASKER_AMQP_HEARTBEAT,
+    # TASKER_MAX_MESSAGE_BYTES and TASKER_CONCURRENCY.
+    def self.from_env(env = ENV, **overrides)
+      config = new(**overrides)
+      config.amqp_url = env['TASKER_AMQP_URL'] if env['TASKER_AMQP_URL']
+      config.service = env['TASKER_SERVICE'] if env['TASKER_SERVICE']
+      config.heartbeat = Float(env['TASKER_AMQP_HEARTBEAT']) if env['TASKER_AMQP_HEARTBEAT']
+      config.max_message_bytes = Integer(env['TASKER_MAX_MESSAGE_BYTES'], 10) if env['TASKER_MAX_MESSAGE_BYTES']
+      config.concurrency = Integer(env['TASKER_CONCURRENCY'], 10) if env['TASKER_CONCURRENCY']
+      config
+    rescue ArgumentError => e
+      raise ConfigError, "an environment setting is not a number: #{e.message}"
+    end
+
+    # Raises ConfigError for a configuration that cannot work.
+    def check!
+      problem = Config.name_problem(service)
+      if problem
+        raise ConfigError, "the worker's service name #{service.inspect} #{problem}; set Config#service " \
+                           '(or TASKER_SERVICE) to the service it is part of, such as "billing"'
+      end
+      unless concurrency.is_a?(Integer) && concurrency.between?(1, 65_535)
+        raise ConfigError, "concurrency is #{concurrency.inspect}; give a number of steps from 1 to 65535"
+      end
+      unless max_message_bytes.is_a?(Integer) && max_message_bytes.positive?
+        raise ConfigError, "max_message_bytes is #{max_message_bytes.inspect}; give a positive number of bytes"
+      end
+      return if max_redeliveries.is_a?(Integer) && max_redeliveries.between?(0, Topology::DELIVERY_LIMIT - 1)
+
+      raise ConfigError, "max_redeliveries is #{max_redeliveries.inspect}; keep it from 0 to " \
+                         "#{Topology::DELIVERY_LIMIT - 1}, below the queues' delivery limit"
+    end
+
+    # Why `name` cannot be part of a queue name or a routing key, if it cannot.
+    def self.name_problem(name)
+      return 'is empty; give it a name' if name.nil? || name.empty?
+      if name.bytesize > MAX_NAME_LEN
+        return "is #{name.bytesize} bytes long; shorten it to #{MAX_NAME_LEN} bytes or fewer"
+      end
+      return 'may contain only ASCII letters, digits, _ and -' unless NAME.match?(name)
+
+      nil
+    end
+  end
+end

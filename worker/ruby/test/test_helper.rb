@@ -1,0 +1,198 @@
+# frozen_string_literal: true
+
+require 'minitest/autorun'
+require 'json'
+require 'logger'
+require 'securerandom'
+require 'stringio'
+require 'tasker_worker'
+
+# The golden messages of the Rust protocol crate.
+FIXTURES = File.expand_path('../../../protocol/tests/fixtures/messages', __dir__)
+AMQP_URL = ENV.fetch('TASKER_AMQP_URL', 'amqp://guest:guest@127.0.0.1:5672/%2f')
+
+def fixture(name)
+  File.binread(File.join(FIXTURES, name))
+end
+
+# A name no other test uses: `<prefix>_<random>`.
+def unique(prefix)
+  "#{prefix}_#{SecureRandom.hex(6)}"
+end
+
+# A step-ready body, as the coordinator would publish it.
+def step_ready(namespace, callable, step: 's1', context: {}, task_id: nil, attempt: 1, max_attempts: 3,
+               timeout_seconds: nil, dependency_results: {})
+  body = {
+    'protocol_version' => 1,
+    'task_id' => task_id || SecureRandom.uuid,
+    'namespace' => namespace,
+    'task_name' => 'task',
+    'task_version' => '1.0.0',
+    'step' => step,
+    'callable' => callable,
+    'attempt' => attempt,
+    'max_attempts' => max_attempts,
+    'context' => context,
+    'initialization' => {},
+    'dependencies' => dependency_results.keys.sort,
+    'dependency_results' => dependency_results
+  }
+  body['timeout_seconds'] = timeout_seconds unless timeout_seconds.nil?
+  body
+end
+
+# The messages a private queue receives, in order.
+class Watch
+  Delivery = Struct.new(:info, :properties, :body) do
+    def json
+      JSON.parse(body)
+    end
+
+    def headers
+      properties.headers || {}
+    end
+  end
+
+  def initialize
+    @received = Queue.new
+  end
+
+  def push(delivery)
+    @received << delivery
+  end
+
+  # The next message, or nil at the deadline.
+  def next(timeout: 15)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+    loop do
+      return @received.pop(true)
+    rescue ThreadError
+      return nil if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.02
+    end
+  end
+
+  # The next message that the block accepts, skipping others; nil at the deadline.
+  def next_where(timeout: 15)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+    loop do
+      left = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      return nil if left <= 0
+
+      delivery = self.next(timeout: left)
+      return nil if delivery.nil?
+      return delivery if yield(delivery)
+    end
+  end
+end
+
+# The test's own view of the broker: publishing as the coordinator would,
+# watching what workers publish, and deleting the queues a test made.
+class Bus
+  attr_reader :connection
+
+  def initialize
+    @connection = Bunny.new(AMQP_URL, logger: Logger.new(File::NULL), automatically_recover: false)
+    @connection.start
+    @channel = @connection.create_channel
+    @channel.confirm_select
+    @channel.exchange_declare(TaskerWorker::Topology::EVENTS_EXCHANGE, 'topic', durable: true)
+    @channel.exchange_declare(TaskerWorker::Topology::STEPS_EXCHANGE, 'direct', durable: true)
+    @channel.exchange_declare(TaskerWorker::Topology::DEAD_LETTER_EXCHANGE, 'fanout', durable: true)
+    @created = []
+  end
+
+  # Publishes `body` (confirmed) and returns its message id.
+  def publish(exchange, routing_key, body, headers: {}, type: TaskerWorker::Topology::MessageType::STEP_READY)
+    payload = body.is_a?(String) ? body : JSON.generate(body)
+    id = SecureRandom.uuid
+    @channel.basic_publish(payload, exchange, routing_key,
+                           persistent: true, content_type: 'application/json', type:, message_id: id,
+                           headers: { 'x-tasker-protocol-version' => 1 }.merge(headers))
+    raise 'publish not confirmed' unless @channel.wait_for_confirms
+
+    id
+  end
+
+  # Publishes a step-ready message to `tasker.steps`, routed to the service
+  # that serves `callable`.
+  def publish_step(body, namespace, callable, **options)
+    publish(TaskerWorker::Topology::STEPS_EXCHANGE, TaskerWorker::Topology.step_routing_key(namespace, callable),
+            body, **options)
+  end
+
+  # A private queue bound to `exchange` with `routing_key`.
+  def watch(exchange, routing_key = '')
+    watch = Watch.new
+    channel = @connection.create_channel
+    queue = channel.queue('', exclusive: true, auto_delete: true)
+    queue.bind(exchange, routing_key:)
+    queue.subscribe(manual_ack: false) { |info, props, body| watch.push(Watch::Delivery.new(info, props, body)) }
+    watch
+  end
+
+  # The step results of `namespace`.
+  def results(namespace)
+    watch(TaskerWorker::Topology::EVENTS_EXCHANGE, TaskerWorker::Topology.step_result_routing_key(namespace))
+  end
+
+  # [ready, unacked] messages of `queue`, from the management-free way:
+  # a passive declare reports the ready count only.
+  def message_count(queue)
+    channel = @connection.create_channel
+    channel.queue_declare(queue, passive: true).message_count
+  ensure
+    channel&.close if channel&.open?
+  end
+
+  def remember(*queues)
+    @created.concat(queues)
+  end
+
+  # Deletes the queues the test made, and closes.
+  def close
+    channel = @connection.create_channel
+    @created.uniq.each do |queue|
+      channel.queue_delete(queue)
+    rescue Bunny::Exception
+      channel = @connection.create_channel
+    end
+    @connection.close
+  end
+end
+
+# A namespace of its own, a bus, and the workers a test starts, stopped and
+# cleaned up at the end.
+module BrokerTest
+  SERVICE = 'svc'
+
+  def setup
+    super
+    @namespace = unique('rb')
+    @bus = Bus.new
+    @bus.remember(TaskerWorker::Topology.request_queue(@namespace),
+                  TaskerWorker::Topology.result_queue(@namespace),
+                  TaskerWorker::Topology.service_queue(@namespace, SERVICE))
+    @workers = []
+    @log = StringIO.new
+  end
+
+  def teardown
+    @workers&.each(&:stop)
+    @bus&.close
+    super
+  end
+
+  # A started worker of service `svc` in the test's namespace, with `handlers`
+  # by callable.
+  def start_worker(handlers, settings = {})
+    config = TaskerWorker::Config.new(service: SERVICE, amqp_url: AMQP_URL, concurrency: 4,
+                                      shutdown_grace: 5.0, logger: Logger.new(@log), **settings)
+    worker = TaskerWorker::Worker.new(config).namespace(@namespace)
+    handlers.each { |callable, handler| worker.handler(callable, handler) }
+    @workers << worker
+    worker.start
+  end
+end

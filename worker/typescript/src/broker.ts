@@ -1,0 +1,425 @@
+/**
+ * RabbitMQ for a worker: connect with a short heartbeat, declare the
+ * topology with exactly the settings of docs/protocol.md ("Topology"), build
+ * the properties every message carries, and publish with confirms.
+ */
+
+import { randomUUID } from "node:crypto";
+
+import * as amqp from "amqplib";
+
+import { BrokerError, type DeadLetterReason } from "./errors.js";
+import { errorText } from "./messages.js";
+import * as topology from "./topology.js";
+import { Header } from "./topology.js";
+
+/** What the SDK logs through; `console` by default. */
+export interface Logger {
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** One line of JSON per record on stderr. */
+export const consoleLogger: Logger = {
+  info: (message, fields) => log("info", message, fields),
+  warn: (message, fields) => log("warn", message, fields),
+  error: (message, fields) => log("error", message, fields),
+};
+
+function log(level: string, message: string, fields: Record<string, unknown> = {}): void {
+  process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), level, message, ...fields })}\n`);
+}
+
+/** `url` without its password, for messages. */
+export function redact(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "(an unreadable URL)";
+  }
+}
+
+/**
+ * `url` asking for a heartbeat every `heartbeat` seconds, unless it asks for
+ * its own with `?heartbeat=`: the URL wins. AMQP counts whole seconds; a
+ * fraction rounds up, so that a short heartbeat never turns into none.
+ */
+export function connectionUrl(url: string, heartbeat: number): string {
+  const parsed = new URL(url);
+  if (!parsed.searchParams.has("heartbeat")) {
+    parsed.searchParams.set("heartbeat", String(heartbeat > 0 ? Math.ceil(heartbeat) : 0));
+  }
+  return parsed.toString();
+}
+
+/** The AMQP reply code of an error amqplib raised, if it carries one. */
+export function replyCode(e: unknown): number | undefined {
+  if (typeof e === "object" && e !== null && "code" in e && typeof e.code === "number") {
+    return e.code;
+  }
+  return undefined;
+}
+
+const PRECONDITION_FAILED = 406;
+const ACCESS_REFUSED = 403;
+const NOT_ALLOWED = 530;
+
+/** Message properties as a Tasker publish sets them. */
+export type Properties = amqp.Options.Publish;
+
+/**
+ * The properties of a Tasker message: persistent, JSON, typed, with a fresh
+ * message id, the protocol version, the task id and the publish time in
+ * headers. `extra` headers (the trace context) are added.
+ */
+export function properties(
+  messageType: string,
+  taskId?: string,
+  extra: Readonly<Record<string, string>> = {},
+): Properties {
+  const headers: Record<string, unknown> = {
+    [Header.PROTOCOL_VERSION]: topology.PROTOCOL_VERSION,
+    // A long-long-int, whatever the value: the Rust processes read it in no other type.
+    [Header.PUBLISHED_AT_MS]: { "!": "long", value: Date.now() },
+    ...extra,
+  };
+  if (taskId !== undefined) {
+    headers[Header.TASK_ID] = taskId;
+  }
+  return {
+    persistent: true,
+    contentType: topology.CONTENT_TYPE,
+    type: messageType,
+    messageId: randomUUID(),
+    timestamp: Math.floor(Date.now() / 1000),
+    headers,
+  };
+}
+
+/** How many times RabbitMQ says a message was delivered before (`x-delivery-count`), in any integer type. */
+export function deliveryCount(headers: Readonly<Record<string, unknown>> | undefined): number {
+  const value = headers?.[Header.DELIVERY_COUNT];
+  const count = typeof value === "bigint" ? Number(value) : value;
+  return typeof count === "number" && Number.isInteger(count) && count > 0 ? count : 0;
+}
+
+/** A connection to RabbitMQ and the declarations a worker makes on it. */
+export class Broker {
+  readonly connection: amqp.ChannelModel;
+  readonly url: string;
+  readonly #log: Logger;
+
+  private constructor(connection: amqp.ChannelModel, url: string, logger: Logger) {
+    this.connection = connection;
+    this.url = url;
+    this.#log = logger;
+  }
+
+  /**
+   * Connects to `url` with a heartbeat every `heartbeat` seconds, named
+   * `name` in the broker's connection list.
+   *
+   * @throws BrokerError retryable, unless the broker refused the login or the vhost.
+   */
+  static async connect(url: string, name: string, heartbeat: number, logger: Logger): Promise<Broker> {
+    let connection: amqp.ChannelModel;
+    try {
+      connection = await amqp.connect(connectionUrl(url, heartbeat), {
+        clientProperties: { connection_name: name },
+      });
+    } catch (e) {
+      const code = replyCode(e);
+      const refused = code === ACCESS_REFUSED || code === NOT_ALLOWED || /ACCESS.REFUSED|NOT.ALLOWED|403|530/.test(errorText(e));
+      throw new BrokerError(
+        refused
+          ? `rabbitmq at ${redact(url)} refused the connection: ${errorText(e)}; check the user name and password ` +
+              "in the URL (TASKER_AMQP_URL) and that the user may use the vhost"
+          : `rabbitmq at ${redact(url)}: ${errorText(e)}`,
+        { retryable: !refused },
+      );
+    }
+    // Reported by the worker through 'close'; without a listener an 'error' event would throw.
+    connection.on("error", () => undefined);
+    return new Broker(connection, redact(url), logger);
+  }
+
+  /** A channel to consume and declare on. */
+  async channel(): Promise<amqp.Channel> {
+    try {
+      const channel = await this.connection.createChannel();
+      channel.on("error", () => undefined);
+      return channel;
+    } catch (e) {
+      throw this.error(e);
+    }
+  }
+
+  /** A channel in confirm mode to publish on. */
+  async publisher(): Promise<Publisher> {
+    try {
+      const channel = await this.connection.createConfirmChannel();
+      channel.on("error", () => undefined);
+      return new Publisher(channel, this.url, this.#log);
+    } catch (e) {
+      throw this.error(e);
+    }
+  }
+
+  /** Closes the connection, which hands every unacked delivery back to its queue. */
+  async close(): Promise<void> {
+    try {
+      await this.connection.close();
+    } catch {
+      // already gone: nothing to hand back
+    }
+  }
+
+  /** `e` as a retryable {@link BrokerError} naming the broker. */
+  error(e: unknown): BrokerError {
+    return e instanceof BrokerError ? e : new BrokerError(`rabbitmq at ${this.url}: ${errorText(e)}`);
+  }
+
+  /** Declares what every process uses: the events exchange, and the dead-letter exchange and queue. */
+  async declareCommon(channel: amqp.Channel): Promise<void> {
+    try {
+      await channel.assertExchange(topology.EVENTS_EXCHANGE, "topic", { durable: true, autoDelete: false });
+      await channel.assertExchange(topology.DEAD_LETTER_EXCHANGE, "fanout", { durable: true, autoDelete: false });
+      await this.declareQueue(topology.DEAD_LETTER_QUEUE);
+      await channel.bindQueue(topology.DEAD_LETTER_QUEUE, topology.DEAD_LETTER_EXCHANGE, "");
+    } catch (e) {
+      throw this.error(e);
+    }
+  }
+
+  /**
+   * Declares the exchange clients publish requests to, with its alternate
+   * exchange and the queue that catches requests for a namespace no
+   * coordinator serves.
+   */
+  async declareRequestsExchange(channel: amqp.Channel): Promise<void> {
+    try {
+      await channel.assertExchange(topology.UNROUTED_REQUESTS_EXCHANGE, "fanout", { durable: true, autoDelete: false });
+      await this.declareQueue(topology.UNROUTED_REQUESTS_QUEUE);
+      await channel.bindQueue(topology.UNROUTED_REQUESTS_QUEUE, topology.UNROUTED_REQUESTS_EXCHANGE, "");
+      await channel.assertExchange(topology.REQUESTS_EXCHANGE, "direct", {
+        durable: true,
+        autoDelete: false,
+        arguments: { [topology.ALTERNATE_EXCHANGE_ARGUMENT]: topology.UNROUTED_REQUESTS_EXCHANGE },
+      });
+    } catch (e) {
+      throw this.error(e);
+    }
+  }
+
+  /**
+   * Declares the queues every process touching `namespace` shares, its task
+   * requests and its step results, and the steps exchange, so that no
+   * request or result of it is ever unroutable, whichever process starts first.
+   */
+  async declareNamespace(channel: amqp.Channel, namespace: string): Promise<void> {
+    await this.declareRequestsExchange(channel);
+    try {
+      const requests = topology.requestQueue(namespace);
+      await this.declareQueue(requests);
+      await channel.bindQueue(requests, topology.REQUESTS_EXCHANGE, namespace);
+      await this.declareStepsExchange(channel);
+      const results = topology.resultQueue(namespace);
+      await this.declareQueue(results);
+      await channel.bindQueue(results, topology.EVENTS_EXCHANGE, topology.stepResultRoutingKey(namespace));
+    } catch (e) {
+      throw this.error(e);
+    }
+  }
+
+  /**
+   * Declares `service`'s queue of `namespace`'s steps and binds it to the
+   * routing key of each of `callables`: from then on those steps reach it,
+   * whether or not a worker of the service runs. Returns the queue's name.
+   */
+  async declareService(
+    channel: amqp.Channel,
+    namespace: string,
+    service: string,
+    callables: readonly string[],
+  ): Promise<string> {
+    const queue = topology.serviceQueue(namespace, service);
+    try {
+      await this.declareStepsExchange(channel);
+      await this.declareQueue(queue);
+      for (const callable of callables) {
+        await channel.bindQueue(queue, topology.STEPS_EXCHANGE, topology.stepRoutingKey(namespace, callable));
+      }
+    } catch (e) {
+      throw this.error(e);
+    }
+    return queue;
+  }
+
+  async declareStepsExchange(channel: amqp.Channel): Promise<void> {
+    await channel.assertExchange(topology.STEPS_EXCHANGE, "direct", { durable: true, autoDelete: false });
+  }
+
+  /**
+   * Declares a Tasker queue with {@link topology.QUORUM}'s arguments. A queue
+   * that an older Tasker declared without the delivery limit refuses them:
+   * it is used as it is, with a warning. The declaration goes on a channel
+   * of its own, since a refusal closes the channel it came on.
+   */
+  async declareQueue(name: string): Promise<void> {
+    const own = await this.connection.createChannel();
+    own.on("error", () => undefined);
+    try {
+      await own.assertQueue(name, {
+        durable: true,
+        exclusive: false,
+        autoDelete: false,
+        arguments: { ...topology.QUORUM },
+      });
+    } catch (e) {
+      if (replyCode(e) !== PRECONDITION_FAILED) {
+        throw e;
+      }
+      this.#log.warn(
+        "the queue exists with other arguments, likely declared by an older Tasker without " +
+          "x-delivery-limit; using it as it is. Give it a delivery-limit policy so RabbitMQ 4 never " +
+          "drops a message before Tasker dead-letters it",
+        { queue: name, error: errorText(e) },
+      );
+      return;
+    } finally {
+      try {
+        await own.close();
+      } catch {
+        // closed by a refusal already
+      }
+    }
+  }
+}
+
+/**
+ * A channel in confirm mode: every publish resolves only once the broker has
+ * stored the message, and rejects if it refused it, returned it, or the
+ * channel closed first.
+ */
+export class Publisher {
+  readonly channel: amqp.ConfirmChannel;
+  readonly #url: string;
+  readonly #log: Logger;
+  readonly #returned = new Set<string>();
+
+  constructor(channel: amqp.ConfirmChannel, url: string, logger: Logger) {
+    this.channel = channel;
+    this.#url = url;
+    this.#log = logger;
+    // RabbitMQ sends basic.return before the basic.ack of the same message.
+    channel.on("return", (message: amqp.Message) => {
+      this.#returned.add(returnKey(message.properties.messageId));
+    });
+  }
+
+  /**
+   * Publishes `body` and waits for its confirm.
+   *
+   * @throws BrokerError if the broker refused it (a nack), a mandatory
+   *   message reached no queue, or the channel is gone. All are retryable:
+   *   the caller leaves its delivery unacked.
+   */
+  publish(exchange: string, routingKey: string, body: Buffer, props: Properties, mandatory: boolean): Promise<void> {
+    const key = returnKey(props.messageId);
+    return new Promise<void>((resolve, reject) => {
+      const confirmed = (err: unknown): void => {
+        const returned = this.#returned.delete(key);
+        if (err !== null && err !== undefined) {
+          reject(
+            new BrokerError(
+              `rabbitmq refused to store a message for exchange ${JSON.stringify(exchange)}, routing key ` +
+                `${JSON.stringify(routingKey)}: ${errorText(err)}; check the broker's log for the reason ` +
+                "(disk or memory alarm, queue limits)",
+            ),
+          );
+        } else if (returned && mandatory) {
+          reject(
+            new BrokerError(
+              `no queue is bound to exchange ${JSON.stringify(exchange)} with routing key ${JSON.stringify(routingKey)}; ` +
+                "declare the namespace's queues (any Tasker process serving it does)",
+            ),
+          );
+        } else {
+          resolve();
+        }
+      };
+      try {
+        this.channel.publish(exchange, routingKey, body, { ...props, mandatory }, confirmed);
+      } catch (e) {
+        reject(new BrokerError(`rabbitmq at ${this.#url}: ${errorText(e)}`));
+      }
+    });
+  }
+
+  /**
+   * Moves `delivery` to the dead-letter queue with `<reason>: <detail>` in a
+   * header, waits for the confirm, then acks it on `channel`. If the publish
+   * fails, the delivery stays unacked and comes back: a message is never dropped.
+   *
+   * @throws BrokerError if the publish fails.
+   */
+  async deadLetter(
+    channel: amqp.Channel,
+    delivery: amqp.ConsumeMessage,
+    queue: string,
+    reason: DeadLetterReason,
+    detail: string,
+  ): Promise<void> {
+    const header = `${reason}: ${detail}`;
+    const p = delivery.properties;
+    const headers: Record<string, unknown> = {
+      ...(p.headers ?? {}),
+      [Header.DEAD_LETTER_REASON]: header,
+      [Header.DEAD_LETTER_QUEUE]: queue,
+      [Header.DEAD_LETTER_EXCHANGE]: delivery.fields.exchange,
+      [Header.DEAD_LETTER_ROUTING_KEY]: delivery.fields.routingKey,
+    };
+    // The original properties, persistent. Not its expiration, which would
+    // let the dead letter vanish, nor its user id, which RabbitMQ refuses
+    // from any other user.
+    const copy: Properties = { persistent: true, headers };
+    const optional = {
+      contentType: p.contentType,
+      contentEncoding: p.contentEncoding,
+      priority: p.priority,
+      correlationId: p.correlationId,
+      replyTo: p.replyTo,
+      messageId: p.messageId,
+      timestamp: p.timestamp,
+      type: p.type,
+      appId: p.appId,
+    } satisfies Record<string, unknown>;
+    for (const [name, value] of Object.entries(optional)) {
+      if (value !== undefined && value !== null) {
+        (copy as Record<string, unknown>)[name] = value;
+      }
+    }
+    await this.publish(topology.DEAD_LETTER_EXCHANGE, queue, delivery.content, copy, true);
+    ack(channel, delivery);
+    this.#log.warn("message moved to the dead-letter queue", { queue, reason: header });
+  }
+}
+
+function returnKey(messageId: unknown): string {
+  return typeof messageId === "string" ? messageId : "";
+}
+
+/**
+ * Acks `delivery`. If its channel is gone the ack is lost, and the broker
+ * redelivers the message: the same as not acking.
+ */
+export function ack(channel: amqp.Channel, delivery: amqp.ConsumeMessage): void {
+  try {
+    channel.ack(delivery);
+  } catch {
+    // the channel closed: the delivery goes back to its queue
+  }
+}

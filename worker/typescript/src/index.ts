@@ -1,0 +1,32 @@
+/** Tasker's worker SDK: step handlers in TypeScript, and the worker that runs them. */
+
+export { Identity, LANGUAGE, type ServedNamespace } from "./announce.js";
+export { consoleLogger, type Logger } from "./broker.js";
+export { checkConfig, configFromEnv, nameProblem, workerConfig, type WorkerConfig } from "./config.js";
+export { StepContext, type Kind, type KindType, type StartChild } from "./context.js";
+export {
+  BrokerError,
+  ConfigError,
+  DeadLetterReason,
+  ErrorCode,
+  PermanentError,
+  RetryableError,
+  StepError,
+  TaskerError,
+} from "./errors.js";
+export { StepHandler, type StepHandlerClass } from "./handler.js";
+export {
+  DecodeError,
+  decodeStepReady,
+  type JsonObject,
+  type JsonValue,
+  type Outcome,
+  type StepFailure,
+  type StepReady,
+  TASK_ID_NAMESPACE,
+  taskIdOf,
+  WaitingForChild,
+} from "./messages.js";
+export * as topology from "./topology.js";
+export { SDK_VERSION } from "./version.js";
+export { RecentResults, Worker, type RunOptions } from "./worker.js";

@@ -1,0 +1,262 @@
+/**
+ * Helpers for tests against the real RabbitMQ (`TASKER_AMQP_URL`, by default
+ * the local one). Every test makes up its own namespace, so tests cannot see
+ * each other's messages, and deletes that namespace's queues at the end.
+ * Nothing here sleeps to wait: a watch waits for the next message until a
+ * deadline, and fails the test with what it was waiting for.
+ */
+
+import { randomUUID } from "node:crypto";
+
+import * as amqp from "amqplib";
+
+import { type Logger, type StepHandler, type StepHandlerClass, topology, Worker, type WorkerConfig } from "../src/index.js";
+
+export const AMQP_URL = process.env["TASKER_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/** A name no other test uses: `<prefix>_<random>`. */
+export function unique(prefix: string): string {
+  return `${prefix}_${randomUUID().replaceAll("-", "").slice(0, 12)}`;
+}
+
+/** A step-ready body, as the coordinator would publish it. */
+export function stepReady(
+  namespace: string,
+  callable: string,
+  options: {
+    step?: string;
+    context?: unknown;
+    taskId?: string;
+    attempt?: number;
+    maxAttempts?: number;
+    timeoutSeconds?: number;
+    dependencyResults?: Record<string, unknown>;
+  } = {},
+): Record<string, unknown> {
+  const dependencyResults = options.dependencyResults ?? {};
+  const body: Record<string, unknown> = {
+    protocol_version: 1,
+    task_id: options.taskId ?? randomUUID(),
+    namespace,
+    task_name: "task",
+    task_version: "1.0.0",
+    step: options.step ?? "s1",
+    callable,
+    attempt: options.attempt ?? 1,
+    max_attempts: options.maxAttempts ?? 3,
+    context: options.context ?? {},
+    initialization: {},
+    dependencies: Object.keys(dependencyResults).sort(),
+    dependency_results: dependencyResults,
+  };
+  if (options.timeoutSeconds !== undefined) {
+    body["timeout_seconds"] = options.timeoutSeconds;
+  }
+  return body;
+}
+
+/** The messages a private queue receives, in order. */
+export class Watch {
+  readonly #received: amqp.ConsumeMessage[] = [];
+  readonly #waiters: ((message: amqp.ConsumeMessage) => void)[] = [];
+
+  push(message: amqp.ConsumeMessage): void {
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) {
+      waiter(message);
+    } else {
+      this.#received.push(message);
+    }
+  }
+
+  /** The next message, or a failure at the deadline. */
+  next(what = "a message", timeoutMs = 15_000): Promise<amqp.ConsumeMessage> {
+    const first = this.#received.shift();
+    if (first !== undefined) return Promise.resolve(first);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const at = this.#waiters.indexOf(waiter);
+        if (at >= 0) this.#waiters.splice(at, 1);
+        reject(new Error(`no ${what} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const waiter = (message: amqp.ConsumeMessage): void => {
+        clearTimeout(timer);
+        resolve(message);
+      };
+      this.#waiters.push(waiter);
+    });
+  }
+
+  /** The body of the next message, decoded. */
+  async nextJson(what = "a message", timeoutMs = 15_000): Promise<Record<string, unknown>> {
+    const message = await this.next(what, timeoutMs);
+    return JSON.parse(message.content.toString("utf8")) as Record<string, unknown>;
+  }
+
+  /** The next message that `accept` takes, skipping others. */
+  async nextWhere(accept: (m: amqp.ConsumeMessage) => boolean, what: string, timeoutMs = 15_000): Promise<amqp.ConsumeMessage> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no ${what} within ${timeoutMs} ms`);
+      const message = await this.next(what, left);
+      if (accept(message)) return message;
+    }
+  }
+
+  /** Whether nothing arrives within `ms`. */
+  async quietFor(ms: number): Promise<amqp.ConsumeMessage | undefined> {
+    try {
+      return await this.next("anything", ms);
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** A logger that keeps what it is told, for assertions, and prints nothing. */
+export class MemoryLogger implements Logger {
+  readonly records: { level: string; message: string; fields: Record<string, unknown> }[] = [];
+  info(message: string, fields: Record<string, unknown> = {}): void {
+    this.records.push({ level: "info", message, fields });
+  }
+  warn(message: string, fields: Record<string, unknown> = {}): void {
+    this.records.push({ level: "warn", message, fields });
+  }
+  error(message: string, fields: Record<string, unknown> = {}): void {
+    this.records.push({ level: "error", message, fields });
+  }
+}
+
+/**
+ * The test's own view of the broker: publishing as the coordinator would,
+ * watching what workers publish, running workers, and cleaning up.
+ */
+export class Bus {
+  readonly connection: amqp.ChannelModel;
+  readonly channel: amqp.ConfirmChannel;
+  readonly namespace: string;
+  readonly #queues = new Set<string>();
+  readonly #workers: Worker[] = [];
+
+  private constructor(connection: amqp.ChannelModel, channel: amqp.ConfirmChannel, namespace: string) {
+    this.connection = connection;
+    this.channel = channel;
+    this.namespace = namespace;
+  }
+
+  static async connect(): Promise<Bus> {
+    const connection = await amqp.connect(AMQP_URL);
+    connection.on("error", () => undefined);
+    const channel = await connection.createConfirmChannel();
+    channel.on("error", () => undefined);
+    await channel.assertExchange(topology.EVENTS_EXCHANGE, "topic", { durable: true });
+    await channel.assertExchange(topology.STEPS_EXCHANGE, "direct", { durable: true });
+    await channel.assertExchange(topology.DEAD_LETTER_EXCHANGE, "fanout", { durable: true });
+    const namespace = unique("ts");
+    const bus = new Bus(connection, channel, namespace);
+    bus.remember(topology.requestQueue(namespace), topology.resultQueue(namespace));
+    return bus;
+  }
+
+  /** Queues to delete at the end. */
+  remember(...queues: string[]): void {
+    for (const queue of queues) this.#queues.add(queue);
+  }
+
+  /** Publishes `body` (mandatory, confirmed) and returns its message id. */
+  async publish(
+    exchange: string,
+    routingKey: string,
+    body: Buffer | Record<string, unknown>,
+    headers: Record<string, unknown> = {},
+  ): Promise<string> {
+    const payload = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
+    const messageId = randomUUID();
+    let returned = false;
+    const onReturn = (): void => {
+      returned = true;
+    };
+    this.channel.once("return", onReturn);
+    await new Promise<void>((resolve, reject) => {
+      this.channel.publish(
+        exchange,
+        routingKey,
+        payload,
+        {
+          contentType: "application/json",
+          type: topology.MessageType.STEP_READY,
+          messageId,
+          persistent: true,
+          mandatory: true,
+          headers: { "x-tasker-protocol-version": 1, ...headers },
+        },
+        (err: unknown) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve()),
+      );
+    });
+    this.channel.off("return", onReturn);
+    if (returned) throw new Error(`nothing took the message for ${exchange} ${routingKey}`);
+    return messageId;
+  }
+
+  /** Publishes a step-ready message to `tasker.steps`, routed to the service that serves `callable`. */
+  publishStep(body: Buffer | Record<string, unknown>, callable: string, headers: Record<string, unknown> = {}): Promise<string> {
+    return this.publish(topology.STEPS_EXCHANGE, topology.stepRoutingKey(this.namespace, callable), body, headers);
+  }
+
+  /** A private queue bound to `exchange` with `routingKey`. */
+  async watch(exchange: string, routingKey = ""): Promise<Watch> {
+    const watch = new Watch();
+    const { queue } = await this.channel.assertQueue("", { exclusive: true, autoDelete: true });
+    await this.channel.bindQueue(queue, exchange, routingKey);
+    await this.channel.consume(queue, (m) => m !== null && watch.push(m), { noAck: true });
+    return watch;
+  }
+
+  /** The step results of the test's namespace. */
+  results(): Promise<Watch> {
+    return this.watch(topology.EVENTS_EXCHANGE, topology.stepResultRoutingKey(this.namespace));
+  }
+
+  /** A worker of service `svc` serving the test's namespace with `handlers`, once it consumes. */
+  async startWorker(
+    handlers: (StepHandlerClass | StepHandler)[],
+    config: Partial<WorkerConfig> = {},
+    logger: Logger = new MemoryLogger(),
+  ): Promise<Worker> {
+    const worker = new Worker({ amqpUrl: AMQP_URL, service: "svc", ...config }, { logger }).namespace(this.namespace);
+    for (const handler of handlers) worker.handler(handler);
+    this.#workers.push(worker);
+    this.remember(topology.serviceQueue(this.namespace, worker.config.service));
+    const running = worker.run({ handleSignals: false });
+    await Promise.race([worker.ready, running]);
+    return worker;
+  }
+
+  /** (messages ready, consumers) of `queue`. */
+  async queueState(queue: string): Promise<[number, number]> {
+    const channel = await this.connection.createChannel();
+    try {
+      const state = await channel.checkQueue(queue);
+      return [state.messageCount, state.consumerCount];
+    } finally {
+      await channel.close();
+    }
+  }
+
+  /** Stops every worker, deletes the test's queues, and closes. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.#workers.map((w) => w.stop()));
+    const channel = await this.connection.createChannel();
+    channel.on("error", () => undefined);
+    for (const queue of this.#queues) {
+      try {
+        await channel.deleteQueue(queue);
+      } catch {
+        // already gone
+      }
+    }
+    await channel.close().catch(() => undefined);
+    await this.connection.close();
+  }
+}
