@@ -8,7 +8,10 @@
 # and minitest. Both suites run against RabbitMQ, including the conformance
 # kit of tests/conformance.
 #
-# Relies on deploy/dev for ROOT; on common.sh for say, info, warn, die, have
+# The client tests of both run the coordinator binary of the cargo test run
+# (TASKER_BIN).
+#
+# Relies on deploy/dev for ROOT and TARGET_DIR; on common.sh for say, info, warn, die, have
 # and install_packages.
 
 # --------------------------------------------------------------- settings ---
@@ -46,12 +49,12 @@ ensure_ruby() {
 
 run_typescript_checks() {
   say "typescript ($TYPESCRIPT_SDK): tsc --noEmit (strict), then npm test"
-  (cd "$ROOT/$TYPESCRIPT_SDK" && npm run --silent lint && npm test --silent) \
+  (cd "$ROOT/$TYPESCRIPT_SDK" && npm run --silent lint && TASKER_BIN=$TARGET_DIR/debug/tasker npm test --silent) \
     || { warn "$TYPESCRIPT_SDK: type check or tests failed (see above)"; return 1; }
 }
 
 run_ruby_checks() {
   say "ruby ($RUBY_SDK): rubocop, then rake test"
-  (cd "$ROOT/$RUBY_SDK" && rubocop --format quiet && rake test) \
+  (cd "$ROOT/$RUBY_SDK" && rubocop --format quiet && TASKER_BIN=$TARGET_DIR/debug/tasker rake test) \
     || { warn "$RUBY_SDK: rubocop or tests failed (see above)"; return 1; }
 }

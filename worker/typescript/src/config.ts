@@ -5,6 +5,7 @@
  */
 
 import { ConfigError } from "./errors.js";
+import { parseAddress } from "./health.js";
 import { DELIVERY_LIMIT } from "./topology.js";
 
 /** Where RabbitMQ is when `TASKER_AMQP_URL` is not set. */
@@ -43,6 +44,8 @@ export interface WorkerConfig {
   name: string;
   /** How many recent results the worker remembers, to answer a redelivered step without running it again. */
   rememberedResults: number;
+  /** Where to serve `/healthz` and `/readyz` (`[host, port]`), if anywhere. */
+  healthAddr?: [string, number] | undefined;
 }
 
 /** The default configuration, with `overrides` on top. */
@@ -65,7 +68,7 @@ export function workerConfig(overrides: Partial<WorkerConfig> = {}): WorkerConfi
 /**
  * The default configuration, with what the environment sets
  * (`TASKER_AMQP_URL`, `TASKER_SERVICE`, `TASKER_CONCURRENCY`,
- * `TASKER_MAX_MESSAGE_BYTES`), and `overrides` on top of both.
+ * `TASKER_MAX_MESSAGE_BYTES`, `TASKER_HEALTH_ADDR`), and `overrides` on top of both.
  *
  * @throws ConfigError when a variable is set but cannot be read.
  */
@@ -82,6 +85,8 @@ export function configFromEnv(
   if (concurrency !== undefined) fromEnv.concurrency = positiveInt(concurrency, "TASKER_CONCURRENCY", "steps");
   const size = env["TASKER_MAX_MESSAGE_BYTES"];
   if (size !== undefined) fromEnv.maxMessageBytes = positiveInt(size, "TASKER_MAX_MESSAGE_BYTES", "bytes");
+  const health = env["TASKER_HEALTH_ADDR"];
+  if (health !== undefined) fromEnv.healthAddr = parseAddress(health, "TASKER_HEALTH_ADDR");
   return workerConfig({ ...fromEnv, ...overrides });
 }
 

@@ -27,6 +27,18 @@ export {
   taskIdOf,
   WaitingForChild,
 } from "./messages.js";
+export {
+  Client,
+  type Reply,
+  ReplyTimeoutError,
+  type StepReport,
+  type StepReportError,
+  Submitted,
+  TaskFinished,
+  type TaskOptions,
+  TaskRejected,
+} from "./client.js";
+export { Health, parseAddress, RABBITMQ } from "./health.js";
 export * as topology from "./topology.js";
 export { SDK_VERSION } from "./version.js";
 export { RecentResults, Worker, type RunOptions } from "./worker.js";

@@ -20,6 +20,7 @@
  */
 
 import { randomUUID } from "node:crypto";
+import type * as http from "node:http";
 
 import type * as amqp from "amqplib";
 
@@ -50,6 +51,7 @@ import {
   WaitingForChild,
   waitingForChild,
 } from "./messages.js";
+import { close, Health, RABBITMQ, serve } from "./health.js";
 import * as topology from "./topology.js";
 import { Header, MessageType } from "./topology.js";
 
@@ -250,18 +252,32 @@ export class Worker {
       process.on("SIGTERM", onSignal);
       process.on("SIGINT", onSignal);
     }
+    const state = new Health([RABBITMQ], this.#log);
+    let server: http.Server | undefined;
+    if (this.config.healthAddr !== undefined) {
+      const [host, port] = this.config.healthAddr;
+      try {
+        server = await serve(host, port, state, this.#log);
+      } catch (e) {
+        throw new ConfigError(
+          `cannot serve the health endpoints on ${host}:${port} (${e instanceof Error ? e.message : String(e)}); pass another address`,
+        );
+      }
+    }
     let delay = 0.5;
     try {
       while (!this.#stopping) {
         try {
           await this.#serve(() => {
             delay = 0.5;
+            state.up(RABBITMQ);
           });
           return;
         } catch (e) {
           if (!(e instanceof BrokerError) || !e.retryable) {
             throw e;
           }
+          state.down(RABBITMQ, e);
           const wait = delay * (1 + Math.random() * 0.25);
           this.#log.warn("lost the broker; reconnecting", { error: e.message, in_seconds: Number(wait.toFixed(2)) });
           delay = Math.min(delay * 2, 30);
@@ -269,6 +285,7 @@ export class Worker {
         }
       }
     } finally {
+      if (server !== undefined) await close(server);
       if (handleSignals) {
         process.off("SIGTERM", onSignal);
         process.off("SIGINT", onSignal);

@@ -5,7 +5,19 @@ require 'logger'
 require 'securerandom'
 require 'set'
 
+# The part of the Ruby SDK that talks to RabbitMQ.
 module TaskerWorker
+  # Reads the unsigned 32-bit header values (`i`) that RabbitMQ passes on
+  # from other AMQP clients, such as the coordinator's replies, which
+  # amq-protocol does not know: they decode as its `I`, the same four bytes.
+  module UnsignedHeaderValues
+    def decode_value_type(data, offset)
+      type, offset = super
+      [type == 'i' ? AMQ::Protocol::TypeConstants::TYPE_INTEGER : type, offset]
+    end
+  end
+  AMQ::Protocol::TableValueDecoder.singleton_class.prepend(UnsignedHeaderValues)
+
   # What a Tasker process does with RabbitMQ: connect with a short heartbeat,
   # declare the topology, build the properties every message carries,
   # publish with confirms, and dead-letter what a consumer cannot use.
@@ -138,6 +150,22 @@ module TaskerWorker
     # task requests and its step results, and the exchanges they are bound
     # to, so that no request or result of it is ever unroutable.
     def declare_namespace(channel, namespace)
+      declare_requests_exchange(channel)
+      requests = Topology.request_queue(namespace)
+      declare_queue(requests)
+      channel.queue_bind(requests, Topology::REQUESTS_EXCHANGE, routing_key: namespace)
+      channel.exchange_declare(Topology::STEPS_EXCHANGE, 'direct', durable: true)
+      results = Topology.result_queue(namespace)
+      declare_queue(results)
+      channel.queue_bind(results, Topology::EVENTS_EXCHANGE, routing_key: Topology.step_result_routing_key(namespace))
+    rescue *CONNECTION_ERRORS => e
+      raise error(e)
+    end
+
+    # Declares the requests exchange with its alternate exchange, and the
+    # queue of unrouted requests bound to that, so that a request for a
+    # namespace no coordinator serves is kept rather than lost.
+    def declare_requests_exchange(channel)
       channel.exchange_declare(Topology::UNROUTED_REQUESTS_EXCHANGE, 'fanout', durable: true)
       declare_queue(Topology::UNROUTED_REQUESTS_QUEUE)
       channel.queue_bind(Topology::UNROUTED_REQUESTS_QUEUE, Topology::UNROUTED_REQUESTS_EXCHANGE, routing_key: '')
@@ -146,13 +174,6 @@ module TaskerWorker
         durable: true,
         arguments: { Topology::ALTERNATE_EXCHANGE_ARGUMENT => Topology::UNROUTED_REQUESTS_EXCHANGE }
       )
-      requests = Topology.request_queue(namespace)
-      declare_queue(requests)
-      channel.queue_bind(requests, Topology::REQUESTS_EXCHANGE, routing_key: namespace)
-      channel.exchange_declare(Topology::STEPS_EXCHANGE, 'direct', durable: true)
-      results = Topology.result_queue(namespace)
-      declare_queue(results)
-      channel.queue_bind(results, Topology::EVENTS_EXCHANGE, routing_key: Topology.step_result_routing_key(namespace))
     rescue *CONNECTION_ERRORS => e
       raise error(e)
     end

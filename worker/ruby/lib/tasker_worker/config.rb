@@ -18,14 +18,16 @@ module TaskerWorker
     # remembered_results: how many published results are kept to answer a
     #   redelivered step without running its handler again.
     # announce_every: seconds between the worker's announcements.
+    # health_addr: where to serve `/healthz` and `/readyz`, as `host:port`
+    #   or [host, port]; nil (the default) serves nothing.
     attr_accessor :amqp_url, :service, :concurrency, :heartbeat, :shutdown_grace,
                   :max_message_bytes, :max_redeliveries, :remembered_results,
-                  :announce_every, :name, :logger
+                  :announce_every, :name, :logger, :health_addr
 
     def initialize(service: '', amqp_url: DEFAULT_AMQP_URL, concurrency: 32, heartbeat: 5,
                    shutdown_grace: 30.0, max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
                    max_redeliveries: 5, remembered_results: 10_000, announce_every: 10.0,
-                   name: "tasker-worker-#{Process.pid}", logger: nil)
+                   name: "tasker-worker-#{Process.pid}", logger: nil, health_addr: nil)
       @service = service
       @amqp_url = amqp_url
       @concurrency = concurrency
@@ -37,11 +39,12 @@ module TaskerWorker
       @announce_every = announce_every
       @name = name
       @logger = logger
+      @health_addr = health_addr.is_a?(String) ? Config.parse_address(health_addr, 'health_addr') : health_addr
     end
 
     # A configuration from the environment, as the other SDKs read it:
     # TASKER_AMQP_URL, TASKER_SERVICE, TASKER_AMQP_HEARTBEAT,
-    # TASKER_MAX_MESSAGE_BYTES and TASKER_CONCURRENCY.
+    # TASKER_MAX_MESSAGE_BYTES, TASKER_CONCURRENCY and TASKER_HEALTH_ADDR.
     def self.from_env(env = ENV, **overrides)
       config = new(**overrides)
       config.amqp_url = env['TASKER_AMQP_URL'] if env['TASKER_AMQP_URL']
@@ -49,6 +52,7 @@ module TaskerWorker
       config.heartbeat = Float(env['TASKER_AMQP_HEARTBEAT']) if env['TASKER_AMQP_HEARTBEAT']
       config.max_message_bytes = Integer(env['TASKER_MAX_MESSAGE_BYTES'], 10) if env['TASKER_MAX_MESSAGE_BYTES']
       config.concurrency = Integer(env['TASKER_CONCURRENCY'], 10) if env['TASKER_CONCURRENCY']
+      config.health_addr = parse_address(env['TASKER_HEALTH_ADDR'], 'TASKER_HEALTH_ADDR') if env['TASKER_HEALTH_ADDR']
       config
     rescue ArgumentError => e
       raise ConfigError, "an environment setting is not a number: #{e.message}"
@@ -71,6 +75,18 @@ module TaskerWorker
 
       raise ConfigError, "max_redeliveries is #{max_redeliveries.inspect}; keep it from 0 to " \
                          "#{Topology::DELIVERY_LIMIT - 1}, below the queues' delivery limit"
+    end
+
+    # [host, port] from `host:port` (`[::1]:9104` for IPv6). Raises
+    # ConfigError naming `what` and an example.
+    def self.parse_address(text, what)
+      host, sep, port = text.to_s.strip.rpartition(':')
+      host = host.delete_prefix('[').delete_suffix(']')
+      if sep.empty? || host.empty? || !/\A\d+\z/.match?(port) || port.to_i > 65_535
+        raise ConfigError, "#{what}=#{text.inspect} is not an address like 0.0.0.0:8080"
+      end
+
+      [host, port.to_i]
     end
 
     # Why `name` cannot be part of a queue name or a routing key, if it cannot.

@@ -95,4 +95,8 @@ module TaskerWorker
       @retryable
     end
   end
+
+  # No task finished or task rejected came for a request in time.
+  class ReplyTimeoutError < TaskerError
+  end
 end

@@ -32,7 +32,7 @@ module TaskerWorker
   #     .handler('Microservices::StepHandlers::CreateUserAccountHandler', CreateUserAccountHandler.new)
   #     .run
   class Worker
-    attr_reader :config, :identity, :recent
+    attr_reader :config, :identity, :recent, :health, :health_server
 
     def initialize(config = nil)
       @config = config || Config.from_env
@@ -49,6 +49,9 @@ module TaskerWorker
       @lifecycle = Mutex.new # held while connecting and while draining
       @losses = Broker::Losses.new
       @recent = RecentResults.new(@config.remembered_results)
+      @health = Health.new(Health::RABBITMQ, logger: @logger)
+      @running = false
+      @cancelled = false
     end
 
     # Serves `namespace`'s steps too.
@@ -88,11 +91,13 @@ module TaskerWorker
       end
       @identity = new_identity
       @runner = StepRunner.new(@handlers.dup.freeze, @logger, config.max_message_bytes)
+      serve_health
       begin
         @lifecycle.synchronize { connect_and_consume }
       rescue StandardError
         @broker&.close
         @state.synchronize { @started = false }
+        close_health unless @running
         raise
       end
       @announcer = Thread.new { keep_announcing }
@@ -101,14 +106,21 @@ module TaskerWorker
     end
 
     # Starts, then consumes until SIGTERM or SIGINT or #stop, and drains.
+    # While the broker cannot be reached at start, it tries again with
+    # backoff (the health endpoints say it is alive but not ready).
     def run
       previous = %w[TERM INT].to_h do |signal|
         [signal, Signal.trap(signal) { Thread.new { stop } }]
       end
-      start
+      @running = true
+      @cancelled = false
+      return self unless start_until_connected
+
       @stopped.pop
       self
     ensure
+      @running = false
+      close_health
       previous&.each { |signal, handler| Signal.trap(signal, handler || 'DEFAULT') }
     end
 
@@ -117,6 +129,7 @@ module TaskerWorker
     # connection, which hands every unacked step back to its queue.
     def stop
       @state.synchronize do
+        @cancelled = true unless @started
         return self if @stopping || !@started
 
         @stopping = true
@@ -124,6 +137,7 @@ module TaskerWorker
       end
       @lifecycle.synchronize { drain }
       @supervisor&.join(1)
+      close_health
       self
     ensure
       @stopped.push(true)
@@ -135,6 +149,47 @@ module TaskerWorker
     end
 
     private
+
+    # #start, again with backoff while the broker cannot be reached yet;
+    # false if #stop came first.
+    def start_until_connected
+      attempts = 0
+      begin
+        start
+        true
+      rescue BrokerError => e
+        raise unless e.retryable?
+
+        @logger.warn("cannot connect to rabbitmq yet; retrying: #{e.message}") if attempts.zero?
+        deadline = monotonic + backoff(attempts)
+        attempts += 1
+        sleep([0.05, deadline - monotonic].min) while !cancelled? && monotonic < deadline
+        retry unless cancelled?
+        false
+      end
+    end
+
+    def cancelled?
+      @state.synchronize { @cancelled }
+    end
+
+    # Starts serving the health endpoints if an address is configured and
+    # they are not served yet; an address that cannot be bound is logged.
+    def serve_health
+      return if config.health_addr.nil? || @health_server
+
+      host, port = config.health_addr
+      @health_server = HealthServer.new(host, port, @health, logger: @logger)
+    rescue SystemCallError, SocketError => e
+      @logger.error("cannot serve the health endpoints; pass another address (address=#{host}:#{port} " \
+                    "error=#{e.message})")
+    end
+
+    def close_health
+      server = @health_server
+      @health_server = nil
+      server&.close
+    end
 
     def check!
       config.check!
@@ -163,8 +218,13 @@ module TaskerWorker
       # Announced once it consumes: a coordinator may then release the steps
       # that waited for these callables.
       announce(leaving: false)
+      @health.up(Health::RABBITMQ)
     rescue *Broker::CONNECTION_ERRORS => e
+      @health.down(Health::RABBITMQ, e.message)
       raise BrokerError, "rabbitmq: #{e.class}: #{e.message}"
+    rescue BrokerError => e
+      @health.down(Health::RABBITMQ, e.message)
+      raise
     end
 
     # Who this worker process is, new at every start.
@@ -202,6 +262,7 @@ module TaskerWorker
         next if loss.nil?
 
         @connected = false
+        @health.down(Health::RABBITMQ, describe_loss(loss))
         if attempts.zero?
           @logger.warn("lost the connection to rabbitmq at #{@broker.url} (#{describe_loss(loss)}); reconnecting")
         end

@@ -1,0 +1,76 @@
+# frozen_string_literal: true
+
+require 'test_helper'
+require 'socket'
+
+# `/healthz` and `/readyz`: 200 and the dependencies while the worker runs;
+# ready only while it is connected to RabbitMQ.
+class HealthTest < Minitest::Test
+  include BrokerTest
+
+  ECHO = 'Tests::Echo'
+
+  def free_port
+    server = TCPServer.new('127.0.0.1', 0)
+    server.addr[1]
+  ensure
+    server&.close
+  end
+
+  # [status, body] of a plain HTTP GET.
+  def http_get(port, path)
+    socket = TCPSocket.new('127.0.0.1', port)
+    socket.write("GET #{path} HTTP/1.1\r\nHost: test\r\n\r\n")
+    response = socket.read
+    head, body = response.split("\r\n\r\n", 2)
+    [Integer(head.split[1], 10), body]
+  ensure
+    socket&.close
+  end
+
+  def eventually(timeout: 15)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+    loop do
+      value = yield
+      return value if value
+      return nil if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.05
+    end
+  end
+
+  def test_a_connected_worker_is_ready
+    port = free_port
+    worker = start_worker({ ECHO => ->(context) { context.input } }, health_addr: "127.0.0.1:#{port}")
+    assert_equal [200, "rabbitmq: up\n"], http_get(port, '/readyz')
+    assert_equal [200, "rabbitmq: up\n"], http_get(port, '/healthz')
+    assert_equal 404, http_get(port, '/nowhere')[0]
+    worker.stop
+    assert_raises(Errno::ECONNREFUSED) { http_get(port, '/healthz') }
+  end
+
+  def test_a_worker_without_its_broker_is_alive_but_not_ready
+    port = free_port
+    nowhere = "amqp://guest:guest@127.0.0.1:#{free_port}"
+    config = TaskerWorker::Config.new(service: BrokerTest::SERVICE, amqp_url: nowhere,
+                                      logger: Logger.new(@log), health_addr: ['127.0.0.1', port])
+    worker = TaskerWorker::Worker.new(config).namespace(@namespace).handler(ECHO, ->(_) { {} })
+    running = Thread.new { worker.run }
+    assert eventually { http_get(port, '/readyz') == [503, "rabbitmq: down\n"] rescue nil }, # rubocop:disable Style/RescueModifier
+           'readyz saying 503 while the broker is away'
+    assert_equal [200, "rabbitmq: down\n"], http_get(port, '/healthz')
+    worker.stop
+    assert running.join(10), 'run returns once stopped'
+  end
+end
+
+# The health address, without a broker.
+class HealthAddressTest < Minitest::Test
+  def test_the_health_address_reads_from_the_environment
+    config = TaskerWorker::Config.from_env({ 'TASKER_HEALTH_ADDR' => '127.0.0.1:9104' })
+    assert_equal ['127.0.0.1', 9104], config.health_addr
+    assert_equal ['::1', 80], TaskerWorker::Config.parse_address('[::1]:80', 'X')
+    assert_raises(TaskerWorker::ConfigError) { TaskerWorker::Config.parse_address('nowhere', 'X') }
+    assert_nil TaskerWorker::Config.new.health_addr
+  end
+end

@@ -1,0 +1,270 @@
+/**
+ * The client against a real coordinator (the Rust `tasker` binary, with
+ * Redis): tasks asked for from TypeScript, run by a TypeScript worker, and
+ * their outcome on the client's private reply queue.
+ */
+
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, test } from "node:test";
+
+import * as amqp from "amqplib";
+
+import {
+  Client,
+  RetryableError,
+  type StepContext,
+  StepHandler,
+  TaskFinished,
+  TaskRejected,
+  taskIdOf,
+  topology,
+} from "../src/index.js";
+import { AMQP_URL, Bus, MemoryLogger } from "./helpers.js";
+
+// The coordinator of the cargo build; from dist/test, the repository is four levels up.
+const TASKER_BIN =
+  process.env["TASKER_BIN"] ?? new URL("../../../../target/debug/tasker", import.meta.url).pathname;
+const REDIS_URL = process.env["TASKER_REDIS_URL"] ?? "redis://127.0.0.1:6379";
+
+function template(namespace: string, name = "greet"): string {
+  return `
+name: ${name}
+namespace_name: ${namespace}
+version: 1.0.0
+steps:
+  - name: hello
+    handler:
+      callable: Tests::Hello
+    retry:
+      max_attempts: 3
+      backoff: fixed
+      initial_delay: 30
+  - name: shout
+    handler:
+      callable: Tests::Shout
+      initialization:
+        times: 2
+    dependencies: [hello]
+`;
+}
+
+/** Fails its first attempt retryably, asking for a short wait. */
+class Hello extends StepHandler {
+  static override readonly handlerName = "Tests::Hello";
+
+  async call(context: StepContext): Promise<unknown> {
+    if (context.attempt === 1) {
+      throw new RetryableError("warming up", { errorCode: "WARMING_UP", retryAfter: 0.1 });
+    }
+    return { greeting: `hello ${String(context.getInput("name", "string"))}` };
+  }
+}
+
+class Shout extends StepHandler {
+  static override readonly handlerName = "Tests::Shout";
+
+  async call(context: StepContext): Promise<unknown> {
+    const hello = context.getDependencyResult("hello", "object");
+    const times = Number(context.getInitialization("times") ?? 1);
+    return {
+      shout: Array<string>(times).fill(String(hello["greeting"]).toUpperCase()).join("!"),
+      dependencies: context.dependencies,
+      key: context.idempotencyKey,
+    };
+  }
+}
+
+/** How many consumers `queue` has, on a connection of its own (a missing queue closes the channel). */
+async function consumerCount(queue: string): Promise<number> {
+  const connection = await amqp.connect(AMQP_URL);
+  connection.on("error", () => undefined);
+  try {
+    const channel = await connection.createChannel();
+    channel.on("error", () => undefined);
+    return (await channel.checkQueue(queue)).consumerCount;
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+}
+
+/** A coordinator process, its log, and its temporary templates directory. */
+class Coordinator {
+  readonly #process: ChildProcess;
+  readonly #dir: string;
+  readonly log: string;
+  #exited = false;
+
+  private constructor(process: ChildProcess, dir: string, log: string) {
+    this.#process = process;
+    this.#dir = dir;
+    this.log = log;
+    process.on("exit", () => {
+      this.#exited = true;
+    });
+  }
+
+  /**
+   * Starts one loading `templates` (file name to YAML), added to `started`
+   * at once (to be stopped even if it never gets ready), ready once it
+   * consumes each namespace's requests.
+   */
+  static async start(started: Coordinator[], templates: Record<string, string>, namespaces: string[]): Promise<Coordinator> {
+    const dir = mkdtempSync(join(tmpdir(), "tasker-ts-client-"));
+    const templatesDir = join(dir, "templates");
+    const { mkdirSync } = await import("node:fs");
+    mkdirSync(templatesDir);
+    for (const [name, yaml] of Object.entries(templates)) writeFileSync(join(templatesDir, name), yaml);
+    // Only what the coordinator needs: settings meant for a worker must not reach it.
+    const env: Record<string, string> = {};
+    for (const [key, value] of Object.entries(process.env)) {
+      if (value !== undefined && !key.startsWith("TASKER_") && !key.startsWith("OTEL_")) env[key] = value;
+    }
+    Object.assign(env, { TASKER_AMQP_URL: AMQP_URL, TASKER_REDIS_URL: REDIS_URL, RUST_LOG: "info" });
+    const log = join(dir, "coordinator.log");
+    const out = openSync(log, "w");
+    const child = spawn(TASKER_BIN, ["coordinator", "--templates", templatesDir], { env, stdio: ["ignore", out, out] });
+    closeSync(out);
+    const coordinator = new Coordinator(child, dir, log);
+    started.push(coordinator);
+    for (const namespace of namespaces) {
+      await coordinator.#consuming(topology.requestQueue(namespace));
+    }
+    return coordinator;
+  }
+
+  async #consuming(queue: string): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    let last = "";
+    while (Date.now() < deadline) {
+      if (this.#exited) throw new Error(`the coordinator exited: ${readFileSync(this.log, "utf8")}`);
+      try {
+        const consumers = await consumerCount(queue);
+        if (consumers >= 1) return;
+        last = `consumers ${consumers}`;
+      } catch (e) {
+        last = String(e); // not declared yet
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`timed out waiting for the coordinator consuming ${queue} (last: ${last}; its log: ${this.log})`);
+  }
+
+  /** Stops it with SIGTERM (SIGKILL after 20 s) and removes its directory. */
+  async stop(): Promise<void> {
+    if (!this.#exited) {
+      const exited = new Promise<void>((resolve) => this.#process.once("exit", () => resolve()));
+      this.#process.kill("SIGTERM");
+      const timer = setTimeout(() => this.#process.kill("SIGKILL"), 20_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
+
+describe("client", () => {
+  let bus: Bus;
+  let coordinators: Coordinator[];
+  let clients: Client[];
+
+  beforeEach(async () => {
+    bus = await Bus.connect();
+    coordinators = [];
+    clients = [];
+  });
+
+  afterEach(async () => {
+    for (const client of clients) await client.close();
+    for (const coordinator of coordinators) await coordinator.stop();
+    await bus.close();
+  });
+
+  async function start(templates: Record<string, string>): Promise<void> {
+    await Coordinator.start(coordinators, templates, [bus.namespace]);
+  }
+
+  async function connect(): Promise<Client> {
+    const client = await Client.connect(AMQP_URL, { logger: new MemoryLogger() });
+    clients.push(client);
+    return client;
+  }
+
+  test("a task runs end to end through the coordinator", async () => {
+    const namespace = bus.namespace;
+    await start({ "greet.yaml": template(namespace) });
+    await bus.startWorker([Hello, Shout]);
+    const client = await connect();
+    const submitted = await client.createTask(namespace, "greet", { name: "ada" });
+    const finished = await submitted.wait(60);
+
+    assert.ok(finished instanceof TaskFinished, JSON.stringify(finished));
+    assert.equal(finished.taskId, submitted.taskId);
+    assert.equal(finished.requestId, submitted.requestId);
+    assert.deepEqual([finished.namespace, finished.name, finished.version], [namespace, "greet", "1.0.0"]);
+    assert.equal(finished.status, "complete");
+    const hello = finished.step("hello");
+    const shout = finished.step("shout");
+    assert.deepEqual([hello.state, hello.attempts], ["completed", 2]);
+    // The first attempt's retryable error, with the wait it asked for.
+    assert.equal(hello.error?.code, "WARMING_UP");
+    assert.equal(hello.error?.retryAfterSeconds, 0.1);
+    assert.deepEqual(hello.result, { greeting: "hello ada" });
+    assert.deepEqual([shout.state, shout.attempts], ["completed", 1]);
+    assert.deepEqual(shout.result, {
+      shout: "HELLO ADA!HELLO ADA",
+      dependencies: ["hello"],
+      key: `${finished.taskId}:shout`,
+    });
+  });
+
+  test("an idempotency key names one task", async () => {
+    const namespace = bus.namespace;
+    await start({ "greet.yaml": template(namespace) });
+    await bus.startWorker([Hello, Shout]);
+    const client = await connect();
+    const first = await client.createTask(namespace, "greet", { name: "a" }, { idempotencyKey: "k1" });
+    const second = await client.createTask(namespace, "greet", { name: "a" }, { idempotencyKey: "k1" });
+    assert.equal(first.taskId, second.taskId);
+    assert.notEqual(first.requestId, second.requestId);
+    const one = await first.wait(60);
+    const two = await second.wait(60);
+    assert.ok(one instanceof TaskFinished, JSON.stringify(one));
+    assert.ok(two instanceof TaskFinished, JSON.stringify(two));
+    assert.equal(one.taskId, first.taskId);
+    assert.equal(two.taskId, first.taskId);
+    assert.deepEqual([one.requestId, two.requestId], [first.requestId, second.requestId]);
+    assert.deepEqual(two.step("hello").result, { greeting: "hello a" });
+    // The same key with another context names the same task: refused.
+    const other = await client.createTask(namespace, "greet", { name: "b" }, { idempotencyKey: "k1" });
+    const refused = await other.wait(60);
+    assert.ok(refused instanceof TaskRejected, JSON.stringify(refused));
+    assert.equal(refused.code, "idempotency_conflict");
+    assert.equal(refused.requestId, other.requestId);
+    assert.ok(refused.reason.includes(first.taskId), refused.reason);
+  });
+
+  test("a request for an unknown template is rejected", async () => {
+    const namespace = bus.namespace;
+    await start({ "greet.yaml": template(namespace) });
+    const client = await connect();
+    const outcome = await client.runTask(namespace, "greeet", {}, { timeoutSeconds: 30 });
+    assert.ok(outcome instanceof TaskRejected, JSON.stringify(outcome));
+    assert.equal(outcome.code, "unknown_template");
+    assert.deepEqual([outcome.namespace, outcome.name], [namespace, "greeet"]);
+    assert.ok(outcome.reason.includes("greet"), outcome.reason);
+  });
+
+  test("the task id follows from the idempotency key", () => {
+    const request = { namespace: "microservices", name: "user_registration", request_id: "r" };
+    // The example of docs/protocol.md, "The task id".
+    assert.equal(
+      taskIdOf({ ...request, idempotency_key: "registration:new.user@example.com" }),
+      "1313b797-4991-51f3-b1c9-e05383177de6",
+    );
+    assert.equal(taskIdOf(request), "r");
+  });
+});
