@@ -37,7 +37,9 @@
 #![warn(missing_docs)]
 
 mod announce;
+mod config;
 pub mod handler;
+mod recent;
 pub mod testing;
 pub mod worker;
 
