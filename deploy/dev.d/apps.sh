@@ -4,7 +4,8 @@
 # whole stack. Building them (ensure_cargo, build), starting and stopping the
 # processes in APPS (app_command, app_pid, start_app, wait_ready, stop_apps),
 # and the commands servers, up, down, status and logs (cmd_servers, cmd_up,
-# cmd_down, print_status, cmd_status, cmd_logs).
+# cmd_down, print_status, cmd_status, cmd_logs), and the microservices
+# namespace's two layouts (use_layout, switch_layout, build_polyglot).
 #
 # Relies on deploy/dev for ROOT, STATE and BIN_DIR; on common.sh for the
 # output helpers, have, port_open, proc_alive, pid_from, stop_process,
@@ -14,16 +15,26 @@
 # RABBIT_BEAM_PIDFILE; on redis.sh for ensure_redis, stop_redis, redis_pid,
 # redis_ping and REDIS_LOG; on traces.sh for setup_traces, TRACES_HTTP_PORT,
 # TRACES_GRPC_PORT and TASKER_ROTEL_AGENT (exported by ensure_rotel), since
-# the trace receiver runs as the process `traces`.
+# the trace receiver runs as the process `traces`; on python.sh for
+# ensure_python_venv and PYTHON_VENV; on sdks.sh for ensure_node,
+# ensure_ruby, TYPESCRIPT_EXAMPLE and RUBY_EXAMPLE (the polyglot layout's
+# services).
 
 # --------------------------------------------------------------- settings ---
-# The processes `up` starts, in start order. Their command lines are in
-# app_command. The microservices namespace runs as its seed's four services,
-# one process each: user and preferences in Rust, billing and notifications
-# in Python; every other example namespace is one Rust worker.
-APPS=(coordinator
-  microservices-user microservices-billing microservices-preferences microservices-notifications
-  worker-payments worker-customer-success worker-ecommerce worker-analytics)
+# The microservices namespace runs as one process per service, in one of two
+# layouts, each a list of SERVICE:LANGUAGE:
+# - usual: its seed's four services, user and preferences in Rust, billing
+#   and notifications in Python;
+# - polyglot (`up --polyglot`): the five handlers in four languages, each in
+#   its own process: create_user_account in Ruby (service accounts),
+#   setup_billing_profile in Python, initialize_preferences in TypeScript,
+#   send_welcome_sequence (notifications) and update_user_status (status)
+#   in Rust.
+# Every other example namespace is one Rust worker.
+USUAL_LAYOUT=(user:rust billing:python preferences:rust notifications:python)
+POLYGLOT_LAYOUT=(accounts:ruby billing:python preferences:typescript notifications:rust status:rust)
+LAYOUT_FILE=$STATE/layout  # the layout the running stack was started with
+OTHER_WORKERS=(worker-payments worker-customer-success worker-ecommerce worker-analytics)
 BUILD_PACKAGES=(-p tasker-coordinator -p tasker-example-microservices -p tasker-example-payments
   -p tasker-example-customer-success -p tasker-example-ecommerce -p tasker-example-analytics)
 APP_READY_TIMEOUT=30     # seconds until a coordinator/worker logs "ready"
@@ -31,8 +42,6 @@ APP_READY_TIMEOUT=30     # seconds until a coordinator/worker logs "ready"
 # port: the first on HEALTH_PORT_BASE, the next on the port after, in the
 # order of APPS.
 HEALTH_PORT_BASE=${TASKER_DEV_HEALTH_PORT:-9400}
-# The services that run in Python, from the venv python.sh makes.
-PYTHON_APPS=(microservices-billing microservices-notifications)
 # Step queues of earlier layouts of the dev stack: each namespace's one queue
 # from before steps were routed by handler, and the one microservices service
 # that served every handler in one process. Still bound, they would keep a
@@ -40,6 +49,24 @@ PYTHON_APPS=(microservices-billing microservices-notifications)
 # consumes them.
 STALE_QUEUES=(tasker.steps.microservices tasker.steps.microservices.microservices
   tasker.steps.payments tasker.steps.customer_success tasker.steps.ecommerce tasker.steps.analytics)
+
+# use_layout NAME: sets LAYOUT (usual or polyglot), SERVICES (its
+# SERVICE:LANGUAGE list) and APPS, the processes `up` starts, in start order.
+use_layout() {
+  LAYOUT=$1
+  case $LAYOUT in
+    usual) SERVICES=("${USUAL_LAYOUT[@]}") ;;
+    polyglot) SERVICES=("${POLYGLOT_LAYOUT[@]}") ;;
+    *) die "unknown layout '$LAYOUT' in $LAYOUT_FILE; delete that file, then run deploy/dev up again" ;;
+  esac
+  APPS=(coordinator)
+  local entry
+  for entry in "${SERVICES[@]}"; do APPS+=("microservices-${entry%%:*}"); done
+  APPS+=("${OTHER_WORKERS[@]}")
+}
+
+# The layout of the stack that runs, or the usual one.
+if [[ -f $LAYOUT_FILE ]]; then use_layout "$(<"$LAYOUT_FILE")"; else use_layout usual; fi
 
 # ------------------------------------------------ coordinator and workers ---
 
@@ -51,72 +78,100 @@ health_port() {  # health_port NAME: the loopback port NAME serves /healthz on
   return 1
 }
 
-is_python_app() { [[ " ${PYTHON_APPS[*]} " == *" $1 "* ]]; }
+# service_language NAME: the language of microservices-NAME in the layout
+service_language() {
+  local entry
+  for entry in "${SERVICES[@]}"; do
+    [[ ${entry%%:*} == "${1#microservices-}" ]] && { echo "${entry#*:}"; return 0; }
+  done
+  return 1
+}
 
-app_command() {  # sets APP_CMD for an entry of APPS, or traces
-  local addr
+# app_command NAME: sets, for an entry of APPS or traces, APP_CMD (the command
+# line), APP_ENV (NAME=VALUE settings it runs with), APP_FILE (the file it
+# runs, which must exist) and APP_MATCH (what its command line holds, which
+# tells our process from another that got its PID).
+app_command() {
+  local addr service
   addr=127.0.0.1:$(health_port "$1" || true)
+  APP_ENV=()
   case $1 in
     traces)
-      APP_CMD=("$TASKER_ROTEL_AGENT" start --exporter blackhole
+      APP_CMD=("${TASKER_ROTEL_AGENT:-rotel-agent}" start --exporter blackhole
         --debug-log traces --debug-log-verbosity detailed
         --otlp-http-endpoint "127.0.0.1:$TRACES_HTTP_PORT"
         --otlp-grpc-endpoint "127.0.0.1:$TRACES_GRPC_PORT")
+      APP_FILE=${TASKER_ROTEL_AGENT:-} APP_MATCH=rotel-agent
       ;;
-    coordinator) APP_CMD=("$BIN_DIR/tasker" coordinator --templates "$ROOT/templates" --health-addr "$addr") ;;
+    coordinator)
+      APP_CMD=("$BIN_DIR/tasker" coordinator --templates "$ROOT/templates" --health-addr "$addr")
+      APP_FILE=$BIN_DIR/tasker APP_MATCH="$BIN_DIR/tasker coordinator"
+      ;;
     microservices-*)
-      if is_python_app "$1"; then
-        # The Python services read their address from the environment.
-        APP_CMD=(env "TASKER_HEALTH_ADDR=$addr" "$PYTHON_VENV/bin/python" -m tasker_example_microservices
-          "${1#microservices-}")
-      else
-        APP_CMD=("$BIN_DIR/microservices-worker" --service "${1#microservices-}" --health-addr "$addr")
-      fi
+      service=${1#microservices-}
+      # Every language's runner takes the service as its argument and
+      # TASKER_HEALTH_ADDR from the environment.
+      APP_ENV=("TASKER_HEALTH_ADDR=$addr")
+      case $(service_language "$1") in
+        rust)
+          APP_FILE=$BIN_DIR/microservices-worker
+          APP_CMD=("$APP_FILE" --service "$service")
+          ;;
+        python)
+          APP_FILE=$PYTHON_VENV/bin/python
+          APP_CMD=("$APP_FILE" -m tasker_example_microservices "$service")
+          ;;
+        typescript)
+          APP_FILE=$ROOT/$TYPESCRIPT_EXAMPLE/dist/src/main.js
+          APP_CMD=(node "$APP_FILE" "$service")
+          ;;
+        ruby)
+          APP_FILE=$ROOT/$RUBY_EXAMPLE/bin/microservices
+          APP_CMD=(ruby "$APP_FILE" "$service")
+          ;;
+        *) die "microservices service '$service' is not in the $LAYOUT layout" ;;
+      esac
+      APP_MATCH="${APP_CMD[*]:1}"
       ;;
-    worker-*) APP_CMD=("$BIN_DIR/${1#worker-}-worker" --health-addr "$addr") ;;
+    worker-*)
+      APP_FILE=$BIN_DIR/${1#worker-}-worker
+      APP_CMD=("$APP_FILE" --health-addr "$addr")
+      APP_MATCH=$APP_FILE
+      ;;
     *) die "unknown process '$1'" ;;
   esac
 }
 
 app_pid() {  # app_pid NAME: running PID of a coordinator/worker we started
   local name=$1
-  case $name in
-    coordinator) pid_from "$STATE/$name.pid" "$BIN_DIR/tasker" ;;
-    traces) pid_from "$STATE/$name.pid" rotel-agent ;;
-    microservices-*)
-      if is_python_app "$name"; then
-        pid_from "$STATE/$name.pid" "tasker_example_microservices ${name#microservices-}"
-      else
-        pid_from "$STATE/$name.pid" "microservices-worker --service ${name#microservices-}"
-      fi
-      ;;
-    worker-*) pid_from "$STATE/$name.pid" "${name#worker-}-worker" ;;
-    *) pid_from "$STATE/$name.pid" "$BIN_DIR/" ;;
-  esac
+  if [[ $name == microservices-* ]] && ! service_language "$name" >/dev/null; then
+    # not in this layout: any process of ours by that name
+    pid_from "$STATE/$name.pid" "${name#microservices-}"
+    return
+  fi
+  app_command "$name"
+  pid_from "$STATE/$name.pid" "$APP_MATCH"
 }
 
 start_app() {
   local name=$1 pid log=$STATE/$1.log pidfile=$STATE/$1.pid
   app_command "$name"
-  # The program itself; the Python services' command starts with env.
-  local program=${APP_CMD[0]}
-  [[ $program == env ]] && program=${APP_CMD[2]}
   if pid=$(app_pid "$name"); then
     info "$name already running (pid $pid, log: $log)"
-    if [[ $program -nt $pidfile ]]; then
-      warn "$name runs an older build than $program; restart it with: deploy/dev down && deploy/dev up"
+    if [[ $APP_FILE -nt $pidfile ]]; then
+      warn "$name runs an older build than $APP_FILE; restart it with: deploy/dev down && deploy/dev up"
     fi
     wait_ready "$name" "$pid" quiet
     return 0
   fi
-  [[ -x $program ]] || die "$program does not exist; did the build succeed?"
+  [[ -e $APP_FILE ]] || die "$APP_FILE does not exist; did the build succeed?"
   rm -f "$pidfile"
   rotate_log "$log"
   say "starting $name (log: $log)"
   (
     cd "$ROOT"
     exec 9>&-
-    exec setsid "${APP_CMD[@]}"
+    exec setsid env "${APP_ENV[@]}" "${APP_CMD[@]}"
   ) </dev/null >>"$log" 2>&1 &
   pid=$!
   echo "$pid" >"$pidfile"
@@ -195,22 +250,76 @@ cmd_servers() {
   unlock
 }
 
-# retire_stale_queues: deletes the queues of STALE_QUEUES that exist and
-# have no consumer, on a RabbitMQ that deploy/dev started.
+# retire_stale_queues [QUEUE...]: deletes the queues of STALE_QUEUES, and
+# the QUEUEs, that exist and have no consumer, on a RabbitMQ that deploy/dev
+# started.
 retire_stale_queues() {
   rabbit_pid >/dev/null || return 0
-  local name consumers
+  local stale=("${STALE_QUEUES[@]}" "$@") name consumers
   while read -r name consumers; do
-    [[ " ${STALE_QUEUES[*]} " == *" $name "* && $consumers == 0 ]] || continue
+    [[ " ${stale[*]} " == *" $name "* && $consumers == 0 ]] || continue
     info "deleting $name: a step queue of an earlier layout, which no worker consumes"
     rabbitmqctl_run delete_queue "$name" >/dev/null || warn "could not delete $name; delete it with: deploy/dev rabbitmqctl delete_queue $name"
   done < <(rabbitmqctl_run list_queues --quiet --no-table-headers name consumers 2>/dev/null || true)
 }
 
+# switch_layout NAME: when the stack runs in another layout, stops that
+# layout's microservices processes, and deletes the queues of its services
+# that NAME has not, lest they keep a copy of every step that no one
+# consumes. Then records NAME as the stack's layout.
+switch_layout() {
+  local wanted=$1 entry name pid old_queues=()
+  if [[ $wanted != "$LAYOUT" ]]; then
+    say "switching the microservices namespace from the $LAYOUT layout to the $wanted one"
+    for entry in "${SERVICES[@]}"; do
+      name=microservices-${entry%%:*}
+      if pid=$(app_pid "$name"); then
+        say "stopping $name (pid $pid): not in the $wanted layout, or in another language there"
+        stop_process "$name" "$pid"
+      fi
+      rm -f "$STATE/$name.pid"
+      old_queues+=("tasker.steps.microservices.${entry%%:*}")
+    done
+    use_layout "$wanted"
+    local keep=()
+    for entry in "${SERVICES[@]}"; do keep+=("tasker.steps.microservices.${entry%%:*}"); done
+    local retire=() queue
+    for queue in "${old_queues[@]}"; do
+      [[ " ${keep[*]} " == *" $queue "* ]] || retire+=("$queue")
+    done
+    RETIRED_QUEUES=("${retire[@]}")
+  fi
+  mkdir -p "$STATE"
+  printf '%s\n' "$LAYOUT" >"$LAYOUT_FILE"
+}
+
+# build_polyglot: what the polyglot layout's TypeScript and Ruby services
+# need: node and ruby with their packages, and the TypeScript SDK and
+# example built (ensure_node builds them).
+build_polyglot() {
+  ensure_node
+  ensure_ruby
+}
+
+# cmd_up [--polyglot]: the microservices namespace in the usual layout, or
+# with --polyglot in four languages.
 cmd_up() {
+  local layout=usual
+  while (($#)); do
+    case $1 in
+      --polyglot) layout=polyglot ;;
+      *) die "deploy/dev up takes no argument but --polyglot, and got '$1'" ;;
+    esac
+    shift
+  done
   cmd_servers
-  retire_stale_queues
+  RETIRED_QUEUES=()
+  lock
+  switch_layout "$layout"
+  unlock
+  retire_stale_queues "${RETIRED_QUEUES[@]}"
   build
+  [[ $LAYOUT == polyglot ]] && build_polyglot
   [[ -d $ROOT/templates ]] || warn "$ROOT/templates does not exist; the coordinator may not find any workflow templates"
   # The microservices namespace's Python services run from this venv.
   ensure_python_venv

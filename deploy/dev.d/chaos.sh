@@ -7,7 +7,8 @@
 # Relies on deploy/dev for ROOT; on common.sh for say, die, lock and unlock;
 # on rabbitmq.sh for rabbit_pid, stop_rabbitmq and ensure_rabbitmq; on
 # redis.sh for redis_pid, stop_redis and ensure_redis; on apps.sh for
-# cmd_servers and ensure_cargo; on python.sh for ensure_python_venv.
+# cmd_servers and ensure_cargo; on python.sh for ensure_python_venv; on
+# sdks.sh for ensure_node and ensure_ruby.
 
 # restart rabbitmq|redis: stop and start a server that deploy/dev started,
 # keeping its data. The chaos suite uses it to inject faults.
@@ -47,6 +48,9 @@ cmd_chaos() {
   ensure_cargo
   ensure_python_venv
   export TASKER_PYTHON=$PYTHON_VENV/bin/python
+  # Its TypeScript and Ruby workers: node with the SDK built, ruby with Bunny.
+  ensure_node
+  ensure_ruby
   say "building the chaos suite"
   (cd "$ROOT" && cargo build --release -p tasker-e2e --bins) || die "the build failed (see the cargo output above)"
   (cd "$ROOT" && "$ROOT/target/release/chaos" "$@")

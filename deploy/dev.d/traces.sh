@@ -64,35 +64,57 @@ ensure_rotel() {
   export TASKER_ROTEL_AGENT=$agent
 }
 
+# cmd_demo [--polyglot] [ARGS...]: `up` (with --polyglot, the namespace in
+# four languages), then `tasker demo ARGS...`, then the spans of its trace.
+# The last line printed is the task's report as JSON, as tasker demo's is.
 cmd_demo() {
-  cmd_up
+  local up_args=() demo_args=()
+  while (($#)); do
+    case $1 in
+      --polyglot) up_args+=(--polyglot) ;;
+      *) demo_args+=("$1") ;;
+    esac
+    shift
+  done
+  cmd_up "${up_args[@]}"
   echo
-  say "running the demo: tasker demo $*"
-  local rc=0 out=$STATE/demo.out trace
-  (cd "$ROOT" && "$BIN_DIR/tasker" demo "$@") | tee "$out" || rc=$?
+  say "running the demo: tasker demo ${demo_args[*]}"
+  local rc=0 out=$STATE/demo.out trace report
+  # Everything but the report, which comes last, after the spans.
+  (cd "$ROOT" && "$BIN_DIR/tasker" demo "${demo_args[@]}") | tee "$out" | sed '/^Final report (JSON):$/,$d' || rc=$?
   trace=$(sed -n 's/^trace \([0-9a-f]\{32\}\):.*/\1/p' "$out" | head -n 1)
   if [[ -n $trace ]] && app_pid traces >/dev/null; then
     show_trace "$trace"
   fi
   echo
-  echo "The stack is still running. Stop it with: deploy/dev down"
+  echo "The stack is still running ($LAYOUT layout). Stop it with: deploy/dev down"
+  # tasker demo's last line, when it is the report
+  report=$(tail -n 1 "$out")
+  if [[ $report == '{'* ]]; then
+    echo
+    echo "Final report (JSON):"
+    printf '%s\n' "$report"
+  fi
   return $rc
 }
 
-# span_summary TRACE: "<count> <service> <span name>" for each kind of span
-# of TRACE in the receiver's log, from rotel's detailed debug output.
+# span_summary TRACE: "<count> <service> <language> <span name>" for each
+# kind of span of TRACE in the receiver's log, from rotel's detailed debug
+# output; the language is the resource's telemetry.sdk.language.
 span_summary() {
   awk -v trace="$1" '
-    /^ResourceSpans/ { emit(); in_span = 0 }
-    /-> service.name:/ { service = $0; sub(/.*service.name: */, "", service); gsub(/^Str\(|\)$/, "", service) }
+    function attribute(line) { sub(/.*: */, "", line); gsub(/^Str\(|\)$/, "", line); return line }
+    /^ResourceSpans/ { emit(); in_span = 0; service = "?"; language = "?" }
+    /-> service.name:/ { service = attribute($0) }
+    /-> telemetry.sdk.language:/ { language = attribute($0) }
     /^ *Span #/ { emit(); in_span = 1; id = ""; name = "" }
     in_span && /^ *Trace ID *:/ { id = $NF }
     in_span && /^ *Name *:/ { name = $0; sub(/^ *Name *: */, "", name) }
-    function emit() { if (in_span && id == trace) count[service "\t" name]++ }
+    function emit() { if (in_span && id == trace) count[service "\t" language "\t" name]++ }
     END {
       emit()
-      for (k in count) { split(k, f, "\t"); printf "%5d  %-36s %s\n", count[k], f[1], f[2] }
-    }' "$STATE/traces.log" | sort -k2,2 -k3
+      for (k in count) { split(k, f, "\t"); printf "%5d  %-36s %-11s %s\n", count[k], f[1], f[2], f[3] }
+    }' "$STATE/traces.log" | sort -k2,2 -k4
 }
 
 # show_trace TRACE: wait until the receiver holds TRACE's spans (they are
@@ -112,8 +134,10 @@ show_trace() {
     warn "the trace receiver has no span of trace $trace yet; look again with: grep -c $trace $STATE/traces.log"
     return 0
   fi
-  printf '    spans  %-36s span\n' service
+  printf '    spans  %-36s %-11s span\n' service language
   printf '%s\n' "$summary" | sed 's/^/    /'
-  info "every span of the task is in one trace: $(awk '{n += $1} END {print n}' <<<"$summary") spans from $(awk '{print $2}' <<<"$summary" | sort -u | wc -l) services"
+  local languages
+  languages=$(awk '$3 != "?" {print $3}' <<<"$summary" | sort -u | paste -sd, - | sed 's/,/, /g')
+  info "every span of the task is in one trace: $(awk '{n += $1} END {print n}' <<<"$summary") spans from $(awk '{print $2}' <<<"$summary" | sort -u | wc -l) services, in ${languages:-no language the spans name}"
   info "see them all: grep -n -A40 'Trace ID *: $trace' $STATE/traces.log | less"
 }

@@ -1,6 +1,6 @@
 //! Workers in processes of their own: Rust ones (`chaos-node`) and the
-//! microservices namespace's Python services, with what a test asks of
-//! them over HTTP (`/readyz`, `/metrics`).
+//! microservices example's services in Python, TypeScript and Ruby, with
+//! what a test asks of them over HTTP (`/readyz`, `/metrics`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,11 @@ pub fn python() -> PathBuf {
         .expect("no Python venv: run deploy/dev test, which makes one, or set TASKER_PYTHON to a python with worker/python and examples/microservices/python installed")
 }
 
+/// The repository's root.
+fn repository() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
 /// A process a test started, killed when dropped.
 pub struct Process {
     child: Child,
@@ -92,26 +97,64 @@ impl Process {
         Self::start(&format!("{service} (rust)"), command, Some(health))
     }
 
-    /// A Python service of the microservices example (billing or
-    /// notifications), serving `namespace`, each handler taking `latency`.
+    /// A Python service of the microservices example, serving `namespace`,
+    /// each handler taking `latency`.
     #[must_use]
     pub fn python_microservice(namespace: &str, service: &str, latency: Duration) -> Self {
+        let mut command = Command::new(python());
+        command.args(["-m", "tasker_example_microservices"]);
+        Self::example_service(command, "python", namespace, service, latency)
+    }
+
+    /// A TypeScript service of the microservices example, serving
+    /// `namespace`, each handler taking `latency`. It runs the example's
+    /// build (`npm run build` in `examples/microservices/typescript`, which
+    /// `deploy/dev test` does).
+    ///
+    /// # Panics
+    ///
+    /// If that build is missing.
+    #[must_use]
+    pub fn typescript_microservice(namespace: &str, service: &str, latency: Duration) -> Self {
+        let main = repository().join("examples/microservices/typescript/dist/src/main.js");
+        assert!(
+            main.exists(),
+            "{} is missing: build the TypeScript example with `npm ci && npm run build` in examples/microservices/typescript (deploy/dev test does)",
+            main.display()
+        );
+        let mut command = Command::new("node");
+        command.arg(main);
+        Self::example_service(command, "typescript", namespace, service, latency)
+    }
+
+    /// A Ruby service of the microservices example, serving `namespace`,
+    /// each handler taking `latency`.
+    #[must_use]
+    pub fn ruby_microservice(namespace: &str, service: &str, latency: Duration) -> Self {
+        let mut command = Command::new("ruby");
+        command.arg(repository().join("examples/microservices/ruby/bin/microservices"));
+        Self::example_service(command, "ruby", namespace, service, latency)
+    }
+
+    /// `command`, a runner of the microservices example that takes the
+    /// Python one's arguments and `TASKER_HEALTH_ADDR`, started for
+    /// `service`.
+    fn example_service(
+        mut command: Command,
+        language: &str,
+        namespace: &str,
+        service: &str,
+        latency: Duration,
+    ) -> Self {
         let health = free_addr();
         let ms = latency.as_millis();
-        let mut command = Command::new(python());
-        command.args([
-            "-m",
-            "tasker_example_microservices",
-            service,
-            "--namespace",
-            namespace,
-        ]);
+        command.args([service, "--namespace", namespace]);
         // MIN included, MAX excluded: exactly `latency`.
         command.args(["--latency-ms", &format!("{ms}..{}", ms + 1)]);
         command.env("TASKER_HEALTH_ADDR", health.to_string());
         // The test's own receiver, if any; none by default.
         command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
-        Self::start(&format!("{service} (python)"), command, Some(health))
+        Self::start(&format!("{service} ({language})"), command, Some(health))
     }
 
     /// A Rust worker of `service` whose one handler, for `callable`, sleeps

@@ -437,10 +437,20 @@ fn built_services_run_a_workspace_binary_that_their_image_holds() {
             words(service.get("command").unwrap_or_else(|| {
                 panic!("service `{name}` has no `command`; the images have no entrypoint")
             }));
-        if command[0].starts_with("python") {
-            python_service_runs_a_module_its_image_installs(&name, &command, &build, &chain, &copies);
-        } else {
-            service_runs_a_binary_its_image_holds(&name, &command, &binaries, &dockerfile, &build, &copies);
+        match command[0].as_str() {
+            program if program.starts_with("python") => {
+                python_service_runs_a_module_its_image_installs(&name, &command, &build, &chain, &copies);
+            }
+            "node" => node_service_runs_a_program_its_image_builds(&name, &command, &build, &chain, &copies),
+            "ruby" => ruby_service_runs_a_program_its_image_copies(&name, &command, &build, &chain, &copies),
+            _ => service_runs_a_binary_its_image_holds(
+                &name,
+                &command,
+                &binaries,
+                &dockerfile,
+                &build,
+                &copies,
+            ),
         }
 
         // The healthcheck must ask the port the process serves its health endpoints on.
@@ -566,7 +576,7 @@ fn python_service_runs_a_module_its_image_installs(
         package.display()
     );
     if let Some(served) = command.get(3).filter(|w| !w.starts_with('-')) {
-        let source = python_files(&package.join("src").join(module))
+        let source = files_with_extension(&package.join("src").join(module), "py")
             .iter()
             .map(|f| read(f))
             .collect::<String>();
@@ -577,14 +587,181 @@ fn python_service_runs_a_module_its_image_installs(
     }
 }
 
-/// Every `.py` file under `dir`.
-fn python_files(dir: &Path) -> Vec<PathBuf> {
+/// The file of the build context that a `COPY` from the context puts at `path` in the image.
+fn copied_from_context(
+    build: &Build,
+    copies: &[(Option<String>, Vec<String>, String)],
+    path: &str,
+) -> Option<PathBuf> {
+    copies
+        .iter()
+        .filter(|(from, ..)| from.is_none())
+        .flat_map(|(_, sources, destination)| sources.iter().map(move |source| (source, destination)))
+        .find_map(|(source, destination)| {
+            let local = build.context.join(source);
+            let file = if local.is_dir() {
+                // A directory's contents go into the destination.
+                let rest = path
+                    .strip_prefix(destination.trim_end_matches('/'))?
+                    .strip_prefix('/')?;
+                local.join(rest)
+            } else if let Some(dir) = destination.strip_suffix('/') {
+                // A file copied into a directory keeps its name.
+                let name = local.file_name()?.to_str()?;
+                (path.strip_prefix(dir)?.strip_prefix('/')? == name).then_some(local)?
+            } else {
+                (path == destination.as_str()).then_some(local)?
+            };
+            file.is_file().then_some(file)
+        })
+}
+
+/// Whether the image runs `step` (such as `npm ci`) in `dir`, after a `WORKDIR` or a `cd`
+/// in the same `RUN`.
+fn runs_in(chain: &[&Stage], dir: &str, step: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    chain.iter().rev().any(|stage| {
+        let mut workdir = String::from("/");
+        stage.instructions.iter().any(|instruction| {
+            let mut words = instruction.split_whitespace();
+            let keyword = words.next().unwrap_or_default();
+            if keyword.eq_ignore_ascii_case("WORKDIR") {
+                workdir = words
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .trim_end_matches('/')
+                    .to_owned();
+                return false;
+            }
+            if !keyword.eq_ignore_ascii_case("RUN") {
+                return false;
+            }
+            let script = words
+                .skip_while(|w| w.starts_with("--"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mut here = workdir.clone();
+            script
+                .split("&&")
+                .map(str::trim)
+                .any(|command| match command.strip_prefix("cd ") {
+                    Some(to) => {
+                        here = to.trim().trim_end_matches('/').to_owned();
+                        false
+                    }
+                    None => here == dir && command.contains(step),
+                })
+        })
+    })
+}
+
+/// A service that runs a TypeScript package's build (`node <package>/dist/src/<main>.js
+/// [<service>]`): its image copies the package's manifest, lock file and `src/<main>.ts`
+/// from the build context and runs `npm ci` and `npm run build` in it, and the package
+/// knows the service named.
+fn node_service_runs_a_program_its_image_builds(
+    name: &str,
+    command: &[String],
+    build: &Build,
+    chain: &[&Stage],
+    copies: &[(Option<String>, Vec<String>, String)],
+) {
+    let program = command
+        .get(1)
+        .unwrap_or_else(|| panic!("service `{name}`: node runs no program"));
+    let (package, output) = program
+        .split_once("/dist/")
+        .unwrap_or_else(|| panic!("service `{name}`: {program} is not in a package's dist/"));
+    let main = output
+        .strip_suffix(".js")
+        .unwrap_or_else(|| panic!("service `{name}`: {program} is not a .js file"));
+    let source = format!("{main}.ts");
+    for file in ["package.json", "package-lock.json", source.as_str()] {
+        assert!(
+            copied_from_context(build, copies, &format!("{package}/{file}")).is_some(),
+            "service `{name}`: its image copies no {package}/{file} from the build context"
+        );
+    }
+    for step in ["npm ci", "npm run build"] {
+        assert!(
+            runs_in(chain, package, step),
+            "service `{name}`: its image does not run `{step}` in {package}"
+        );
+    }
+    if let Some(served) = command.get(2).filter(|w| !w.starts_with('-')) {
+        let main = copied_from_context(build, copies, &format!("{package}/{source}")).expect("checked above");
+        let src = main.parent().expect("a file is in a directory");
+        let text: String = files_with_extension(src, "ts").iter().map(|f| read(f)).collect();
+        assert!(
+            text.contains(&format!("\"{served}\"")),
+            "service `{name}`: {} knows no service \"{served}\"",
+            src.display()
+        );
+    }
+}
+
+/// A service that runs a Ruby program (`ruby <package>/bin/<program> [<service>]`): its image
+/// copies the program and its package's `lib/` from the build context and installs Bunny
+/// (Debian's ruby-bunny), and the package knows the service named.
+fn ruby_service_runs_a_program_its_image_copies(
+    name: &str,
+    command: &[String],
+    build: &Build,
+    chain: &[&Stage],
+    copies: &[(Option<String>, Vec<String>, String)],
+) {
+    let program = command
+        .get(1)
+        .unwrap_or_else(|| panic!("service `{name}`: ruby runs no program"));
+    let local = copied_from_context(build, copies, program)
+        .unwrap_or_else(|| panic!("service `{name}`: its image copies no {program} from the build context"));
+    let (package, _) = program
+        .rsplit_once("/bin/")
+        .unwrap_or_else(|| panic!("service `{name}`: {program} is not in a package's bin/"));
+    let lib = local
+        .parent()
+        .and_then(Path::parent)
+        .expect("bin/ is in a package")
+        .join("lib");
+    let files = files_with_extension(&lib, "rb");
+    assert!(
+        !files.is_empty(),
+        "service `{name}`: {} holds no Ruby",
+        lib.display()
+    );
+    for file in &files {
+        let relative = file.strip_prefix(&lib).expect("a file under lib/");
+        assert!(
+            copied_from_context(build, copies, &format!("{package}/lib/{}", relative.display())).is_some(),
+            "service `{name}`: its image does not copy {} to {package}/lib",
+            file.display()
+        );
+    }
+    assert!(
+        chain
+            .iter()
+            .flat_map(|stage| &stage.instructions)
+            .any(|i| i.contains("ruby-bunny") || i.contains("gem install bunny")),
+        "service `{name}`: its image installs no Bunny (apt-get install ruby-bunny)"
+    );
+    if let Some(served) = command.get(2).filter(|w| !w.starts_with('-')) {
+        let text: String = files.iter().map(|f| read(f)).collect();
+        assert!(
+            text.contains(&format!("'{served}'")) || text.contains(&format!("\"{served}\"")),
+            "service `{name}`: {} knows no service \"{served}\"",
+            lib.display()
+        );
+    }
+}
+
+/// Every file under `dir` whose name ends in `.<extension>`.
+fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display())) {
         let path = entry.expect("a directory entry").path();
         if path.is_dir() {
-            files.extend(python_files(&path));
-        } else if path.extension().is_some_and(|e| e == "py") {
+            files.extend(files_with_extension(&path, extension));
+        } else if path.extension().is_some_and(|e| e == extension) {
             files.push(path);
         }
     }

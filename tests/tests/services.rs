@@ -15,7 +15,7 @@ use tasker_e2e::{
 };
 use tasker_example_microservices::Service;
 use tasker_protocol::topology;
-use tasker_protocol::{StepState, TaskRequest, TaskStatus};
+use tasker_protocol::{StepState, TaskFinished, TaskRequest, TaskStatus};
 use tasker_runtime::broker::Broker;
 use tasker_worker::Worker;
 use tokio_util::sync::CancellationToken;
@@ -258,28 +258,88 @@ fn node() -> &'static Path {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_two_of_them_python_serve_the_diamond() {
     let ns = unique("four_processes");
-    let stack = Stack::start(vec![registration_template(&ns)], 1, vec![])
+    let latency = Duration::from_millis(300);
+    let processes = vec![
+        Process::rust_microservice(node(), &ns, "user", latency),
+        Process::python_microservice(&ns, "billing", latency),
+        Process::rust_microservice(node(), &ns, "preferences", latency),
+        Process::python_microservice(&ns, "notifications", latency),
+    ];
+    let services = ["user", "billing", "preferences", "notifications"];
+    let report = registration_through(&ns, services.iter().copied().zip(processes).collect()).await;
+    let languages = step_languages(&report);
+    assert_eq!(
+        languages,
+        [
+            "create_user_account: rust",
+            "initialize_preferences: rust",
+            "send_welcome_sequence: python",
+            "setup_billing_profile: python",
+            "update_user_status: rust",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_processes_in_four_languages_serve_the_diamond() {
+    let ns = unique("four_languages");
+    let latency = Duration::from_millis(300);
+    let processes = vec![
+        Process::ruby_microservice(&ns, "accounts", latency),
+        Process::python_microservice(&ns, "billing", latency),
+        Process::typescript_microservice(&ns, "preferences", latency),
+        Process::rust_microservice(node(), &ns, "notifications", latency),
+        Process::rust_microservice(node(), &ns, "status", latency),
+    ];
+    let services = ["accounts", "billing", "preferences", "notifications", "status"];
+    let report = registration_through(&ns, services.iter().copied().zip(processes).collect()).await;
+    assert_eq!(
+        step_languages(&report),
+        [
+            "create_user_account: ruby",
+            "initialize_preferences: typescript",
+            "send_welcome_sequence: rust",
+            "setup_billing_profile: python",
+            "update_user_status: rust",
+        ]
+    );
+    // Every language wrote the same result fields as the Rust handlers.
+    let result = |name: &str| -> serde_json::Value {
+        let step = report.steps.iter().find(|s| s.name == name).unwrap();
+        serde_json::from_str(step.result.as_ref().unwrap().get()).unwrap()
+    };
+    let account = result("create_user_account");
+    assert_eq!(account["email"], "jane@example.com");
+    assert_eq!(account["plan"], "pro");
+    assert!(
+        account["user_id"].as_str().unwrap().starts_with("usr_"),
+        "{account}"
+    );
+    let billing = result("setup_billing_profile");
+    assert_eq!(billing["trial_days"], 14);
+    assert_eq!(billing["user_id"], account["user_id"]);
+    let preferences = result("initialize_preferences");
+    assert_eq!(preferences["preferences"]["notifications"]["push"], true);
+    let welcome = result("send_welcome_sequence");
+    assert_eq!(welcome["messages_sent"], 3, "{welcome}");
+    assert_eq!(result("update_user_status")["status"], "active");
+}
+
+/// Runs one registration through `processes`, each `(service, process)`
+/// serving one service of the microservices example on `ns`, then checks
+/// that each process ran its own service's steps once each and no other,
+/// that billing and preferences ran at the same time, and the join after
+/// both, once. Deletes the namespace's queues at the end.
+async fn registration_through(ns: &str, mut processes: Vec<(&str, Process)>) -> TaskFinished {
+    let stack = Stack::start(vec![registration_template(ns)], 1, vec![])
         .await
         .unwrap();
-    let latency = Duration::from_millis(300);
-    let mut processes = [
-        ("user", Process::rust_microservice(node(), &ns, "user", latency)),
-        ("billing", Process::python_microservice(&ns, "billing", latency)),
-        (
-            "preferences",
-            Process::rust_microservice(node(), &ns, "preferences", latency),
-        ),
-        (
-            "notifications",
-            Process::python_microservice(&ns, "notifications", latency),
-        ),
-    ];
     for (_, process) in &mut processes {
         process.ready().await;
     }
     let report = stack
         .run(
-            &ns,
+            ns,
             "user_registration",
             json!({ "user_info": { "email": "jane@example.com", "name": "Jane", "plan": "pro" } }),
         )
@@ -287,15 +347,14 @@ async fn four_processes_two_of_them_python_serve_the_diamond() {
         .unwrap();
     assert_eq!(report.status, TaskStatus::Complete, "{report:#?}");
 
-    // Each process ran its own service's steps, once each, and no other.
-    let template = registration_template(&ns);
+    let template = registration_template(ns);
     for (service, process) in &processes {
         let metrics = process.metrics().await;
         let own = Service::named(service).unwrap().callables();
         for step in &template.steps {
             let expected = u64::from(own.contains(&step.callable.as_str()));
             assert_eq!(
-                runs_in_metrics(&metrics, &ns, &step.name),
+                runs_in_metrics(&metrics, ns, &step.name),
                 expected,
                 "{} ran {} this many times",
                 process.name,
@@ -303,8 +362,6 @@ async fn four_processes_two_of_them_python_serve_the_diamond() {
             );
         }
     }
-    // Billing (Python) and preferences (Rust) ran at the same time, and the
-    // join after both, once.
     let step = |name: &str| report.steps.iter().find(|s| s.name == name).unwrap();
     let (billing, preferences) = (step("setup_billing_profile"), step("initialize_preferences"));
     let (b0, b1) = (billing.started_at.unwrap(), billing.finished_at.unwrap());
@@ -317,7 +374,29 @@ async fn four_processes_two_of_them_python_serve_the_diamond() {
     assert_eq!(join.attempts, 1);
     assert!(join.started_at.unwrap() >= b1.max(p1));
     stack.stop().await;
-    tasker_e2e::delete_namespaces(&[&ns], &Service::ALL.map(Service::name)).await;
+    let services: Vec<&str> = processes.iter().map(|(service, _)| *service).collect();
+    tasker_e2e::delete_namespaces(&[ns], &services).await;
+    report
+}
+
+/// `<step>: <language>` for each step, with the `language` its result
+/// names, by step name.
+fn step_languages(report: &TaskFinished) -> Vec<String> {
+    let mut languages: Vec<String> = report
+        .steps
+        .iter()
+        .map(|step| {
+            let result = step.result.as_ref().map_or("null", |r| r.get());
+            let result: serde_json::Value = serde_json::from_str(result).unwrap();
+            format!(
+                "{}: {}",
+                step.name,
+                result["language"].as_str().unwrap_or("(none)")
+            )
+        })
+        .collect();
+    languages.sort();
+    languages
 }
 
 /// A chain whose middle step another service serves, with a timeout.

@@ -53,8 +53,9 @@ pub async fn run(args: DemoArgs, amqp_url: &str) -> anyhow::Result<ExitCode> {
     out!("{}", report::timeline(report));
     outln!();
     out!("{}", report::status_table(report));
-    outln!("\nFinal report:");
-    outln!("{}", serde_json::to_string_pretty(report)?);
+    // Last, on one line, for a program to read: `tail -n 1`.
+    outln!("\nFinal report (JSON):");
+    outln!("{}", serde_json::to_string(report)?);
     client.close().await;
     Ok(task_exit(report.status))
 }

@@ -116,9 +116,9 @@ pub fn timeline(report: &TaskFinished) -> String {
         let from = (millis_between(origin, start) as f64 / span * WIDTH).round() as usize;
         let to = ((millis_between(origin, finish) as f64 / span * WIDTH).round() as usize).max(from + 1);
         let bar = format!("{}{}", " ".repeat(from), "█".repeat(to - from));
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{:<width$}  {:>7}  {:<40}  {} in {} (attempt {})",
+            "{:<width$}  {:>7}  {:<40}  {} in {} (attempt {}",
             step.name,
             format!("+{}", format_ms(millis_between(origin, start))),
             bar,
@@ -126,8 +126,27 @@ pub fn timeline(report: &TaskFinished) -> String {
             format_ms(millis_between(start, finish)),
             step.attempts
         );
+        match result_language(step) {
+            Some(language) => {
+                let _ = writeln!(out, ", {language})");
+            }
+            None => out.push_str(")\n"),
+        }
     }
     out
+}
+
+/// The `language` a step's result names, as the example handlers' results
+/// do, so that a timeline shows which language ran each step.
+fn result_language(step: &StepReport) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        language: String,
+    }
+    let result = step.result.as_ref()?;
+    serde_json::from_str::<Named>(result.get())
+        .ok()
+        .map(|n| n.language)
 }
 
 /// One frame of `tasker watch`: the task's progress, its DAG with each
@@ -451,6 +470,24 @@ mod tests {
     fn snapshot_status_table_of_a_parent_and_its_child() {
         let (parent, child) = refund_and_child();
         insta::assert_snapshot!(format!("{}\n{}", status_table(&parent), status_table(&child)));
+    }
+
+    #[test]
+    fn the_timeline_names_the_language_a_result_names() {
+        let mut report = failed_registration();
+        report.steps[0].result =
+            Some(serde_json::value::to_raw_value(&serde_json::json!({"language": "ruby"})).unwrap());
+        report.steps[2].result =
+            Some(serde_json::value::to_raw_value(&serde_json::json!({"theme": "light"})).unwrap());
+        let timeline = timeline(&report);
+        let lines: Vec<&str> = timeline.lines().collect();
+        assert!(lines[0].starts_with("create_user_account"), "{timeline}");
+        assert!(
+            lines[0].ends_with("completed in 51ms (attempt 1, ruby)"),
+            "{timeline}"
+        );
+        assert!(lines[1].starts_with("initialize_preferences"), "{timeline}");
+        assert!(lines[1].ends_with("completed in 71ms (attempt 2)"), "{timeline}");
     }
 
     #[test]

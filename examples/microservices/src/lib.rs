@@ -20,6 +20,11 @@ use uuid::Uuid;
 /// The namespace these handlers serve.
 pub const NAMESPACE: &str = "microservices";
 
+/// The language these handlers are written in, which each result names
+/// (`language`), as the other languages' versions of them do, so that a
+/// task served by several languages shows which ran each step.
+pub const LANGUAGE: &str = "rust";
+
 /// Domains of disposable mailboxes, which cannot register.
 pub const BLOCKED_DOMAINS: [&str; 3] = ["tempmail.com", "throwaway.email", "mailinator.com"];
 
@@ -77,6 +82,11 @@ pub fn register_with(worker: Worker, latency: &Latency, billing: BillingService)
 pub enum Service {
     /// Creates accounts and activates them.
     User,
+    /// Only creates accounts: half of `User`, for a layout that runs the two
+    /// user handlers apart (in other languages, say).
+    Accounts,
+    /// Only activates accounts: the other half of `User`.
+    Status,
     /// Sets up the billing profile.
     Billing,
     /// Sets up the user's preferences.
@@ -86,14 +96,27 @@ pub enum Service {
 }
 
 impl Service {
-    /// Every service.
+    /// The four services that together serve each callable once: the
+    /// namespace's usual layout. `Accounts` and `Status` split `User`.
     pub const ALL: [Self; 4] = [Self::User, Self::Billing, Self::Preferences, Self::Notifications];
+
+    /// Every service, `User`'s halves included.
+    pub const EVERY: [Self; 6] = [
+        Self::User,
+        Self::Accounts,
+        Self::Status,
+        Self::Billing,
+        Self::Preferences,
+        Self::Notifications,
+    ];
 
     /// The service's name, which names its queue.
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Self::User => "user",
+            Self::Accounts => "accounts",
+            Self::Status => "status",
             Self::Billing => "billing",
             Self::Preferences => "preferences",
             Self::Notifications => "notifications",
@@ -103,17 +126,16 @@ impl Service {
     /// The service called `name`.
     #[must_use]
     pub fn named(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
+        Self::EVERY.into_iter().find(|s| s.name() == name)
     }
 
     /// The callables the service serves.
     #[must_use]
     pub fn callables(self) -> &'static [&'static str] {
         match self {
-            Self::User => &[
-                "Microservices::StepHandlers::CreateUserAccountHandler",
-                "Microservices::StepHandlers::UpdateUserStatusHandler",
-            ],
+            Self::User => &[CREATE_USER_ACCOUNT, UPDATE_USER_STATUS],
+            Self::Accounts => &[CREATE_USER_ACCOUNT],
+            Self::Status => &[UPDATE_USER_STATUS],
             Self::Billing => &["Microservices::StepHandlers::SetupBillingProfileHandler"],
             Self::Preferences => &["Microservices::StepHandlers::InitializePreferencesHandler"],
             Self::Notifications => &["Microservices::StepHandlers::SendWelcomeSequenceHandler"],
@@ -126,14 +148,19 @@ impl Service {
         let l = || latency.clone();
         match self {
             Self::User => worker
-                .handler(self.callables()[0], CreateUserAccount(l()))
-                .handler(self.callables()[1], UpdateUserStatus(l())),
+                .handler(CREATE_USER_ACCOUNT, CreateUserAccount(l()))
+                .handler(UPDATE_USER_STATUS, UpdateUserStatus(l())),
+            Self::Accounts => worker.handler(CREATE_USER_ACCOUNT, CreateUserAccount(l())),
+            Self::Status => worker.handler(UPDATE_USER_STATUS, UpdateUserStatus(l())),
             Self::Billing => worker.handler(self.callables()[0], SetupBillingProfile(l(), billing)),
             Self::Preferences => worker.handler(self.callables()[0], InitializePreferences(l())),
             Self::Notifications => worker.handler(self.callables()[0], SendWelcomeSequence(l())),
         }
     }
 }
+
+const CREATE_USER_ACCOUNT: &str = "Microservices::StepHandlers::CreateUserAccountHandler";
+const UPDATE_USER_STATUS: &str = "Microservices::StepHandlers::UpdateUserStatusHandler";
 
 #[derive(Debug, Default, Deserialize)]
 struct UserInfo {
@@ -180,6 +207,7 @@ impl StepHandler for CreateUserAccount {
             "email_verified": false,
             "verification_token": Uuid::new_v4().simple().to_string(),
             "created_at": chrono::Utc::now().to_rfc3339(),
+            "language": LANGUAGE,
         }))
     }
 }
@@ -230,6 +258,7 @@ impl StepHandler for SetupBillingProfile {
             "trial_days": trial_days,
             "billing_status": if trial_days > 0 { "trialing" } else { "active" },
             "created_at": chrono::Utc::now().to_rfc3339(),
+            "language": LANGUAGE,
         }))
     }
 }
@@ -259,6 +288,7 @@ impl StepHandler for InitializePreferences {
                 "theme": "light",
             },
             "created_at": chrono::Utc::now().to_rfc3339(),
+            "language": LANGUAGE,
         }))
     }
 }
@@ -301,6 +331,7 @@ impl StepHandler for SendWelcomeSequence {
             "messages": messages,
             "status": "sent",
             "sent_at": chrono::Utc::now().to_rfc3339(),
+            "language": LANGUAGE,
         }))
     }
 }
@@ -327,6 +358,7 @@ impl StepHandler for UpdateUserStatus {
             "status": "active",
             "welcome_sent": welcome["status"] == json!("sent"),
             "activated_at": chrono::Utc::now().to_rfc3339(),
+            "language": LANGUAGE,
         }))
     }
 }
@@ -334,6 +366,20 @@ impl StepHandler for UpdateUserStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_usual_services_serve_each_callable_once_and_accounts_and_status_split_user() {
+        let mut served: Vec<&str> = Service::ALL.iter().flat_map(|s| s.callables()).copied().collect();
+        served.sort_unstable();
+        let before = served.len();
+        served.dedup();
+        assert_eq!((before, served.len()), (5, 5), "{served:?}");
+        let halves = [Service::Accounts.callables(), Service::Status.callables()].concat();
+        assert_eq!(halves, Service::User.callables());
+        for service in Service::EVERY {
+            assert_eq!(Service::named(service.name()), Some(service));
+        }
+    }
 
     #[test]
     fn email_shapes() {

@@ -16,7 +16,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[command(about = "Runs the user-registration step handlers (namespace `microservices`)")]
 struct Args {
     /// The service to run: user, billing, preferences or notifications; or
-    /// all, every handler in one process (service `microservices`).
+    /// accounts and status, which split user's two handlers; or all, every
+    /// handler in one process (service `microservices`).
     #[arg(long, env = "TASKER_SERVICE", default_value = "all", value_parser = parse_service)]
     service: Chosen,
     /// RabbitMQ URL.
@@ -50,7 +51,8 @@ fn parse_service(s: &str) -> Result<Chosen, String> {
         return Ok(Chosen(None));
     }
     Service::named(s).map(|one| Chosen(Some(one))).ok_or_else(|| {
-        format!("{s:?} is not a service; pass user, billing, preferences, notifications or all")
+        let names: Vec<&str> = Service::EVERY.into_iter().map(Service::name).collect();
+        format!("{s:?} is not a service; pass {} or all", names.join(", "))
     })
 }
 
@@ -113,6 +115,13 @@ mod tests {
         let Err(wrong) = Args::try_parse_from(["worker", "--service", "bill"]) else {
             panic!("an unknown service parsed");
         };
-        assert!(wrong.to_string().contains("pass user, billing"), "{wrong}");
+        assert!(
+            wrong
+                .to_string()
+                .contains("pass user, accounts, status, billing, preferences, notifications or all"),
+            "{wrong}"
+        );
+        let half = Args::try_parse_from(["worker", "--service", "status"]).unwrap();
+        assert_eq!(half.service.0, Some(Service::Status));
     }
 }

@@ -257,10 +257,11 @@ async fn main() -> anyhow::Result<()> {
                 ..WorkerConfig::default()
             })
             .namespace(&namespace);
-            // The Python chaos worker's callables are its service's alone.
+            // The callables of the chaos workers in other languages are
+            // their services' alone.
             let ours = tasker_e2e::chaos::CALLABLES
                 .iter()
-                .filter(|c| !tasker_e2e::chaos::PYTHON_CALLABLES.contains(c));
+                .filter(|c| !tasker_e2e::chaos::Language::serves(c));
             for callable in ours {
                 worker = worker.handler(*callable, Shared(handler.clone()));
             }

@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio::process::Command;
 
+use super::Language;
+
 /// A fault the suite injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -18,6 +20,10 @@ pub enum Fault {
     /// SIGKILL the Python worker, the only worker of its service, during
     /// its handlers, and start a new one: its steps wait for it.
     KillPythonWorker,
+    /// The same, for the TypeScript worker.
+    KillTypescriptWorker,
+    /// The same, for the Ruby worker.
+    KillRubyWorker,
     /// SIGKILL a coordinator, and start a new one.
     KillCoordinator,
     /// SIGSTOP a worker, and SIGCONT it after the process pause: its steps
@@ -40,9 +46,11 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault, in the order the suite injects them.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::KillWorker,
         Self::KillPythonWorker,
+        Self::KillTypescriptWorker,
+        Self::KillRubyWorker,
         Self::KillCoordinator,
         Self::PauseWorker,
         Self::PauseCoordinator,
@@ -52,6 +60,18 @@ impl Fault {
         Self::PauseRedis,
         Self::DuplicateResults,
     ];
+
+    /// The language of the worker the fault kills, for a kill of one of
+    /// the workers in another language than Rust.
+    #[must_use]
+    pub fn language(self) -> Option<Language> {
+        match self {
+            Self::KillPythonWorker => Some(Language::Python),
+            Self::KillTypescriptWorker => Some(Language::Typescript),
+            Self::KillRubyWorker => Some(Language::Ruby),
+            _ => None,
+        }
+    }
 
     /// Whether the fault freezes a coordinator or a worker, whose work the
     /// others must take over within [`TAKEOVER_BOUND`].

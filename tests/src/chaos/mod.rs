@@ -29,12 +29,13 @@ use tasker_worker::Client;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use self::nodes::{Connections, Node, Nodes};
+use self::nodes::{Connections, Node, Nodes, Role};
 use self::report::{Injected, TaskTimes};
 use crate::{Duplicator, amqp_url, redis_url, template, unique};
 
 /// Every callable the chaos templates use. The Rust chaos workers serve them
-/// all but [`PYTHON_CALLABLES`]; the benchmark's worker serves them all.
+/// all but those of the workers in other languages ([`Language`]); the
+/// benchmark's worker serves them all.
 pub const CALLABLES: &[&str] = &[
     "Microservices::StepHandlers::CreateUserAccountHandler",
     "Microservices::StepHandlers::SetupBillingProfileHandler",
@@ -47,15 +48,55 @@ pub const CALLABLES: &[&str] = &[
 /// The service of the Rust chaos workers.
 pub const CHAOS_SERVICE: &str = "chaos";
 
-/// The service of the Python chaos worker, of which one runs: the suite's
-/// namespace is split into two services in two languages.
-pub const PYTHON_SERVICE: &str = "chaos_py";
+/// The languages of the chaos workers beside the Rust ones. One worker of
+/// each runs, the only worker of its own service, serving one of the
+/// diamond's callables, so that the suite's diamonds run in four languages
+/// and its faults strike a namespace split into four services. These
+/// workers do not count their runs, so the report's handler executions are
+/// the Rust services' alone; a join is checked in the task's hash either
+/// way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// `tests/python/chaos_worker.py`.
+    Python,
+    /// `tests/typescript/chaos_worker.mjs`, on the TypeScript SDK's build.
+    Typescript,
+    /// `tests/ruby/chaos_worker.rb`.
+    Ruby,
+}
 
-/// The callables the Python chaos worker serves, not the Rust ones: the
-/// diamond's join, whose parents the Rust service runs. The Python worker
-/// does not count its runs, so the report's handler executions are the Rust
-/// services' alone; a join is checked in the task's hash either way.
-pub const PYTHON_CALLABLES: &[&str] = &["Microservices::StepHandlers::SendWelcomeSequenceHandler"];
+impl Language {
+    /// Every language of a chaos worker besides Rust.
+    pub const ALL: [Self; 3] = [Self::Python, Self::Typescript, Self::Ruby];
+
+    /// The service of its worker.
+    #[must_use]
+    pub fn service(self) -> &'static str {
+        match self {
+            Self::Python => "chaos_py",
+            Self::Typescript => "chaos_ts",
+            Self::Ruby => "chaos_rb",
+        }
+    }
+
+    /// The callables its worker serves, and the Rust ones do not: the
+    /// diamond's join (Python) and both its parallel branches (TypeScript
+    /// and Ruby), whose parent the Rust service runs.
+    #[must_use]
+    pub fn callables(self) -> &'static [&'static str] {
+        match self {
+            Self::Python => &["Microservices::StepHandlers::SendWelcomeSequenceHandler"],
+            Self::Typescript => &["Microservices::StepHandlers::InitializePreferencesHandler"],
+            Self::Ruby => &["Microservices::StepHandlers::SetupBillingProfileHandler"],
+        }
+    }
+
+    /// Whether a worker in another language than Rust serves `callable`.
+    #[must_use]
+    pub fn serves(callable: &str) -> bool {
+        Self::ALL.iter().any(|l| l.callables().contains(&callable))
+    }
+}
 
 /// The callable of the chaos template's step that hands its work to a
 /// child task, `errand`, and completes with the child's result.
@@ -254,10 +295,10 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         python: config.python.clone(),
         coordinators: Vec::new(),
         workers: Vec::new(),
-        python_workers: Vec::new(),
+        others: Vec::new(),
         started: 0,
     };
-    nodes.start(2, 2, 1)?;
+    nodes.start(2, 2)?;
     let progress = Arc::new(Mutex::new(Progress::default()));
     let redis_before = redis::aio::ConnectionManager::new(redis::Client::open(redis_url())?).await?;
 
@@ -365,11 +406,14 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         );
         let mut frozen: Option<(&mut Node, Connections)> = None;
         match fault {
-            Fault::KillWorker | Fault::KillPythonWorker | Fault::KillCoordinator => {
+            Fault::KillPythonWorker | Fault::KillTypescriptWorker | Fault::KillRubyWorker => {
+                let language = fault.language().expect("a kill of a worker in another language");
+                nodes.kill_other(language).await?;
+            }
+            Fault::KillWorker | Fault::KillCoordinator => {
                 let (nodes_of_role, role) = match fault {
-                    Fault::KillWorker => (&mut nodes.workers, "worker"),
-                    Fault::KillPythonWorker => (&mut nodes.python_workers, "python-worker"),
-                    _ => (&mut nodes.coordinators, "coordinator"),
+                    Fault::KillWorker => (&mut nodes.workers, Role::Worker),
+                    _ => (&mut nodes.coordinators, Role::Coordinator),
                 };
                 let mut victim = nodes_of_role.remove(0);
                 victim.child.start_kill()?;
@@ -377,7 +421,6 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
                 let replacement = nodes.spawn(role)?;
                 match fault {
                     Fault::KillWorker => nodes.workers.push(replacement),
-                    Fault::KillPythonWorker => nodes.python_workers.push(replacement),
                     _ => nodes.coordinators.push(replacement),
                 }
             }
@@ -465,7 +508,13 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         .map_or(0, |d| d.copies.load(Ordering::Relaxed));
     drop(duplicator);
     nodes.stop().await;
-    crate::delete_namespaces(&[&namespace], &[CHAOS_SERVICE, PYTHON_SERVICE]).await;
+    let services = [
+        CHAOS_SERVICE,
+        Language::Python.service(),
+        Language::Typescript.service(),
+        Language::Ruby.service(),
+    ];
+    crate::delete_namespaces(&[&namespace], &services).await;
 
     let progress = progress.lock().await;
     let mut report = ChaosReport {

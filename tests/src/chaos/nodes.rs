@@ -1,12 +1,14 @@
 //! The suite's coordinators and workers: `chaos-node` processes, each
 //! logging to a file of its own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::process::{Child, Command};
+
+use super::Language;
 
 /// How many connections a process has made and lost, by its log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,28 @@ impl Node {
     }
 }
 
+/// What a process of the suite is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    Coordinator,
+    /// A Rust chaos worker.
+    Worker,
+    /// The one chaos worker in another language.
+    Other(Language),
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Coordinator => "coordinator",
+            Self::Worker => "worker",
+            Self::Other(Language::Python) => "python-worker",
+            Self::Other(Language::Typescript) => "typescript-worker",
+            Self::Other(Language::Ruby) => "ruby-worker",
+        }
+    }
+}
+
 pub(super) struct Nodes {
     pub binary: PathBuf,
     pub python: PathBuf,
@@ -53,35 +77,44 @@ pub(super) struct Nodes {
     pub log_dir: PathBuf,
     pub coordinators: Vec<Node>,
     pub workers: Vec<Node>,
-    /// The Python chaos worker, the one worker of its service.
-    pub python_workers: Vec<Node>,
+    /// The chaos workers in other languages, one each, the only worker of
+    /// its service.
+    pub others: Vec<(Language, Node)>,
     pub started: usize,
 }
 
 impl Nodes {
-    pub fn spawn(&mut self, role: &str) -> anyhow::Result<Node> {
+    pub fn spawn(&mut self, role: Role) -> anyhow::Result<Node> {
         self.started += 1;
-        let log = self.log_dir.join(format!("{role}-{}.log", self.started));
+        let log = self.log_dir.join(format!("{}-{}.log", role.name(), self.started));
         let file = std::fs::File::create(&log)?;
         let mut cmd = match role {
-            "coordinator" => {
+            Role::Coordinator => {
                 let mut cmd = Command::new(&self.binary);
                 cmd.arg("coordinator").arg("--templates").arg(&self.templates);
                 cmd
             }
-            "python-worker" => {
-                let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/chaos_worker.py");
-                let mut cmd = Command::new(&self.python);
-                cmd.arg(script)
-                    .args(["--namespace", &self.namespace, "--service", super::PYTHON_SERVICE]);
-                cmd.args(super::PYTHON_CALLABLES)
-                    .env("TASKER_AMQP_URL", crate::amqp_url())
-                    .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
-                cmd
-            }
-            _ => {
+            Role::Worker => {
                 let mut cmd = Command::new(&self.binary);
                 cmd.arg("worker").arg("--namespace").arg(&self.namespace);
+                cmd
+            }
+            Role::Other(language) => {
+                let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
+                let mut cmd = match language {
+                    Language::Python => Command::new(&self.python),
+                    Language::Typescript => Command::new("node"),
+                    Language::Ruby => Command::new("ruby"),
+                };
+                cmd.arg(tests.join(match language {
+                    Language::Python => "python/chaos_worker.py",
+                    Language::Typescript => "typescript/chaos_worker.mjs",
+                    Language::Ruby => "ruby/chaos_worker.rb",
+                }));
+                cmd.args(["--namespace", &self.namespace, "--service", language.service()]);
+                cmd.args(language.callables())
+                    .env("TASKER_AMQP_URL", crate::amqp_url())
+                    .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
                 cmd
             }
         };
@@ -91,28 +124,40 @@ impl Nodes {
             .stderr(file)
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("cannot start {}", self.binary.display()))?;
+            .with_context(|| format!("cannot start the chaos {}", role.name()))?;
         Ok(Node { child, log })
     }
 
-    pub fn start(
-        &mut self,
-        coordinators: usize,
-        workers: usize,
-        python_workers: usize,
-    ) -> anyhow::Result<()> {
+    /// Starts the coordinators, the Rust workers, and one worker in each
+    /// other language.
+    pub fn start(&mut self, coordinators: usize, workers: usize) -> anyhow::Result<()> {
         for _ in 0..coordinators {
-            let c = self.spawn("coordinator")?;
+            let c = self.spawn(Role::Coordinator)?;
             self.coordinators.push(c);
         }
         for _ in 0..workers {
-            let w = self.spawn("worker")?;
+            let w = self.spawn(Role::Worker)?;
             self.workers.push(w);
         }
-        for _ in 0..python_workers {
-            let w = self.spawn("python-worker")?;
-            self.python_workers.push(w);
+        for language in Language::ALL {
+            let w = self.spawn(Role::Other(language))?;
+            self.others.push((language, w));
         }
+        Ok(())
+    }
+
+    /// SIGKILLs the worker in `language`, and starts a new one.
+    pub async fn kill_other(&mut self, language: Language) -> anyhow::Result<()> {
+        let at = self
+            .others
+            .iter()
+            .position(|(l, _)| *l == language)
+            .context("no worker in that language runs")?;
+        let (_, mut victim) = self.others.remove(at);
+        victim.child.start_kill()?;
+        let _ = victim.child.wait().await;
+        let replacement = self.spawn(Role::Other(language))?;
+        self.others.push((language, replacement));
         Ok(())
     }
 
@@ -120,7 +165,7 @@ impl Nodes {
         self.coordinators
             .iter_mut()
             .chain(self.workers.iter_mut())
-            .chain(self.python_workers.iter_mut())
+            .chain(self.others.iter_mut().map(|(_, node)| node))
     }
 
     pub async fn stop(&mut self) {

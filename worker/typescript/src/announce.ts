@@ -10,7 +10,12 @@ import { hostname } from "node:os";
 
 import { properties, type Publisher } from "./broker.js";
 import { encode, timestamp } from "./messages.js";
-import { EVENTS_EXCHANGE, MessageType, PROTOCOL_VERSION, WORKER_ANNOUNCE_ROUTING_KEY } from "./topology.js";
+import {
+  EVENTS_EXCHANGE,
+  MessageType,
+  PROTOCOL_VERSION,
+  WORKER_ANNOUNCE_ROUTING_KEY,
+} from "./topology.js";
 import { SDK_VERSION } from "./version.js";
 
 export const LANGUAGE = "typescript";
@@ -38,7 +43,11 @@ export class Identity {
       protocol_version: PROTOCOL_VERSION,
       worker_id: this.workerId,
       service: this.service,
-      serves: serves.map((s) => ({ namespace: s.namespace, queue: s.queue, callables: [...s.callables] })),
+      serves: serves.map((s) => ({
+        namespace: s.namespace,
+        queue: s.queue,
+        callables: [...s.callables],
+      })),
       language: LANGUAGE,
       sdk_version: SDK_VERSION,
       host: hostname() || "unknown",
@@ -59,7 +68,11 @@ export class Identity {
    *
    * @throws BrokerError if it was not sent.
    */
-  async announce(publisher: Publisher, serves: readonly ServedNamespace[], leaving: boolean): Promise<void> {
+  async announce(
+    publisher: Publisher,
+    serves: readonly ServedNamespace[],
+    leaving: boolean,
+  ): Promise<void> {
     await publisher.publish(
       EVENTS_EXCHANGE,
       WORKER_ANNOUNCE_ROUTING_KEY,

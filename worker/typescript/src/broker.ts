@@ -10,6 +10,7 @@ import * as amqp from "amqplib";
 
 import { BrokerError, type DeadLetterReason } from "./errors.js";
 import { errorText } from "./messages.js";
+import { METRICS } from "./metrics.js";
 import * as topology from "./topology.js";
 import { Header } from "./topology.js";
 
@@ -28,7 +29,9 @@ export const consoleLogger: Logger = {
 };
 
 function log(level: string, message: string, fields: Record<string, unknown> = {}): void {
-  process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), level, message, ...fields })}\n`);
+  process.stderr.write(
+    `${JSON.stringify({ ts: new Date().toISOString(), level, message, ...fields })}\n`,
+  );
 }
 
 /** `url` without its password, for messages. */
@@ -106,6 +109,18 @@ export function deliveryCount(headers: Readonly<Record<string, unknown>> | undef
   return typeof count === "number" && Number.isInteger(count) && count > 0 ? count : 0;
 }
 
+/**
+ * When a message was published, in Unix milliseconds, from its
+ * `x-tasker-published-at-ms` header (a long-long-int, in any integer type).
+ */
+export function publishedAtMs(
+  headers: Readonly<Record<string, unknown>> | undefined,
+): number | undefined {
+  const value = headers?.[Header.PUBLISHED_AT_MS];
+  const ms = typeof value === "bigint" ? Number(value) : value;
+  return typeof ms === "number" && Number.isInteger(ms) ? ms : undefined;
+}
+
 /** A connection to RabbitMQ and the declarations a worker makes on it. */
 export class Broker {
   readonly connection: amqp.ChannelModel;
@@ -124,7 +139,12 @@ export class Broker {
    *
    * @throws BrokerError retryable, unless the broker refused the login or the vhost.
    */
-  static async connect(url: string, name: string, heartbeat: number, logger: Logger): Promise<Broker> {
+  static async connect(
+    url: string,
+    name: string,
+    heartbeat: number,
+    logger: Logger,
+  ): Promise<Broker> {
     let connection: amqp.ChannelModel;
     try {
       connection = await amqp.connect(connectionUrl(url, heartbeat), {
@@ -132,7 +152,10 @@ export class Broker {
       });
     } catch (e) {
       const code = replyCode(e);
-      const refused = code === ACCESS_REFUSED || code === NOT_ALLOWED || /ACCESS.REFUSED|NOT.ALLOWED|403|530/.test(errorText(e));
+      const refused =
+        code === ACCESS_REFUSED ||
+        code === NOT_ALLOWED ||
+        /ACCESS.REFUSED|NOT.ALLOWED|403|530/.test(errorText(e));
       throw new BrokerError(
         refused
           ? `rabbitmq at ${redact(url)} refused the connection: ${errorText(e)}; check the user name and password ` +
@@ -179,14 +202,22 @@ export class Broker {
 
   /** `e` as a retryable {@link BrokerError} naming the broker. */
   error(e: unknown): BrokerError {
-    return e instanceof BrokerError ? e : new BrokerError(`rabbitmq at ${this.url}: ${errorText(e)}`);
+    return e instanceof BrokerError
+      ? e
+      : new BrokerError(`rabbitmq at ${this.url}: ${errorText(e)}`);
   }
 
   /** Declares what every process uses: the events exchange, and the dead-letter exchange and queue. */
   async declareCommon(channel: amqp.Channel): Promise<void> {
     try {
-      await channel.assertExchange(topology.EVENTS_EXCHANGE, "topic", { durable: true, autoDelete: false });
-      await channel.assertExchange(topology.DEAD_LETTER_EXCHANGE, "fanout", { durable: true, autoDelete: false });
+      await channel.assertExchange(topology.EVENTS_EXCHANGE, "topic", {
+        durable: true,
+        autoDelete: false,
+      });
+      await channel.assertExchange(topology.DEAD_LETTER_EXCHANGE, "fanout", {
+        durable: true,
+        autoDelete: false,
+      });
       await this.declareQueue(topology.DEAD_LETTER_QUEUE);
       await channel.bindQueue(topology.DEAD_LETTER_QUEUE, topology.DEAD_LETTER_EXCHANGE, "");
     } catch (e) {
@@ -201,9 +232,16 @@ export class Broker {
    */
   async declareRequestsExchange(channel: amqp.Channel): Promise<void> {
     try {
-      await channel.assertExchange(topology.UNROUTED_REQUESTS_EXCHANGE, "fanout", { durable: true, autoDelete: false });
+      await channel.assertExchange(topology.UNROUTED_REQUESTS_EXCHANGE, "fanout", {
+        durable: true,
+        autoDelete: false,
+      });
       await this.declareQueue(topology.UNROUTED_REQUESTS_QUEUE);
-      await channel.bindQueue(topology.UNROUTED_REQUESTS_QUEUE, topology.UNROUTED_REQUESTS_EXCHANGE, "");
+      await channel.bindQueue(
+        topology.UNROUTED_REQUESTS_QUEUE,
+        topology.UNROUTED_REQUESTS_EXCHANGE,
+        "",
+      );
       await channel.assertExchange(topology.REQUESTS_EXCHANGE, "direct", {
         durable: true,
         autoDelete: false,
@@ -228,7 +266,11 @@ export class Broker {
       await this.declareStepsExchange(channel);
       const results = topology.resultQueue(namespace);
       await this.declareQueue(results);
-      await channel.bindQueue(results, topology.EVENTS_EXCHANGE, topology.stepResultRoutingKey(namespace));
+      await channel.bindQueue(
+        results,
+        topology.EVENTS_EXCHANGE,
+        topology.stepResultRoutingKey(namespace),
+      );
     } catch (e) {
       throw this.error(e);
     }
@@ -250,7 +292,11 @@ export class Broker {
       await this.declareStepsExchange(channel);
       await this.declareQueue(queue);
       for (const callable of callables) {
-        await channel.bindQueue(queue, topology.STEPS_EXCHANGE, topology.stepRoutingKey(namespace, callable));
+        await channel.bindQueue(
+          queue,
+          topology.STEPS_EXCHANGE,
+          topology.stepRoutingKey(namespace, callable),
+        );
       }
     } catch (e) {
       throw this.error(e);
@@ -259,7 +305,10 @@ export class Broker {
   }
 
   async declareStepsExchange(channel: amqp.Channel): Promise<void> {
-    await channel.assertExchange(topology.STEPS_EXCHANGE, "direct", { durable: true, autoDelete: false });
+    await channel.assertExchange(topology.STEPS_EXCHANGE, "direct", {
+      durable: true,
+      autoDelete: false,
+    });
   }
 
   /**
@@ -327,7 +376,13 @@ export class Publisher {
    *   message reached no queue, or the channel is gone. All are retryable:
    *   the caller leaves its delivery unacked.
    */
-  publish(exchange: string, routingKey: string, body: Buffer, props: Properties, mandatory: boolean): Promise<void> {
+  publish(
+    exchange: string,
+    routingKey: string,
+    body: Buffer,
+    props: Properties,
+    mandatory: boolean,
+  ): Promise<void> {
     const key = returnKey(props.messageId);
     return new Promise<void>((resolve, reject) => {
       const confirmed = (err: unknown): void => {
@@ -405,6 +460,7 @@ export class Publisher {
     await this.publish(topology.DEAD_LETTER_EXCHANGE, queue, delivery.content, copy, true);
     ack(channel, delivery);
     this.#log.warn("message moved to the dead-letter queue", { queue, reason: header });
+    METRICS.deadLetters.inc({ queue, reason });
   }
 }
 

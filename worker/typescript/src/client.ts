@@ -28,7 +28,16 @@ import type * as amqp from "amqplib";
 import { Broker, consoleLogger, type Logger, properties, type Publisher } from "./broker.js";
 import { DEFAULT_AMQP_URL, DEFAULT_MAX_MESSAGE_BYTES } from "./config.js";
 import { TaskerError } from "./errors.js";
-import { DecodeError, decodeObject, encode, errorText, isObject, type JsonObject, taskIdOf, taskRequest } from "./messages.js";
+import {
+  DecodeError,
+  decodeObject,
+  encode,
+  errorText,
+  isObject,
+  type JsonObject,
+  taskIdOf,
+  taskRequest,
+} from "./messages.js";
 import * as topology from "./topology.js";
 import { MessageType } from "./topology.js";
 
@@ -99,8 +108,17 @@ export class TaskFinished {
    * @throws DecodeError `invalid_message` when a field is missing.
    */
   static fromJson(m: Record<string, unknown>): TaskFinished {
-    for (const field of ["task_id", "namespace", "name", "version", "status", "created_at", "finished_at"]) {
-      if (typeof m[field] !== "string") throw invalid(`not a task-finished message: it needs ${field}`);
+    for (const field of [
+      "task_id",
+      "namespace",
+      "name",
+      "version",
+      "status",
+      "created_at",
+      "finished_at",
+    ]) {
+      if (typeof m[field] !== "string")
+        throw invalid(`not a task-finished message: it needs ${field}`);
     }
     const steps = m["steps"];
     if (!Array.isArray(steps)) throw invalid("not a task-finished message: it needs steps");
@@ -116,7 +134,9 @@ export class TaskFinished {
     const report = this.steps.find((s) => s.name === name);
     if (report === undefined) {
       const known = this.steps.map((s) => s.name).join(", ") || "none";
-      throw new Error(`task ${this.taskId} has no step ${JSON.stringify(name)}; its steps: ${known}`);
+      throw new Error(
+        `task ${this.taskId} has no step ${JSON.stringify(name)}; its steps: ${known}`,
+      );
     }
     return report;
   }
@@ -246,16 +266,27 @@ export class Client {
     options: { name?: string; heartbeat?: number; logger?: Logger } = {},
   ): Promise<Client> {
     const log = options.logger ?? consoleLogger;
-    const broker = await Broker.connect(amqpUrl, options.name ?? "tasker-client", options.heartbeat ?? 5, log);
+    const broker = await Broker.connect(
+      amqpUrl,
+      options.name ?? "tasker-client",
+      options.heartbeat ?? 5,
+      log,
+    );
     try {
       const publisher = await broker.publisher();
       const channel = await broker.channel();
       await broker.declareRequestsExchange(channel);
       let client: Client;
       try {
-        const queue = await channel.assertQueue("", { exclusive: true, autoDelete: true, durable: false });
+        const queue = await channel.assertQueue("", {
+          exclusive: true,
+          autoDelete: true,
+          durable: false,
+        });
         client = new Client(broker, publisher, queue.queue, log);
-        await channel.consume(queue.queue, (delivery) => client.#onReply(delivery), { noAck: true });
+        await channel.consume(queue.queue, (delivery) => client.#onReply(delivery), {
+          noAck: true,
+        });
       } catch (e) {
         throw broker.error(e);
       }
@@ -272,7 +303,12 @@ export class Client {
    *
    * @throws BrokerError if the request was not confirmed by the broker.
    */
-  async createTask(namespace: string, name: string, context: JsonObject, options: TaskOptions = {}): Promise<Submitted> {
+  async createTask(
+    namespace: string,
+    name: string,
+    context: JsonObject,
+    options: TaskOptions = {},
+  ): Promise<Submitted> {
     const requestId = options.requestId ?? randomUUID();
     const request = taskRequest(namespace, name, context, {
       requestId,
@@ -290,7 +326,13 @@ export class Client {
       replyTo: this.replyQueue,
     };
     try {
-      await this.#publisher.publish(topology.REQUESTS_EXCHANGE, namespace, encode(request), props, true);
+      await this.#publisher.publish(
+        topology.REQUESTS_EXCHANGE,
+        namespace,
+        encode(request),
+        props,
+        true,
+      );
     } catch (e) {
       this.forget(requestId);
       throw e;
@@ -370,7 +412,10 @@ export class Client {
         return; // a command reply or another kind this client never asks for
       }
     } catch (e) {
-      this.#log.warn("unreadable reply from the coordinator; ignoring it", { type, error: errorText(e) });
+      this.#log.warn("unreadable reply from the coordinator; ignoring it", {
+        type,
+        error: errorText(e),
+      });
       return;
     }
     const correlation = delivery.properties.correlationId as unknown;
@@ -403,7 +448,8 @@ function stepReport(value: unknown): StepReport {
       retryable: error["retryable"] === true,
       code: String(error["code"]),
       message: String(error["message"]),
-      retryAfterSeconds: typeof error["retry_after_seconds"] === "number" ? error["retry_after_seconds"] : undefined,
+      retryAfterSeconds:
+        typeof error["retry_after_seconds"] === "number" ? error["retry_after_seconds"] : undefined,
     };
   }
   return report;

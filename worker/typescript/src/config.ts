@@ -82,9 +82,11 @@ export function configFromEnv(
   const service = env["TASKER_SERVICE"];
   if (service !== undefined) fromEnv.service = service;
   const concurrency = env["TASKER_CONCURRENCY"];
-  if (concurrency !== undefined) fromEnv.concurrency = positiveInt(concurrency, "TASKER_CONCURRENCY", "steps");
+  if (concurrency !== undefined)
+    fromEnv.concurrency = positiveInt(concurrency, "TASKER_CONCURRENCY", "steps");
   const size = env["TASKER_MAX_MESSAGE_BYTES"];
-  if (size !== undefined) fromEnv.maxMessageBytes = positiveInt(size, "TASKER_MAX_MESSAGE_BYTES", "bytes");
+  if (size !== undefined)
+    fromEnv.maxMessageBytes = positiveInt(size, "TASKER_MAX_MESSAGE_BYTES", "bytes");
   const health = env["TASKER_HEALTH_ADDR"];
   if (health !== undefined) fromEnv.healthAddr = parseAddress(health, "TASKER_HEALTH_ADDR");
   return workerConfig({ ...fromEnv, ...overrides });
@@ -99,14 +101,24 @@ export function checkConfig(config: WorkerConfig): void {
         `(or TASKER_SERVICE) to the service it is part of, such as "billing": workers of one service share its queue`,
     );
   }
-  if (!Number.isInteger(config.concurrency) || config.concurrency < 1 || config.concurrency > 65535) {
-    throw new ConfigError(`concurrency is ${config.concurrency}; give a number of steps from 1 to 65535`);
+  if (
+    !Number.isInteger(config.concurrency) ||
+    config.concurrency < 1 ||
+    config.concurrency > 65535
+  ) {
+    throw new ConfigError(
+      `concurrency is ${config.concurrency}; give a number of steps from 1 to 65535`,
+    );
   }
   if (!(config.maxMessageBytes > 0)) {
-    throw new ConfigError(`maxMessageBytes is ${config.maxMessageBytes}; give a positive number of bytes`);
+    throw new ConfigError(
+      `maxMessageBytes is ${config.maxMessageBytes}; give a positive number of bytes`,
+    );
   }
   if (!(config.announceEvery > 0)) {
-    throw new ConfigError(`announceEvery is ${config.announceEvery}; give a positive number of seconds`);
+    throw new ConfigError(
+      `announceEvery is ${config.announceEvery}; give a positive number of seconds`,
+    );
   }
   if (!(config.heartbeat >= 0)) {
     throw new ConfigError(`heartbeat is ${config.heartbeat}; give a number of seconds, 0 for none`);
@@ -114,7 +126,11 @@ export function checkConfig(config: WorkerConfig): void {
   if (!(config.shutdownGrace >= 0)) {
     throw new ConfigError(`shutdownGrace is ${config.shutdownGrace}; give a number of seconds`);
   }
-  if (!Number.isInteger(config.maxRedeliveries) || config.maxRedeliveries < 0 || config.maxRedeliveries >= DELIVERY_LIMIT) {
+  if (
+    !Number.isInteger(config.maxRedeliveries) ||
+    config.maxRedeliveries < 0 ||
+    config.maxRedeliveries >= DELIVERY_LIMIT
+  ) {
     throw new ConfigError(
       `maxRedeliveries is ${config.maxRedeliveries}; keep it from 0 to ${DELIVERY_LIMIT - 1}, below the ` +
         "queues' delivery limit, so the worker dead-letters a message before the broker drops it",
@@ -131,9 +147,11 @@ const NAME = /^[A-Za-z0-9_-]+$/;
 export function nameProblem(name: string): string | undefined {
   if (name.length === 0) return "is empty; give it a name";
   const bytes = Buffer.byteLength(name, "utf8");
-  if (bytes > MAX_NAME_LEN) return `is ${bytes} bytes long; shorten it to ${MAX_NAME_LEN} bytes or fewer`;
+  if (bytes > MAX_NAME_LEN)
+    return `is ${bytes} bytes long; shorten it to ${MAX_NAME_LEN} bytes or fewer`;
   if (!NAME.test(name)) {
-    const bad = [...name].find((c) => !/[A-Za-z0-9_-]/.test(c)) ?? "";
+    // With the u flag a character outside the BMP is matched whole.
+    const bad = /[^A-Za-z0-9_-]/u.exec(name)?.[0] ?? "";
     return `contains ${JSON.stringify(bad)}; use only ASCII letters, digits, '_' and '-'`;
   }
   return undefined;

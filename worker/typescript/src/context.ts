@@ -73,14 +73,21 @@ export class StepContext {
    *
    * @throws PermanentError `invalid_input` if the task's context is not a JSON object.
    */
-  constructor(ready: StepReady, signal: AbortSignal = new AbortController().signal, startChild?: StartChild) {
+  constructor(
+    ready: StepReady,
+    signal: AbortSignal = new AbortController().signal,
+    startChild?: StartChild,
+  ) {
     if (!isObject(ready.context)) {
-      throw new PermanentError(`the task context is not a JSON object: it is ${describe(ready.context)}`, {
-        errorCode: ErrorCode.INVALID_INPUT,
-      });
+      throw new PermanentError(
+        `the task context is not a JSON object: it is ${describe(ready.context)}`,
+        {
+          errorCode: ErrorCode.INVALID_INPUT,
+        },
+      );
     }
     this.#ready = ready;
-    this.#inputs = ready.context as JsonObject;
+    this.#inputs = ready.context;
     this.#signal = signal;
     this.#startChild = startChild;
   }
@@ -120,7 +127,7 @@ export class StepContext {
       );
     }
     const ready = this.#ready;
-    const request = taskRequest(namespace, name, context as JsonObject, {
+    const request = taskRequest(namespace, name, context, {
       requestId: randomUUID(),
       version: options.version,
       idempotencyKey: `child-of:${ready.taskId}:${ready.step}`,
@@ -144,9 +151,12 @@ export class StepContext {
       await this.#startChild(request, childTaskId);
     } catch (e) {
       if (e instanceof BrokerError) {
-        throw new RetryableError(`the request for child task ${namespace}/${name} was not published: ${errorText(e)}`, {
-          errorCode: ErrorCode.CHILD_NOT_STARTED,
-        });
+        throw new RetryableError(
+          `the request for child task ${namespace}/${name} was not published: ${errorText(e)}`,
+          {
+            errorCode: ErrorCode.CHILD_NOT_STARTED,
+          },
+        );
       }
       throw e;
     }
@@ -240,11 +250,18 @@ export class StepContext {
   getInput<K extends Kind>(key: string, kind: K): KindType<K>;
   getInput(key: string, kind?: Kind): JsonValue {
     if (!Object.hasOwn(this.#inputs, key)) {
-      throw new PermanentError(`the task context has no ${quote(key)}; add it to the task request's context`, {
-        errorCode: ErrorCode.INVALID_INPUT,
-      });
+      throw new PermanentError(
+        `the task context has no ${quote(key)}; add it to the task request's context`,
+        {
+          errorCode: ErrorCode.INVALID_INPUT,
+        },
+      );
     }
-    return checked(this.#inputs[key] as JsonValue, kind, (e) => `input ${quote(key)} is malformed: ${e}`);
+    return checked(
+      this.#inputs[key] as JsonValue,
+      kind,
+      (e) => `input ${quote(key)} is malformed: ${e}`,
+    );
   }
 
   /**
@@ -302,7 +319,11 @@ export class StepContext {
     if (!Object.hasOwn(settings, key)) {
       return undefined;
     }
-    return checked(settings[key] as JsonValue, kind, (e) => `handler.initialization.${key} is malformed: ${e}`);
+    return checked(
+      settings[key] as JsonValue,
+      kind,
+      (e) => `handler.initialization.${key} is malformed: ${e}`,
+    );
   }
 }
 
@@ -327,7 +348,11 @@ function matches(value: JsonValue, kind: Kind): boolean {
   }
 }
 
-function checked(value: JsonValue, kind: Kind | undefined, problem: (detail: string) => string): JsonValue {
+function checked(
+  value: JsonValue,
+  kind: Kind | undefined,
+  problem: (detail: string) => string,
+): JsonValue {
   if (kind === undefined || matches(value, kind)) {
     return value;
   }

@@ -44,6 +44,7 @@ export abstract class StepError extends Error {
 
   protected constructor(message: string, errorCode: string) {
     super(message);
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion -- JavaScript callers can pass any value; the wire's error_code is a string
     this.code = String(errorCode);
   }
 

@@ -4,15 +4,17 @@
  *
  * - `GET /healthz`: 200 while the process runs (liveness);
  * - `GET /readyz`: 200 when every dependency is connected, 503 otherwise
- *   (readiness; a worker is not ready while it has no broker connection).
+ *   (readiness; a worker is not ready while it has no broker connection);
+ * - `GET /metrics`: the process's {@link METRICS} as OpenMetrics text.
  *
- * Both bodies are plain text, one `name: up|down` line per dependency.
+ * Both health bodies are plain text, one `name: up|down` line per dependency.
  */
 
 import * as http from "node:http";
 
 import type { Logger } from "./broker.js";
 import { ConfigError } from "./errors.js";
+import { CONTENT_TYPE as METRICS_CONTENT_TYPE, METRICS } from "./metrics.js";
 
 /** The broker, as the health bodies name it. */
 export const RABBITMQ = "rabbitmq";
@@ -70,14 +72,20 @@ export function route(method: string, path: string, health: Health): [number, st
   if (method !== "GET" && method !== "HEAD") return [405, TEXT, "use GET\n"];
   if (path === "/healthz") return [200, TEXT, health.report()];
   if (path === "/readyz") return [health.isReady ? 200 : 503, TEXT, health.report()];
-  return [404, TEXT, "not found; try /healthz or /readyz\n"];
+  if (path === "/metrics") return [200, METRICS_CONTENT_TYPE, METRICS.render()];
+  return [404, TEXT, "not found; try /healthz, /readyz or /metrics\n"];
 }
 
 /**
  * Starts serving the endpoints on `host:port`; close the returned server to
  * stop. Rejects if the address cannot be bound.
  */
-export function serve(host: string, port: number, health: Health, log?: Logger): Promise<http.Server> {
+export function serve(
+  host: string,
+  port: number,
+  health: Health,
+  log?: Logger,
+): Promise<http.Server> {
   const server = http.createServer((request, response) => {
     const method = request.method ?? "GET";
     const path = (request.url ?? "/").split("?")[0] ?? "/";
@@ -95,7 +103,10 @@ export function serve(host: string, port: number, health: Health, log?: Logger):
     server.listen(port, host, () => {
       server.off("error", reject);
       const address = server.address();
-      const bound = typeof address === "object" && address !== null ? `${address.address}:${address.port}` : String(address);
+      const bound =
+        typeof address === "object" && address !== null
+          ? `${address.address}:${address.port}`
+          : String(address);
       log?.info("health endpoints listening", { address: bound });
       resolve(server);
     });
@@ -119,7 +130,9 @@ export function parseAddress(text: string, what: string): [string, number] {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text.trim());
   const port = match === null ? NaN : Number(match[3]);
   if (match === null || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new ConfigError(`${what}=${JSON.stringify(text)} is not an address; give host:port, such as 0.0.0.0:9104`);
+    throw new ConfigError(
+      `${what}=${JSON.stringify(text)} is not an address; give host:port, such as 0.0.0.0:9104`,
+    );
   }
   return [match[1] ?? match[2] ?? "", port];
 }

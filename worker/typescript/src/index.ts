@@ -2,7 +2,13 @@
 
 export { Identity, LANGUAGE, type ServedNamespace } from "./announce.js";
 export { consoleLogger, type Logger } from "./broker.js";
-export { checkConfig, configFromEnv, nameProblem, workerConfig, type WorkerConfig } from "./config.js";
+export {
+  checkConfig,
+  configFromEnv,
+  nameProblem,
+  workerConfig,
+  type WorkerConfig,
+} from "./config.js";
 export { StepContext, type Kind, type KindType, type StartChild } from "./context.js";
 export {
   BrokerError,
@@ -25,6 +31,7 @@ export {
   type StepReady,
   TASK_ID_NAMESPACE,
   taskIdOf,
+  uuid5,
   WaitingForChild,
 } from "./messages.js";
 export {
@@ -39,6 +46,27 @@ export {
   TaskRejected,
 } from "./client.js";
 export { Health, parseAddress, RABBITMQ } from "./health.js";
+export {
+  BUCKETS,
+  CONTENT_TYPE as METRICS_CONTENT_TYPE,
+  Counter,
+  type DeadLetterLabels,
+  Histogram,
+  Metrics,
+  METRICS,
+  type StepLabels,
+} from "./metrics.js";
+export {
+  extract,
+  flushSpans,
+  initTelemetry,
+  inject,
+  spanExporter,
+  SUPPORTED_PROTOCOLS,
+  Telemetry,
+  TRACER_NAME,
+  tracer,
+} from "./telemetry.js";
 export * as topology from "./topology.js";
 export { SDK_VERSION } from "./version.js";
 export { RecentResults, Worker, type RunOptions } from "./worker.js";

@@ -14,9 +14,10 @@ import { DeadLetterReason, type StepError } from "./errors.js";
 import { PROTOCOL_VERSION } from "./topology.js";
 
 /** Any JSON value. */
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonValue =
+  null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 /** A JSON object. */
-export type JsonObject = { [key: string]: JsonValue };
+export type JsonObject = Record<string, JsonValue>;
 
 /**
  * Why a message cannot be used: its dead-letter `reason` and a detail for
@@ -92,7 +93,10 @@ export function decodeObject(body: Uint8Array, maxBytes: number): Record<string,
   }
   const version = message["protocol_version"];
   if (version !== undefined && version !== null && version !== PROTOCOL_VERSION) {
-    const found = Number.isInteger(version) && (version as number) >= 0 ? String(version) : "not a number";
+    const found =
+      typeof version === "number" && Number.isInteger(version) && version >= 0
+        ? String(version)
+        : "not a number";
     throw new DecodeError(
       DeadLetterReason.WRONG_PROTOCOL_VERSION,
       `protocol_version is ${found}, this process speaks only ${PROTOCOL_VERSION}; ` +
@@ -129,7 +133,8 @@ export function idempotencyKey(ready: StepReady): string {
   return `${ready.taskId}:${ready.step}`;
 }
 
-const UUID = /^(?:urn:uuid:)?\{?([0-9a-f]{8})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{12})\}?$/i;
+const UUID =
+  /^(?:urn:uuid:)?\{?([0-9a-f]{8})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{12})\}?$/i;
 
 /** `text` as a lowercase hyphenated UUID, if it is a UUID in a form the Python and Rust SDKs accept. */
 export function parseUuid(text: string): string | undefined {
@@ -153,16 +158,17 @@ export function decodeStepReady(body: Uint8Array, maxBytes: number): StepReady {
     throw invalid(`field task_id is ${JSON.stringify(text)}, not a UUID`);
   }
   const timeout = m["timeout_seconds"];
-  if (timeout !== undefined && timeout !== null && !(typeof timeout === "number" && Number.isFinite(timeout) && timeout >= 0)) {
+  if (
+    timeout !== undefined &&
+    timeout !== null &&
+    !(typeof timeout === "number" && Number.isFinite(timeout) && timeout >= 0)
+  ) {
     throw invalid(`field timeout_seconds is ${describe(timeout)}, not a number of seconds`);
   }
   if (!("context" in m)) {
     throw invalid("missing field context");
   }
-  let dependencies = m["dependencies"];
-  if (dependencies === undefined || dependencies === null) {
-    dependencies = [];
-  }
+  const dependencies = m["dependencies"] ?? [];
   if (!Array.isArray(dependencies) || !dependencies.every((d) => typeof d === "string")) {
     throw invalid("field dependencies must be an array of step names");
   }
@@ -178,7 +184,7 @@ export function decodeStepReady(body: Uint8Array, maxBytes: number): StepReady {
     timeoutSeconds: typeof timeout === "number" ? timeout : undefined,
     context: m["context"] as JsonValue,
     initialization: objectField(m, "initialization"),
-    dependencies: dependencies as string[],
+    dependencies: dependencies,
     dependencyResults: objectField(m, "dependency_results"),
   };
 }
@@ -273,14 +279,36 @@ export function taskRequest(
 export function taskIdOf(request: Readonly<JsonObject>): string {
   const key = request["idempotency_key"];
   if (key !== undefined && key !== null) {
-    return uuid5(TASK_ID_NAMESPACE, `${String(request["namespace"])}/${String(request["name"])}/${String(key)}`);
+    return uuid5(
+      TASK_ID_NAMESPACE,
+      `${requestText(request, "namespace")}/${requestText(request, "name")}/${requestText(request, "idempotency_key")}`,
+    );
   }
-  return String(request["request_id"]);
+  return requestText(request, "request_id");
+}
+
+/**
+ * A field of a task request that the protocol makes a string (`namespace`,
+ * `name`, `request_id`, `idempotency_key`).
+ *
+ * @throws TypeError when it is missing or not a string.
+ */
+export function requestText(request: Readonly<JsonObject>, name: string): string {
+  const value = request[name];
+  if (typeof value !== "string") {
+    const found = value === undefined ? "missing" : JSON.stringify(value);
+    throw new TypeError(`the task request's ${name} is ${found}, not a string`);
+  }
+  return value;
 }
 
 /** The outcome of an attempt that failed with `error`. */
 export function failed(error: StepError): Outcome {
-  const failure: StepFailure = { retryable: error.retryable, code: error.code, message: error.message };
+  const failure: StepFailure = {
+    retryable: error.retryable,
+    code: error.code,
+    message: error.message,
+  };
   const retryAfter = error.retryAfter;
   if (error.retryable && retryAfter !== undefined) {
     failure.retry_after_seconds = retryAfter;
@@ -292,7 +320,12 @@ export function failed(error: StepError): Outcome {
  * The step result of an attempt: it echoes the task, the template, the step
  * and the attempt, as the protocol requires.
  */
-export function stepResult(ready: StepReady, startedAt: Date, finishedAt: Date, outcome: Outcome): Record<string, unknown> {
+export function stepResult(
+  ready: StepReady,
+  startedAt: Date,
+  finishedAt: Date,
+  outcome: Outcome,
+): Record<string, unknown> {
   return {
     protocol_version: PROTOCOL_VERSION,
     task_id: ready.taskId,
@@ -324,7 +357,10 @@ export function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 function invalid(detail: string): DecodeError {
-  return new DecodeError(DeadLetterReason.INVALID_MESSAGE, `payload does not match the message schema: ${detail}`);
+  return new DecodeError(
+    DeadLetterReason.INVALID_MESSAGE,
+    `payload does not match the message schema: ${detail}`,
+  );
 }
 
 function present(m: Record<string, unknown>, name: string): unknown {

@@ -16,16 +16,38 @@
  * - a lost connection is replaced, with backoff; on SIGTERM, SIGINT or
  *   {@link Worker.stop} the worker stops consuming, lets in-flight steps
  *   finish within a grace period, and closes, which hands every unacked step
- *   back to its queue.
+ *   back to its queue, then flushes the spans not yet exported;
+ * - each delivery is a consumer span `process <step>`, the child of the
+ *   context its message carries (telemetry.ts), and each step's handler
+ *   time and queue wait are recorded in {@link METRICS}.
  */
 
 import { randomUUID } from "node:crypto";
 import type * as http from "node:http";
 
+import {
+  type Attributes,
+  type Context,
+  context as otelContext,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace as otelTrace,
+} from "@opentelemetry/api";
 import type * as amqp from "amqplib";
 
 import { Identity, type ServedNamespace } from "./announce.js";
-import { ack, Broker, consoleLogger, deliveryCount, type Logger, properties, type Properties, type Publisher } from "./broker.js";
+import {
+  ack,
+  Broker,
+  consoleLogger,
+  deliveryCount,
+  type Logger,
+  properties,
+  type Properties,
+  publishedAtMs,
+  type Publisher,
+} from "./broker.js";
 import { checkConfig, configFromEnv, nameProblem, type WorkerConfig } from "./config.js";
 import { type StartChild, StepContext } from "./context.js";
 import {
@@ -47,13 +69,16 @@ import {
   failed,
   type Outcome,
   type StepReady,
+  requestText,
   stepResult,
   WaitingForChild,
   waitingForChild,
 } from "./messages.js";
 import { close, Health, RABBITMQ, serve } from "./health.js";
+import { METRICS, type StepLabels } from "./metrics.js";
+import { extract, flushSpans, inject, tracer } from "./telemetry.js";
 import * as topology from "./topology.js";
-import { Header, MessageType } from "./topology.js";
+import { MessageType } from "./topology.js";
 
 /** A published step result, as remembered to publish again. */
 interface SentResult {
@@ -206,7 +231,9 @@ export class Worker {
       );
     }
     if (typeof (instance as Partial<StepHandler>).call !== "function") {
-      throw new ConfigError(`${className} (for ${JSON.stringify(callable)}) needs a method 'async call(context)'`);
+      throw new ConfigError(
+        `${className} (for ${JSON.stringify(callable)}) needs a method 'async call(context)'`,
+      );
     }
     this.#handlers.set(callable, instance);
     return this;
@@ -279,13 +306,17 @@ export class Worker {
           }
           state.down(RABBITMQ, e);
           const wait = delay * (1 + Math.random() * 0.25);
-          this.#log.warn("lost the broker; reconnecting", { error: e.message, in_seconds: Number(wait.toFixed(2)) });
+          this.#log.warn("lost the broker; reconnecting", {
+            error: e.message,
+            in_seconds: Number(wait.toFixed(2)),
+          });
           delay = Math.min(delay * 2, 30);
           await Promise.race([sleep(wait * 1000), this.#stop.promise]);
         }
       }
     } finally {
       if (server !== undefined) await close(server);
+      await flushSpans();
       if (handleSignals) {
         process.off("SIGTERM", onSignal);
         process.off("SIGINT", onSignal);
@@ -334,10 +365,12 @@ export class Worker {
           }
           const controller = new AbortController();
           controllers.add(controller);
-          const running = this.#handle(publisher, channel, queue, delivery, controller).finally(() => {
-            inFlight.delete(running);
-            controllers.delete(controller);
-          });
+          const running = this.#handle(publisher, channel, queue, delivery, controller).finally(
+            () => {
+              inFlight.delete(running);
+              controllers.delete(controller);
+            },
+          );
           inFlight.add(running);
         };
         try {
@@ -366,7 +399,9 @@ export class Worker {
       try {
         await this.#identity.announce(publisher, serves, false);
       } catch (e) {
-        this.#log.warn("the worker's announcement was not sent; the next one will be", { error: errorText(e) });
+        this.#log.warn("the worker's announcement was not sent; the next one will be", {
+          error: errorText(e),
+        });
       }
       announcing = setInterval(() => {
         this.#identity.announce(publisher, serves, false).catch(() => undefined);
@@ -387,16 +422,24 @@ export class Worker {
           // the channel is gone: nothing more comes from it
         }
       }
-      this.#log.info("stopping: finishing in-flight steps", { in_flight: inFlight.size, grace: config.shutdownGrace });
+      this.#log.info("stopping: finishing in-flight steps", {
+        in_flight: inFlight.size,
+        grace: config.shutdownGrace,
+      });
       if (inFlight.size > 0) {
         let timer: NodeJS.Timeout | undefined;
         const graceOver = new Promise<boolean>((resolve) => {
           timer = setTimeout(() => resolve(false), config.shutdownGrace * 1000);
         });
-        const finished = await Promise.race([Promise.allSettled([...inFlight]).then(() => true), graceOver]);
+        const finished = await Promise.race([
+          Promise.allSettled([...inFlight]).then(() => true),
+          graceOver,
+        ]);
         clearTimeout(timer);
         if (!finished) {
-          this.#log.warn("grace period over; unfinished steps go back to the queue", { unfinished: inFlight.size });
+          this.#log.warn("grace period over; unfinished steps go back to the queue", {
+            unfinished: inFlight.size,
+          });
         }
       }
       clearInterval(announcing);
@@ -417,9 +460,10 @@ export class Worker {
   }
 
   /**
-   * Runs one delivery to its end: the result published and confirmed, then
-   * the step acked; or the message dead-lettered. On a failed publish the
-   * step stays unacked, and comes back when the connection is replaced.
+   * Runs one delivery to its end, in a consumer span: the result published
+   * and confirmed, then the step acked; or the message dead-lettered. On a
+   * failed publish the step stays unacked, and comes back when the
+   * connection is replaced.
    */
   async #handle(
     publisher: Publisher,
@@ -428,8 +472,33 @@ export class Worker {
     delivery: amqp.ConsumeMessage,
     controller: AbortController,
   ): Promise<void> {
+    const parent = extract(delivery.properties.headers);
+    const attributes: Attributes = {
+      "messaging.system": "rabbitmq",
+      "messaging.operation.type": "process",
+      "messaging.destination.name": queue,
+      "messaging.rabbitmq.destination.routing_key": delivery.fields.routingKey,
+    };
+    const messageId: unknown = delivery.properties.messageId;
+    if (typeof messageId === "string" && messageId.length > 0) {
+      attributes["messaging.message.id"] = messageId;
+    }
+    // Named for its step once the message is decoded.
+    const span = tracer().startSpan(
+      "process step",
+      { kind: SpanKind.CONSUMER, attributes },
+      parent,
+    );
     try {
-      await this.#process(publisher, channel, queue, delivery, controller);
+      await this.#process(
+        publisher,
+        channel,
+        queue,
+        delivery,
+        controller,
+        span,
+        otelTrace.setSpan(parent, span),
+      );
     } catch (e) {
       if (e instanceof BrokerError) {
         this.#log.warn("step not acknowledged; it comes back when the connection is replaced", {
@@ -437,8 +506,13 @@ export class Worker {
           error: e.message,
         });
       } else {
-        this.#log.error("a delivery failed unexpectedly; it stays unacknowledged", { queue, error: errorText(e) });
+        this.#log.error("a delivery failed unexpectedly; it stays unacknowledged", {
+          queue,
+          error: errorText(e),
+        });
       }
+    } finally {
+      span.end();
     }
   }
 
@@ -448,6 +522,8 @@ export class Worker {
     queue: string,
     delivery: amqp.ConsumeMessage,
     controller: AbortController,
+    span: Span,
+    spanContext: Context,
   ): Promise<void> {
     const config = this.config;
     let ready: StepReady;
@@ -460,6 +536,15 @@ export class Worker {
       }
       throw e;
     }
+    span.updateName(`process ${ready.step}`);
+    span.setAttributes({
+      "tasker.task.id": ready.taskId,
+      "tasker.namespace": ready.namespace,
+      "tasker.task.name": ready.taskName,
+      "tasker.task.version": ready.taskVersion,
+      "tasker.step.name": ready.step,
+      "tasker.step.attempt": ready.attempt,
+    });
     const headers = (delivery.properties.headers ?? {}) as Record<string, unknown>;
     const redeliveries = deliveryCount(headers);
     if (redeliveries > config.maxRedeliveries) {
@@ -478,26 +563,52 @@ export class Worker {
     const routingKey = topology.stepResultRoutingKey(ready.namespace);
     const remembered = this.#recent.get(key);
     if (remembered !== undefined) {
-      this.#log.info("step already finished here; sending its result again instead of running it twice", ids);
-      await publisher.publish(topology.EVENTS_EXCHANGE, routingKey, remembered.body, remembered.properties, true);
+      this.#log.info(
+        "step already finished here; sending its result again instead of running it twice",
+        ids,
+      );
+      await publisher.publish(
+        topology.EVENTS_EXCHANGE,
+        routingKey,
+        remembered.body,
+        remembered.properties,
+        true,
+      );
       ack(channel, delivery);
       return;
     }
 
-    const trace = traceHeaders(headers);
+    // This span's context, or without export the incoming one unchanged:
+    // the coordinator's spans of the result are its children.
+    const trace = inject(spanContext);
     const startChild: StartChild = async (request, childTaskId) => {
-      const child = `${String(request["namespace"])}/${String(request["name"])}`;
+      const namespace = requestText(request, "namespace");
+      const child = `${namespace}/${requestText(request, "name")}`;
       await publisher.publish(
         topology.REQUESTS_EXCHANGE,
-        String(request["namespace"]),
+        namespace,
         encode(request),
         properties(MessageType.TASK_REQUEST, childTaskId, trace),
         true,
       );
       this.#log.info("child task requested", { ...ids, child_task_id: childTaskId, child });
     };
+    const labels: StepLabels = {
+      namespace: ready.namespace,
+      template: ready.taskName,
+      step: ready.step,
+    };
     const startedAt = new Date();
-    const outcome = await this.runHandler(ready, controller, startChild);
+    const sentAt = publishedAtMs(headers);
+    if (sentAt !== undefined) {
+      METRICS.queueWait.observe(labels, Math.max(0, startedAt.getTime() - sentAt) / 1000);
+    }
+    const started = performance.now();
+    // The handler runs in the delivery's span: the spans it starts join the task's trace.
+    const outcome = await otelContext.with(spanContext, () =>
+      this.runHandler(ready, controller, startChild),
+    );
+    METRICS.stepDuration.observe(labels, (performance.now() - started) / 1000);
     const finishedAt = new Date();
     let body: Buffer;
     try {
@@ -520,7 +631,7 @@ export class Worker {
       );
       body = encode(stepResult(ready, startedAt, finishedAt, failed(error)));
     }
-    this.#logOutcome(body, ids);
+    this.#recordOutcome(span, body, ids);
     const outgoing = properties(MessageType.STEP_RESULT, ready.taskId, trace);
     // Remembered before it is published: a redelivery that overtakes the
     // confirm, or that follows a failed publish, sends this result rather
@@ -587,21 +698,38 @@ export class Worker {
       if (e instanceof StepError) {
         return failed(e);
       }
-      this.#log.error("step handler threw", { task_id: ready.taskId, step: ready.step, error: errorText(e) });
-      const what = e instanceof Error ? `${e.name}: ${e.message}` : `${describeThrown(e)}`;
-      return failed(new PermanentError(`the handler threw ${what}`, { errorCode: ErrorCode.HANDLER_PANIC }));
+      this.#log.error("step handler threw", {
+        task_id: ready.taskId,
+        step: ready.step,
+        error: errorText(e),
+      });
+      const what = e instanceof Error ? `${e.name}: ${e.message}` : describeThrown(e);
+      return failed(
+        new PermanentError(`the handler threw ${what}`, { errorCode: ErrorCode.HANDLER_PANIC }),
+      );
     } finally {
       clearTimeout(timer);
     }
   }
 
-  #logOutcome(body: Buffer, ids: Record<string, unknown>): void {
-    const result = JSON.parse(body.toString("utf8")) as { status: string; error?: { code: string; retryable: boolean; message: string } };
+  /** Logs the step's outcome, and puts it on its span: `tasker.step.outcome`, and an error status with the code. */
+  #recordOutcome(span: Span, body: Buffer, ids: Record<string, unknown>): void {
+    const result = JSON.parse(body.toString("utf8")) as {
+      status: string;
+      error?: { code: string; retryable: boolean; message: string };
+    };
     if (result.status === "waiting_for_child") {
+      span.setAttribute("tasker.step.outcome", "waiting_for_child");
       this.#log.info("step waits for its child task", ids);
     } else if (result.error === undefined) {
+      span.setAttribute("tasker.step.outcome", "completed");
       this.#log.info(`step ${result.status}`, ids);
     } else {
+      span.setAttribute(
+        "tasker.step.outcome",
+        result.error.retryable ? "failed_retryable" : "failed_permanent",
+      );
+      span.setStatus({ code: SpanStatusCode.ERROR, message: result.error.code });
       this.#log.warn("step failed", { ...ids, ...result.error });
     }
   }
@@ -621,26 +749,10 @@ function outcomeOf(value: unknown): Outcome {
 
 function describeThrown(e: unknown): string {
   try {
-    return `${typeof e} ${JSON.stringify(e) ?? String(e)}`;
+    // undefined for undefined, a function or a symbol, whatever its declared type says
+    const json = JSON.stringify(e) as string | undefined;
+    return `${typeof e} ${json ?? String(e)}`;
   } catch {
     return typeof e;
   }
-}
-
-/**
- * The trace context of the step-ready message, to put on its result: without
- * tracing of its own, the worker copies the incoming headers unchanged, so
- * that the task stays one trace.
- */
-function traceHeaders(headers: Readonly<Record<string, unknown>>): Record<string, string> {
-  const trace: Record<string, string> = {};
-  for (const name of [Header.TRACEPARENT, Header.TRACESTATE]) {
-    const value = headers[name];
-    if (typeof value === "string") {
-      trace[name] = value;
-    } else if (Buffer.isBuffer(value)) {
-      trace[name] = value.toString("utf8");
-    }
-  }
-  return trace;
 }

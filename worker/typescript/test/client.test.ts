@@ -60,7 +60,7 @@ class Hello extends StepHandler {
     if (context.attempt === 1) {
       throw new RetryableError("warming up", { errorCode: "WARMING_UP", retryAfter: 0.1 });
     }
-    return { greeting: `hello ${String(context.getInput("name", "string"))}` };
+    return { greeting: `hello ${context.getInput("name", "string")}` };
   }
 }
 
@@ -71,7 +71,9 @@ class Shout extends StepHandler {
     const hello = context.getDependencyResult("hello", "object");
     const times = Number(context.getInitialization("times") ?? 1);
     return {
-      shout: Array<string>(times).fill(String(hello["greeting"]).toUpperCase()).join("!"),
+      shout: Array<string>(times)
+        .fill((hello["greeting"] as string).toUpperCase())
+        .join("!"),
       dependencies: context.dependencies,
       key: context.idempotencyKey,
     };
@@ -112,21 +114,34 @@ class Coordinator {
    * at once (to be stopped even if it never gets ready), ready once it
    * consumes each namespace's requests.
    */
-  static async start(started: Coordinator[], templates: Record<string, string>, namespaces: string[]): Promise<Coordinator> {
+  static async start(
+    started: Coordinator[],
+    templates: Record<string, string>,
+    namespaces: string[],
+  ): Promise<Coordinator> {
     const dir = mkdtempSync(join(tmpdir(), "tasker-ts-client-"));
     const templatesDir = join(dir, "templates");
     const { mkdirSync } = await import("node:fs");
     mkdirSync(templatesDir);
-    for (const [name, yaml] of Object.entries(templates)) writeFileSync(join(templatesDir, name), yaml);
+    for (const [name, yaml] of Object.entries(templates))
+      writeFileSync(join(templatesDir, name), yaml);
     // Only what the coordinator needs: settings meant for a worker must not reach it.
     const env: Record<string, string> = {};
     for (const [key, value] of Object.entries(process.env)) {
-      if (value !== undefined && !key.startsWith("TASKER_") && !key.startsWith("OTEL_")) env[key] = value;
+      if (value !== undefined && !key.startsWith("TASKER_") && !key.startsWith("OTEL_"))
+        env[key] = value;
     }
-    Object.assign(env, { TASKER_AMQP_URL: AMQP_URL, TASKER_REDIS_URL: REDIS_URL, RUST_LOG: "info" });
+    Object.assign(env, {
+      TASKER_AMQP_URL: AMQP_URL,
+      TASKER_REDIS_URL: REDIS_URL,
+      RUST_LOG: "info",
+    });
     const log = join(dir, "coordinator.log");
     const out = openSync(log, "w");
-    const child = spawn(TASKER_BIN, ["coordinator", "--templates", templatesDir], { env, stdio: ["ignore", out, out] });
+    const child = spawn(TASKER_BIN, ["coordinator", "--templates", templatesDir], {
+      env,
+      stdio: ["ignore", out, out],
+    });
     closeSync(out);
     const coordinator = new Coordinator(child, dir, log);
     started.push(coordinator);
@@ -140,7 +155,8 @@ class Coordinator {
     const deadline = Date.now() + 30_000;
     let last = "";
     while (Date.now() < deadline) {
-      if (this.#exited) throw new Error(`the coordinator exited: ${readFileSync(this.log, "utf8")}`);
+      if (this.#exited)
+        throw new Error(`the coordinator exited: ${readFileSync(this.log, "utf8")}`);
       try {
         const consumers = await consumerCount(queue);
         if (consumers >= 1) return;
@@ -150,7 +166,9 @@ class Coordinator {
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    throw new Error(`timed out waiting for the coordinator consuming ${queue} (last: ${last}; its log: ${this.log})`);
+    throw new Error(
+      `timed out waiting for the coordinator consuming ${queue} (last: ${last}; its log: ${this.log})`,
+    );
   }
 
   /** Stops it with SIGTERM (SIGKILL after 20 s) and removes its directory. */
@@ -204,14 +222,17 @@ describe("client", () => {
     assert.ok(finished instanceof TaskFinished, JSON.stringify(finished));
     assert.equal(finished.taskId, submitted.taskId);
     assert.equal(finished.requestId, submitted.requestId);
-    assert.deepEqual([finished.namespace, finished.name, finished.version], [namespace, "greet", "1.0.0"]);
+    assert.deepEqual(
+      [finished.namespace, finished.name, finished.version],
+      [namespace, "greet", "1.0.0"],
+    );
     assert.equal(finished.status, "complete");
     const hello = finished.step("hello");
     const shout = finished.step("shout");
     assert.deepEqual([hello.state, hello.attempts], ["completed", 2]);
     // The first attempt's retryable error, with the wait it asked for.
     assert.equal(hello.error?.code, "WARMING_UP");
-    assert.equal(hello.error?.retryAfterSeconds, 0.1);
+    assert.equal(hello.error.retryAfterSeconds, 0.1);
     assert.deepEqual(hello.result, { greeting: "hello ada" });
     assert.deepEqual([shout.state, shout.attempts], ["completed", 1]);
     assert.deepEqual(shout.result, {
@@ -226,8 +247,18 @@ describe("client", () => {
     await start({ "greet.yaml": template(namespace) });
     await bus.startWorker([Hello, Shout]);
     const client = await connect();
-    const first = await client.createTask(namespace, "greet", { name: "a" }, { idempotencyKey: "k1" });
-    const second = await client.createTask(namespace, "greet", { name: "a" }, { idempotencyKey: "k1" });
+    const first = await client.createTask(
+      namespace,
+      "greet",
+      { name: "a" },
+      { idempotencyKey: "k1" },
+    );
+    const second = await client.createTask(
+      namespace,
+      "greet",
+      { name: "a" },
+      { idempotencyKey: "k1" },
+    );
     assert.equal(first.taskId, second.taskId);
     assert.notEqual(first.requestId, second.requestId);
     const one = await first.wait(60);
@@ -239,7 +270,12 @@ describe("client", () => {
     assert.deepEqual([one.requestId, two.requestId], [first.requestId, second.requestId]);
     assert.deepEqual(two.step("hello").result, { greeting: "hello a" });
     // The same key with another context names the same task: refused.
-    const other = await client.createTask(namespace, "greet", { name: "b" }, { idempotencyKey: "k1" });
+    const other = await client.createTask(
+      namespace,
+      "greet",
+      { name: "b" },
+      { idempotencyKey: "k1" },
+    );
     const refused = await other.wait(60);
     assert.ok(refused instanceof TaskRejected, JSON.stringify(refused));
     assert.equal(refused.code, "idempotency_conflict");

@@ -115,7 +115,11 @@ class Conformance extends StepHandler {
       case "crash":
         throw new Error(text("message") || "crash");
       case "child":
-        return context.completeWithChild(text("namespace"), text("name"), context.getInitialization("context", "object") ?? {});
+        return context.completeWithChild(
+          text("namespace"),
+          text("name"),
+          context.getInitialization("context", "object") ?? {},
+        );
       default:
         throw new Error(`the kit names no action ${JSON.stringify(action)}`);
     }
@@ -164,7 +168,9 @@ function isSubset(expected: unknown, actual: unknown): boolean {
 
 function assertSubset(expected: unknown, actual: unknown, what: string): void {
   if (!isSubset(expected, actual)) {
-    assert.fail(`${what} does not match\nexpected (a subset): ${JSON.stringify(expected)}\nactual: ${JSON.stringify(actual)}`);
+    assert.fail(
+      `${what} does not match\nexpected (a subset): ${JSON.stringify(expected)}\nactual: ${JSON.stringify(actual)}`,
+    );
   }
 }
 
@@ -189,9 +195,10 @@ function base(namespace: string, taskId: string): JsonObject {
 
 /** A header as text (amqplib gives long strings as strings, or as bytes). */
 function header(message: amqp.ConsumeMessage, name: string): string | undefined {
-  const value = (message.properties.headers ?? {})[name] as unknown;
+  const value = message.properties.headers?.[name] as unknown;
   if (value === undefined || value === null) return undefined;
-  return Buffer.isBuffer(value) ? value.toString("utf8") : String(value);
+  if (Buffer.isBuffer(value)) return value.toString("utf8");
+  return typeof value === "string" ? value : JSON.stringify(value);
 }
 
 function json(message: amqp.ConsumeMessage): JsonValue {
@@ -237,10 +244,12 @@ async function run(bus: Bus, scenario: Scenario): Promise<void> {
     if (delivery.raw_body !== undefined) {
       body = Buffer.from(delivery.raw_body, "utf8");
     } else if (delivery.step_ready !== undefined) {
-      const message: JsonObject = { ...base(namespace, taskId), ...delivery.step_ready };
-      for (const field of delivery.remove ?? []) {
-        delete message[field];
-      }
+      const remove = new Set(delivery.remove);
+      const message = Object.fromEntries(
+        Object.entries({ ...base(namespace, taskId), ...delivery.step_ready }).filter(
+          ([field]) => !remove.has(field),
+        ),
+      );
       body = Buffer.from(JSON.stringify(message), "utf8");
     } else {
       assert.equal(delivery.again, true, `${which} is none of step_ready, raw_body, again`);
@@ -253,17 +262,31 @@ async function run(bus: Bus, scenario: Scenario): Promise<void> {
       const request = await children.next(`child task request of ${which}`, WAIT_MS);
       assertSubset(expected.child_request, json(request), `the child task request of ${which}`);
       childTaskId = header(request, topology.Header.TASK_ID);
-      assert.ok(childTaskId !== undefined, `the child task request of ${which} has no ${topology.Header.TASK_ID} header`);
+      assert.ok(
+        childTaskId !== undefined,
+        `the child task request of ${which} has no ${topology.Header.TASK_ID} header`,
+      );
     }
     if (expected.result !== undefined) {
       const result = json(await results.next(`step result of ${which}`, WAIT_MS));
       assertSubset(expected.result, result, `the step result of ${which}`);
       if (childTaskId !== undefined) {
-        assert.equal((result as JsonObject)["child_task_id"], childTaskId, `the child_task_id of ${which}'s result`);
+        assert.equal(
+          (result as JsonObject)["child_task_id"],
+          childTaskId,
+          `the child_task_id of ${which}'s result`,
+        );
       }
       if (expected.same_as !== undefined) {
-        assert.ok(expected.same_as < seen.length, `same_as ${expected.same_as}: there is no such result yet`);
-        assert.deepEqual(result, seen[expected.same_as], `the step result of ${which} is result ${expected.same_as}'s`);
+        assert.ok(
+          expected.same_as < seen.length,
+          `same_as ${expected.same_as}: there is no such result yet`,
+        );
+        assert.deepEqual(
+          result,
+          seen[expected.same_as],
+          `the step result of ${which} is result ${expected.same_as}'s`,
+        );
       }
       seen.push(result);
     } else if (expected.dead_letter !== undefined) {
@@ -274,21 +297,35 @@ async function run(bus: Bus, scenario: Scenario): Promise<void> {
         WAIT_MS,
       );
       const reason = header(letter, topology.Header.DEAD_LETTER_REASON) ?? "";
-      assert.ok(reason.startsWith(`${want.reason_prefix}:`), `dead-letter reason ${JSON.stringify(reason)} is not ${want.reason_prefix}`);
+      assert.ok(
+        reason.startsWith(`${want.reason_prefix}:`),
+        `dead-letter reason ${JSON.stringify(reason)} is not ${want.reason_prefix}`,
+      );
       assert.equal(header(letter, topology.Header.DEAD_LETTER_QUEUE), want.original_queue);
       if (want.body !== undefined) {
-        assert.equal(letter.content.toString("utf8"), want.body, `the dead letter's body of ${which}`);
+        assert.equal(
+          letter.content.toString("utf8"),
+          want.body,
+          `the dead letter's body of ${which}`,
+        );
         assert.deepEqual(letter.content, Buffer.from(want.body, "utf8"));
       }
     } else {
-      assert.ok(expected.child_request !== undefined, `the expectation of ${which} expects nothing`);
+      assert.ok(
+        expected.child_request !== undefined,
+        `the expectation of ${which} expects nothing`,
+      );
     }
   }
 
   // 5. No stray result, and the handler ran as often as said.
   if (s.no_results === true) {
     const stray = await results.quietFor(500);
-    assert.equal(stray, undefined, `a step result was published: ${stray?.content.toString("utf8") ?? ""}`);
+    assert.equal(
+      stray,
+      undefined,
+      `a step result was published: ${stray?.content.toString("utf8") ?? ""}`,
+    );
   }
   if (s.handler_runs !== undefined) {
     assert.equal(handler.runs, s.handler_runs, "the conformance handler's runs");

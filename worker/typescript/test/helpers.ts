@@ -10,7 +10,15 @@ import { randomUUID } from "node:crypto";
 
 import * as amqp from "amqplib";
 
-import { type Logger, type StepHandler, type StepHandlerClass, topology, Worker, type WorkerConfig } from "../src/index.js";
+import {
+  type Logger,
+  type StepHandler,
+  type StepHandlerClass,
+  topology,
+  Worker,
+  type WorkerConfig,
+} from "../src/index.js";
+import { errorText } from "../src/messages.js";
 
 export const AMQP_URL = process.env["TASKER_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -94,7 +102,11 @@ export class Watch {
   }
 
   /** The next message that `accept` takes, skipping others. */
-  async nextWhere(accept: (m: amqp.ConsumeMessage) => boolean, what: string, timeoutMs = 15_000): Promise<amqp.ConsumeMessage> {
+  async nextWhere(
+    accept: (m: amqp.ConsumeMessage) => boolean,
+    what: string,
+    timeoutMs = 15_000,
+  ): Promise<amqp.ConsumeMessage> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const left = deadline - Date.now();
@@ -139,7 +151,11 @@ export class Bus {
   readonly #queues = new Set<string>();
   readonly #workers: Worker[] = [];
 
-  private constructor(connection: amqp.ChannelModel, channel: amqp.ConfirmChannel, namespace: string) {
+  private constructor(
+    connection: amqp.ChannelModel,
+    channel: amqp.ConfirmChannel,
+    namespace: string,
+  ) {
     this.connection = connection;
     this.channel = channel;
     this.namespace = namespace;
@@ -173,9 +189,9 @@ export class Bus {
   ): Promise<string> {
     const payload = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
     const messageId = randomUUID();
-    let returned = false;
-    const onReturn = (): void => {
-      returned = true;
+    const returned: amqp.Message[] = [];
+    const onReturn = (message: amqp.Message): void => {
+      returned.push(message);
     };
     this.channel.once("return", onReturn);
     await new Promise<void>((resolve, reject) => {
@@ -191,17 +207,28 @@ export class Bus {
           mandatory: true,
           headers: { "x-tasker-protocol-version": 1, ...headers },
         },
-        (err: unknown) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve()),
+        (err: unknown) =>
+          err ? reject(err instanceof Error ? err : new Error(errorText(err))) : resolve(),
       );
     });
     this.channel.off("return", onReturn);
-    if (returned) throw new Error(`nothing took the message for ${exchange} ${routingKey}`);
+    if (returned.length > 0)
+      throw new Error(`nothing took the message for ${exchange} ${routingKey}`);
     return messageId;
   }
 
   /** Publishes a step-ready message to `tasker.steps`, routed to the service that serves `callable`. */
-  publishStep(body: Buffer | Record<string, unknown>, callable: string, headers: Record<string, unknown> = {}): Promise<string> {
-    return this.publish(topology.STEPS_EXCHANGE, topology.stepRoutingKey(this.namespace, callable), body, headers);
+  publishStep(
+    body: Buffer | Record<string, unknown>,
+    callable: string,
+    headers: Record<string, unknown> = {},
+  ): Promise<string> {
+    return this.publish(
+      topology.STEPS_EXCHANGE,
+      topology.stepRoutingKey(this.namespace, callable),
+      body,
+      headers,
+    );
   }
 
   /** A private queue bound to `exchange` with `routingKey`. */
@@ -224,7 +251,10 @@ export class Bus {
     config: Partial<WorkerConfig> = {},
     logger: Logger = new MemoryLogger(),
   ): Promise<Worker> {
-    const worker = new Worker({ amqpUrl: AMQP_URL, service: "svc", ...config }, { logger }).namespace(this.namespace);
+    const worker = new Worker(
+      { amqpUrl: AMQP_URL, service: "svc", ...config },
+      { logger },
+    ).namespace(this.namespace);
     for (const handler of handlers) worker.handler(handler);
     this.#workers.push(worker);
     this.remember(topology.serviceQueue(this.namespace, worker.config.service));

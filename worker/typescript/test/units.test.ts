@@ -74,8 +74,15 @@ describe("step ready", () => {
     assert.deepEqual(ready.dependencies, []);
     assert.equal(ready.timeoutSeconds, undefined);
     const upper = { ...m, task_id: "{1313B797-4991-51F3-B1C9-E05383177DE6}" };
-    assert.equal(decodeStepReady(Buffer.from(JSON.stringify(upper)), 1 << 20).taskId, "1313b797-4991-51f3-b1c9-e05383177de6");
-    assert.equal(decodeStepReady(Buffer.from(JSON.stringify({ ...m, timeout_seconds: 30, extra: 1 })), 1 << 20).timeoutSeconds, 30);
+    assert.equal(
+      decodeStepReady(Buffer.from(JSON.stringify(upper)), 1 << 20).taskId,
+      "1313b797-4991-51f3-b1c9-e05383177de6",
+    );
+    assert.equal(
+      decodeStepReady(Buffer.from(JSON.stringify({ ...m, timeout_seconds: 30, extra: 1 })), 1 << 20)
+        .timeoutSeconds,
+      30,
+    );
   });
 
   test("what cannot be used gets its dead-letter reason", () => {
@@ -83,19 +90,52 @@ describe("step ready", () => {
     assert.equal(decodeError("{").reason, "not_json");
     assert.equal(decodeError(Buffer.from([0xff])).reason, "not_json");
     assert.equal(decodeError("NaN").reason, "not_json");
-    assert.equal(decodeError("1").header, "invalid_message: payload does not match the message schema: it is an integer, not a JSON object");
-    assert.equal(decodeError(JSON.stringify({ ...good, protocol_version: 2 })).reason, "wrong_protocol_version");
-    assert.match(decodeError(JSON.stringify({ ...good, protocol_version: "1" })).detail, /^protocol_version is not a number/);
-    assert.equal(decodeError(JSON.stringify({ ...good, protocol_version: null })).detail, "payload does not match the message schema: missing field protocol_version");
-    assert.match(decodeError(JSON.stringify({ ...good, task_id: "nope" })).detail, /task_id is "nope", not a UUID$/);
-    assert.match(decodeError(JSON.stringify({ ...good, attempt: -1 })).detail, /field attempt is -1, expected a non-negative integer$/);
-    assert.match(decodeError(JSON.stringify({ ...good, attempt: 1.5 })).detail, /field attempt is a number, expected/);
-    assert.match(decodeError(JSON.stringify({ ...good, timeout_seconds: "5" })).detail, /timeout_seconds is a string/);
-    assert.match(decodeError(JSON.stringify({ ...good, initialization: [] })).detail, /initialization is an array, expected an object$/);
-    assert.match(decodeError(JSON.stringify({ ...good, dependencies: [1] })).detail, /dependencies must be an array of step names$/);
+    assert.equal(
+      decodeError("1").header,
+      "invalid_message: payload does not match the message schema: it is an integer, not a JSON object",
+    );
+    assert.equal(
+      decodeError(JSON.stringify({ ...good, protocol_version: 2 })).reason,
+      "wrong_protocol_version",
+    );
+    assert.match(
+      decodeError(JSON.stringify({ ...good, protocol_version: "1" })).detail,
+      /^protocol_version is not a number/,
+    );
+    assert.equal(
+      decodeError(JSON.stringify({ ...good, protocol_version: null })).detail,
+      "payload does not match the message schema: missing field protocol_version",
+    );
+    assert.match(
+      decodeError(JSON.stringify({ ...good, task_id: "nope" })).detail,
+      /task_id is "nope", not a UUID$/,
+    );
+    assert.match(
+      decodeError(JSON.stringify({ ...good, attempt: -1 })).detail,
+      /field attempt is -1, expected a non-negative integer$/,
+    );
+    assert.match(
+      decodeError(JSON.stringify({ ...good, attempt: 1.5 })).detail,
+      /field attempt is a number, expected/,
+    );
+    assert.match(
+      decodeError(JSON.stringify({ ...good, timeout_seconds: "5" })).detail,
+      /timeout_seconds is a string/,
+    );
+    assert.match(
+      decodeError(JSON.stringify({ ...good, initialization: [] })).detail,
+      /initialization is an array, expected an object$/,
+    );
+    assert.match(
+      decodeError(JSON.stringify({ ...good, dependencies: [1] })).detail,
+      /dependencies must be an array of step names$/,
+    );
     const { context: _, ...noContext } = good;
     assert.match(decodeError(JSON.stringify(noContext)).detail, /missing field context$/);
-    assert.equal(decodeError(fixture("step_ready.json"), 100).header, `too_large: payload of ${fixture("step_ready.json").length} bytes is over the limit of 100 bytes`);
+    assert.equal(
+      decodeError(fixture("step_ready.json"), 100).header,
+      `too_large: payload of ${fixture("step_ready.json").length} bytes is over the limit of 100 bytes`,
+    );
   });
 });
 
@@ -132,7 +172,10 @@ function invalidInput(read: () => unknown): string {
 describe("step context", () => {
   test("reads the input, the dependency results, the settings and who it is", () => {
     const context = new StepContext(ready());
-    assert.equal(context.idempotencyKey, "1313b797-4991-51f3-b1c9-e05383177de6:send_welcome_sequence");
+    assert.equal(
+      context.idempotencyKey,
+      "1313b797-4991-51f3-b1c9-e05383177de6:send_welcome_sequence",
+    );
     assert.equal(context.taskId, "1313b797-4991-51f3-b1c9-e05383177de6");
     assert.equal(context.stepName, "send_welcome_sequence");
     assert.equal(context.attempt, 1);
@@ -141,7 +184,9 @@ describe("step context", () => {
     assert.equal(context.getInput("flag", "boolean"), false);
     assert.equal(context.getInputOr("missing", "x"), "x");
     assert.equal(context.getInputOr("nothing", 7, "number"), 7);
-    assert.deepEqual(context.getDependencyResult("create_user_account", "object"), { user_id: "usr_1" });
+    assert.deepEqual(context.getDependencyResult("create_user_account", "object"), {
+      user_id: "usr_1",
+    });
     assert.equal(context.getDependencyResult("empty"), null);
     assert.equal(context.getInitialization("region", "string"), "eu");
     assert.equal(context.getInitialization("absent"), undefined);
@@ -149,12 +194,30 @@ describe("step context", () => {
 
   test("a missing or mistyped value is a permanent invalid_input", () => {
     const context = new StepContext(ready());
-    assert.equal(invalidInput(() => context.getInput("user")), 'the task context has no "user"; add it to the task request\'s context');
-    assert.equal(invalidInput(() => context.getInput("email", "number")), 'input "email" is malformed: expected a number, found a string');
-    assert.equal(invalidInput(() => context.getInputOr("count", 0, "string")), 'input "count" is malformed: expected a string, found an integer');
-    assert.match(invalidInput(() => context.getDependencyResult("billing")), /has no result from "billing"; .*: create_user_account, empty$/);
-    assert.equal(invalidInput(() => new StepContext(ready({ context: [1] }))), "the task context is not a JSON object: it is an array");
-    assert.equal(invalidInput(() => context.getInput("toString")), 'the task context has no "toString"; add it to the task request\'s context');
+    assert.equal(
+      invalidInput(() => context.getInput("user")),
+      'the task context has no "user"; add it to the task request\'s context',
+    );
+    assert.equal(
+      invalidInput(() => context.getInput("email", "number")),
+      'input "email" is malformed: expected a number, found a string',
+    );
+    assert.equal(
+      invalidInput(() => context.getInputOr("count", 0, "string")),
+      'input "count" is malformed: expected a string, found an integer',
+    );
+    assert.match(
+      invalidInput(() => context.getDependencyResult("billing")),
+      /has no result from "billing"; .*: create_user_account, empty$/,
+    );
+    assert.equal(
+      invalidInput(() => new StepContext(ready({ context: [1] }))),
+      "the task context is not a JSON object: it is an array",
+    );
+    assert.equal(
+      invalidInput(() => context.getInput("toString")),
+      'the task context has no "toString"; add it to the task request\'s context',
+    );
   });
 });
 
@@ -162,21 +225,31 @@ describe("step result", () => {
   test("has the shape of the golden fixtures", () => {
     const started = new Date("2025-03-14T11:40:02.120Z");
     const finished = new Date("2025-03-14T11:40:02.133Z");
-    const error = new PermanentError("Disposable email addresses are not allowed: mailinator.com", { errorCode: "BLOCKED_EMAIL_DOMAIN" });
+    const error = new PermanentError("Disposable email addresses are not allowed: mailinator.com", {
+      errorCode: "BLOCKED_EMAIL_DOMAIN",
+    });
     const permanent = stepResult(
       ready({ taskId: "f167b859-3585-4908-b4bf-725455399a1d", step: "create_user_account" }),
       started,
       finished,
       failed(error),
     );
-    assert.deepEqual(JSON.parse(encode(permanent).toString("utf8")), fixtureJson("step_result_failed_permanent.json"));
+    assert.deepEqual(
+      JSON.parse(encode(permanent).toString("utf8")),
+      fixtureJson("step_result_failed_permanent.json"),
+    );
 
     const retryable = fixtureJson("step_result_failed_retryable.json");
     const again = stepResult(
       ready({ taskId: String(retryable["task_id"]), step: "setup_billing_profile", attempt: 2 }),
       new Date(String(retryable["started_at"])),
       new Date(String(retryable["finished_at"])),
-      failed(new RetryableError("billing service returned 503 Service Unavailable", { errorCode: "BILLING_UNAVAILABLE", retryAfter: 5 })),
+      failed(
+        new RetryableError("billing service returned 503 Service Unavailable", {
+          errorCode: "BILLING_UNAVAILABLE",
+          retryAfter: 5,
+        }),
+      ),
     );
     assert.deepEqual(JSON.parse(encode(again).toString("utf8")), retryable);
   });
@@ -207,9 +280,18 @@ describe("child tasks", () => {
 
   test("the task id of a request is the UUIDv5 of its namespace, name and idempotency key", () => {
     // RFC 4122's example: the DNS namespace and "python.org".
-    assert.equal(uuid5("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "python.org"), "886313e1-3b8a-5372-9b90-0c9aee199e5d");
-    assert.equal(taskIdOf(fixtureJson("task_request.json") as JsonObject), "1313b797-4991-51f3-b1c9-e05383177de6");
-    assert.equal(taskIdOf(fixtureJson("task_request_child.json") as JsonObject), "0203cdea-4a86-5cc4-9a57-7b04284b46ec");
+    assert.equal(
+      uuid5("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "python.org"),
+      "886313e1-3b8a-5372-9b90-0c9aee199e5d",
+    );
+    assert.equal(
+      taskIdOf(fixtureJson("task_request.json") as JsonObject),
+      "1313b797-4991-51f3-b1c9-e05383177de6",
+    );
+    assert.equal(
+      taskIdOf(fixtureJson("task_request_child.json") as JsonObject),
+      "0203cdea-4a86-5cc4-9a57-7b04284b46ec",
+    );
     assert.equal(taskIdOf({ request_id: "r-1", namespace: "a", name: "b" }), "r-1");
     assert.equal(TASK_ID_NAMESPACE, "6b1f0c52-3e0a-4c8e-9d43-7a521f0eb7c1");
   });
@@ -220,23 +302,36 @@ describe("child tasks", () => {
       sent.push([request, childTaskId]);
     });
     const golden = fixtureJson("task_request_child.json");
-    const waiting = await context.completeWithChild("payments", "process_refund", golden["context"] as JsonObject);
+    const waiting = await context.completeWithChild(
+      "payments",
+      "process_refund",
+      golden["context"] as JsonObject,
+    );
     assert.ok(waiting instanceof WaitingForChild);
     assert.equal(waiting.childTaskId, "0203cdea-4a86-5cc4-9a57-7b04284b46ec");
     assert.equal(sent.length, 1);
     const [request, id] = sent[0] ?? [{}, ""];
     assert.equal(id, waiting.childTaskId);
-    assert.match(String(request["request_id"]), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.match(
+      request["request_id"] as string,
+      /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
     assert.deepEqual({ ...request, request_id: golden["request_id"] }, golden);
 
     // The same step asks for the same child at every attempt; a version is passed on.
     const again = new StepContext({ ...parent(), attempt: 2 }, undefined, async (r) => {
       sent.push([r, ""]);
     });
-    const second = await again.completeWithChild("payments", "process_refund", {}, { version: "1.1.0" });
+    const second = await again.completeWithChild(
+      "payments",
+      "process_refund",
+      {},
+      { version: "1.1.0" },
+    );
     assert.equal(second.childTaskId, waiting.childTaskId);
-    assert.equal(sent[1]?.[0]["version"], "1.1.0");
-    assert.equal((sent[1]?.[0]["parent"] as JsonObject)["attempt"], 2);
+    const childRequest: JsonObject = sent[1]?.[0] ?? {};
+    assert.equal(childRequest["version"], "1.1.0");
+    assert.equal((childRequest["parent"] as JsonObject)["attempt"], 2);
   });
 
   test("the step result of a step waiting for its child has the shape of the golden fixture", () => {
@@ -252,37 +347,67 @@ describe("child tasks", () => {
 
   test("outside a worker, with a context that is no object, or unpublished, no child starts", async () => {
     const outside = new StepContext(parent());
-    await assert.rejects(outside.completeWithChild("payments", "process_refund", {}), (e: unknown) => {
-      assert.ok(e instanceof PermanentError);
-      assert.equal(e.code, "child_not_started");
-      return true;
-    });
+    await assert.rejects(
+      outside.completeWithChild("payments", "process_refund", {}),
+      (e: unknown) => {
+        assert.ok(e instanceof PermanentError);
+        assert.equal(e.code, "child_not_started");
+        return true;
+      },
+    );
     const inside = new StepContext(parent(), undefined, async () => undefined);
-    await assert.rejects(inside.completeWithChild("payments", "process_refund", [1] as unknown as JsonObject), (e: unknown) => {
-      assert.ok(e instanceof PermanentError);
-      assert.equal(e.code, "invalid_input");
-      assert.equal(e.message, "the context of child task payments/process_refund must be a JSON object, not an array");
-      return true;
-    });
+    await assert.rejects(
+      inside.completeWithChild("payments", "process_refund", [1] as unknown as JsonObject),
+      (e: unknown) => {
+        assert.ok(e instanceof PermanentError);
+        assert.equal(e.code, "invalid_input");
+        assert.equal(
+          e.message,
+          "the context of child task payments/process_refund must be a JSON object, not an array",
+        );
+        return true;
+      },
+    );
     const refused = new StepContext(parent(), undefined, async () => {
       throw new BrokerError("no queue is bound");
     });
-    await assert.rejects(refused.completeWithChild("payments", "process_refund", {}), (e: unknown) => {
-      assert.ok(e instanceof RetryableError);
-      assert.equal(e.code, "child_not_started");
-      assert.match(e.message, /^the request for child task payments\/process_refund was not published: no queue is bound$/);
-      return true;
-    });
+    await assert.rejects(
+      refused.completeWithChild("payments", "process_refund", {}),
+      (e: unknown) => {
+        assert.ok(e instanceof RetryableError);
+        assert.equal(e.code, "child_not_started");
+        assert.match(
+          e.message,
+          /^the request for child task payments\/process_refund was not published: no queue is bound$/,
+        );
+        return true;
+      },
+    );
   });
 });
 
 describe("announcement", () => {
   test("has the fields of the golden fixture", () => {
-    const body = new Identity("0d9a6c1e-52b7-4f08-a3e1-6b4c2f7d9e15", "billing", 16, new Date(), 10).announcement(
-      [{ namespace: "microservices", queue: "tasker.steps.microservices.billing", callables: ["A"] }],
+    const body = new Identity(
+      "0d9a6c1e-52b7-4f08-a3e1-6b4c2f7d9e15",
+      "billing",
+      16,
+      new Date(),
+      10,
+    ).announcement(
+      [
+        {
+          namespace: "microservices",
+          queue: "tasker.steps.microservices.billing",
+          callables: ["A"],
+        },
+      ],
       false,
     );
-    assert.deepEqual(Object.keys(body).sort(), Object.keys(fixtureJson("worker_announcement.json")).sort());
+    assert.deepEqual(
+      Object.keys(body).sort(),
+      Object.keys(fixtureJson("worker_announcement.json")).sort(),
+    );
     assert.equal(body["language"], "typescript");
   });
 });
@@ -294,9 +419,15 @@ describe("settings", () => {
     assert.equal(nameProblem("a.b"), `contains "."; use only ASCII letters, digits, '_' and '-'`);
     assert.match(nameProblem("x".repeat(101)) ?? "", /is 101 bytes long/);
     assert.throws(() => checkConfig(workerConfig()), ConfigError);
-    assert.throws(() => checkConfig(workerConfig({ service: "s", maxRedeliveries: 100 })), ConfigError);
+    assert.throws(
+      () => checkConfig(workerConfig({ service: "s", maxRedeliveries: 100 })),
+      ConfigError,
+    );
     checkConfig(workerConfig({ service: "s" }));
-    assert.equal(configFromEnv({}, { TASKER_SERVICE: "svc", TASKER_CONCURRENCY: "4" }).concurrency, 4);
+    assert.equal(
+      configFromEnv({}, { TASKER_SERVICE: "svc", TASKER_CONCURRENCY: "4" }).concurrency,
+      4,
+    );
     assert.throws(() => configFromEnv({}, { TASKER_CONCURRENCY: "four" }), ConfigError);
     assert.equal(connectionUrl("amqp://u:p@h:5672/%2f", 5), "amqp://u:p@h:5672/%2f?heartbeat=5");
     assert.equal(connectionUrl("amqp://h/?heartbeat=9", 5), "amqp://h/?heartbeat=9");

@@ -47,7 +47,10 @@ class Fail extends StepHandler {
   async call(context: StepContext): Promise<unknown> {
     if (context.getInput("retryable", "boolean")) {
       const retryAfter = context.getInputOr("retry_after", undefined, "number");
-      throw new RetryableError("the gateway answered 503", { errorCode: "GATEWAY_UNAVAILABLE", retryAfter });
+      throw new RetryableError("the gateway answered 503", {
+        errorCode: "GATEWAY_UNAVAILABLE",
+        retryAfter,
+      });
     }
     throw new PermanentError("Invalid email format: x", { errorCode: "INVALID_EMAIL" });
   }
@@ -117,12 +120,14 @@ class Refund extends StepHandler {
   async call(context: StepContext): Promise<unknown> {
     this.calls += 1;
     const child = context.getInput("child", "string");
-    return context.completeWithChild(child, "process_refund", { amount: context.getInput("amount", "integer") });
+    return context.completeWithChild(child, "process_refund", {
+      amount: context.getInput("amount", "integer"),
+    });
   }
 }
 
 function header(message: amqp.ConsumeMessage, name: string): unknown {
-  return (message.properties.headers ?? {})[name];
+  return message.properties.headers?.[name];
 }
 
 describe("worker", () => {
@@ -145,7 +150,9 @@ describe("worker", () => {
       context: { plan: "pro" },
       dependencyResults: { create_user_account: { user_id: "usr_1", plan: "pro" } },
     });
-    await bus.publishStep(ready, Welcome.handlerName, { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" });
+    await bus.publishStep(ready, Welcome.handlerName, {
+      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    });
 
     const delivery = await results.next("the step result");
     const result = JSON.parse(delivery.content.toString("utf8")) as Record<string, unknown>;
@@ -171,7 +178,10 @@ describe("worker", () => {
     assert.equal(header(delivery, "x-tasker-protocol-version"), 1);
     assert.equal(header(delivery, "x-tasker-task-id"), ready["task_id"]);
     assert.equal(typeof header(delivery, "x-tasker-published-at-ms"), "number");
-    assert.equal(header(delivery, "traceparent"), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert.equal(
+      header(delivery, "traceparent"),
+      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    );
 
     const queue = worker.queues[0] ?? "";
     assert.equal(queue, topology.serviceQueue(bus.namespace, "svc"));
@@ -184,10 +194,17 @@ describe("worker", () => {
     await bus.startWorker([Fail]);
     const results = await bus.results();
 
-    await bus.publishStep(stepReady(bus.namespace, Fail.handlerName, { context: { retryable: false } }), Fail.handlerName);
+    await bus.publishStep(
+      stepReady(bus.namespace, Fail.handlerName, { context: { retryable: false } }),
+      Fail.handlerName,
+    );
     const permanent = await results.nextJson("the permanent failure");
     assert.equal(permanent["status"], "failed");
-    assert.deepEqual(permanent["error"], { retryable: false, code: "INVALID_EMAIL", message: "Invalid email format: x" });
+    assert.deepEqual(permanent["error"], {
+      retryable: false,
+      code: "INVALID_EMAIL",
+      message: "Invalid email format: x",
+    });
     assert.equal("result" in permanent, false);
 
     await bus.publishStep(
@@ -202,14 +219,25 @@ describe("worker", () => {
       retry_after_seconds: 5,
     });
 
-    await bus.publishStep(stepReady(bus.namespace, Fail.handlerName, { context: { retryable: true } }), Fail.handlerName);
-    const without = (await results.nextJson("the retryable failure without a delay"))["error"] as Record<string, unknown>;
+    await bus.publishStep(
+      stepReady(bus.namespace, Fail.handlerName, { context: { retryable: true } }),
+      Fail.handlerName,
+    );
+    const without = (await results.nextJson("the retryable failure without a delay"))[
+      "error"
+    ] as Record<string, unknown>;
     assert.equal(without["retryable"], true);
     assert.equal("retry_after_seconds" in without, false);
 
     // A missing input is the request's fault: a permanent invalid_input.
-    await bus.publishStep(stepReady(bus.namespace, Fail.handlerName, { context: {} }), Fail.handlerName);
-    const missing = (await results.nextJson("the invalid input"))["error"] as Record<string, unknown>;
+    await bus.publishStep(
+      stepReady(bus.namespace, Fail.handlerName, { context: {} }),
+      Fail.handlerName,
+    );
+    const missing = (await results.nextJson("the invalid input"))["error"] as Record<
+      string,
+      unknown
+    >;
     assert.deepEqual(missing, {
       retryable: false,
       code: "invalid_input",
@@ -258,7 +286,9 @@ describe("worker", () => {
     assert.equal(error["retryable"], false);
     assert.equal(error["code"], "handler_panic");
     assert.match(String(error["message"]), /^the handler threw TypeError: /);
-    assert.ok(logger.records.some((r) => r.level === "error" && r.message === "step handler threw"));
+    assert.ok(
+      logger.records.some((r) => r.level === "error" && r.message === "step handler threw"),
+    );
 
     await bus.publishStep(stepReady(bus.namespace, Echo.handlerName), Echo.handlerName);
     assert.equal((await results.nextJson("the next step"))["status"], "completed");
@@ -309,7 +339,11 @@ describe("worker", () => {
       ],
       [Buffer.from("[1, 2]"), /^invalid_message: .*it is an array, not a JSON object$/],
       [
-        Buffer.from(JSON.stringify(stepReady(bus.namespace, Echo.handlerName, { context: { pad: "x".repeat(3000) } }))),
+        Buffer.from(
+          JSON.stringify(
+            stepReady(bus.namespace, Echo.handlerName, { context: { pad: "x".repeat(3000) } }),
+          ),
+        ),
         /^too_large: payload of \d+ bytes is over the limit of 2048 bytes$/,
       ],
     ];
@@ -321,7 +355,10 @@ describe("worker", () => {
       );
       assert.match(String(header(delivery, "x-tasker-dead-letter-reason")), reason);
       assert.equal(header(delivery, "x-tasker-original-exchange"), topology.STEPS_EXCHANGE);
-      assert.equal(header(delivery, "x-tasker-original-routing-key"), `${bus.namespace}/${Echo.handlerName}`);
+      assert.equal(
+        header(delivery, "x-tasker-original-routing-key"),
+        `${bus.namespace}/${Echo.handlerName}`,
+      );
       assert.equal(header(delivery, "x-custom"), "kept", "the original headers go with it");
       assert.deepEqual(delivery.content, body);
       assert.equal(delivery.properties.messageId, messageId);
@@ -375,7 +412,7 @@ describe("worker", () => {
         await new Promise((resolve) => setTimeout(resolve, 20));
         continue;
       }
-      seen = Number((message.properties.headers ?? {})["x-delivery-count"] ?? 0);
+      seen = Number(message.properties.headers?.["x-delivery-count"] ?? 0);
       channel.nack(message, false, true);
     }
     await channel.close();
@@ -383,12 +420,18 @@ describe("worker", () => {
     const echo = new Echo();
     const dead = await bus.watch(topology.DEAD_LETTER_EXCHANGE);
     await bus.startWorker([echo]);
-    const delivery = await dead.nextWhere((m) => header(m, "x-tasker-original-queue") === queue, "the dead letter");
+    const delivery = await dead.nextWhere(
+      (m) => header(m, "x-tasker-original-queue") === queue,
+      "the dead letter",
+    );
     assert.match(
       String(header(delivery, "x-tasker-dead-letter-reason")),
       /^redelivery_limit: redelivered \d+ times, over the limit of 5; the step may crash its worker$/,
     );
-    assert.equal((JSON.parse(delivery.content.toString("utf8")) as Record<string, unknown>)["task_id"], ready["task_id"]);
+    assert.equal(
+      (JSON.parse(delivery.content.toString("utf8")) as Record<string, unknown>)["task_id"],
+      ready["task_id"],
+    );
     assert.equal(echo.calls, 0);
   });
 
@@ -399,7 +442,11 @@ describe("worker", () => {
     const requests = await bus.watch(topology.REQUESTS_EXCHANGE, child);
     const results = await bus.results();
     const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-    const ready = stepReady(bus.namespace, Refund.handlerName, { step: "refund", attempt: 2, context: { child, amount: 4999 } });
+    const ready = stepReady(bus.namespace, Refund.handlerName, {
+      step: "refund",
+      attempt: 2,
+      context: { child, amount: 4999 },
+    });
     await bus.publishStep(ready, Refund.handlerName, { traceparent });
 
     const request = await requests.next("the child task request");
@@ -413,15 +460,25 @@ describe("worker", () => {
     const childTaskId = String(header(request, "x-tasker-task-id"));
     const body = JSON.parse(request.content.toString("utf8")) as Record<string, unknown>;
     assert.equal(childTaskId, taskIdOf(body as JsonObject));
-    assert.deepEqual({ ...body, request_id: "r" }, {
-      protocol_version: 1,
-      request_id: "r",
-      namespace: child,
-      name: "process_refund",
-      context: { amount: 4999 },
-      idempotency_key: `child-of:${String(ready["task_id"])}:refund`,
-      parent: { task_id: ready["task_id"], namespace: bus.namespace, name: "task", version: "1.0.0", step: "refund", attempt: 2 },
-    });
+    assert.deepEqual(
+      { ...body, request_id: "r" },
+      {
+        protocol_version: 1,
+        request_id: "r",
+        namespace: child,
+        name: "process_refund",
+        context: { amount: 4999 },
+        idempotency_key: `child-of:${String(ready["task_id"])}:refund`,
+        parent: {
+          task_id: ready["task_id"],
+          namespace: bus.namespace,
+          name: "task",
+          version: "1.0.0",
+          step: "refund",
+          attempt: 2,
+        },
+      },
+    );
 
     const result = await results.nextJson("the waiting result");
     assert.equal(result["status"], "waiting_for_child");
@@ -455,10 +512,14 @@ describe("worker", () => {
   });
 
   test("the worker announces itself on start, and as leaving when it stops", async () => {
-    const announcements = await bus.watch(topology.EVENTS_EXCHANGE, topology.WORKER_ANNOUNCE_ROUTING_KEY);
+    const announcements = await bus.watch(
+      topology.EVENTS_EXCHANGE,
+      topology.WORKER_ANNOUNCE_ROUTING_KEY,
+    );
     const worker = await bus.startWorker([Echo, Fail], { concurrency: 4 });
     const mine = (m: amqp.ConsumeMessage): boolean =>
-      (JSON.parse(m.content.toString("utf8")) as Record<string, unknown>)["worker_id"] === worker.workerId;
+      (JSON.parse(m.content.toString("utf8")) as Record<string, unknown>)["worker_id"] ===
+      worker.workerId;
     const first = await announcements.nextWhere(mine, "the worker's announcement");
     assert.equal(first.properties.type, topology.MessageType.WORKER_ANNOUNCEMENT);
     const body = JSON.parse(first.content.toString("utf8")) as Record<string, unknown>;
@@ -483,14 +544,20 @@ describe("worker", () => {
 
     await worker.stop();
     const last = await announcements.nextWhere(mine, "the leaving announcement");
-    assert.equal((JSON.parse(last.content.toString("utf8")) as Record<string, unknown>)["leaving"], true);
+    assert.equal(
+      (JSON.parse(last.content.toString("utf8")) as Record<string, unknown>)["leaving"],
+      true,
+    );
   });
 
   test("on stop, a step in flight finishes and is acked before the worker closes", async () => {
     const slow = new Slow();
     const worker = await bus.startWorker([slow]);
     const results = await bus.results();
-    await bus.publishStep(stepReady(bus.namespace, Slow.handlerName, { context: { seconds: 0.5 } }), Slow.handlerName);
+    await bus.publishStep(
+      stepReady(bus.namespace, Slow.handlerName, { context: { seconds: 0.5 } }),
+      Slow.handlerName,
+    );
     // Wait until the step is taken, then stop while it runs.
     for (let i = 0; i < 200 && (await bus.queueState(worker.queues[0] ?? ""))[0] > 0; i++) {
       await new Promise((resolve) => setTimeout(resolve, 10));
@@ -507,7 +574,10 @@ describe("worker", () => {
     await bus.startWorker([counted], { concurrency: 2 });
     const results = await bus.results();
     for (let i = 0; i < 6; i++) {
-      await bus.publishStep(stepReady(bus.namespace, Counted.handlerName, { context: { ms: 100 } }), Counted.handlerName);
+      await bus.publishStep(
+        stepReady(bus.namespace, Counted.handlerName, { context: { ms: 100 } }),
+        Counted.handlerName,
+      );
     }
     for (let i = 0; i < 6; i++) {
       const result = await results.nextJson("a result");
@@ -520,14 +590,26 @@ describe("worker", () => {
   test("a result that is not JSON, or too large, becomes a permanent failure", async () => {
     await bus.startWorker([Odd], { maxMessageBytes: 2048 });
     const results = await bus.results();
-    await bus.publishStep(stepReady(bus.namespace, Odd.handlerName, { context: { kind: "bigint" } }), Odd.handlerName);
-    const notJson = (await results.nextJson("the invalid result"))["error"] as Record<string, unknown>;
+    await bus.publishStep(
+      stepReady(bus.namespace, Odd.handlerName, { context: { kind: "bigint" } }),
+      Odd.handlerName,
+    );
+    const notJson = (await results.nextJson("the invalid result"))["error"] as Record<
+      string,
+      unknown
+    >;
     assert.equal(notJson["code"], "invalid_result");
     assert.equal(notJson["retryable"], false);
     assert.match(String(notJson["message"]), /^the handler's result is not JSON: /);
 
-    await bus.publishStep(stepReady(bus.namespace, Odd.handlerName, { context: { kind: "large" } }), Odd.handlerName);
-    const large = (await results.nextJson("the result too large"))["error"] as Record<string, unknown>;
+    await bus.publishStep(
+      stepReady(bus.namespace, Odd.handlerName, { context: { kind: "large" } }),
+      Odd.handlerName,
+    );
+    const large = (await results.nextJson("the result too large"))["error"] as Record<
+      string,
+      unknown
+    >;
     assert.equal(large["code"], "result_too_large");
     assert.equal(large["retryable"], false);
     assert.match(String(large["message"]), /over the limit of 2048 bytes/);
@@ -536,13 +618,22 @@ describe("worker", () => {
   test("on SIGTERM, a worker process finishes its step in flight, announces it leaves, and exits", async () => {
     const queue = topology.serviceQueue(bus.namespace, "svc");
     bus.remember(queue);
-    const announcements = await bus.watch(topology.EVENTS_EXCHANGE, topology.WORKER_ANNOUNCE_ROUTING_KEY);
+    const announcements = await bus.watch(
+      topology.EVENTS_EXCHANGE,
+      topology.WORKER_ANNOUNCE_ROUTING_KEY,
+    );
     const results = await bus.results();
-    const child = spawn(process.execPath, [new URL("./worker_process.js", import.meta.url).pathname], {
-      env: { ...process.env, TEST_NAMESPACE: bus.namespace, TASKER_AMQP_URL: AMQP_URL },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    const child = spawn(
+      process.execPath,
+      [new URL("./worker_process.js", import.meta.url).pathname],
+      {
+        env: { ...process.env, TEST_NAMESPACE: bus.namespace, TASKER_AMQP_URL: AMQP_URL },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    const exited = new Promise<number | null>((resolve) =>
+      child.on("exit", (code) => resolve(code)),
+    );
     child.stderr.resume();
     let output = "";
     child.stdout.on("data", (chunk: Buffer) => {
@@ -554,7 +645,10 @@ describe("worker", () => {
     };
     await announcements.nextWhere(serves, "the process's announcement");
 
-    await bus.publishStep(stepReady(bus.namespace, "Tests::Slow", { context: { seconds: 0.5 } }), "Tests::Slow");
+    await bus.publishStep(
+      stepReady(bus.namespace, "Tests::Slow", { context: { seconds: 0.5 } }),
+      "Tests::Slow",
+    );
     for (let i = 0; i < 200 && (await bus.queueState(queue))[0] > 0; i++) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
@@ -562,7 +656,10 @@ describe("worker", () => {
 
     assert.equal((await results.nextJson("the drained step's result"))["status"], "completed");
     const leaving = await announcements.nextWhere(serves, "the leaving announcement");
-    assert.equal((JSON.parse(leaving.content.toString("utf8")) as Record<string, unknown>)["leaving"], true);
+    assert.equal(
+      (JSON.parse(leaving.content.toString("utf8")) as Record<string, unknown>)["leaving"],
+      true,
+    );
     assert.equal(await exited, 0);
     assert.match(output, /ready\nstopped\n/);
     assert.deepEqual(await bus.queueState(queue), [0, 0]);

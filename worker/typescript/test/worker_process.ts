@@ -1,10 +1,11 @@
 /**
  * A worker in a process of its own, for the shutdown tests: it serves
  * `Tests::Slow` in the namespace `TEST_NAMESPACE` as service `svc`, and
- * stops on SIGTERM as a deployed worker does.
+ * stops on SIGTERM as a deployed worker does. It exports spans when the
+ * `OTEL_*` variables ask, as the tracing test does.
  */
 
-import { type StepContext, StepHandler, Worker } from "../src/index.js";
+import { initTelemetry, type StepContext, StepHandler, Worker } from "../src/index.js";
 
 class Slow extends StepHandler {
   static override readonly handlerName = "Tests::Slow";
@@ -16,10 +17,12 @@ class Slow extends StepHandler {
   }
 }
 
+const telemetry = initTelemetry("ts-test-worker");
 const namespace = process.env["TEST_NAMESPACE"] ?? "";
 const worker = new Worker({ service: "svc" }).namespace(namespace).handler(Slow);
 const running = worker.run();
 await worker.ready;
 process.stdout.write("ready\n");
 await running;
+await telemetry.shutdown();
 process.stdout.write("stopped\n");

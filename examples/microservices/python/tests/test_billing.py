@@ -47,6 +47,7 @@ async def test_paid_plans_start_with_a_trial(plan: str, trial_days: int, status:
     assert result["user_id"] == "usr_5f2b9c1e7a3d4f60b8e2c9a1"
     assert result["billing_id"] == "bill_5f2b9c1e7a3d4f60b8e2c9a1"
     assert datetime.fromisoformat(result["created_at"]).utcoffset() is not None
+    assert result["language"] == "python"
     assert set(result) == {
         "billing_id",
         "user_id",
@@ -54,6 +55,7 @@ async def test_paid_plans_start_with_a_trial(plan: str, trial_days: int, status:
         "trial_days",
         "billing_status",
         "created_at",
+        "language",
     }
 
 

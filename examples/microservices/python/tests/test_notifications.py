@@ -52,7 +52,16 @@ async def test_a_pro_user_gets_a_welcome_a_trial_email_and_a_push() -> None:
     assert sent["messages_sent"] == 3
     assert sent["status"] == "sent"
     assert sent["user_id"] == USER_ID
-    assert "sent_at" in sent
+    assert sent["language"] == "python"
+    assert set(sent) == {
+        "user_id",
+        "channels_used",
+        "messages_sent",
+        "messages",
+        "status",
+        "sent_at",
+        "language",
+    }
 
 
 async def test_a_free_user_without_push_gets_one_email() -> None:

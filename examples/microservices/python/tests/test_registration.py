@@ -1,9 +1,10 @@
-"""The seed's user registration end to end, with the Python services in
-processes of their own: ``python -m tasker_example_microservices billing``
-and ``... notifications``, beside stand-ins for the ``user`` and
-``preferences`` services (Rust in production), with the Rust coordinator.
-Unlike the handlers' unit tests, these need RabbitMQ, Redis and the
-coordinator binary (``TASKER_BIN``, by default ``target/debug/tasker``).
+"""The seed's user registration end to end, with every service a Python
+process of its own (``python -m tasker_example_microservices <service>``)
+and the Rust coordinator: once with the five handlers in five services
+(``accounts`` and ``status`` splitting ``user``), and once in the usual four
+with billing down. Unlike the handlers' unit tests, these need RabbitMQ,
+Redis and the coordinator binary (``TASKER_BIN``, by default
+``target/debug/tasker``).
 """
 
 from __future__ import annotations
@@ -22,52 +23,21 @@ from typing import Any
 import aio_pika
 import aiormq
 import pytest
-from tasker_worker import (
-    Client,
-    StepContext,
-    StepHandler,
-    TaskFinished,
-    Worker,
-    WorkerConfig,
-    topology,
-)
+from tasker_worker import Client, TaskFinished, topology
 
 AMQP_URL = os.environ.get("TASKER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
 REDIS_URL = os.environ.get("TASKER_REDIS_URL", "redis://127.0.0.1:6379")
 REPO = Path(__file__).resolve().parents[4]
 TEMPLATE = REPO / "templates" / "microservices" / "user_registration.yaml"
-SERVICES = ("user", "billing", "preferences", "notifications")
-
-
-class CreateUserAccount:
-    """A stand-in for the Rust user service's first step."""
-
-    async def call(self, context: StepContext) -> Any:
-        info = context.get_input_or("user_info", {}, dict)
-        key = uuid.uuid5(uuid.NAMESPACE_OID, context.idempotency_key).hex
-        return {
-            "user_id": f"usr_{key[:24]}",
-            "email": info["email"].lower(),
-            "name": info.get("name"),
-            "plan": info.get("plan") or "free",
-            "status": "created",
-        }
-
-
-class InitializePreferences:
-    async def call(self, context: StepContext) -> Any:
-        account = context.get_dependency_result("create_user_account", dict)
-        push = account["plan"] != "free"
-        return {
-            "user_id": account["user_id"],
-            "preferences": {"notifications": {"email": True, "push": push, "sms": False}},
-        }
-
-
-class UpdateUserStatus:
-    async def call(self, context: StepContext) -> Any:
-        welcome = context.get_dependency_result("send_welcome_sequence", dict)
-        return {"status": "active", "welcome_sent": welcome["status"] == "sent"}
+USUAL = ("user", "billing", "preferences", "notifications")
+SPLIT = ("accounts", "status", "billing", "preferences", "notifications")
+STEPS = (
+    "create_user_account",
+    "setup_billing_profile",
+    "initialize_preferences",
+    "send_welcome_sequence",
+    "update_user_status",
+)
 
 
 async def eventually(probe: Callable[[], Coroutine[Any, Any, bool]], what: str) -> None:
@@ -95,20 +65,19 @@ Stack = Callable[..., Coroutine[Any, Any, str]]
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    """Starts the coordinator, the two Python services as processes and the
-    two stand-ins in this process, for a namespace of the test's own;
-    stops them and deletes the namespace's queues at the end."""
+    """Starts the coordinator and the given services as processes, for a
+    namespace of the test's own; stops them and deletes the namespace's
+    queues at the end."""
     binary = Path(os.environ.get("TASKER_BIN", REPO / "target" / "debug" / "tasker"))
     if not binary.exists():
         pytest.fail(f"{binary} does not exist; build it (cargo build -p tasker-coordinator)")
     namespace = f"py_seed_{uuid.uuid4().hex[:10]}"
     connection = await aio_pika.connect(AMQP_URL)
     processes: list[subprocess.Popen[bytes]] = []
-    stop = asyncio.Event()
-    workers: list[asyncio.Task[None]] = []
+    started: list[str] = []
     logs: list[Any] = []
 
-    async def start(*service_args: str) -> str:
+    async def start(services: tuple[str, ...], *service_args: str) -> str:
         yaml = TEMPLATE.read_text().replace(
             "namespace_name: microservices", f"namespace_name: {namespace}"
         )
@@ -117,7 +86,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKER_", "OTEL_"))}
         env.update(TASKER_AMQP_URL=AMQP_URL, TASKER_REDIS_URL=REDIS_URL)
-        log = logs[0] if logs else (tmp_path / "processes.log").open("ab")
+        log = (tmp_path / "processes.log").open("ab")
         logs.append(log)
         processes.append(
             subprocess.Popen(
@@ -127,28 +96,15 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
                 stderr=subprocess.STDOUT,
             )
         )
-        for service in ("billing", "notifications"):
+        for service in services:
             command = [sys.executable, "-m", "tasker_example_microservices", service]
             command += ["--namespace", namespace, "--latency-ms", "0..0", *service_args]
             processes.append(
                 subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
             )
-        stand_ins: dict[str, dict[str, StepHandler]] = {
-            "user": {
-                "Microservices::StepHandlers::CreateUserAccountHandler": CreateUserAccount(),
-                "Microservices::StepHandlers::UpdateUserStatusHandler": UpdateUserStatus(),
-            },
-            "preferences": {
-                "Microservices::StepHandlers::InitializePreferencesHandler": InitializePreferences()
-            },
-        }
-        for service, handlers in stand_ins.items():
-            worker = Worker(WorkerConfig(amqp_url=AMQP_URL, service=service)).namespace(namespace)
-            for callable_, handler in handlers.items():
-                worker.handler(callable_, handler)
-            workers.append(asyncio.create_task(worker.run(stop)))
+        started.extend(services)
         queues = [topology.request_queue(namespace)]
-        queues += [topology.service_queue(namespace, s) for s in SERVICES]
+        queues += [topology.service_queue(namespace, s) for s in services]
         for queue in queues:
 
             async def consumed(queue: str = queue) -> bool:
@@ -158,8 +114,6 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         return namespace
 
     yield start
-    stop.set()
-    await asyncio.gather(*workers, return_exceptions=True)
     for process in processes:
         process.send_signal(signal.SIGTERM)
     for process in processes:
@@ -169,15 +123,15 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             process.kill()
     channel = await connection.channel()
     queues = [topology.request_queue(namespace), topology.result_queue(namespace)]
-    for queue in queues + [topology.service_queue(namespace, s) for s in SERVICES]:
+    for queue in queues + [topology.service_queue(namespace, s) for s in started]:
         await channel.queue_delete(queue)
     await connection.close()
     for log in logs:
         log.close()
 
 
-async def test_a_registration_runs_across_the_python_and_stand_in_services(stack: Stack) -> None:
-    namespace = await stack()
+async def test_a_registration_runs_across_five_python_services(stack: Stack) -> None:
+    namespace = await stack(SPLIT)
     context = {"user_info": {"email": "Jane@Example.com", "name": "Jane", "plan": "pro"}}
     async with await Client.connect(AMQP_URL) as client:
         report = await client.run_task(namespace, "user_registration", context, timeout=60)
@@ -187,17 +141,23 @@ async def test_a_registration_runs_across_the_python_and_stand_in_services(stack
     billing = report.step("setup_billing_profile").result
     assert (billing["trial_days"], billing["billing_status"]) == (14, "trialing")
     account = report.step("create_user_account").result
+    assert (account["email"], account["plan"]) == ("jane@example.com", "pro")
     assert billing["billing_id"] == f"bill_{account['user_id'][4:]}"
     sent = report.step("send_welcome_sequence").result
     assert [m["type"] for m in sent["messages"]] == ["welcome", "trial_started", "welcome"]
     assert sent["channels_used"] == ["email", "push"]
     assert sent["messages"][0]["recipient"] == "jane@example.com"
     assert sent["messages"][1]["subject"] == "Your Pro trial has started"
-    assert report.step("update_user_status").result == {"status": "active", "welcome_sent": True}
+    activated = report.step("update_user_status").result
+    assert (activated["user_id"], activated["status"]) == (account["user_id"], "active")
+    assert activated["welcome_sent"] is True
+    preferences = report.step("initialize_preferences").result["preferences"]
+    assert preferences["notifications"] == {"email": True, "push": True, "sms": False}
+    assert [report.step(step).result["language"] for step in STEPS] == ["python"] * 5
 
 
 async def test_a_billing_outage_blocks_the_join_but_not_preferences(stack: Stack) -> None:
-    namespace = await stack("--billing-down")
+    namespace = await stack(USUAL, "--billing-down")
     context = {"user_info": {"email": "a@b.io", "name": "A", "plan": "pro"}}
     async with await Client.connect(AMQP_URL) as client:
         report = await client.run_task(namespace, "user_registration", context, timeout=60)

@@ -314,6 +314,7 @@ module TaskerWorker
           app_id: props.app_id
         }.compact
         publish(Topology::DEAD_LETTER_EXCHANGE, queue, body, copy, mandatory: true)
+        Metrics.global.dead_letters.inc(queue:, reason: reason.to_s)
       end
 
       private

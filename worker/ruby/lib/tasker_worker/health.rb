@@ -8,9 +8,10 @@ module TaskerWorker
   #
   # - `GET /healthz`: 200 while the process runs (liveness);
   # - `GET /readyz`: 200 when every dependency is connected, 503 otherwise
-  #   (readiness; a worker is not ready while it has no broker connection).
+  #   (readiness; a worker is not ready while it has no broker connection);
+  # - `GET /metrics`: the process's Metrics, in the Prometheus text format.
   #
-  # Both bodies are plain text, one `name: up|down` line per dependency.
+  # Both health bodies are plain text, one `name: up|down` line per dependency.
   class Health
     RABBITMQ = 'rabbitmq'
 

@@ -4,8 +4,9 @@ require 'io/wait'
 require 'socket'
 
 module TaskerWorker
-  # Serves a Health's `/healthz` and `/readyz` over HTTP/1.1 on a TCPServer:
-  # two fixed routes need no web framework. Each connection gets one answer,
+  # Serves a Health's `/healthz` and `/readyz`, and the process's Metrics on
+  # `/metrics`, over HTTP/1.1 on a TCPServer: three fixed routes need no web
+  # framework. Each connection gets one answer,
   # then is closed.
   class HealthServer
     REASONS = { 200 => 'OK', 404 => 'Not Found', 405 => 'Method Not Allowed',
@@ -43,7 +44,8 @@ module TaskerWorker
       case path
       when '/healthz' then [200, TEXT, health.report]
       when '/readyz' then [health.ready? ? 200 : 503, TEXT, health.report]
-      else [404, TEXT, "not found; try /healthz or /readyz\n"]
+      when '/metrics' then [200, Metrics::CONTENT_TYPE, Metrics.global.render]
+      else [404, TEXT, "not found; try /healthz, /readyz or /metrics\n"]
       end
     end
 

@@ -23,9 +23,16 @@ module TaskerWorker
   #   `waiting_for_child`;
   # - a step redelivered after its result was published is answered with the
   #   remembered result rather than run twice;
+  # - each delivery is a CONSUMER span `process <step>`, child of the
+  #   context in the message's `traceparent`, exported when Telemetry.init
+  #   set up export; the result and child task requests carry its context on
+  #   (without export, the incoming context passes on unchanged);
+  # - the process's Metrics record each handler's duration, each step's wait
+  #   in its queue, and each dead letter;
   # - on SIGTERM or SIGINT (or #stop) the worker stops consuming, lets
   #   in-flight steps finish within a grace period, announces it is leaving,
-  #   and closes, which hands every unacked step back to its queue.
+  #   closes, which hands every unacked step back to its queue, and exports
+  #   the spans it has gathered.
   #
   #   TaskerWorker::Worker.new(TaskerWorker::Config.from_env(service: 'user'))
   #     .namespace('microservices')
@@ -138,6 +145,7 @@ module TaskerWorker
       @lifecycle.synchronize { drain }
       @supervisor&.join(1)
       close_health
+      Telemetry.flush
       self
     ensure
       @stopped.push(true)
@@ -259,6 +267,8 @@ module TaskerWorker
       attempts = 0
       until stopping?
         loss = attempts.zero? ? (@losses.next(0.25) || lost_channel) : :reconnecting
+        # A connection closed by #stop is no loss.
+        break if stopping?
         next if loss.nil?
 
         @connected = false
@@ -389,12 +399,14 @@ module TaskerWorker
         @in_flight += 1
       end
       begin
-        handle(delivery)
+        span = DeliverySpan.start(delivery.queue, delivery.info, delivery.properties)
+        handle(delivery, span)
       rescue BrokerError => e
         @logger.warn("step not acknowledged; it comes back when the connection is replaced: #{e.message}")
       rescue StandardError => e
         @logger.error("a delivery failed unexpectedly; it stays unacknowledged: #{e.class}: #{e.message}")
       ensure
+        span&.finish
         @state.synchronize do
           @in_flight -= 1
           @idle.broadcast
@@ -405,21 +417,17 @@ module TaskerWorker
     # One delivery to its end: the result published and confirmed, then the
     # step acked; or the message dead-lettered, then acked. Raises
     # BrokerError when a publish fails: the step then stays unacked.
-    def handle(delivery)
-      ready = usable_step(delivery)
+    def handle(delivery, span)
+      ready = usable_step(delivery, span)
       return if ready.nil?
 
       key = [ready.task_id, ready.step, ready.attempt]
       remembered = @recent.get(key)
       return answer_again(delivery, ready, remembered) if remembered
 
-      started_at = Time.now
-      outcome = @runner.run_handler(ready, child_starter(delivery, ready))
-      finished_at = Time.now
-      payload = @runner.encode_result(ready, started_at, finished_at, outcome)
-      @runner.log_outcome(ready, JSON.parse(payload))
+      payload = run_step(delivery, ready, span)
       properties = Broker.properties(Topology::MessageType::STEP_RESULT, ready.task_id,
-                                     extra_headers: trace_headers(delivery.properties.headers))
+                                     extra_headers: Telemetry.headers(span, delivery.properties.headers))
       # Remembered before it is published: a redelivery that overtakes the
       # confirm, or follows a failed publish, sends this result rather than
       # running the handler a second time.
@@ -429,9 +437,29 @@ module TaskerWorker
       ack(delivery)
     end
 
+    # Runs the handler, timed, and returns the step result's JSON; its
+    # outcome is logged and recorded on `span`.
+    def run_step(delivery, ready, span)
+      labels = { namespace: ready.namespace, template: ready.task_name, step: ready.step }
+      published_ms = delivery.properties.headers&.dig(Topology::Header::PUBLISHED_AT_MS)
+      if published_ms.is_a?(Integer)
+        waited = ((Time.now.to_r * 1000) - published_ms) / 1000
+        Metrics.global.queue_wait.observe([waited.to_f, 0.0].max, **labels)
+      end
+      started_at = Time.now
+      started = monotonic
+      outcome = @runner.run_handler(ready, child_starter(delivery, ready, span))
+      Metrics.global.step_duration.observe(monotonic - started, **labels)
+      payload = @runner.encode_result(ready, started_at, Time.now, outcome)
+      result = JSON.parse(payload)
+      @runner.log_outcome(ready, result)
+      DeliverySpan.record_outcome(span, result)
+      payload
+    end
+
     # The delivery's step-ready message; nil once a message it cannot use,
     # or one delivered too often, is dead-lettered and acked.
-    def usable_step(delivery)
+    def usable_step(delivery, span)
       begin
         ready = Messages.decode_step_ready(delivery.body, config.max_message_bytes)
       rescue Messages::DecodeError => e
@@ -439,6 +467,7 @@ module TaskerWorker
         dead_letter(delivery, e.reason, e.detail)
         return nil
       end
+      DeliverySpan.describe(span, ready)
       redeliveries = Broker.delivery_count(delivery.properties.headers)
       return ready if redeliveries <= config.max_redeliveries
 
@@ -470,22 +499,15 @@ module TaskerWorker
     # `tasker.task_request`, with the child's task id in a header,
     # `mandatory` and confirmed, on the connection the step came from. It
     # raises BrokerError when the request is not safe with the broker.
-    def child_starter(delivery, ready)
+    def child_starter(delivery, ready, span)
       lambda do |request, child_task_id|
         properties = Broker.properties(Topology::MessageType::TASK_REQUEST, child_task_id,
-                                       extra_headers: trace_headers(delivery.properties.headers))
+                                       extra_headers: Telemetry.headers(span, delivery.properties.headers))
         delivery.publisher.publish(Topology::REQUESTS_EXCHANGE, request['namespace'].to_s,
                                    Messages.encode(request), properties, mandatory: true)
         @logger.info("child task requested (task_id=#{ready.task_id} step=#{ready.step} " \
                      "child_task_id=#{child_task_id} child=#{request['namespace']}/#{request['name']})")
       end
-    end
-
-    # Without tracing of its own, the worker copies the incoming trace
-    # context to the result, so that the task stays one trace.
-    def trace_headers(headers)
-      (headers || {}).slice(Topology::Header::TRACEPARENT, Topology::Header::TRACESTATE)
-                     .select { |_, v| v.is_a?(String) }
     end
 
     def ack(delivery)

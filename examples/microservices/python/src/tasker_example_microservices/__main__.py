@@ -1,7 +1,8 @@
-"""``python -m tasker_example_microservices billing|notifications``: runs
-that service's worker for the ``microservices`` namespace, configured from
-the environment (``TASKER_AMQP_URL``, ``TASKER_CONCURRENCY``,
-``TASKER_HEALTH_ADDR``...), until SIGTERM or SIGINT."""
+"""``python -m tasker_example_microservices SERVICE``, where ``SERVICE`` is
+``user``, ``accounts``, ``status``, ``billing``, ``preferences`` or
+``notifications``: runs that service's worker for the ``microservices``
+namespace, configured from the environment (``TASKER_AMQP_URL``,
+``TASKER_CONCURRENCY``, ``TASKER_HEALTH_ADDR``...), until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 

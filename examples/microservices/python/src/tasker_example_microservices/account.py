@@ -1,6 +1,7 @@
 """The account that ``create_user_account`` made, as the steps after it read
 it: the same fields, and the same refusal of a result without them, as the
-Rust handlers' ``Account``."""
+Rust handlers' ``Account``. Also what every handler's result carries
+besides its own fields: the time it was made and the language that made it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from typing import Any
 from tasker_worker import ErrorCode, PermanentError, StepContext
 
 CREATE_USER_ACCOUNT = "create_user_account"
+
+LANGUAGE = "python"
+"""The language these handlers are written in, which each result names
+(``language``), as the Rust, TypeScript and Ruby versions name theirs, so
+that a task served by several languages shows which ran each step."""
 
 
 @dataclass(frozen=True)

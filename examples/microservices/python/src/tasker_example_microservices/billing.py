@@ -9,7 +9,7 @@ from typing import Any
 
 from tasker_worker import RetryableError, StepContext
 
-from tasker_example_microservices.account import Account, rfc3339_now
+from tasker_example_microservices.account import LANGUAGE, Account, rfc3339_now
 from tasker_example_microservices.latency import Latency
 
 CALLABLE = "Microservices::StepHandlers::SetupBillingProfileHandler"
@@ -41,4 +41,5 @@ class SetupBillingProfile:
             "trial_days": trial_days,
             "billing_status": "trialing" if trial_days > 0 else "active",
             "created_at": rfc3339_now(),
+            "language": LANGUAGE,
         }

@@ -9,7 +9,7 @@ from typing import Any
 
 from tasker_worker import StepContext
 
-from tasker_example_microservices.account import Account, rfc3339_now
+from tasker_example_microservices.account import LANGUAGE, Account, rfc3339_now
 from tasker_example_microservices.latency import Latency
 
 CALLABLE = "Microservices::StepHandlers::SendWelcomeSequenceHandler"
@@ -64,6 +64,7 @@ class SendWelcomeSequence:
             "messages": messages,
             "status": "sent",
             "sent_at": rfc3339_now(),
+            "language": LANGUAGE,
         }
 
 
