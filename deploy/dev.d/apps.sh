@@ -270,7 +270,7 @@ retire_stale_queues() {
 switch_layout() {
   local wanted=$1 entry name pid old_queues=()
   if [[ $wanted != "$LAYOUT" ]]; then
-    say "switching the microservices namespace from the $LAYOUT layout to the $wanted one"
+    [[ -f $LAYOUT_FILE ]] && say "switching the microservices namespace from the $LAYOUT layout to the $wanted one"
     for entry in "${SERVICES[@]}"; do
       name=microservices-${entry%%:*}
       if pid=$(app_pid "$name"); then

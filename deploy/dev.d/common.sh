@@ -61,7 +61,10 @@ parse_url() {
 }
 
 parse_urls() {
-  case $TASKER_AMQP_URL in amqps://*) parse_url "$TASKER_AMQP_URL" 5671 ;; *) parse_url "$TASKER_AMQP_URL" 5672 ;; esac
+  # A cluster's URLs are separated by commas; the servers deploy/dev starts
+  # and checks are the first one's.
+  local amqp_url=${TASKER_AMQP_URL%%,*}
+  case $amqp_url in amqps://*) parse_url "$amqp_url" 5671 ;; *) parse_url "$amqp_url" 5672 ;; esac
   AMQP_HOST=$URL_HOST AMQP_PORT=$URL_PORT AMQP_USER=${URL_USER:-guest} AMQP_PASS=${URL_PASS:-guest}
   AMQP_VHOST=$(url_decode "$URL_PATH")
   AMQP_VHOST=${AMQP_VHOST:-/}

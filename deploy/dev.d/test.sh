@@ -4,7 +4,8 @@
 # the tracing tests need, the Python venv the services tests run the Python
 # services from (TASKER_PYTHON), Node's and Ruby's packages, cargo test
 # --workspace, and then, only if the Rust tests pass, the Python SDK's and
-# the Python example's checks, then the TypeScript and Ruby SDKs' (cmd_test).
+# the Python example's checks, then the TypeScript and Ruby SDKs' (cmd_test;
+# run_tests, for servers that run already).
 #
 # Relies on deploy/dev for ROOT and TARGET_DIR; on common.sh for say; on
 # apps.sh for cmd_servers and ensure_cargo; on traces.sh for ensure_rotel;
@@ -13,6 +14,12 @@
 
 cmd_test() {
   cmd_servers
+  run_tests "$@"
+}
+
+# run_tests [ARGS...]: every suite, against the servers that TASKER_AMQP_URL
+# and TASKER_REDIS_URL name, which run already.
+run_tests() {
   ensure_rotel
   ensure_python_venv
   export TASKER_PYTHON=$PYTHON_VENV/bin/python

@@ -15,10 +15,18 @@ const PASSWORD: &str = "not-the-password";
 /// `url` with its password replaced by [`PASSWORD`]. Redis refuses it
 /// whether or not it has a password of its own, as long as no user name
 /// comes with it: Redis' `default` user takes any password when it has none.
-fn with_wrong_password(url: &str) -> String {
-    let mut url = url::Url::parse(url).unwrap();
-    url.set_password(Some(PASSWORD)).unwrap();
-    url.to_string()
+fn with_wrong_password(urls: &str) -> String {
+    let wrong = |url: &str| {
+        let mut url = url::Url::parse(url).unwrap();
+        url.set_password(Some(PASSWORD)).unwrap();
+        url.to_string()
+    };
+    // Every node's, for a cluster's URLs.
+    tasker_runtime::broker::broker_urls(urls)
+        .into_iter()
+        .map(wrong)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Runs a coordinator of `config` and gives back its error: it must stop

@@ -30,9 +30,11 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from tasker_worker import Worker, WorkerConfig, topology
-from tasker_worker.broker import CONNECTION_ERRORS
+from tasker_worker.broker import CONNECTION_ERRORS, broker_urls
 
 AMQP_URL = os.environ.get("TASKER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+# For the fixtures' own connections: aio_pika takes one URL, so a cluster's first node.
+NODE_URL = broker_urls(AMQP_URL)[0]
 REDIS_URL = os.environ.get("TASKER_REDIS_URL", "redis://127.0.0.1:6379")
 REPO = Path(__file__).resolve().parents[3]
 TASKER_BIN = Path(os.environ.get("TASKER_BIN", REPO / "target" / "debug" / "tasker"))
@@ -144,7 +146,7 @@ class Bus:
 
     @classmethod
     async def connect(cls) -> Bus:
-        connection = await aio_pika.connect(AMQP_URL)
+        connection = await aio_pika.connect(NODE_URL)
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await channel.declare_exchange(
             topology.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
@@ -239,7 +241,7 @@ class Bus:
         may have been cut (a test of reconnecting, a broker restarted)."""
         with contextlib.suppress(*CONNECTION_ERRORS):
             await self.connection.close()
-        async with await aio_pika.connect(AMQP_URL) as cleanup:
+        async with await aio_pika.connect(NODE_URL) as cleanup:
             channel = await cleanup.channel()
             for name in self.created:
                 try:

@@ -10,7 +10,7 @@ import socket
 import time
 from typing import Any
 
-from conftest import AMQP_URL, Bus, eventually, step_ready
+from conftest import NODE_URL, Bus, eventually, step_ready
 from test_worker import ECHO, Echo
 from yarl import URL
 
@@ -88,7 +88,7 @@ def free_port() -> int:
 async def test_readyz_follows_the_broker_connection_and_the_worker_reconnects(
     bus: Bus, namespace: str, start_worker: Any
 ) -> None:
-    broker = URL(AMQP_URL)
+    broker = URL(NODE_URL)
     proxy = Proxy(broker.host or "127.0.0.1", broker.port or 5672)
     port = await proxy.start()
     address = ("127.0.0.1", free_port())

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tasker_worker import ConfigError, PermanentError, RetryableError, WorkerConfig
-from tasker_worker.broker import connection_url, redact
+from tasker_worker.broker import broker_urls, connection_url, redact
 from tasker_worker.config import parse_duration
 from tasker_worker.errors import DeadLetterReason
 from tasker_worker.messages import DecodeError, decode_step_ready, failed, timestamp
@@ -90,6 +90,18 @@ def test_the_heartbeat_is_five_seconds_unless_the_url_says() -> None:
     with pytest.raises(ConfigError, match="is not an AMQP URL"):
         connection_url("http://h/", 5.0)
     assert redact("amqp://guest:secret@h:5672/%2f").lower() == "amqp://guest:***@h:5672/%2f"
+
+
+def test_several_urls_name_a_cluster_s_nodes() -> None:
+    assert broker_urls(" amqp://n1:5672/%2f , amqp://n2:5672/%2f,, ") == [
+        "amqp://n1:5672/%2f",
+        "amqp://n2:5672/%2f",
+    ]
+    assert broker_urls("amqp://host") == ["amqp://host"]
+    assert broker_urls("amqp://u:a%2Cb@host") == ["amqp://u:a%2Cb@host"], "%2C is no separator"
+    assert broker_urls(" , ") == []
+    both = redact("amqp://u:pw@n1:5672/%2f, amqp://u:pw@n2:5673/%2f")
+    assert both.lower() == "amqp://u:***@n1:5672/%2f,amqp://u:***@n2:5673/%2f"
 
 
 def ready_body(**changes: Any) -> bytes:

@@ -73,9 +73,9 @@ class ReconnectTest < Minitest::Test
   end
 
   def test_a_lost_connection_is_replaced_and_the_worker_goes_on
-    uri = URI(AMQP_URL)
+    uri = URI(NODE_URL)
     proxy = CuttableProxy.new(uri.host, uri.port || 5672)
-    proxied = AMQP_URL.sub("#{uri.host}:#{uri.port}", "127.0.0.1:#{proxy.port}")
+    proxied = NODE_URL.sub("#{uri.host}:#{uri.port}", "127.0.0.1:#{proxy.port}")
     echo = Echo.new
     worker = start_worker({ CALLABLE => echo }, amqp_url: proxied)
     results = @bus.results(@namespace)
@@ -99,9 +99,9 @@ class ReconnectTest < Minitest::Test
   end
 
   def test_a_worker_stops_at_once_while_the_broker_is_unreachable
-    uri = URI(AMQP_URL)
+    uri = URI(NODE_URL)
     proxy = CuttableProxy.new(uri.host, uri.port || 5672)
-    proxied = AMQP_URL.sub("#{uri.host}:#{uri.port}", "127.0.0.1:#{proxy.port}")
+    proxied = NODE_URL.sub("#{uri.host}:#{uri.port}", "127.0.0.1:#{proxy.port}")
     worker = start_worker({ CALLABLE => Echo.new }, amqp_url: proxied)
     proxy.close # cuts the connection, and refuses new ones
     deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10

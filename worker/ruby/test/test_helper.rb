@@ -10,6 +10,8 @@ require 'tasker_worker'
 # The golden messages of the Rust protocol crate.
 FIXTURES = File.expand_path('../../../protocol/tests/fixtures/messages', __dir__)
 AMQP_URL = ENV.fetch('TASKER_AMQP_URL', 'amqp://guest:guest@127.0.0.1:5672/%2f')
+# For the tests' own connections: Bunny.new takes one URL, so a cluster's first node.
+NODE_URL = TaskerWorker::Broker.urls(AMQP_URL).first
 
 def fixture(name)
   File.binread(File.join(FIXTURES, name))
@@ -94,7 +96,7 @@ class Bus
   attr_reader :connection
 
   def initialize
-    @connection = Bunny.new(AMQP_URL, logger: Logger.new(File::NULL), automatically_recover: false)
+    @connection = Bunny.new(NODE_URL, logger: Logger.new(File::NULL), automatically_recover: false)
     @connection.start
     @channel = @connection.create_channel
     @channel.confirm_select

@@ -5,6 +5,8 @@
 //! Publishing and consuming use separate channels, so a slow consumer never
 //! holds up a publish and a publisher's flow control never stalls delivery.
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::message::Delivery;
@@ -58,12 +60,60 @@ impl Broker {
     /// seconds; zero turns heartbeats off) unless the URL asks for its own
     /// with `?heartbeat=`.
     ///
+    /// `url` may name several nodes of a cluster, separated by commas
+    /// ([`broker_urls`]). Each connection tries them in turn: a process
+    /// starts at a random one, and each connection one further along the
+    /// list than the process's previous one, so that connections spread
+    /// over the nodes and a reconnection after a node died starts with
+    /// another one.
+    ///
     /// # Errors
     ///
-    /// Returns [`Error::Refused`] if the broker refuses the login or the
-    /// vhost, [`Error::Config`] if the URL is not an AMQP URL, and
-    /// [`Error::Amqp`] if the broker cannot be reached.
+    /// Returns [`Error::Refused`] if a broker refuses the login or the
+    /// vhost (the others would too: a cluster shares its users), and
+    /// [`Error::Config`] if a URL is not an AMQP URL. Returns [`Error::Amqp`]
+    /// if no broker can be reached, naming every URL tried and the last
+    /// error.
     pub async fn connect_with_heartbeat(url: &str, name: &str, heartbeat: Duration) -> Result<Self, Error> {
+        // Where this process starts in the list: random, so that processes
+        // spread over the nodes; then one further along per connection.
+        static START: OnceLock<usize> = OnceLock::new();
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let urls = broker_urls(url);
+        if urls.is_empty() {
+            return Err(Error::Config(
+                "no RabbitMQ URL given: set TASKER_AMQP_URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f"
+                    .to_owned(),
+            ));
+        }
+        // A mistyped URL is a mistake now, not on the reconnection that
+        // first reaches it.
+        for url in &urls {
+            url.parse::<AMQPUri>()
+                .map_err(|e| Error::Config(format!("{} is not an AMQP URL: {e}", redact_url(url))))?;
+        }
+        let start = *START.get_or_init(|| rand::random_range(0..1024));
+        let first = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % urls.len();
+        let mut unreachable = Vec::new();
+        let mut last = None;
+        for url in urls.iter().cycle().skip(first).take(urls.len()) {
+            match Self::connect_one(url, name, heartbeat).await {
+                Ok(broker) => return Ok(broker),
+                Err(Error::Amqp { url, source }) => {
+                    unreachable.push(url);
+                    last = Some(source);
+                }
+                Err(refused_or_invalid) => return Err(refused_or_invalid),
+            }
+        }
+        Err(Error::Amqp {
+            url: unreachable.join(", "),
+            source: last.expect("at least one URL was tried"),
+        })
+    }
+
+    /// Connects to one node.
+    async fn connect_one(url: &str, name: &str, heartbeat: Duration) -> Result<Self, Error> {
         let redacted = redact_url(url);
         let mut uri: AMQPUri = url
             .parse()
@@ -91,7 +141,8 @@ impl Broker {
         })
     }
 
-    /// The broker's URL, with any password masked.
+    /// The URL of the node this connection reached, with any password
+    /// masked.
     #[must_use]
     pub fn url(&self) -> &str {
         &self.url
@@ -583,9 +634,26 @@ fn is_not_found(error: &lapin::Error) -> bool {
         if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)))
 }
 
-/// `url` with its password replaced by `***`, for logs and messages.
+/// The URLs of the nodes that `urls` names: one URL, or several separated
+/// by commas (`amqp://n1:5672/%2f,amqp://n2:5672/%2f`), each the URL of a
+/// node of one cluster. Spaces around them are ignored. A comma in a
+/// password must be written `%2C`.
+#[must_use]
+pub fn broker_urls(urls: &str) -> Vec<&str> {
+    urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+}
+
+/// `url` with its password replaced by `***`, for logs and messages; each
+/// of them, for several URLs separated by commas.
 #[must_use]
 pub fn redact_url(url: &str) -> String {
+    if url.contains(',') {
+        return broker_urls(url)
+            .into_iter()
+            .map(redact_url)
+            .collect::<Vec<_>>()
+            .join(",");
+    }
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             // Only fails for URLs that cannot have a password, which this one has.
@@ -610,5 +678,19 @@ mod tests {
         assert_eq!(redact_url("rediss://:pw@cache:6380"), "rediss://:***@cache:6380");
         assert_eq!(redact_url("amqp://host"), "amqp://host");
         assert!(!redact_url("not a url with secret").contains("secret"));
+        assert_eq!(
+            redact_url("amqp://u:pw@n1:5672/%2f, amqp://u:pw@n2:5673/%2f"),
+            "amqp://u:***@n1:5672/%2f,amqp://u:***@n2:5673/%2f"
+        );
+    }
+
+    #[test]
+    fn several_urls_name_a_cluster_s_nodes() {
+        assert_eq!(
+            broker_urls("amqp://n1:5672/%2f, amqp://n2:5672/%2f,"),
+            ["amqp://n1:5672/%2f", "amqp://n2:5672/%2f"]
+        );
+        assert_eq!(broker_urls("amqp://host"), ["amqp://host"]);
+        assert!(broker_urls(" ").is_empty());
     }
 }

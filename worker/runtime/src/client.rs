@@ -14,6 +14,12 @@ use uuid::Uuid;
 use crate::Error;
 use crate::broker::{self, Broker};
 use crate::publisher::{Outgoing, Publisher};
+use crate::reconnect::Reconnect;
+
+/// How long a request the broker nacks is published again before the
+/// client gives up: longer than a quorum queue takes to elect a new leader
+/// after its node died.
+const NACK_RETRY_FOR: Duration = Duration::from_secs(15);
 
 /// How the coordinator answered a request.
 #[derive(Debug, Clone)]
@@ -212,15 +218,26 @@ impl Client {
             .with_message_id(request_id.to_string().into())
             .with_correlation_id(request_id.to_string().into())
             .with_reply_to(self.reply_queue.as_str().into());
-        self.publisher
-            .publish(Outgoing {
-                exchange: topology::REQUESTS_EXCHANGE.to_owned(),
-                routing_key: namespace.to_owned(),
-                payload,
-                properties,
-                mandatory: true,
-            })
-            .await?;
+        let outgoing = Outgoing {
+            exchange: topology::REQUESTS_EXCHANGE.to_owned(),
+            routing_key: namespace.to_owned(),
+            payload,
+            properties,
+            mandatory: true,
+        };
+        // A broker nacks what it cannot take now, as a quorum queue does
+        // while it elects a leader after a node died. The same request
+        // again is safe: the coordinator knows it by its request id.
+        let deadline = tokio::time::Instant::now() + NACK_RETRY_FOR;
+        let mut backoff = Reconnect::default();
+        loop {
+            match self.publisher.publish(outgoing.clone()).await {
+                Err(Error::Nacked { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                result => break result?,
+            }
+        }
         Ok(submitted)
     }
 

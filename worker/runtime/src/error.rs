@@ -6,7 +6,8 @@ pub enum Error {
     /// The connection, a channel, or an operation on it failed.
     #[error("rabbitmq at {url}: {source}")]
     Amqp {
-        /// The broker's URL, with any password masked.
+        /// The broker's URL, with any password masked; for a connection
+        /// that no node of a cluster accepted, every URL tried.
         url: String,
         /// What lapin reported.
         #[source]

@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 
 import * as amqp from "amqplib";
 
-import { BrokerError, type DeadLetterReason } from "./errors.js";
+import { BrokerError, ConfigError, type DeadLetterReason } from "./errors.js";
 import { errorText } from "./messages.js";
 import { METRICS } from "./metrics.js";
 import * as topology from "./topology.js";
@@ -34,8 +34,22 @@ function log(level: string, message: string, fields: Record<string, unknown> = {
   );
 }
 
-/** `url` without its password, for messages. */
+/**
+ * The URLs of the nodes that `urls` names: one URL, or several separated by
+ * commas (`amqp://n1:5672/%2f,amqp://n2:5672/%2f`), each the URL of a node
+ * of one cluster. Spaces around them and empty entries are ignored. A comma
+ * in a password must be written `%2C`.
+ */
+export function brokerUrls(urls: string): string[] {
+  return urls
+    .split(",")
+    .map((url) => url.trim())
+    .filter((url) => url !== "");
+}
+
+/** `url` without its password, for messages; each of them, for several URLs separated by commas. */
 export function redact(url: string): string {
+  if (url.includes(",")) return brokerUrls(url).map(redact).join(",");
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = "***";
@@ -49,9 +63,17 @@ export function redact(url: string): string {
  * `url` asking for a heartbeat every `heartbeat` seconds, unless it asks for
  * its own with `?heartbeat=`: the URL wins. AMQP counts whole seconds; a
  * fraction rounds up, so that a short heartbeat never turns into none.
+ *
+ * @throws ConfigError if `url` is not an AMQP URL.
  */
 export function connectionUrl(url: string, heartbeat: number): string {
-  const parsed = new URL(url);
+  const parsed = URL.canParse(url) ? new URL(url) : undefined;
+  if (parsed === undefined || !["amqp:", "amqps:"].includes(parsed.protocol) || !parsed.hostname) {
+    throw new ConfigError(
+      `${redact(url)} is not an AMQP URL; write it like ` +
+        "amqp://user:password@host:5672/%2f (TASKER_AMQP_URL)",
+    );
+  }
   if (!parsed.searchParams.has("heartbeat")) {
     parsed.searchParams.set("heartbeat", String(heartbeat > 0 ? Math.ceil(heartbeat) : 0));
   }
@@ -69,6 +91,22 @@ export function replyCode(e: unknown): number | undefined {
 const PRECONDITION_FAILED = 406;
 const ACCESS_REFUSED = 403;
 const NOT_ALLOWED = 530;
+
+/** Connection attempts so far in this process: where in a list of nodes the next one starts. */
+let connections = 0;
+
+/**
+ * Whether the broker refused the login or the vhost. amqplib gives a
+ * handshake's refusal no code, only its text, which names the reply.
+ */
+function isRefused(e: unknown): boolean {
+  const code = replyCode(e);
+  return (
+    code === ACCESS_REFUSED ||
+    code === NOT_ALLOWED ||
+    /ACCESS.REFUSED|NOT.ALLOWED/.test(errorText(e))
+  );
+}
 
 /** Message properties as a Tasker publish sets them. */
 export type Properties = amqp.Options.Publish;
@@ -137,7 +175,16 @@ export class Broker {
    * Connects to `url` with a heartbeat every `heartbeat` seconds, named
    * `name` in the broker's connection list.
    *
-   * @throws BrokerError retryable, unless the broker refused the login or the vhost.
+   * `url` may name several nodes of a cluster, separated by commas
+   * ({@link brokerUrls}). Each connection tries them in turn, starting one
+   * further along the list than the process's previous connection did, so
+   * that connections spread over the nodes and a reconnection after a node
+   * died starts with another one. {@link Broker.url} is then the node reached.
+   *
+   * @throws ConfigError if no URL is given or one is not an AMQP URL.
+   * @throws BrokerError not retryable if a broker refused the login or the
+   * vhost (the others would too: a cluster shares its users); retryable if
+   * no broker can be reached, naming every URL tried and the last error.
    */
   static async connect(
     url: string,
@@ -145,28 +192,43 @@ export class Broker {
     heartbeat: number,
     logger: Logger,
   ): Promise<Broker> {
-    let connection: amqp.ChannelModel;
-    try {
-      connection = await amqp.connect(connectionUrl(url, heartbeat), {
-        clientProperties: { connection_name: name },
-      });
-    } catch (e) {
-      const code = replyCode(e);
-      const refused =
-        code === ACCESS_REFUSED ||
-        code === NOT_ALLOWED ||
-        /ACCESS.REFUSED|NOT.ALLOWED|403|530/.test(errorText(e));
-      throw new BrokerError(
-        refused
-          ? `rabbitmq at ${redact(url)} refused the connection: ${errorText(e)}; check the user name and password ` +
-              "in the URL (TASKER_AMQP_URL) and that the user may use the vhost"
-          : `rabbitmq at ${redact(url)}: ${errorText(e)}`,
-        { retryable: !refused },
+    const urls = brokerUrls(url);
+    if (urls.length === 0) {
+      throw new ConfigError(
+        "no RabbitMQ URL given: set TASKER_AMQP_URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f",
       );
     }
-    // Reported by the worker through 'close'; without a listener an 'error' event would throw.
-    connection.on("error", () => undefined);
-    return new Broker(connection, redact(url), logger);
+    // Every URL is checked before any is tried, so that a mistyped node
+    // fails the start rather than a reconnection days later.
+    const targets = urls.map((one) => ({ url: one, target: connectionUrl(one, heartbeat) }));
+    const first = connections++ % targets.length;
+    const unreachable: string[] = [];
+    let last: unknown;
+    for (const node of [...targets.slice(first), ...targets.slice(0, first)]) {
+      let connection: amqp.ChannelModel;
+      try {
+        // The timeout bounds a node that drops packets rather than refusing, so the next is tried.
+        connection = await amqp.connect(node.target, {
+          clientProperties: { connection_name: name },
+          timeout: 30_000,
+        });
+      } catch (e) {
+        if (isRefused(e)) {
+          throw new BrokerError(
+            `rabbitmq at ${redact(node.url)} refused the connection: ${errorText(e)}; check the user name ` +
+              "and password in the URL (TASKER_AMQP_URL) and that the user may use the vhost",
+            { retryable: false },
+          );
+        }
+        unreachable.push(redact(node.url));
+        last = e;
+        continue;
+      }
+      // Reported by the worker through 'close'; without a listener an 'error' event would throw.
+      connection.on("error", () => undefined);
+      return new Broker(connection, redact(node.url), logger);
+    }
+    throw new BrokerError(`rabbitmq at ${unreachable.join(", ")}: ${errorText(last)}`);
   }
 
   /** A channel to consume and declare on. */

@@ -258,7 +258,10 @@ export class Client {
   /**
    * Connects to the broker, declares the requests exchange (with its
    * alternate exchange and the unrouted queue) and opens a private reply queue.
+   * `amqpUrl` may list a cluster's nodes, separated by commas, as
+   * {@link Broker.connect} says.
    *
+   * @throws ConfigError if `amqpUrl` is not an AMQP URL.
    * @throws BrokerError if the broker cannot be reached or refuses us.
    */
   static async connect(

@@ -17,7 +17,7 @@ export const MAX_NAME_LEN = 100;
 
 /** How a worker runs. Every field has a default except `service`. */
 export interface WorkerConfig {
-  /** The RabbitMQ URL (`amqp://` or `amqps://`). */
+  /** The RabbitMQ URL (`amqp://` or `amqps://`), or the URLs of a cluster's nodes separated by commas. */
   amqpUrl: string;
   /**
    * The service this worker is part of, such as `billing`. The workers of

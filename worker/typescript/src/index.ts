@@ -1,7 +1,7 @@
 /** Tasker's worker SDK: step handlers in TypeScript, and the worker that runs them. */
 
 export { Identity, LANGUAGE, type ServedNamespace } from "./announce.js";
-export { consoleLogger, type Logger } from "./broker.js";
+export { brokerUrls, consoleLogger, type Logger, redact } from "./broker.js";
 export {
   checkConfig,
   configFromEnv,

@@ -23,7 +23,7 @@ import {
   taskIdOf,
   topology,
 } from "../src/index.js";
-import { AMQP_URL, Bus, MemoryLogger } from "./helpers.js";
+import { AMQP_URL, Bus, MemoryLogger, NODE_URL } from "./helpers.js";
 
 // The coordinator of the cargo build; from dist/test, the repository is four levels up.
 const TASKER_BIN =
@@ -82,7 +82,7 @@ class Shout extends StepHandler {
 
 /** How many consumers `queue` has, on a connection of its own (a missing queue closes the channel). */
 async function consumerCount(queue: string): Promise<number> {
-  const connection = await amqp.connect(AMQP_URL);
+  const connection = await amqp.connect(NODE_URL);
   connection.on("error", () => undefined);
   try {
     const channel = await connection.createChannel();

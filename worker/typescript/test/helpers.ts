@@ -18,9 +18,12 @@ import {
   Worker,
   type WorkerConfig,
 } from "../src/index.js";
+import { brokerUrls } from "../src/broker.js";
 import { errorText } from "../src/messages.js";
 
 export const AMQP_URL = process.env["TASKER_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2f";
+/** For the tests' own connections: amqplib takes one URL, so a cluster's first node. */
+export const NODE_URL = brokerUrls(AMQP_URL)[0] ?? AMQP_URL;
 
 /** A name no other test uses: `<prefix>_<random>`. */
 export function unique(prefix: string): string {
@@ -162,7 +165,7 @@ export class Bus {
   }
 
   static async connect(): Promise<Bus> {
-    const connection = await amqp.connect(AMQP_URL);
+    const connection = await amqp.connect(NODE_URL);
     connection.on("error", () => undefined);
     const channel = await connection.createConfirmChannel();
     channel.on("error", () => undefined);

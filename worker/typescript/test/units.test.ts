@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 
-import { connectionUrl, deliveryCount } from "../src/broker.js";
+import { brokerUrls, connectionUrl, deliveryCount, redact } from "../src/broker.js";
 import { Identity } from "../src/announce.js";
 import {
   BrokerError,
@@ -413,6 +413,21 @@ describe("announcement", () => {
 });
 
 describe("settings", () => {
+  test("several URLs name a cluster's nodes", () => {
+    assert.deepEqual(brokerUrls(" amqp://n1:5672/%2f , amqp://n2:5672/%2f,, "), [
+      "amqp://n1:5672/%2f",
+      "amqp://n2:5672/%2f",
+    ]);
+    assert.deepEqual(brokerUrls("amqp://host"), ["amqp://host"]);
+    assert.deepEqual(brokerUrls("amqp://u:a%2Cb@host"), ["amqp://u:a%2Cb@host"]);
+    assert.deepEqual(brokerUrls(" , "), []);
+    assert.equal(redact("amqp://guest:secret@h:5672/%2f"), "amqp://guest:***@h:5672/%2f");
+    assert.equal(
+      redact("amqp://u:pw@n1:5672/%2f, amqp://u:pw@n2:5673/%2f"),
+      "amqp://u:***@n1:5672/%2f,amqp://u:***@n2:5673/%2f",
+    );
+  });
+
   test("names, configuration and headers", () => {
     assert.equal(nameProblem("billing"), undefined);
     assert.equal(nameProblem(""), "is empty; give it a name");
@@ -432,6 +447,8 @@ describe("settings", () => {
     assert.equal(connectionUrl("amqp://u:p@h:5672/%2f", 5), "amqp://u:p@h:5672/%2f?heartbeat=5");
     assert.equal(connectionUrl("amqp://h/?heartbeat=9", 5), "amqp://h/?heartbeat=9");
     assert.equal(connectionUrl("amqp://h/", 0.5), "amqp://h/?heartbeat=1");
+    assert.throws(() => connectionUrl("http://h/", 5), ConfigError);
+    assert.throws(() => connectionUrl("not a url", 5), ConfigError);
     assert.equal(deliveryCount(undefined), 0);
     assert.equal(deliveryCount({ "x-delivery-count": 6 }), 6);
     assert.equal(deliveryCount({ "x-delivery-count": 6n }), 6);

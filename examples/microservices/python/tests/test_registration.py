@@ -24,8 +24,11 @@ import aio_pika
 import aiormq
 import pytest
 from tasker_worker import Client, TaskFinished, topology
+from tasker_worker.broker import broker_urls
 
 AMQP_URL = os.environ.get("TASKER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+# For the test's own connection: aio_pika takes one URL, so a cluster's first node.
+NODE_URL = broker_urls(AMQP_URL)[0]
 REDIS_URL = os.environ.get("TASKER_REDIS_URL", "redis://127.0.0.1:6379")
 REPO = Path(__file__).resolve().parents[4]
 TEMPLATE = REPO / "templates" / "microservices" / "user_registration.yaml"
@@ -72,7 +75,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     if not binary.exists():
         pytest.fail(f"{binary} does not exist; build it (cargo build -p tasker-coordinator)")
     namespace = f"py_seed_{uuid.uuid4().hex[:10]}"
-    connection = await aio_pika.connect(AMQP_URL)
+    connection = await aio_pika.connect(NODE_URL)
     processes: list[subprocess.Popen[bytes]] = []
     started: list[str] = []
     logs: list[Any] = []

@@ -15,6 +15,8 @@ class RegistrationTest < Minitest::Test
   TEMPLATE = File.join(REPO, 'templates/microservices/user_registration.yaml')
   TASKER_BIN = ENV.fetch('TASKER_BIN', File.join(REPO, 'target/debug/tasker'))
   AMQP_URL = ENV.fetch('TASKER_AMQP_URL', 'amqp://guest:guest@127.0.0.1:5672/%2f')
+  # For the test's own connection: Bunny.new takes one URL, so a cluster's first node.
+  NODE_URL = TaskerWorker::Broker.urls(AMQP_URL).first
   REDIS_URL = ENV.fetch('TASKER_REDIS_URL', 'redis://127.0.0.1:6379')
   SERVICES = %w[user billing preferences notifications].freeze
   STEPS = %w[create_user_account setup_billing_profile initialize_preferences send_welcome_sequence
@@ -25,7 +27,7 @@ class RegistrationTest < Minitest::Test
     @namespace = "rbms_#{SecureRandom.hex(6)}"
     @dir = Dir.mktmpdir('tasker-registration')
     @pids = {}
-    @connection = Bunny.new(AMQP_URL, logger: Logger.new(File::NULL), automatically_recover: false).tap(&:start)
+    @connection = Bunny.new(NODE_URL, logger: Logger.new(File::NULL), automatically_recover: false).tap(&:start)
   end
 
   def teardown

@@ -27,6 +27,7 @@ import * as amqp from "amqplib";
 import {
   Client,
   type JsonObject,
+  brokerUrls,
   type Logger,
   type StepReport,
   TaskFinished,
@@ -34,6 +35,8 @@ import {
 } from "tasker-worker";
 
 const AMQP_URL = process.env["TASKER_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2f";
+// For the test's own connections: amqplib takes one URL, so a cluster's first node.
+const NODE_URL = brokerUrls(AMQP_URL)[0] ?? AMQP_URL;
 const REDIS_URL = process.env["TASKER_REDIS_URL"] ?? "redis://127.0.0.1:6379";
 // From dist/test, the repository is five levels up.
 const REPO = new URL("../../../../../", import.meta.url);
@@ -93,7 +96,7 @@ class Process {
 
 /** How many consumers `queue` has, on a connection of its own (a missing queue closes the channel); -1 if it is missing. */
 async function consumerCount(queue: string): Promise<number> {
-  const connection = await amqp.connect(AMQP_URL);
+  const connection = await amqp.connect(NODE_URL);
   connection.on("error", () => undefined);
   try {
     const channel = await connection.createChannel();
@@ -107,7 +110,7 @@ async function consumerCount(queue: string): Promise<number> {
 }
 
 async function deleteQueues(queues: string[]): Promise<void> {
-  const connection = await amqp.connect(AMQP_URL);
+  const connection = await amqp.connect(NODE_URL);
   connection.on("error", () => undefined);
   try {
     for (const queue of queues) {

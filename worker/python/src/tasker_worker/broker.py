@@ -11,6 +11,7 @@ broker never closes the channel steps are consumed on.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -48,8 +49,19 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 """What a lost or refused connection raises in aio-pika and the socket layer."""
 
 
+def broker_urls(urls: str) -> list[str]:
+    """The URLs of the nodes that ``urls`` names: one URL, or several
+    separated by commas (``amqp://n1:5672/%2f,amqp://n2:5672/%2f``), each the
+    URL of a node of one cluster. Spaces around them and empty entries are
+    ignored. A comma in a password must be written ``%2C``."""
+    return [url for url in (part.strip() for part in urls.split(",")) if url]
+
+
 def redact(url: str) -> str:
-    """``url`` with its password masked, for logs and messages."""
+    """``url`` with its password masked, for logs and messages; each of
+    them, for several URLs separated by commas."""
+    if "," in url:
+        return ",".join(redact(one) for one in broker_urls(url))
     try:
         parsed = URL(url)
     except (TypeError, ValueError):
@@ -90,25 +102,51 @@ class Broker:
     async def connect(cls, url: str, name: str, heartbeat: float) -> Broker:
         """Connects to ``url``; ``name`` shows in the broker's connection list.
 
-        :raises ConfigError: if ``url`` is not an AMQP URL.
-        :raises BrokerError: not retryable if the broker refuses the login
-            or the vhost, retryable if it cannot be reached.
+        ``url`` may name several nodes of a cluster, separated by commas
+        (:func:`broker_urls`). Each connection tries them in turn, starting
+        one further along the list than the process's previous connection
+        did, so that connections spread over the nodes and a reconnection
+        after a node died starts with another one. :attr:`url` is then the
+        node reached.
+
+        :raises ConfigError: if no URL is given or one is not an AMQP URL.
+        :raises BrokerError: not retryable if a broker refuses the login or
+            the vhost (the others would too: a cluster shares its users),
+            retryable if no broker can be reached, naming every URL tried
+            and the last error.
         """
-        target = connection_url(url, heartbeat)
-        try:
-            connection = await aio_pika.connect(
-                target, client_properties={"connection_name": name}, timeout=30
+        urls = broker_urls(url)
+        if not urls:
+            raise ConfigError(
+                "no RabbitMQ URL given: set TASKER_AMQP_URL, e.g. "
+                "amqp://guest:guest@127.0.0.1:5672/%2f"
             )
-        except (
-            aiormq.exceptions.AuthenticationError,
-            aiormq.exceptions.ProbableAuthenticationError,
-            aiormq.exceptions.ConnectionNotAllowed,
-        ) as e:
-            # A refused login or vhost: the same URL cannot succeed later.
-            raise _refused(url, e) from None
-        except CONNECTION_ERRORS as e:
-            raise BrokerError(f"rabbitmq at {redact(url)} cannot be reached: {e!r}") from e
-        return cls(connection, url)
+        # Every URL is checked before any is tried, so that a mistyped node
+        # fails the start rather than a reconnection days later.
+        targets = [(one, connection_url(one, heartbeat)) for one in urls]
+        first = next(_CONNECTIONS) % len(targets)
+        unreachable: list[str] = []
+        last: BaseException | None = None
+        for one, target in targets[first:] + targets[:first]:
+            try:
+                connection = await aio_pika.connect(
+                    target, client_properties={"connection_name": name}, timeout=30
+                )
+            except (
+                aiormq.exceptions.AuthenticationError,
+                aiormq.exceptions.ProbableAuthenticationError,
+                aiormq.exceptions.ConnectionNotAllowed,
+            ) as e:
+                # A refused login or vhost: no URL of the cluster can succeed later.
+                raise _refused(one, e) from None
+            except CONNECTION_ERRORS as e:
+                unreachable.append(redact(one))
+                last = e
+                continue
+            return cls(connection, one)
+        raise BrokerError(
+            f"rabbitmq at {', '.join(unreachable)} cannot be reached: {last!r}"
+        ) from last
 
     async def channel(self) -> AbstractChannel:
         """Opens a channel for consuming and declaring."""
@@ -375,6 +413,11 @@ async def ack(delivery: AbstractIncomingMessage) -> None:
         await delivery.ack()
     except CONNECTION_ERRORS as e:
         log.debug("ack not sent", extra=fields(error=repr(e)))
+
+
+_CONNECTIONS = itertools.count()
+"""Connection attempts so far in this process: where in a list of nodes the
+next one starts."""
 
 
 def _refused(url: str, e: BaseException) -> BrokerError:

@@ -99,7 +99,10 @@ class Client:
         heartbeat: float = DEFAULT_HEARTBEAT,
     ) -> Client:
         """Connects to the broker and opens a private reply queue.
+        ``amqp_url`` may list a cluster's nodes, separated by commas, as
+        :meth:`Broker.connect` says.
 
+        :raises ConfigError: if ``amqp_url`` is not an AMQP URL.
         :raises BrokerError: if the broker cannot be reached or refuses us.
         """
         broker = await Broker.connect(amqp_url, name, heartbeat)

@@ -36,7 +36,8 @@ class WorkerConfig:
     """How a worker runs. Every field has a default except ``service``."""
 
     amqp_url: str = DEFAULT_AMQP_URL
-    """The RabbitMQ URL (``amqp://`` or ``amqps://``)."""
+    """The RabbitMQ URL (``amqp://`` or ``amqps://``), or the URLs of a
+    cluster's nodes separated by commas."""
     service: str = ""
     """The service this worker is part of, such as ``billing``. The workers
     of one service share its queue of each namespace's steps, so they must
@@ -70,7 +71,7 @@ class WorkerConfig:
     ) -> WorkerConfig:
         """The default configuration, with what the environment sets:
 
-        - ``TASKER_AMQP_URL``: the broker;
+        - ``TASKER_AMQP_URL``: the broker, or a cluster's nodes separated by commas;
         - ``TASKER_SERVICE``: the service name;
         - ``TASKER_AMQP_HEARTBEAT``: ``5s``, ``500ms``, or a number of seconds;
         - ``TASKER_MAX_MESSAGE_BYTES``: the message size limit;

@@ -4,6 +4,7 @@ require 'bunny'
 require 'logger'
 require 'securerandom'
 require 'set'
+require 'uri'
 
 # The part of the Ruby SDK that talks to RabbitMQ.
 module TaskerWorker
@@ -63,9 +64,76 @@ module TaskerWorker
     REFUSED = [Bunny::PossibleAuthenticationFailureError, Bunny::NotAllowedError].freeze
 
     # Connects to `url`; `name` shows in the broker's connection list, and
-    # `losses` hears of a lost connection. Raises BrokerError if the broker
-    # cannot be reached or refuses the login.
+    # `losses` hears of a lost connection.
+    #
+    # `url` may name several nodes of a cluster, separated by commas
+    # (Broker.urls). Each connection tries them in turn, starting one further
+    # along the list than the process's previous connection did, so that
+    # connections spread over the nodes and a reconnection after a node died
+    # starts with another one; #url is then the node reached. The list is
+    # walked here rather than handed to Bunny's `addresses:`, which shuffles
+    # the nodes, shares one user and vhost between them, and names none of
+    # them when all fail.
+    #
+    # Raises ConfigError if no URL is given or one is not an AMQP URL, and
+    # BrokerError: not retryable if a broker refuses the login or the vhost
+    # (the others would too: a cluster shares its users), retryable if no
+    # broker can be reached, naming every URL tried and the last error.
     def self.connect(url, name:, heartbeat:, logger:, losses: Losses.new)
+      nodes = urls(url)
+      if nodes.empty?
+        raise ConfigError, 'no RabbitMQ URL given: set TASKER_AMQP_URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f'
+      end
+
+      # Every URL is checked before any is tried, so that a mistyped node
+      # fails the start rather than a reconnection days later.
+      nodes.each { |node| check_url(node) }
+      unreachable = []
+      last = nil
+      nodes.rotate(next_start(nodes.size)).each do |node|
+        return connect_one(node, name:, heartbeat:, logger:, losses:)
+      rescue *CONNECTION_ERRORS => e
+        unreachable << redact(node)
+        last = e
+      end
+      raise BrokerError, "rabbitmq at #{unreachable.join(', ')} cannot be used: #{last.class}: #{last.message}"
+    end
+
+    # The URLs of the nodes that `urls` names: one URL, or several separated
+    # by commas (`amqp://n1:5672/%2f,amqp://n2:5672/%2f`), each the URL of a
+    # node of one cluster. Spaces around them and empty entries are ignored.
+    # A comma in a password must be written `%2C`.
+    def self.urls(urls)
+      urls.to_s.split(',').map(&:strip).reject(&:empty?)
+    end
+
+    # Connection attempts so far in this process: where in a list of nodes
+    # the next one starts.
+    @connections = 0
+    @connections_mutex = Mutex.new
+
+    def self.next_start(size)
+      @connections_mutex.synchronize do
+        @connections += 1
+        (@connections - 1) % size
+      end
+    end
+
+    # Raises ConfigError unless `url` is an AMQP URL with a host.
+    def self.check_url(url)
+      parsed = begin
+        URI.parse(url)
+      rescue URI::Error
+        nil
+      end
+      return if parsed && %w[amqp amqps].include?(parsed.scheme) && !parsed.host.to_s.empty?
+
+      raise ConfigError, "#{redact(url)} is not an AMQP URL; write it like amqp://user:password@host:5672/%2f " \
+                         '(TASKER_AMQP_URL)'
+    end
+
+    # Connects to one node; raises what Bunny raises, except a refusal.
+    def self.connect_one(url, name:, heartbeat:, logger:, losses:)
       connection = Bunny.new(url, heartbeat: heartbeat.positive? ? heartbeat.ceil : 0,
                                   connection_name: name, automatically_recover: false,
                                   session_error_handler: losses, logger: quiet(logger), connection_timeout: 30)
@@ -75,9 +143,8 @@ module TaskerWorker
       raise BrokerError.new("rabbitmq at #{redact(url)} refused the connection: #{e.message}; check the user " \
                             'name and password in the URL (TASKER_AMQP_URL) and that the user may use the vhost',
                             retryable: false)
-    rescue *CONNECTION_ERRORS => e
-      raise BrokerError, "rabbitmq at #{redact(url)} cannot be used: #{e.class}: #{e.message}"
     end
+    private_class_method :next_start, :check_url, :connect_one
 
     # `logger` for Bunny, which logs every frame at debug level: warnings
     # and errors only.
@@ -87,8 +154,11 @@ module TaskerWorker
       quiet
     end
 
-    # `url` with its password masked, for logs and messages.
+    # `url` with its password masked, for logs and messages; each of them,
+    # for several URLs separated by commas.
     def self.redact(url)
+      return urls(url).map { |one| redact(one) }.join(',') if url.to_s.include?(',')
+
       url.to_s.sub(%r{//([^:/@]*):[^@/]*@}, '//\1:***@')
     end
 

@@ -77,7 +77,9 @@ module TaskerWorker
 
     # Connects to the broker, declares the requests exchange (with its
     # alternate exchange and the unrouted queue) and opens a private reply
-    # queue. Raises BrokerError if the broker cannot be reached or refuses us.
+    # queue. `amqp_url` may list a cluster's nodes, separated by commas, as
+    # Broker.connect says. Raises ConfigError if it is not an AMQP URL, and
+    # BrokerError if the broker cannot be reached or refuses us.
     def self.connect(amqp_url = Config::DEFAULT_AMQP_URL, name: 'tasker-client', heartbeat: 5, logger: nil)
       logger ||= Logger.new($stderr, progname: 'tasker_client', level: Logger::INFO)
       broker = Broker.connect(amqp_url, name:, heartbeat:, logger:)

@@ -10,6 +10,8 @@ module TaskerWorker
 
     # service: the service this worker is part of, such as `billing`; the
     #   workers of one service share its queue of each namespace's steps.
+    # amqp_url: the RabbitMQ URL, or the URLs of a cluster's nodes separated
+    #   by commas.
     # concurrency: how many steps run at once; the consumer's prefetch.
     # heartbeat: seconds between AMQP heartbeats.
     # shutdown_grace: seconds in-flight steps get to finish on shutdown.
