@@ -27,6 +27,16 @@ class MetricsTest < Minitest::Test
     socket&.close
   end
 
+  def metrics_showing(port, *needles)
+    deadline = Time.now + 5
+    loop do
+      response = http_get(port, '/metrics')
+      return response if needles.all? { |n| response[2].include?(n) } || Time.now > deadline
+
+      sleep 0.05
+    end
+  end
+
   def test_steps_and_dead_letters_are_counted_on_metrics
     port = free_port
     start_worker({ ECHO => ->(context) { context.inputs } }, health_addr: "127.0.0.1:#{port}")
@@ -40,10 +50,13 @@ class MetricsTest < Minitest::Test
     @bus.publish_step('not json', @namespace, ECHO)
     refute_nil dead.next_where { |d| d.headers['x-tasker-original-queue'] == queue }, 'the dead letter'
 
-    status, content_type, text = http_get(port, '/metrics')
+    labels = %(namespace="#{@namespace}",template="task",step="greet")
+    # The worker counts each after the broker's confirm, which the bus can
+    # see first: read until both counts show, for at most 5 s.
+    status, content_type, text = metrics_showing(port, "tasker_step_duration_seconds_count{#{labels}}",
+                                                 %(tasker_dead_letters_total{queue="#{queue}"))
     assert_equal 200, status
     assert_equal 'text/plain; version=0.0.4; charset=utf-8', content_type
-    labels = %(namespace="#{@namespace}",template="task",step="greet")
     assert_includes text, "# TYPE tasker_step_duration_seconds histogram\n"
     assert_includes text, "tasker_step_duration_seconds_count{#{labels}} 1\n"
     assert_includes text, "tasker_step_duration_seconds_bucket{#{labels},le=\"+Inf\"} 1\n"
