@@ -19,7 +19,7 @@ TYPESCRIPT_SDK=worker/typescript
 TYPESCRIPT_EXAMPLE=examples/microservices/typescript # depends on the SDK's dist/ (file:../../../worker/typescript)
 RUBY_SDK=worker/ruby
 RUBY_EXAMPLE=examples/microservices/ruby
-NODE_MIN=18
+NODE_MIN=20  # the packages' "engines"; node --test --test-concurrency needs 20
 
 # ensure_node: node and npm (from apt when missing), then the TypeScript
 # SDK's packages in its node_modules, installed with `npm ci` from its lock
@@ -29,7 +29,7 @@ ensure_node() {
   have node || install_packages nodejs
   have npm || install_packages npm
   node -e "process.exit(Number(process.versions.node.split('.')[0]) < $NODE_MIN ? 1 : 0)" \
-    || die "the TypeScript SDK needs node $NODE_MIN or later, and node is $(node --version); install a newer one"
+    || die "the TypeScript SDK needs node $NODE_MIN or later, and node is $(node --version). Debian 12's apt has 18: install 20 from https://nodejs.org (or NodeSource's apt repository), then run this again"
   local package dir
   for package in "$TYPESCRIPT_SDK" "$TYPESCRIPT_EXAMPLE"; do
     dir=$ROOT/$package

@@ -1,0 +1,312 @@
+//! The exchanges, queues and bindings a Tasker process declares.
+
+use lapin::Channel;
+use lapin::ExchangeKind;
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use tasker_protocol::topology;
+
+use super::{Broker, is_precondition_failed};
+use crate::Error;
+
+impl Broker {
+    /// Declares what every process uses: the events exchange and the
+    /// dead-letter exchange and queue.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration fails, for instance because
+    /// an object exists with other settings.
+    pub async fn declare_common(&self, channel: &Channel) -> Result<(), Error> {
+        self.declare_exchange(
+            channel,
+            topology::EVENTS_EXCHANGE,
+            ExchangeKind::Topic,
+            FieldTable::default(),
+        )
+        .await?;
+        self.declare_exchange(
+            channel,
+            topology::DEAD_LETTER_EXCHANGE,
+            ExchangeKind::Fanout,
+            FieldTable::default(),
+        )
+        .await?;
+        self.declare_queue(topology::DEAD_LETTER_QUEUE).await?;
+        self.bind(
+            channel,
+            topology::DEAD_LETTER_QUEUE,
+            topology::DEAD_LETTER_EXCHANGE,
+            "",
+        )
+        .await
+    }
+
+    /// Declares the queues of `namespace` that every process touching it
+    /// shares, and their bindings: its task requests and its step results,
+    /// and the steps exchange. Every process that touches a namespace
+    /// declares them, so that no request or result to it is ever
+    /// unroutable, whichever process starts first.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration fails.
+    pub async fn declare_namespace(&self, channel: &Channel, namespace: &str) -> Result<(), Error> {
+        self.declare_requests_exchange(channel).await?;
+        let requests = topology::request_queue(namespace);
+        self.declare_queue(&requests).await?;
+        self.bind(channel, &requests, topology::REQUESTS_EXCHANGE, namespace)
+            .await?;
+        self.declare_steps_exchange(channel).await?;
+        let results = topology::result_queue(namespace);
+        self.declare_queue(&results).await?;
+        self.bind(
+            channel,
+            &results,
+            topology::EVENTS_EXCHANGE,
+            &topology::step_result_routing_key(namespace),
+        )
+        .await
+    }
+
+    /// Declares `service`'s queue of `namespace`'s steps and binds it to the
+    /// routing key of each of `callables`: from then on, those steps reach
+    /// it, whether or not a worker of the service runs. Gives back the
+    /// queue's name.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration fails.
+    pub async fn declare_service(
+        &self,
+        channel: &Channel,
+        namespace: &str,
+        service: &str,
+        callables: &[&str],
+    ) -> Result<String, Error> {
+        self.declare_steps_exchange(channel).await?;
+        let queue = topology::service_queue(namespace, service);
+        self.declare_queue(&queue).await?;
+        for callable in callables {
+            self.bind(
+                channel,
+                &queue,
+                topology::STEPS_EXCHANGE,
+                &topology::step_routing_key(namespace, callable),
+            )
+            .await?;
+        }
+        Ok(queue)
+    }
+
+    /// Declares the queue of workers' announcements, which coordinators
+    /// consume.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration fails.
+    pub async fn declare_workers_queue(&self, channel: &Channel) -> Result<(), Error> {
+        self.declare_queue(topology::WORKERS_QUEUE).await?;
+        self.bind(
+            channel,
+            topology::WORKERS_QUEUE,
+            topology::EVENTS_EXCHANGE,
+            topology::WORKER_ANNOUNCE_ROUTING_KEY,
+        )
+        .await
+    }
+
+    async fn declare_steps_exchange(&self, channel: &Channel) -> Result<(), Error> {
+        self.declare_exchange(
+            channel,
+            topology::STEPS_EXCHANGE,
+            ExchangeKind::Direct,
+            FieldTable::default(),
+        )
+        .await
+    }
+
+    /// Declares a private queue (server-named, exclusive, deleted with the
+    /// connection), binds it to `binding`'s exchange and routing key when
+    /// given, and consumes it. For replies and for watching traffic, never
+    /// for work: its messages die with the process.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration fails.
+    pub async fn private_queue(
+        &self,
+        channel: &Channel,
+        binding: Option<(&str, &str)>,
+        no_ack: bool,
+    ) -> Result<(String, lapin::Consumer), Error> {
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        let name = queue.name().to_string();
+        if let Some((exchange, key)) = binding {
+            self.bind(channel, &name, exchange, key).await?;
+        }
+        let consumer = channel
+            .basic_consume(
+                name.as_str().into(),
+                "".into(),
+                lapin::options::BasicConsumeOptions {
+                    no_ack,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok((name, consumer))
+    }
+
+    /// Deletes the queues of `namespace` and of its `services`, with
+    /// whatever they hold. For tests and benchmarks that made up a
+    /// namespace; never for a real one.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a deletion fails.
+    pub async fn delete_namespace(
+        &self,
+        channel: &Channel,
+        namespace: &str,
+        services: &[&str],
+    ) -> Result<(), Error> {
+        let queues = [
+            topology::request_queue(namespace),
+            topology::result_queue(namespace),
+        ]
+        .into_iter()
+        .chain(services.iter().map(|s| topology::service_queue(namespace, s)));
+        for queue in queues {
+            channel
+                .queue_delete(
+                    queue.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Declares the exchange clients publish requests to, with its alternate
+    /// exchange and the queue that catches requests for unknown namespaces.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if the declaration fails.
+    pub async fn declare_requests_exchange(&self, channel: &Channel) -> Result<(), Error> {
+        self.declare_exchange(
+            channel,
+            topology::UNROUTED_REQUESTS_EXCHANGE,
+            ExchangeKind::Fanout,
+            FieldTable::default(),
+        )
+        .await?;
+        self.declare_queue(topology::UNROUTED_REQUESTS_QUEUE).await?;
+        self.bind(
+            channel,
+            topology::UNROUTED_REQUESTS_QUEUE,
+            topology::UNROUTED_REQUESTS_EXCHANGE,
+            "",
+        )
+        .await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            topology::ALTERNATE_EXCHANGE_ARGUMENT.into(),
+            AMQPValue::LongString(topology::UNROUTED_REQUESTS_EXCHANGE.into()),
+        );
+        self.declare_exchange(
+            channel,
+            topology::REQUESTS_EXCHANGE,
+            ExchangeKind::Direct,
+            arguments,
+        )
+        .await
+    }
+
+    async fn declare_exchange(
+        &self,
+        channel: &Channel,
+        name: &str,
+        kind: ExchangeKind,
+        arguments: FieldTable,
+    ) -> Result<(), Error> {
+        channel
+            .exchange_declare(
+                name.into(),
+                kind,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                arguments,
+            )
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Every Tasker queue is a durable quorum queue: it survives a broker
+    /// restart, is replicated in a cluster, and counts redeliveries, up to
+    /// [`topology::DELIVERY_LIMIT`]. A queue that an older Tasker declared
+    /// without the limit refuses these arguments: it is used as it is, with
+    /// a warning. The declaration goes on a channel of its own, since a
+    /// refusal closes the channel it came on; the queue is the connection's
+    /// from then on, whichever channel declared it.
+    async fn declare_queue(&self, name: &str) -> Result<(), Error> {
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            topology::QUEUE_TYPE_ARGUMENT.into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        arguments.insert(
+            topology::DELIVERY_LIMIT_ARGUMENT.into(),
+            AMQPValue::LongUInt(topology::DELIVERY_LIMIT),
+        );
+        let own = self.channel().await?;
+        match own
+            .queue_declare(name.into(), QueueDeclareOptions::durable(), arguments)
+            .await
+        {
+            Ok(_) => {
+                let _ = own.close(200, "declared".into()).await;
+                Ok(())
+            }
+            Err(e) if is_precondition_failed(&e) => {
+                tracing::warn!(queue = name, error = %e,
+                    "the queue exists with other arguments, likely declared by an older Tasker without \
+                     x-delivery-limit; using it as it is. Give it a delivery-limit policy \
+                     (rabbitmqctl set_policy --apply-to quorum_queues tasker-delivery-limit '^tasker\\.' \
+                     '{{\"delivery-limit\":100}}') so RabbitMQ 4 never drops a message before Tasker dead-letters it");
+                Ok(())
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn bind(&self, channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), Error> {
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.error(e))
+    }
+}
