@@ -1,31 +1,18 @@
 # frozen_string_literal: true
 
 require 'test_helper'
-require 'socket'
 
 # `/healthz` and `/readyz`: 200 and the dependencies while the worker runs;
 # ready only while it is connected to RabbitMQ.
 class HealthTest < Minitest::Test
   include BrokerTest
+  include LocalHttp
 
   ECHO = 'Tests::Echo'
 
-  def free_port
-    server = TCPServer.new('127.0.0.1', 0)
-    server.addr[1]
-  ensure
-    server&.close
-  end
-
   # [status, body] of a plain HTTP GET.
-  def http_get(port, path)
-    socket = TCPSocket.new('127.0.0.1', port)
-    socket.write("GET #{path} HTTP/1.1\r\nHost: test\r\n\r\n")
-    response = socket.read
-    head, body = response.split("\r\n\r\n", 2)
-    [Integer(head.split[1], 10), body]
-  ensure
-    socket&.close
+  def status_and_body(port, path)
+    http_get(port, path).values_at(0, 2)
   end
 
   def eventually(timeout: 15)
@@ -42,11 +29,11 @@ class HealthTest < Minitest::Test
   def test_a_connected_worker_is_ready
     port = free_port
     worker = start_worker({ ECHO => ->(context) { context.input } }, health_addr: "127.0.0.1:#{port}")
-    assert_equal [200, "rabbitmq: up\n"], http_get(port, '/readyz')
-    assert_equal [200, "rabbitmq: up\n"], http_get(port, '/healthz')
+    assert_equal [200, "rabbitmq: up\n"], status_and_body(port, '/readyz')
+    assert_equal [200, "rabbitmq: up\n"], status_and_body(port, '/healthz')
     assert_equal 404, http_get(port, '/nowhere')[0]
     worker.stop
-    assert_raises(Errno::ECONNREFUSED) { http_get(port, '/healthz') }
+    assert_raises(Errno::ECONNREFUSED) { status_and_body(port, '/healthz') }
   end
 
   def test_a_worker_without_its_broker_is_alive_but_not_ready
@@ -56,9 +43,9 @@ class HealthTest < Minitest::Test
                                       logger: Logger.new(@log), health_addr: ['127.0.0.1', port])
     worker = TaskerWorker::Worker.new(config).namespace(@namespace).handler(ECHO, ->(_) { {} })
     running = Thread.new { worker.run }
-    assert eventually { http_get(port, '/readyz') == [503, "rabbitmq: down\n"] rescue nil }, # rubocop:disable Style/RescueModifier
+    assert eventually { status_and_body(port, '/readyz') == [503, "rabbitmq: down\n"] rescue nil }, # rubocop:disable Style/RescueModifier
            'readyz saying 503 while the broker is away'
-    assert_equal [200, "rabbitmq: down\n"], http_get(port, '/healthz')
+    assert_equal [200, "rabbitmq: down\n"], status_and_body(port, '/healthz')
     worker.stop
     assert running.join(10), 'run returns once stopped'
   end

@@ -1,31 +1,14 @@
 # frozen_string_literal: true
 
 require 'test_helper'
-require 'socket'
 
 # `/metrics`: the Prometheus text of the process's metrics, with the names,
 # labels and meanings of the Python and Rust workers'.
 class MetricsTest < Minitest::Test
   include BrokerTest
+  include LocalHttp
 
   ECHO = 'Tests::Echo'
-
-  def free_port
-    server = TCPServer.new('127.0.0.1', 0)
-    server.addr[1]
-  ensure
-    server&.close
-  end
-
-  # [status, content type, body] of a plain HTTP GET.
-  def http_get(port, path)
-    socket = TCPSocket.new('127.0.0.1', port)
-    socket.write("GET #{path} HTTP/1.1\r\nHost: test\r\n\r\n")
-    head, body = socket.read.split("\r\n\r\n", 2)
-    [Integer(head.split[1], 10), head[/^Content-Type: ([^\r\n]*)/i, 1], body]
-  ensure
-    socket&.close
-  end
 
   def metrics_showing(port, *needles)
     deadline = Time.now + 5

@@ -4,8 +4,29 @@ require 'minitest/autorun'
 require 'json'
 require 'logger'
 require 'securerandom'
+require 'socket'
 require 'stringio'
 require 'tasker_worker'
+
+# A free loopback port, and a plain HTTP GET of the worker's endpoints.
+module LocalHttp
+  def free_port
+    server = TCPServer.new('127.0.0.1', 0)
+    server.addr[1]
+  ensure
+    server&.close
+  end
+
+  # [status, content type, body] of a plain HTTP GET.
+  def http_get(port, path)
+    socket = TCPSocket.new('127.0.0.1', port)
+    socket.write("GET #{path} HTTP/1.1\r\nHost: test\r\n\r\n")
+    head, body = socket.read.split("\r\n\r\n", 2)
+    [Integer(head.split[1], 10), head[/^Content-Type: ([^\r\n]*)/i, 1], body]
+  ensure
+    socket&.close
+  end
+end
 
 # The golden messages of the Rust protocol crate.
 FIXTURES = File.expand_path('../../../protocol/tests/fixtures/messages', __dir__)

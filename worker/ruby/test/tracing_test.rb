@@ -12,6 +12,7 @@ require 'fileutils'
 # headers.
 class TracingTest < Minitest::Test
   include BrokerTest
+  include LocalHttp
 
   REPO = File.expand_path('../../..', __dir__)
   ECHO = 'Tests::Echo'
@@ -60,13 +61,6 @@ class TracingTest < Minitest::Test
     return agent if File.executable?(agent)
 
     flunk "no rotel-agent at #{agent}: run deploy/dev test, which installs it, or set TASKER_ROTEL_AGENT"
-  end
-
-  def free_port
-    server = TCPServer.new('127.0.0.1', 0)
-    server.addr[1]
-  ensure
-    server&.close
   end
 
   def setup
