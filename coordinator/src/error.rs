@@ -28,6 +28,22 @@ pub enum Error {
         #[source]
         source: redis::RedisError,
     },
+    /// Fewer replicas than asked acknowledged a write in time: a failover
+    /// now could lose it, so the message that caused it is not acked.
+    #[error(
+        "redis at {url}: {acked} of {wanted} replica(s) acknowledged a write within {waited:?}; the message is tried \
+         again (is a replica down? TASKER_REDIS_WAIT_REPLICAS sets how many a write waits for)"
+    )]
+    NotReplicated {
+        /// The store's URL, with any password masked.
+        url: String,
+        /// How many replicas were asked for.
+        wanted: u16,
+        /// How many acknowledged.
+        acked: u16,
+        /// How long the coordinator waited.
+        waited: std::time::Duration,
+    },
     /// One or more templates are invalid; the coordinator will not start.
     #[error("{} invalid template file(s); fix them and start again:\n{}", .0.len(), list(.0))]
     Templates(Vec<TemplateError>),
@@ -73,7 +89,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Broker(e) => e.is_retryable(),
-            Self::Redis { .. } | Self::Interrupted(_) => true,
+            Self::Redis { .. } | Self::NotReplicated { .. } | Self::Interrupted(_) => true,
             Self::RedisRefused { .. }
             | Self::Templates(_)
             | Self::Config(_)

@@ -103,7 +103,7 @@ app_command() {
         --otlp-grpc-endpoint "127.0.0.1:$TRACES_GRPC_PORT")
       APP_FILE=${TASKER_ROTEL_AGENT:-} APP_MATCH=rotel-agent
       ;;
-    coordinator)
+    coordinator | coordinator-*)
       APP_CMD=("$BIN_DIR/tasker" coordinator --templates "$ROOT/templates" --health-addr "$addr")
       APP_FILE=$BIN_DIR/tasker APP_MATCH="$BIN_DIR/tasker coordinator"
       ;;

@@ -8,8 +8,9 @@
 # show_log_tail; on apps.sh for cmd_servers and ensure_cargo.
 
 # bench [ARGS...]: the benchmark (target/release/bench --help). The servers
-# start, and Celery's venv is made, in the background while the build runs
-# in the foreground: on a fresh machine that saves their install time.
+# start (BENCH_SERVERS, by default cmd_servers; `cluster bench` starts the
+# cluster's), and Celery's venv is made, in the background while the build
+# runs in the foreground: on a fresh machine that saves their install time.
 cmd_bench() {
   ensure_cargo
   mkdir -p "$STATE"
@@ -17,7 +18,7 @@ cmd_bench() {
   for arg in "$@"; do [[ $arg == --no-celery ]] && celery=0; done
   say "starting RabbitMQ and Redis$( ((celery)) && printf ' and making the Celery venv') in the background (log: $setup_log)"
   (
-    cmd_servers
+    "${BENCH_SERVERS:-cmd_servers}"
     if ((celery)); then "$ROOT/tests/bench/celery/setup.sh" >/dev/null; fi
   ) >"$setup_log" 2>&1 &
   local setup=$!

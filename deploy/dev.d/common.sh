@@ -69,7 +69,7 @@ parse_urls() {
   AMQP_VHOST=$(url_decode "$URL_PATH")
   AMQP_VHOST=${AMQP_VHOST:-/}
 
-  parse_url "$TASKER_REDIS_URL" 6379
+  parse_url "${TASKER_REDIS_URL%%,*}" 6379
   REDIS_HOST=$URL_HOST REDIS_PORT=$URL_PORT REDIS_USER=$URL_USER REDIS_PASS=$URL_PASS
   REDIS_CLI=(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT")
   [[ -n $REDIS_USER ]] && REDIS_CLI+=(--user "$REDIS_USER")

@@ -12,6 +12,7 @@
 //! The latencies at 1 in flight are taken in turns, a baseline round trip
 //! then a diamond, so that a ratio of the two compares like with like.
 
+use redis::AsyncCommands;
 use std::collections::BTreeMap as HashMap;
 use std::path::Path;
 use std::process::Stdio;
@@ -130,8 +131,9 @@ impl CpuMeter {
 
 /// The RabbitMQ (`beam.smp`) and Redis (`redis-server`) processes on this
 /// machine, labelled `rabbitmq` and `redis`, and this process, labelled
-/// `own`: whose CPU a step costs besides Tasker's. Found by name in `/proc`;
-/// the first of each, since the benchmark's servers are the only ones.
+/// `own`: whose CPU a step costs besides Tasker's. Found by name in `/proc`.
+/// On a cluster on this machine each node counts, the second and later of
+/// a kind labelled `rabbitmq 2`, `redis 2` and so on.
 #[must_use]
 pub fn server_processes(own: &str) -> Vec<(String, u32)> {
     let mut found = vec![(own.to_owned(), std::process::id())];
@@ -143,12 +145,16 @@ pub fn server_processes(own: &str) -> Vec<(String, u32)> {
         .collect();
     pids.sort_unstable();
     for (label, comm) in [("rabbitmq", "beam.smp"), ("redis", "redis-server")] {
-        let pid = pids
-            .iter()
-            .copied()
-            .find(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm));
-        if let Some(pid) = pid {
-            found.push((label.to_owned(), pid));
+        let matching = pids.iter().copied().filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+        });
+        for (n, pid) in matching.enumerate() {
+            let label = if n == 0 {
+                label.to_owned()
+            } else {
+                format!("{label} {}", n + 1)
+            };
+            found.push((label, pid));
         }
     }
     found
@@ -243,7 +249,7 @@ impl Rig {
         let (done_tx, done) = mpsc::channel::<u64>(4096);
         let sink = Broker::connect(&amqp_url(), "bench-sink").await?;
         let mut sink_consumer = consume(&sink, &topology::result_queue(&ns), "sink").await?;
-        let redis = redis::aio::ConnectionManager::new(redis::Client::open(redis_url())?).await?;
+        let redis = crate::redis().await?;
         let script = Arc::new(redis::Script::new(
             "return redis.call('HINCRBY', KEYS[1], 'n', 1)",
         ));
@@ -569,6 +575,25 @@ pub async fn shapes(namespace: &str, samples: usize) -> anyhow::Result<Shapes> {
     })
 }
 
+/// The memory Redis uses for data, in bytes: on a cluster, that of its
+/// masters, each asked directly.
+async fn used_memory() -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for url in crate::redis_url().split(',') {
+        let mut node = redis::Client::open(url.trim())?
+            .get_multiplexed_async_connection()
+            .await?;
+        let info: String = redis::cmd("INFO").query_async(&mut node).await?;
+        let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+        if field("role:") == Some("master") {
+            total += field("used_memory:")
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+    }
+    Ok(total)
+}
+
 /// Redis memory per in-flight diamond: `used_memory` before and after
 /// creating `count` diamonds that no worker serves, divided by `count`.
 /// The tasks are deleted afterwards.
@@ -577,14 +602,9 @@ pub async fn shapes(namespace: &str, samples: usize) -> anyhow::Result<Shapes> {
 ///
 /// If the servers cannot be reached.
 pub async fn redis_bytes_per_diamond(namespace: &str, count: usize) -> anyhow::Result<f64> {
-    let mut redis = redis::aio::ConnectionManager::new(redis::Client::open(redis_url())?).await?;
-    let used = |info: String| {
-        info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let before = used(redis::cmd("INFO").arg("memory").query_async(&mut redis).await?);
+    let store = crate::store().await?;
+    let (keys, mut redis) = (store.keys(), store.connection());
+    let before = used_memory().await?;
     let client = Client::connect(&amqp_url()).await?;
     let context = json!({"user_info": {"email": "bench@example.com", "name": "B", "plan": "pro"}});
     let mut ids = Vec::with_capacity(count);
@@ -599,23 +619,25 @@ pub async fn redis_bytes_per_diamond(namespace: &str, count: usize) -> anyhow::R
     // Wait until the coordinator has created every task.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.exists(tasker_coordinator::store::task_key(*id));
-        }
-        let exists: Vec<bool> = pipe.query_async(&mut redis).await?;
+        let checks = ids.iter().map(|id| {
+            let mut redis = redis.clone();
+            async move { redis.exists::<_, bool>(keys.task(*id)).await }
+        });
+        let exists: Vec<bool> = futures::future::try_join_all(checks).await?;
         if exists.iter().all(|e| *e) || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let after = used(redis::cmd("INFO").arg("memory").query_async(&mut redis).await?);
-    let mut pipe = redis::pipe();
-    for id in &ids {
-        pipe.del(tasker_coordinator::store::task_key(*id)).ignore();
+    let after = used_memory().await?;
+    let deletes = ids.iter().map(|id| {
+        let mut redis = redis.clone();
+        async move { redis.del::<_, ()>(keys.task(*id)).await }
+    });
+    futures::future::try_join_all(deletes).await?;
+    for shard in keys.shards() {
+        let () = redis.del(keys.leases(shard, namespace)).await?;
     }
-    pipe.del(crate::chaos_lease_key(namespace)).ignore();
-    let () = pipe.query_async(&mut redis).await?;
     client.close().await;
     Ok((after - before) / count as f64)
 }
@@ -779,6 +801,95 @@ pub struct Scale {
     pub coordinator_peak_rss_mib: f64,
     /// Wall time from the first submission to the last task finished.
     pub seconds: f64,
+    /// What the steps cost each engine, from its own counters.
+    pub engines: EngineCost,
+}
+
+/// What one step costs RabbitMQ and Redis, from the servers' own counters
+/// read before and after a phase, divided by the steps it ran. Everything
+/// the servers did meanwhile counts: the sweepers' polls and the bench
+/// client's own traffic too.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EngineCost {
+    /// Commands Redis processed (on a cluster, its masters), per step:
+    /// those the scripts ran included, and on a cluster the replicas'
+    /// acknowledgements of `WAIT`.
+    pub redis_calls_per_step: f64,
+    /// Bytes Redis received from clients, per step.
+    pub redis_bytes_in_per_step: f64,
+    /// Bytes Redis sent to clients, per step (not to its replicas).
+    pub redis_bytes_out_per_step: f64,
+    /// Bytes RabbitMQ received over AMQP connections, per step.
+    pub rabbitmq_bytes_in_per_step: f64,
+    /// Bytes RabbitMQ sent over AMQP connections, per step.
+    pub rabbitmq_bytes_out_per_step: f64,
+}
+
+/// The engines' counters at one moment: Redis's commands and bytes in and
+/// out, RabbitMQ's bytes in and out.
+#[derive(Debug, Clone, Copy, Default)]
+struct EngineCounters {
+    redis: [f64; 3],
+    rabbitmq: [f64; 2],
+}
+
+impl EngineCounters {
+    async fn read() -> anyhow::Result<Self> {
+        let mut redis = [0.0; 3];
+        for url in crate::redis_url().split(',') {
+            let mut node = redis::Client::open(url.trim())?
+                .get_multiplexed_async_connection()
+                .await?;
+            let info: String = redis::cmd("INFO").query_async(&mut node).await?;
+            let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+            if field("role:") != Some("master") {
+                continue;
+            }
+            for (total, name) in redis.iter_mut().zip([
+                "total_commands_processed:",
+                "total_net_input_bytes:",
+                "total_net_output_bytes:",
+            ]) {
+                *total += field(name).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            }
+        }
+        // Every connection of the cluster, as the first node sees them.
+        let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/dev");
+        let first = tasker_runtime::broker::broker_urls(&amqp_url())
+            .first()
+            .and_then(|u| url::Url::parse(u).ok()?.port())
+            .unwrap_or(5672);
+        let mut command = std::process::Command::new(dev);
+        command.arg("rabbitmqctl");
+        if tasker_runtime::broker::broker_urls(&amqp_url()).len() > 1 {
+            command.args(["-n", &format!("tasker-{first}@localhost")]);
+        }
+        let out = command
+            .args(["-q", "list_connections", "recv_oct", "send_oct"])
+            .stderr(Stdio::null())
+            .output()?;
+        let mut rabbitmq = [0.0; 2];
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let fields: Vec<f64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+            if let [recv, send] = fields[..] {
+                rabbitmq[0] += recv;
+                rabbitmq[1] += send;
+            }
+        }
+        Ok(Self { redis, rabbitmq })
+    }
+
+    /// The cost per step of what happened between `self` and `later`.
+    fn per_step(self, later: Self, steps: f64) -> EngineCost {
+        let d = |a: f64, b: f64| (b - a).max(0.0) / steps;
+        EngineCost {
+            redis_calls_per_step: d(self.redis[0], later.redis[0]),
+            redis_bytes_in_per_step: d(self.redis[1], later.redis[1]),
+            redis_bytes_out_per_step: d(self.redis[2], later.redis[2]),
+            rabbitmq_bytes_in_per_step: d(self.rabbitmq[0], later.rabbitmq[0]),
+            rabbitmq_bytes_out_per_step: d(self.rabbitmq[1], later.rabbitmq[1]),
+        }
+    }
 }
 
 /// Submits `in_flight` diamonds at once and waits for all of them, `batches`
@@ -797,6 +908,7 @@ pub async fn scale(
     metered: &[(String, u32)],
 ) -> anyhow::Result<Scale> {
     let client = Arc::new(Client::connect(&amqp_url()).await?);
+    let counters = EngineCounters::read().await?;
     let meter = CpuMeter::start(metered);
     let coordinator = metered[0].1;
     let start = Instant::now();
@@ -825,12 +937,16 @@ pub async fn scale(
     }
     let seconds = start.elapsed().as_secs_f64();
     let tasks = in_flight * batches;
+    let steps = (tasks * DIAMOND_STEPS) as f64;
+    let cpu_us_per_step = meter.per_step(steps);
+    let engines = counters.per_step(EngineCounters::read().await?, steps);
     Ok(Scale {
         in_flight,
         tasks,
-        cpu_us_per_step: meter.per_step((tasks * DIAMOND_STEPS) as f64),
+        cpu_us_per_step,
         coordinator_peak_rss_mib: peak_rss as f64 / (1024.0 * 1024.0),
         seconds,
+        engines,
     })
 }
 

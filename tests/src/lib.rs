@@ -41,6 +41,28 @@ pub fn redis_url() -> String {
         .unwrap_or_else(|_| tasker_coordinator::coordinator::DEFAULT_REDIS_URL.to_owned())
 }
 
+/// The tests' store: a single Redis or a Redis Cluster, as
+/// `TASKER_REDIS_URL` says. Its [`Store::keys`] name a task's keys.
+///
+/// # Errors
+///
+/// If Redis cannot be reached.
+///
+/// [`Store::keys`]: tasker_coordinator::Store::keys
+pub async fn store() -> anyhow::Result<tasker_coordinator::Store> {
+    Ok(tasker_coordinator::Store::connect(&redis_url(), Duration::from_secs(3600)).await?)
+}
+
+/// A connection to the tests' store, for commands of their own; on a
+/// cluster it follows redirects, and takes no pipeline across slots.
+///
+/// # Errors
+///
+/// If Redis cannot be reached.
+pub async fn redis() -> anyhow::Result<tasker_coordinator::store::Conn> {
+    Ok(store().await?.connection())
+}
+
 /// A namespace no other test uses: `prefix_` and 8 random hex digits.
 #[must_use]
 pub fn unique(prefix: &str) -> String {
@@ -123,8 +145,20 @@ pub fn coordinator_config() -> CoordinatorConfig {
         retention: Duration::from_secs(3600),
         unrouted_grace: Duration::from_secs(2),
         name: format!("test-coordinator-{}", &Uuid::new_v4().simple().to_string()[..6]),
+        redis_durability: durability(),
         ..CoordinatorConfig::default()
     }
+}
+
+/// How many replicas a write waits for, from `TASKER_REDIS_WAIT_REPLICAS`
+/// as `tasker coordinator` reads it (by default `auto`): the benchmark
+/// measures a cluster with and without the wait.
+#[must_use]
+pub fn durability() -> tasker_coordinator::store::Durability {
+    std::env::var("TASKER_REDIS_WAIT_REPLICAS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(tasker_coordinator::store::Durability::Auto)
 }
 
 /// Coordinators and workers running in this process, and a client.
@@ -566,13 +600,6 @@ pub async fn run_many(
     futures::future::join_all(waits).await.into_iter().collect()
 }
 
-/// The lease set of `namespace`, for cleaning up after tasks that were
-/// never run.
-#[must_use]
-pub fn chaos_lease_key(namespace: &str) -> String {
-    tasker_coordinator::store::lease_key(namespace)
-}
-
 /// What is left in `namespace`'s lease set and retry schedule: nothing,
 /// once every task has finished. Waits up to two seconds for them to
 /// empty, since the sweeper takes a dispatched retry off the schedule just
@@ -583,21 +610,23 @@ pub fn chaos_lease_key(namespace: &str) -> String {
 /// If Redis cannot be reached.
 pub async fn leftover_bookkeeping(namespace: &str) -> (Vec<String>, Vec<String>) {
     use redis::AsyncCommands;
-    let client = redis::Client::open(redis_url()).expect("a valid Redis URL");
-    let mut redis = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("Redis is up");
+    let store = store().await.expect("Redis is up");
+    let (keys, mut redis) = (store.keys(), store.connection());
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     loop {
-        let leases: Vec<String> = redis
-            .zrange(tasker_coordinator::store::lease_key(namespace), 0, -1)
-            .await
-            .expect("ZRANGE");
-        let retries: Vec<String> = redis
-            .zrange(tasker_coordinator::store::schedule_key(namespace), 0, -1)
-            .await
-            .expect("ZRANGE");
+        let (mut leases, mut retries) = (Vec::new(), Vec::new());
+        for shard in keys.shards() {
+            let found: Vec<String> = redis
+                .zrange(keys.leases(shard, namespace), 0, -1)
+                .await
+                .expect("ZRANGE");
+            leases.extend(found);
+            let found: Vec<String> = redis
+                .zrange(keys.schedule(shard, namespace), 0, -1)
+                .await
+                .expect("ZRANGE");
+            retries.extend(found);
+        }
         if (leases.is_empty() && retries.is_empty()) || std::time::Instant::now() > deadline {
             return (leases, retries);
         }

@@ -178,6 +178,7 @@ async fn bad_requests_are_rejected_with_their_reason_and_the_coordinator_keeps_s
     stack
         .client
         .publisher()
+        .await
         .publish(Outgoing {
             exchange: topology::REQUESTS_EXCHANGE.to_owned(),
             routing_key: ns.clone(),

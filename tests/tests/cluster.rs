@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use serde_json::json;
-use tasker_e2e::{
-    Recorder, Stack, TEST_SERVICE, amqp_url, redis_url, registration_template, unique, worker_config,
-};
+use tasker_e2e::{Recorder, Stack, TEST_SERVICE, amqp_url, registration_template, unique, worker_config};
 use tasker_protocol::topology;
 use tasker_protocol::{TaskRequest, TaskStatus};
 use tasker_runtime::Client;
@@ -97,12 +95,8 @@ async fn submit(client: &Client, ns: &str, n: usize, ids: &mut Vec<Uuid>) {
 
 /// Waits until every task of `ids` is complete, then checks that each
 /// step ran once and the join fired once.
-async fn all_complete(
-    redis: &mut redis::aio::MultiplexedConnection,
-    ids: &[Uuid],
-    steps: usize,
-    join: usize,
-) {
+async fn all_complete(store: &tasker_coordinator::Store, ids: &[Uuid], steps: usize, join: usize) {
+    let (keys, mut redis) = (store.keys(), store.connection());
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut open: Vec<Uuid> = ids.to_vec();
     while !open.is_empty() {
@@ -115,7 +109,7 @@ async fn all_complete(
         );
         let mut still = Vec::new();
         for id in open {
-            let status: Option<String> = redis.hget(format!("tasker:{{{id}}}"), "status").await.unwrap();
+            let status: Option<String> = redis.hget(keys.task(id), "status").await.unwrap();
             match status.as_deref() {
                 Some("complete") => {}
                 Some("running") | None => still.push(id),
@@ -126,7 +120,7 @@ async fn all_complete(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     for id in ids {
-        let key = format!("tasker:{{{id}}}");
+        let key = keys.task(*id);
         let fired: Option<String> = redis.hget(&key, format!("f:{join}")).await.unwrap();
         assert_eq!(
             fired.as_deref(),
@@ -165,11 +159,7 @@ async fn killing_the_node_that_leads_the_step_queue_loses_no_task() {
     let stack = Stack::start(vec![template.clone()], 2, vec![worker])
         .await
         .unwrap();
-    let mut redis = redis::Client::open(redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let store = tasker_e2e::store().await.unwrap();
 
     let mut ids = Vec::new();
     submit(&stack.client, &ns, BEFORE, &mut ids).await;
@@ -187,15 +177,15 @@ async fn killing_the_node_that_leads_the_step_queue_loses_no_task() {
     // connected to the node that died.
     let client = Client::connect(&urls).await.unwrap();
     submit(&client, &ns, DURING, &mut ids).await;
-    all_complete(&mut redis, &ids, template.steps.len(), join).await;
+    all_complete(&store, &ids, template.steps.len(), join).await;
     let new_leader = leader_port(&queue, survivor);
     assert_ne!(new_leader, leader, "{queue} is still led by the node that died");
 
     eprintln!("bringing the node on {leader} back");
-    dev(&["cluster", "up"]);
+    dev(&["cluster", "servers"]);
     let mut after = Vec::new();
     submit(&client, &ns, AFTER, &mut after).await;
-    all_complete(&mut redis, &after, template.steps.len(), join).await;
+    all_complete(&store, &after, template.steps.len(), join).await;
     // Every step of every task ran (runs beyond one per step are allowed:
     // delivery is at least once), and the stack's own client, reconnected,
     // still gets a task's outcome.

@@ -877,3 +877,104 @@ fn built_services_reach_rabbitmq_as_its_configured_user() {
         );
     }
 }
+
+const CLUSTER_COMPOSE: &str = "deploy/compose.cluster.yaml";
+
+/// The hosts of a list of URLs separated by commas.
+fn url_hosts(urls: &str) -> Vec<String> {
+    urls.split(',')
+        .map(|u| {
+            url::Url::parse(u)
+                .unwrap_or_else(|e| panic!("{CLUSTER_COMPOSE}: {u} is not a URL: {e}"))
+                .host_str()
+                .unwrap_or_else(|| panic!("{CLUSTER_COMPOSE}: {u} names no host"))
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn the_cluster_file_points_every_tasker_process_at_every_node() {
+    let base = compose();
+    let path = repo_root().join(CLUSTER_COMPOSE);
+    let mut cluster: Value = serde_yaml::from_str(&read(&path))
+        .unwrap_or_else(|e| panic!("{CLUSTER_COMPOSE} is not valid YAML: {e}"));
+    cluster
+        .apply_merge()
+        .unwrap_or_else(|e| panic!("{CLUSTER_COMPOSE}: bad merge key: {e}"));
+    let base_services = services(&base);
+    let overrides = services(&cluster);
+    let defined = |name: &str| base_services.contains_key(name) || overrides.contains_key(name);
+
+    // Three RabbitMQ nodes and six Redis nodes in cluster mode, each
+    // restarted and health-checked, and the one-shot service that forms
+    // the Redis Cluster names all six.
+    let redis_nodes: Vec<&String> = overrides
+        .keys()
+        .filter(|n| n.starts_with("redis-") && *n != "redis-cluster-create")
+        .collect();
+    assert_eq!(
+        redis_nodes.len(),
+        6,
+        "{CLUSTER_COMPOSE}: the Redis nodes are {redis_nodes:?}"
+    );
+    for name in &redis_nodes {
+        let node = &overrides[*name];
+        let command = words(node.get("command").expect("a Redis node's command"));
+        assert_eq!(
+            flag_value(&command, "--cluster-enabled").as_deref(),
+            Some("yes"),
+            "{name}"
+        );
+        assert_eq!(
+            flag_value(&command, "--appendonly").as_deref(),
+            Some("yes"),
+            "{name}"
+        );
+        assert!(
+            node.get("healthcheck").is_some() && node.get("restart").is_some(),
+            "{name}"
+        );
+    }
+    let create = words(
+        overrides["redis-cluster-create"]
+            .get("command")
+            .expect("its command"),
+    )
+    .join(" ");
+    for name in &redis_nodes {
+        assert!(
+            create.contains(&format!("hosts {name} ")),
+            "redis-cluster-create leaves out {name}: {create}"
+        );
+    }
+    assert!(create.contains("--cluster-replicas 1"), "{create}");
+
+    // Every Tasker process of compose.yaml gets every node of both.
+    let tasker: Vec<&String> = base_services
+        .iter()
+        .filter(|(_, s)| s.get("build").is_some())
+        .map(|(name, _)| name)
+        .collect();
+    assert!(tasker.len() > 5, "compose.yaml's Tasker services: {tasker:?}");
+    for name in tasker {
+        let service = overrides
+            .get(name)
+            .unwrap_or_else(|| panic!("{CLUSTER_COMPOSE} does not point {name} at the clusters"));
+        let env = environment(service);
+        let amqp = url_hosts(&env["TASKER_AMQP_URL"]);
+        let redis = url_hosts(&env["TASKER_REDIS_URL"]);
+        assert_eq!(amqp.len(), 3, "{name}: {amqp:?}");
+        assert_eq!(redis.len(), 6, "{name}: {redis:?}");
+        for host in amqp.iter().chain(&redis) {
+            assert!(
+                defined(host),
+                "{name} names {host}, which neither compose file defines"
+            );
+        }
+        assert!(
+            redis.iter().all(|h| redis_nodes.contains(&h)),
+            "{name}'s Redis URL names a node outside the cluster: {redis:?}"
+        );
+    }
+}

@@ -106,7 +106,7 @@ async fn poison_on_the_step_and_result_queues_is_dead_lettered_and_work_goes_on(
         .handler("ok", recorder.ok(Duration::ZERO));
     let stack = Stack::start(vec![flow], 1, vec![worker]).await.unwrap();
     let mut dead = DeadLetters::watch().await;
-    let publisher = stack.client.publisher();
+    let publisher = &stack.client.publisher().await;
 
     for (code, payload) in bad_payloads() {
         // To a worker, on the namespace's step queue.
@@ -259,7 +259,7 @@ async fn late_results_for_old_attempts_and_unknown_tasks_change_nothing() {
         .handler("ok", recorder.ok(Duration::ZERO));
     let mut stack = Stack::start(vec![flow], 1, vec![worker]).await.unwrap();
     let report = stack.run(&ns, "one", json!({})).await.unwrap();
-    let publisher = stack.client.publisher();
+    let publisher = &stack.client.publisher().await;
     let result = |task_id: uuid::Uuid, attempt: u32| {
         serde_json::to_vec(
             &json!({"protocol_version": 1, "task_id": task_id, "namespace": ns, "task_name": "one",

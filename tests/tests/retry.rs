@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use serde_json::json;
-use tasker_e2e::{Recorder, Stack, eventually, redis_url, template, unique, worker_config};
+use tasker_e2e::{Recorder, Stack, eventually, template, unique, worker_config};
 use tasker_protocol::{StepState, TaskStatus};
 use tasker_worker::{StepError, Worker};
 
@@ -141,12 +141,9 @@ async fn the_retry_schedule_survives_a_coordinator_restart() {
         !recorder.runs_of(task_id, "call_gateway").is_empty()
     })
     .await;
-    let redis = redis::Client::open(redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let schedule = tasker_coordinator::store::schedule_key(&ns);
+    let store = tasker_e2e::store().await.unwrap();
+    let redis = store.connection();
+    let schedule = store.keys().schedule_of(task_id, &ns);
     let scheduled = || {
         let (mut redis, schedule) = (redis.clone(), schedule.clone());
         async move {

@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 use serde_json::value::RawValue;
 use tasker_coordinator::Store;
 use tasker_coordinator::batch::Batcher;
-use tasker_coordinator::store::{Created, NewTask, ResultToRecord, StepEnd, Verdict, task_key};
+use tasker_coordinator::store::{Created, NewTask, ResultToRecord, StepEnd, Verdict};
 use tasker_e2e::{redis_url, template, unique};
 use tasker_protocol::{PROTOCOL_VERSION, StepOutcome, StepResult, StepState, TaskTemplate};
 use uuid::Uuid;
@@ -46,7 +46,18 @@ fn request(task_id: Uuid, template: &TaskTemplate, redelivered: bool) -> NewTask
 }
 
 async fn new_task(store: &Store, template: &TaskTemplate) -> Uuid {
-    let task_id = Uuid::new_v4();
+    create(store, template, Uuid::new_v4()).await
+}
+
+/// A task id of the store's first shard: on a Redis Cluster, tasks of one
+/// shard are the ones that share a script call.
+fn id_in_first_shard(store: &Store) -> Uuid {
+    std::iter::repeat_with(Uuid::new_v4)
+        .find(|id| store.keys().shard_of(*id) == 0)
+        .expect("an id of every shard comes up")
+}
+
+async fn create(store: &Store, template: &TaskTemplate, task_id: Uuid) -> Uuid {
     let request = store.prepare_task(request(task_id, template, false), |_| Duration::from_secs(60));
     let created = store.create_tasks(&[request]).await.unwrap().pop().unwrap();
     assert_eq!(created.unwrap(), Created::New { roots: vec![0] });
@@ -145,15 +156,15 @@ async fn a_batch_applies_its_results_in_order_as_if_each_were_recorded_alone() {
 
 #[tokio::test]
 async fn a_result_redis_refuses_fails_alone_and_its_batch_is_recorded_once() {
-    let (template, store, first, second) = two_tasks().await;
+    let template = diamond(&unique("batch"));
+    let store = store().await;
+    // All in one shard, so that they share one call on a cluster too.
+    let first = create(&store, &template, id_in_first_shard(&store)).await;
+    let second = create(&store, &template, id_in_first_shard(&store)).await;
     // A task key that holds a string: every hash command on it fails.
-    let broken = Uuid::new_v4();
-    let mut redis = redis::Client::open(redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: () = redis.set(task_key(broken), "not a hash").await.unwrap();
+    let broken = id_in_first_shard(&store);
+    let (keys, mut redis) = (store.keys(), store.connection());
+    let _: () = redis.set(keys.task(broken), "not a hash").await.unwrap();
 
     // On this single-threaded runtime, all three are queued before the
     // recorder runs: they go to Redis as one batch, which fails at the
@@ -173,12 +184,12 @@ async fn a_result_redis_refuses_fails_alone_and_its_batch_is_recorded_once() {
     assert_eq!((c.verdict, c.ready.as_slice()), (Verdict::Applied, &[1, 2][..]));
     // Each child was released once, whichever call released it.
     for task in [first, second] {
-        let released: Vec<Option<u32>> = redis.hmget(task_key(task), &["f:1", "f:2"]).await.unwrap();
+        let released: Vec<Option<u32>> = redis.hmget(keys.task(task), &["f:1", "f:2"]).await.unwrap();
         assert_eq!(released, [Some(1), Some(1)], "task {task}");
-        let waiting: Option<i64> = redis.hget(task_key(task), "w:3").await.unwrap();
+        let waiting: Option<i64> = redis.hget(keys.task(task), "w:3").await.unwrap();
         assert_eq!(waiting, Some(2), "task {task}: the join still waits for both");
     }
-    let _: () = redis.del(task_key(broken)).await.unwrap();
+    let _: () = redis.del(keys.task(broken)).await.unwrap();
 }
 
 #[tokio::test]

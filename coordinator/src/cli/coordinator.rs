@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Args;
+use tasker_coordinator::store::Durability;
 use tasker_coordinator::{CoordinatorConfig, templates};
 
 use tasker_runtime::duration::HumanDuration;
@@ -56,6 +57,19 @@ pub struct CoordinatorArgs {
     /// namespace's queue, when a coordinator has served that namespace.
     #[arg(long, env = "TASKER_UNROUTED_GRACE", default_value_t = HumanDuration(defaults().unrouted_grace))]
     unrouted_grace: HumanDuration,
+    /// How many shards a new store gets: the first coordinator fixes the
+    /// count [default: 1 on a single Redis, 16 on a Redis Cluster].
+    #[arg(long, env = "TASKER_REDIS_SHARDS", value_parser = clap::value_parser!(u16).range(1..=i64::from(tasker_coordinator::store::keys::MAX_SHARDS)))]
+    redis_shards: Option<u16>,
+    /// How many replicas must hold a write before the message that caused
+    /// it is acked: 'auto' (one, when every master has a replica), 'off',
+    /// or a count.
+    #[arg(long, env = "TASKER_REDIS_WAIT_REPLICAS", default_value = "auto")]
+    redis_wait_replicas: Durability,
+    /// How long a write waits for its replicas before the message is tried
+    /// again.
+    #[arg(long, env = "TASKER_REDIS_WAIT_TIMEOUT", default_value_t = HumanDuration(defaults().redis_wait_timeout))]
+    redis_wait_timeout: HumanDuration,
     /// The name in the broker's connection list and in logs [default:
     /// tasker-coordinator-<pid>].
     #[arg(long, env = "TASKER_COORDINATOR_NAME")]
@@ -77,6 +91,9 @@ impl CoordinatorArgs {
         CoordinatorConfig {
             amqp_url: servers.amqp_url,
             redis_url: servers.redis_url,
+            redis_shards: self.redis_shards,
+            redis_durability: self.redis_wait_replicas,
+            redis_wait_timeout: self.redis_wait_timeout.0,
             heartbeat: self.amqp_heartbeat.0,
             prefetch: self.prefetch,
             max_message_bytes: self.max_message_bytes,

@@ -7,6 +7,8 @@ use std::time::Duration;
 use tasker_protocol::TaskTemplate;
 use tasker_protocol::message::DEFAULT_MAX_MESSAGE_BYTES;
 
+use crate::store::{Durability, StoreOptions};
+
 /// Where Redis is when `TASKER_REDIS_URL` is not set.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -15,8 +17,16 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub struct CoordinatorConfig {
     /// The RabbitMQ URL (`amqp://` or `amqps://`).
     pub amqp_url: String,
-    /// The Redis URL (`redis://` or `rediss://`).
+    /// The Redis URL (`redis://` or `rediss://`), or a Redis Cluster's
+    /// nodes separated by commas.
     pub redis_url: String,
+    /// How many shards a new store gets (see [`StoreOptions::shards`]).
+    pub redis_shards: Option<u16>,
+    /// How many replicas must hold a write before the message that caused
+    /// it is acked.
+    pub redis_durability: Durability,
+    /// How long a write waits for its replicas.
+    pub redis_wait_timeout: Duration,
     /// How often the coordinator and RabbitMQ tell each other they are
     /// alive, unless the URL says (`?heartbeat=`). It bounds how long a
     /// frozen coordinator holds its deliveries: RabbitMQ hands them to
@@ -63,6 +73,9 @@ impl Default for CoordinatorConfig {
         Self {
             amqp_url: tasker_runtime::defaults::AMQP_URL.to_owned(),
             redis_url: DEFAULT_REDIS_URL.to_owned(),
+            redis_shards: None,
+            redis_durability: Durability::Auto,
+            redis_wait_timeout: StoreOptions::default().wait_timeout,
             heartbeat: tasker_runtime::broker::DEFAULT_HEARTBEAT,
             prefetch: 256,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
@@ -80,6 +93,17 @@ impl Default for CoordinatorConfig {
 }
 
 impl CoordinatorConfig {
+    /// How the coordinator's store is set up.
+    #[must_use]
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            shards: self.redis_shards,
+            durability: self.redis_durability,
+            wait_timeout: self.redis_wait_timeout,
+            fix_shards: true,
+        }
+    }
+
     /// How long an attempt of `step` may run before it is treated as lost:
     /// its `timeout_seconds` (or the default lease) plus the margin.
     #[must_use]

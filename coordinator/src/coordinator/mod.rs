@@ -77,7 +77,7 @@ pub async fn run(
     }
     let mut backoff = Reconnect::default();
     let store = loop {
-        match Store::connect(&config.redis_url, config.retention).await {
+        match Store::connect_with(&config.redis_url, config.retention, &config.store_options()).await {
             Ok(store) => break store,
             Err(e) if e.is_retryable() => {
                 health.down(health::REDIS, &e);
@@ -90,6 +90,12 @@ pub async fn run(
         }
     };
     health.up(health::REDIS);
+    tracing::info!(
+        kind = if store.is_cluster() { "cluster" } else { "single" },
+        shards = store.keys().shard_count(),
+        replicas_per_write = store.replicas_per_write(),
+        "connected to the store"
+    );
     let mut backoff = Reconnect::default();
     let templates = Arc::new(templates);
     loop {
@@ -174,7 +180,9 @@ impl Coordinator {
                 }
                 Err(e) if e.is_retryable() => {
                     match e {
-                        Error::Redis { .. } => self.health.down(health::REDIS, &e),
+                        Error::Redis { .. } | Error::NotReplicated { .. } => {
+                            self.health.down(health::REDIS, &e)
+                        }
                         Error::Broker(_) => self.health.down(health::RABBITMQ, &e),
                         _ => {}
                     }

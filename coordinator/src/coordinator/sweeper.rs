@@ -19,14 +19,20 @@ use tracing::{Instrument, info, warn};
 use super::Coordinator;
 use super::publish::{ReadySteps, WAITING_RETRY};
 use crate::Error;
-use crate::store::{StepRef, Waiting};
+use crate::store::{Shard, StepRef, Waiting};
 
 /// The most retries, and the most expired leases, claimed at once per
-/// namespace.
+/// namespace and shard.
 const CLAIM_LIMIT: usize = 100;
 
-/// Sweeps every `retry_poll` until `stop` is cancelled, and every
-/// [`WAITING_RETRY`] tries again the steps that wait for a worker.
+/// How often expired leases are looked for: a lease lasts a step's timeout
+/// and a margin of seconds, so a quarter of a second late is on time,
+/// and a store of many shards is spared a call per shard every poll.
+const LEASE_POLL: Duration = Duration::from_millis(250);
+
+/// Sweeps due retries every `retry_poll` until `stop` is cancelled, expired
+/// leases every [`LEASE_POLL`], and every [`WAITING_RETRY`] tries again the
+/// steps that wait for a worker.
 pub(super) async fn run(coordinator: Arc<Coordinator>, stop: CancellationToken) {
     let namespaces: Vec<String> = coordinator
         .templates
@@ -35,6 +41,7 @@ pub(super) async fn run(coordinator: Arc<Coordinator>, stop: CancellationToken) 
         .map(str::to_owned)
         .collect();
     let mut waiting_pass = Instant::now();
+    let mut lease_pass = Instant::now();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -44,8 +51,12 @@ pub(super) async fn run(coordinator: Arc<Coordinator>, stop: CancellationToken) 
         if try_waiting {
             waiting_pass = Instant::now();
         }
+        let leases = lease_pass.elapsed() >= LEASE_POLL;
+        if leases {
+            lease_pass = Instant::now();
+        }
         for namespace in &namespaces {
-            coordinator.sweep(namespace).await;
+            coordinator.sweep(namespace, leases).await;
             if try_waiting {
                 coordinator.sweep_waiting(namespace).await;
             }
@@ -54,11 +65,24 @@ pub(super) async fn run(coordinator: Arc<Coordinator>, stop: CancellationToken) 
 }
 
 impl Coordinator {
-    /// One pass over `namespace`'s due retries and expired leases. What
-    /// fails is tried again on a later pass, when its claim's hold is over.
-    async fn sweep(&self, namespace: &str) {
+    /// One pass over `namespace`'s due retries and expired leases, in
+    /// every shard.
+    async fn sweep(&self, namespace: &str, leases: bool) {
+        for shard in self.store.keys().shards() {
+            self.sweep_shard(namespace, shard, leases).await;
+        }
+    }
+
+    /// One pass over the due retries, and with `leases` the expired leases,
+    /// of `shard`'s tasks of `namespace`. What fails is tried again on a
+    /// later pass, when its claim's hold is over.
+    async fn sweep_shard(&self, namespace: &str, shard: Shard, leases: bool) {
         let hold = self.config.claim_hold;
-        match self.store.claim_due_retries(namespace, hold, CLAIM_LIMIT).await {
+        match self
+            .store
+            .claim_due_retries(namespace, shard, hold, CLAIM_LIMIT)
+            .await
+        {
             Ok(due) => {
                 self.health.up(health::REDIS);
                 for retry in due.entries {
@@ -84,9 +108,12 @@ impl Coordinator {
             }
             Err(e) => self.health.down(health::REDIS, &e),
         }
+        if !leases {
+            return;
+        }
         match self
             .store
-            .claim_expired_leases(namespace, hold, CLAIM_LIMIT)
+            .claim_expired_leases(namespace, shard, hold, CLAIM_LIMIT)
             .await
         {
             Ok(expired) => {
@@ -103,9 +130,22 @@ impl Coordinator {
     /// Tries again to publish `namespace`'s steps that wait for a worker;
     /// one whose callable a service serves by now leaves waiting.
     async fn sweep_waiting(&self, namespace: &str) {
+        for shard in self.store.keys().shards() {
+            self.sweep_waiting_shard(namespace, shard).await;
+        }
+        if let Ok(count) = self.store.count_waiting(namespace).await {
+            metrics::global()
+                .steps_waiting_for_worker
+                .get_or_create(&metrics::namespace(namespace))
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// [`Self::sweep_waiting`] in one shard.
+    async fn sweep_waiting_shard(&self, namespace: &str, shard: Shard) {
         match self
             .store
-            .claim_waiting(namespace, self.config.claim_hold, CLAIM_LIMIT)
+            .claim_waiting(namespace, shard, self.config.claim_hold, CLAIM_LIMIT)
             .await
         {
             Ok(waiting) => {
@@ -126,12 +166,6 @@ impl Coordinator {
                 }
             }
             Err(e) => self.health.down(health::REDIS, &e),
-        }
-        if let Ok(count) = self.store.count_waiting(namespace).await {
-            metrics::global()
-                .steps_waiting_for_worker
-                .get_or_create(&metrics::namespace(namespace))
-                .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
     }
 

@@ -7,13 +7,16 @@ use std::time::Duration;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::keys::{StepRef, lease_key, schedule_key};
+use super::keys::{Shard, StepRef};
 use super::script::LuaScript;
 use super::{Store, millis_of};
 use crate::Error;
 
+/// A claim waits for no replica: a claim lost in a failover lets another
+/// coordinator claim the entry again, and the scripts that act on it check
+/// the step's state and attempt, so acting twice changes nothing.
 static CLAIM_DUE: LazyLock<LuaScript> =
-    LazyLock::new(|| LuaScript::new("claim_due", 1, include_str!("claim_due.lua")));
+    LazyLock::new(|| LuaScript::new("claim_due", 1, include_str!("claim_due.lua")).without_replicas());
 
 /// The arguments, as the script's header names them.
 #[derive(Debug, Serialize)]
@@ -42,8 +45,8 @@ pub struct Claimed {
 }
 
 impl Store {
-    /// Claims up to `limit` retries of `namespace` that are due, holding
-    /// each for `hold`.
+    /// Claims up to `limit` retries of `shard`'s tasks of `namespace` that
+    /// are due, holding each for `hold`.
     ///
     /// # Errors
     ///
@@ -51,14 +54,16 @@ impl Store {
     pub async fn claim_due_retries(
         &self,
         namespace: &str,
+        shard: Shard,
         hold: Duration,
         limit: usize,
     ) -> Result<Claimed, Error> {
-        self.claim(schedule_key(namespace), hold, limit).await
+        self.claim(self.keys.schedule(shard, namespace), hold, limit)
+            .await
     }
 
-    /// Claims up to `limit` attempts of `namespace` whose lease has run out,
-    /// holding each for `hold`.
+    /// Claims up to `limit` attempts of `shard`'s tasks of `namespace` whose
+    /// lease has run out, holding each for `hold`.
     ///
     /// # Errors
     ///
@@ -66,10 +71,11 @@ impl Store {
     pub async fn claim_expired_leases(
         &self,
         namespace: &str,
+        shard: Shard,
         hold: Duration,
         limit: usize,
     ) -> Result<Claimed, Error> {
-        self.claim(lease_key(namespace), hold, limit).await
+        self.claim(self.keys.leases(shard, namespace), hold, limit).await
     }
 
     pub(super) async fn claim(&self, key: String, hold: Duration, limit: usize) -> Result<Claimed, Error> {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tasker_protocol::{ParentStep, TaskStatus, TaskTemplate};
 use uuid::Uuid;
 
-use super::keys::{StepRef, TASK_INDEX, lease_key, task_key};
+use super::keys::StepRef;
 use super::script::LuaScript;
 use super::{Store, millis_of};
 use crate::Error;
@@ -177,9 +177,9 @@ impl Store {
         TaskToCreate {
             task_id: task.task_id,
             keys: [
-                task_key(task.task_id),
-                lease_key(&template.namespace),
-                TASK_INDEX.to_owned(),
+                self.keys.task(task.task_id),
+                self.keys.leases_of(task.task_id, &template.namespace),
+                self.keys.index(self.keys.shard_of(task.task_id)),
             ],
             args,
         }

@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tasker_protocol::TaskTemplate;
 
-use super::keys::{StepRef, lease_key, task_key};
+use super::keys::StepRef;
 use super::script::{Inputs, JoinSpans, LuaScript};
 use super::{Store, millis_of};
 use crate::Error;
@@ -72,7 +72,10 @@ impl Store {
             lease_prefix: StepRef::prefix(retry.task_id, template),
             now: Utc::now().timestamp_millis(),
         };
-        let keys = [task_key(retry.task_id), lease_key(&template.namespace)];
+        let keys = [
+            self.keys.task(retry.task_id),
+            self.keys.leases_of(retry.task_id, &template.namespace),
+        ];
         let reply: Reply = DISPATCH_RETRY.call_one(self, &keys, &args).await?;
         Ok(reply.dispatched.then(|| Dispatched {
             inputs: reply.inputs.unwrap_or_default(),

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tasker_protocol::{TaskStatus, TaskTemplate};
 use uuid::Uuid;
 
-use super::keys::{StepRef, lease_key, task_key};
+use super::keys::StepRef;
 use super::script::{Inputs, JoinSpans, LuaScript};
 use super::{Store, millis_of};
 use crate::Error;
@@ -152,7 +152,10 @@ impl Store {
                 .collect(),
             lease_prefix: StepRef::prefix(task_id, template),
         };
-        let keys = [task_key(task_id), lease_key(&template.namespace)];
+        let keys = [
+            self.keys.task(task_id),
+            self.keys.leases_of(task_id, &template.namespace),
+        ];
         let reply: Reply = OPERATE.call_one(self, &keys, &args).await?;
         reply.read()
     }

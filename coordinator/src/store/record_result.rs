@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tasker_protocol::{StepOutcome, StepResult, TaskStatus, TaskTemplate};
 use uuid::Uuid;
 
-use super::keys::{StepRef, lease_key, schedule_key, task_key};
+use super::keys::StepRef;
 use super::script::{Inputs, JoinSpans, LuaScript};
 use super::snapshot::{TaskSnapshot, millis};
 use super::{Store, millis_of};
@@ -233,9 +233,9 @@ impl Store {
         ResultToRecord {
             task_id,
             keys: [
-                task_key(task_id),
-                lease_key(&template.namespace),
-                schedule_key(&template.namespace),
+                self.keys.task(task_id),
+                self.keys.leases_of(task_id, &template.namespace),
+                self.keys.schedule_of(task_id, &template.namespace),
             ],
             args: Args {
                 step,

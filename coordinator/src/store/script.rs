@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use redis::Script;
+use redis::cluster_routing::Slot;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,7 @@ use crate::Error;
 pub struct LuaScript {
     name: &'static str,
     keys_per_item: usize,
+    waits_for_replicas: bool,
     script: Script,
     #[cfg_attr(not(test), allow(dead_code))]
     body: &'static str,
@@ -34,9 +36,18 @@ impl LuaScript {
         Self {
             name,
             keys_per_item,
+            waits_for_replicas: true,
             script: Script::new(&source),
             body,
         }
+    }
+
+    /// The same script, whose writes need no replica before its caller
+    /// acts on its reply: it only reads, or what it writes is safe to lose
+    /// in a failover.
+    pub(crate) fn without_replicas(mut self) -> Self {
+        self.waits_for_replicas = false;
+        self
     }
 
     /// Calls the script once for all of `items`, each its keys and its
@@ -53,13 +64,57 @@ impl LuaScript {
         items: impl ExactSizeIterator<Item = (&'a [String], &'a A)>,
     ) -> Result<Vec<Result<R, Error>>, Error>
     where
-        A: Serialize + 'a,
+        A: Serialize + Sync + 'a,
         R: DeserializeOwned,
     {
+        let items: Vec<(&[String], &A)> = items.collect();
         let count = items.len();
-        let mut invocation = self.script.prepare_invoke();
-        for (keys, args) in items {
+        // A cluster runs a script on one slot: one call per slot, all at
+        // once. An item's keys are all in its first key's slot, and the
+        // items of one task stay in order, since they share its slot.
+        let mut groups: Vec<(Slot, Vec<usize>)> = Vec::new();
+        for (i, (keys, _)) in items.iter().enumerate() {
             debug_assert_eq!(keys.len(), self.keys_per_item, "keys of {}", self.name);
+            let slot = if store.is_cluster() {
+                Slot::for_key(&keys[0])
+            } else {
+                Slot::for_key("")
+            };
+            match groups.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((slot, vec![i])),
+            }
+        }
+        let calls = groups
+            .iter()
+            .map(|(slot, members)| self.call_slot(store, *slot, members, &items));
+        let mut replies: Vec<Option<String>> = vec![None; count];
+        for ((_, members), group) in groups.iter().zip(futures::future::join_all(calls).await) {
+            for (&i, reply) in members.iter().zip(group?) {
+                replies[i] = Some(reply);
+            }
+        }
+        Ok(replies
+            .into_iter()
+            .map(|reply| {
+                let reply = reply.ok_or_else(|| self.unreadable("no reply for an item".into()))?;
+                serde_json::from_str(&reply).map_err(|e| self.unreadable(format!("{e}, in {reply}")))
+            })
+            .collect())
+    }
+
+    /// One call for the items `members` of `items`, whose keys are in
+    /// `slot`; then, for a script that writes, the wait for replicas.
+    async fn call_slot<A: Serialize>(
+        &self,
+        store: &Store,
+        slot: Slot,
+        members: &[usize],
+        items: &[(&[String], &A)],
+    ) -> Result<Vec<String>, Error> {
+        let mut invocation = self.script.prepare_invoke();
+        for &i in members {
+            let (keys, args) = items[i];
             for key in keys {
                 invocation.key(key);
             }
@@ -69,13 +124,13 @@ impl LuaScript {
             .invoke_async(&mut store.conn())
             .await
             .map_err(|e| store.error(e))?;
-        if replies.len() != count {
-            return Err(self.unreadable(format!("{} replies for {count} items", replies.len())));
+        if replies.len() != members.len() {
+            return Err(self.unreadable(format!("{} replies for {} items", replies.len(), members.len())));
         }
-        Ok(replies
-            .iter()
-            .map(|reply| serde_json::from_str(reply).map_err(|e| self.unreadable(format!("{e}, in {reply}"))))
-            .collect())
+        if self.waits_for_replicas {
+            store.wait_for_replicas(slot).await?;
+        }
+        Ok(replies)
     }
 
     /// Calls the script for one item.
@@ -85,7 +140,7 @@ impl LuaScript {
     /// As [`Self::call`].
     pub(crate) async fn call_one<A, R>(&self, store: &Store, keys: &[String], args: &A) -> Result<R, Error>
     where
-        A: Serialize,
+        A: Serialize + Sync,
         R: DeserializeOwned,
     {
         self.call(store, std::iter::once((keys, args)))

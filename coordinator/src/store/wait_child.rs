@@ -8,7 +8,7 @@ use tasker_protocol::TaskTemplate;
 use uuid::Uuid;
 
 use super::Store;
-use super::keys::{StepRef, lease_key, task_key};
+use super::keys::StepRef;
 use super::script::LuaScript;
 use crate::Error;
 
@@ -54,7 +54,10 @@ impl Store {
             child,
             lease_member: StepRef::new(task_id, template, step, attempt).member,
         };
-        let keys = [task_key(task_id), lease_key(&template.namespace)];
+        let keys = [
+            self.keys.task(task_id),
+            self.keys.leases_of(task_id, &template.namespace),
+        ];
         let reply: Reply = WAIT_CHILD.call_one(self, &keys, &args).await?;
         Ok(reply.noted)
     }

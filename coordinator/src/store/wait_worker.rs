@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tasker_protocol::TaskTemplate;
 use uuid::Uuid;
 
-use super::keys::{StepRef, lease_key, task_key, waiting_key};
+use super::keys::{Shard, StepRef};
 use super::script::{Inputs, JoinSpans, LuaScript};
 use super::{Store, millis_of};
 use crate::Error;
@@ -160,23 +160,34 @@ impl Store {
             mode,
             callable: &template.steps[lease.step].callable,
         };
-        let keys = [task_key(lease.task_id), lease_key(&template.namespace)];
+        let keys = [
+            self.keys.task(lease.task_id),
+            self.keys.leases_of(lease.task_id, &template.namespace),
+        ];
         REARM_LEASE.call_one(self, &keys, &args).await
     }
 
-    /// How many steps of `namespace` wait for a worker.
+    /// How many steps of `namespace` wait for a worker, in every shard.
     ///
     /// # Errors
     ///
     /// Returns [`Error::Redis`] if Redis fails.
     pub async fn count_waiting(&self, namespace: &str) -> Result<u64, Error> {
-        redis::AsyncCommands::zcard(&mut self.conn(), waiting_key(namespace))
-            .await
-            .map_err(|e| self.error(e))
+        let mut count = 0;
+        for shard in self.keys.shards() {
+            let n: u64 = self
+                .conn()
+                .zcard(self.keys.waiting(shard, namespace))
+                .await
+                .map_err(|e| self.error(e))?;
+            count += n;
+        }
+        Ok(count)
     }
 
-    /// Claims up to `limit` steps of `namespace` that wait for a worker and
-    /// are due to be tried again, holding each for `hold`.
+    /// Claims up to `limit` steps of `shard`'s tasks of `namespace` that
+    /// wait for a worker and are due to be tried again, holding each for
+    /// `hold`.
     ///
     /// # Errors
     ///
@@ -184,10 +195,11 @@ impl Store {
     pub async fn claim_waiting(
         &self,
         namespace: &str,
+        shard: Shard,
         hold: Duration,
         limit: usize,
     ) -> Result<super::Claimed, Error> {
-        self.claim(waiting_key(namespace), hold, limit).await
+        self.claim(self.keys.waiting(shard, namespace), hold, limit).await
     }
 
     /// Notes that `attempt` of `step` waits for a worker that serves its
@@ -221,9 +233,9 @@ impl Store {
             next_try: Utc::now().timestamp_millis() + i64::try_from(millis_of(retry_in)).unwrap_or(i64::MAX),
         };
         let keys = [
-            task_key(task_id),
-            lease_key(&template.namespace),
-            waiting_key(&template.namespace),
+            self.keys.task(task_id),
+            self.keys.leases_of(task_id, &template.namespace),
+            self.keys.waiting_of(task_id, &template.namespace),
         ];
         let reply: WaitReply = WAIT_WORKER.call_one(self, &keys, &args).await?;
         Ok(match (reply.waiting, reply.first) {
@@ -258,9 +270,9 @@ impl Store {
             now: Utc::now().timestamp_millis(),
         };
         let keys = [
-            task_key(entry.task_id),
-            lease_key(&template.namespace),
-            waiting_key(&template.namespace),
+            self.keys.task(entry.task_id),
+            self.keys.leases_of(entry.task_id, &template.namespace),
+            self.keys.waiting_of(entry.task_id, &template.namespace),
         ];
         let reply: DispatchReply = DISPATCH_WAITING.call_one(self, &keys, &args).await?;
         Ok(reply.dispatched.then(|| Released {
@@ -278,7 +290,7 @@ impl Store {
     /// Returns [`Error::Redis`] if Redis fails.
     pub async fn end_wait(&self, task_id: Uuid, step: usize) -> Result<(), Error> {
         self.conn()
-            .hdel(task_key(task_id), format!("ww:{step}"))
+            .hdel(self.keys.task(task_id), format!("ww:{step}"))
             .await
             .map_err(|e| self.error(e))
     }

@@ -283,6 +283,16 @@ async fn main() -> anyhow::Result<()> {
             format!("coordinator peak RSS MiB, {} in flight", s.in_flight),
             s.coordinator_peak_rss_mib
         );
+        let e = &s.engines;
+        for (what, v) in [
+            ("Redis calls per step", e.redis_calls_per_step),
+            ("Redis bytes in per step", e.redis_bytes_in_per_step),
+            ("Redis bytes out per step", e.redis_bytes_out_per_step),
+            ("RabbitMQ bytes in per step", e.rabbitmq_bytes_in_per_step),
+            ("RabbitMQ bytes out per step", e.rabbitmq_bytes_out_per_step),
+        ] {
+            println!("{:<48} {v:>25.1}", format!("{what}, {} in flight", s.in_flight));
+        }
     }
     if let Some(c) = &report.celery {
         println!();

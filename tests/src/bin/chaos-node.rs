@@ -70,12 +70,6 @@ enum Role {
     },
 }
 
-/// The Redis hash where the workers of `namespace` count handler runs, by
-/// `<task>|<step>|<attempt>`.
-fn runs_key(namespace: &str) -> String {
-    format!("chaos:runs:{namespace}")
-}
-
 /// Counts one handler run in KEYS[1], field ARGV[1], once however often the
 /// call is tried again: KEYS[2] remembers the run's own id, ARGV[2]. A call
 /// that timed out while Redis was frozen may still have been applied, and
@@ -101,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
                 retention: Duration::from_secs(3600),
                 lease_margin: Duration::from_secs(5),
                 claim_hold: Duration::from_secs(5),
+                redis_durability: tasker_e2e::durability(),
                 ..Default::default()
             };
             tasker_coordinator::run(config, registry, shutdown).await?;
@@ -199,9 +194,11 @@ async fn main() -> anyhow::Result<()> {
             namespace,
             noop: false,
         } => {
-            let redis = redis::Client::open(tasker_e2e::redis_url())?;
-            let conn = redis::aio::ConnectionManager::new(redis).await?;
-            let (key, ids) = (runs_key(&namespace), tasker_e2e::chaos::run_ids_key(&namespace));
+            let conn = tasker_e2e::redis().await?;
+            let (key, ids) = (
+                tasker_e2e::chaos::runs_key(&namespace),
+                tasker_e2e::chaos::run_ids_key(&namespace),
+            );
             let count = std::sync::Arc::new(redis::Script::new(COUNT_RUN));
             let handler = handler_fn(move |ctx: StepContext| {
                 let (mut conn, key, ids, count) = (conn.clone(), key.clone(), ids.clone(), count.clone());
@@ -215,19 +212,24 @@ async fn main() -> anyhow::Result<()> {
                     // fails the attempt, retryably.
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
                     loop {
-                        let counted: Result<i64, _> = count
-                            .key(&key)
-                            .key(&ids)
-                            .arg(&field)
-                            .arg(&run)
-                            .invoke_async(&mut conn)
-                            .await;
+                        // Bounded: a call a cluster connection loses in a
+                        // failover is tried again rather than waited for.
+                        let mut invocation = count.key(&key);
+                        invocation.key(&ids).arg(&field).arg(&run);
+                        let call = invocation.invoke_async::<i64>(&mut conn);
+                        let counted = match tokio::time::timeout(Duration::from_secs(5), call).await {
+                            Ok(counted) => counted.map_err(|e| e.to_string()),
+                            Err(_) => Err("no reply within 5 s".to_owned()),
+                        };
                         match counted {
                             Ok(_) => break,
                             Err(e) if tokio::time::Instant::now() >= deadline => {
-                                return Err(StepError::retryable("CHAOS_COUNT", e.to_string()));
+                                return Err(StepError::retryable("CHAOS_COUNT", e));
                             }
-                            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "counting the run failed; trying again");
+                                tokio::time::sleep(Duration::from_millis(250)).await;
+                            }
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(rand::random_range(5..20))).await;

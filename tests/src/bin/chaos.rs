@@ -29,9 +29,17 @@ struct Args {
     /// the takeover bound, so that its work must be taken over meanwhile.
     #[arg(long, default_value_t = 40.0)]
     process_pause: f64,
-    /// Seconds RabbitMQ or Redis stays frozen.
+    /// Seconds RabbitMQ or Redis stays frozen; on a cluster, how long a
+    /// RabbitMQ node stays down.
     #[arg(long, default_value_t = 15.0)]
     server_pause: f64,
+    /// Runs the cluster's faults, on the servers of `deploy/dev cluster`
+    /// that TASKER_AMQP_URL and TASKER_REDIS_URL name (`deploy/dev cluster
+    /// chaos` sets them): the RabbitMQ node that leads the step queue
+    /// killed, a Redis master killed, a RabbitMQ node stopped, a
+    /// coordinator killed, every result published twice.
+    #[arg(long)]
+    cluster: bool,
 }
 
 #[tokio::main]
@@ -39,8 +47,15 @@ async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dev_script = root.join("deploy/dev");
-    if let Some(why) = chaos::restart_blocker(&dev_script) {
+    if !args.cluster
+        && let Some(why) = chaos::restart_blocker(&dev_script)
+    {
         anyhow::bail!("{why}; start them with deploy/dev servers (deploy/dev chaos does)");
+    }
+    if args.cluster && tasker_runtime::broker::broker_urls(&tasker_e2e::amqp_url()).len() < 3 {
+        anyhow::bail!(
+            "--cluster needs TASKER_AMQP_URL and TASKER_REDIS_URL to name the nodes of deploy/dev cluster; run deploy/dev cluster chaos"
+        );
     }
     let exe = std::env::current_exe()?;
     let node_binary = exe.with_file_name("chaos-node");
@@ -53,7 +68,11 @@ async fn main() -> anyhow::Result<ExitCode> {
         in_flight: args.in_flight,
         fault_interval: Duration::from_secs_f64(args.fault_interval),
         finish_timeout: Duration::from_secs_f64(args.finish_timeout),
-        faults: Fault::ALL.to_vec(),
+        faults: if args.cluster {
+            Fault::CLUSTER.to_vec()
+        } else {
+            Fault::ALL.to_vec()
+        },
         process_pause: Duration::from_secs_f64(args.process_pause),
         server_pause: Duration::from_secs_f64(args.server_pause),
         node_binary,
@@ -65,7 +84,12 @@ async fn main() -> anyhow::Result<ExitCode> {
     println!("\n{}", report.table());
     let json = serde_json::to_string(&report)?;
     println!("{json}");
-    std::fs::write(root.join("target/chaos/latest.json"), &json)?;
+    let latest = if args.cluster {
+        "cluster-latest.json"
+    } else {
+        "latest.json"
+    };
+    std::fs::write(root.join("target/chaos").join(latest), &json)?;
     if report.passed() {
         println!(
             "chaos: PASSED: nothing lost, every join fired once, every frozen process's work taken over within {} s",

@@ -42,6 +42,15 @@ pub enum Fault {
     PauseRedis,
     /// From now on, publish every step result a second time.
     DuplicateResults,
+    /// On a cluster: SIGKILL the RabbitMQ node that leads the step queue,
+    /// and start it again a few seconds later.
+    KillRabbitmqLeader,
+    /// On a cluster: SIGKILL the Redis master of the first shard; once its
+    /// replica has taken over, start it again, as that replica's replica.
+    KillRedisMaster,
+    /// On a cluster: stop a RabbitMQ node cleanly, one that does not lead
+    /// the step queue, and start it again a few seconds later.
+    StopRabbitmqNode,
 }
 
 impl Fault {
@@ -58,6 +67,15 @@ impl Fault {
         Self::PauseRabbitmq,
         Self::RestartRedis,
         Self::PauseRedis,
+        Self::DuplicateResults,
+    ];
+
+    /// The faults of a cluster's run (`deploy/dev cluster chaos`), in order.
+    pub const CLUSTER: [Self; 5] = [
+        Self::KillRabbitmqLeader,
+        Self::KillRedisMaster,
+        Self::StopRabbitmqNode,
+        Self::KillCoordinator,
         Self::DuplicateResults,
     ];
 
@@ -138,7 +156,11 @@ pub async fn restart(script: &Path, server: &str) -> anyhow::Result<()> {
 }
 
 /// Runs `deploy/dev ARGS`, and fails with what it said if it fails.
-async fn dev(script: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
+///
+/// # Errors
+///
+/// If it cannot be run, or fails.
+pub async fn dev(script: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
     let output = Command::new(script)
         .args(args)
         .stdin(Stdio::null())

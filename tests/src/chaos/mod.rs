@@ -8,6 +8,7 @@
 //! - [`report`]: what a run found;
 //! - `nodes`: the coordinator and worker processes.
 
+pub mod cluster;
 pub mod fault;
 mod nodes;
 pub mod report;
@@ -22,16 +23,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use redis::AsyncCommands;
 use serde_json::json;
-use tasker_protocol::{TaskRequest, TaskTemplate};
+use tasker_coordinator::store::Conn;
+use tasker_protocol::{TaskRequest, TaskTemplate, topology};
 use tasker_worker::Client;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use self::nodes::{Connections, Node, Nodes, Role};
 use self::report::{Injected, TaskTimes};
-use crate::{Duplicator, amqp_url, redis_url, template, unique};
+use crate::{Duplicator, amqp_url, template, unique};
 
 /// Every callable the chaos templates use. The Rust chaos workers serve them
 /// all but those of the workers in other languages ([`Language`]); the
@@ -230,7 +233,15 @@ impl Finished {
 /// every handler run they counted, so that a count tried again counts once.
 #[must_use]
 pub fn run_ids_key(namespace: &str) -> String {
-    format!("chaos:run-ids:{namespace}")
+    format!("chaos:{{{namespace}}}:run-ids")
+}
+
+/// The hash that counts the handler runs of `namespace`, by
+/// `<task>|<step>|<attempt>`; in the slot of [`run_ids_key`], since one
+/// script updates both.
+#[must_use]
+pub fn runs_key(namespace: &str) -> String {
+    format!("chaos:{{{namespace}}}:runs")
 }
 
 /// Now, as the coordinators stamp tasks: unix ms.
@@ -240,8 +251,8 @@ fn now_ms() -> i64 {
 
 /// Handler runs beyond one per (task, step, attempt) so far, from the
 /// counts the chaos workers keep in Redis.
-async fn extra_runs(redis: &mut redis::aio::ConnectionManager, namespace: &str) -> anyhow::Result<u64> {
-    let counts: Vec<u64> = redis.hvals(format!("chaos:runs:{namespace}")).await?;
+async fn extra_runs(redis: &mut Conn, namespace: &str) -> anyhow::Result<u64> {
+    let counts: Vec<u64> = redis.hvals(runs_key(namespace)).await?;
     Ok(counts.iter().map(|n| n.saturating_sub(1)).sum())
 }
 
@@ -300,11 +311,13 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     };
     nodes.start(2, 2)?;
     let progress = Arc::new(Mutex::new(Progress::default()));
-    let redis_before = redis::aio::ConnectionManager::new(redis::Client::open(redis_url())?).await?;
+    let store = crate::store().await?;
+    let keys = store.keys();
+    let redis_before = store.connection();
 
     // The poller: which tasks have finished, and their results at that time.
     let poller = {
-        let (progress, mut redis) = (progress.clone(), redis_before.clone());
+        let (progress, redis) = (progress.clone(), redis_before.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -317,12 +330,14 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
                         .collect()
                 };
                 for chunk in open.chunks(500) {
-                    let mut pipe = redis::pipe();
-                    for id in chunk {
-                        pipe.hgetall(tasker_coordinator::store::task_key(*id));
-                    }
+                    // One read each, all at once: a cluster takes no
+                    // pipeline across slots.
+                    let reads = chunk.iter().map(|id| {
+                        let mut redis = redis.clone();
+                        async move { redis.hgetall::<_, HashMap<String, String>>(keys.task(*id)).await }
+                    });
                     let Ok(hashes): Result<Vec<HashMap<String, String>>, _> =
-                        pipe.query_async(&mut redis).await
+                        futures::future::join_all(reads).await.into_iter().collect()
                     else {
                         break;
                     };
@@ -405,6 +420,9 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
             started.elapsed().as_secs_f64()
         );
         let mut frozen: Option<(&mut Node, Connections)> = None;
+        // A cluster's node that the fault took down comes back once tasks
+        // flow again without it: the recovery is the cluster's own.
+        let mut restore = false;
         match fault {
             Fault::KillPythonWorker | Fault::KillTypescriptWorker | Fault::KillRubyWorker => {
                 let language = fault.language().expect("a kill of a worker in another language");
@@ -446,6 +464,28 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
                 tokio::time::sleep(config.server_pause).await;
                 fault::signal(pid, "CONT")?;
             }
+            Fault::KillRabbitmqLeader | Fault::StopRabbitmqNode => {
+                let queue = topology::service_queue(&namespace, CHAOS_SERVICE);
+                let leader = cluster::rabbitmq_leader(&config.dev_script, &queue).await?;
+                if fault == Fault::KillRabbitmqLeader {
+                    eprintln!("chaos: killing the RabbitMQ node on port {leader}, which leads {queue}");
+                    cluster::kill_rabbitmq_node(&config.dev_script, leader).await?;
+                } else {
+                    let other = cluster::rabbitmq_nodes()
+                        .into_iter()
+                        .find(|&p| p != leader)
+                        .context("a cluster of one RabbitMQ node")?;
+                    eprintln!("chaos: stopping the RabbitMQ node on port {other}");
+                    cluster::stop_rabbitmq_node(&config.dev_script, other).await?;
+                }
+                restore = true;
+            }
+            Fault::KillRedisMaster => {
+                let key = keys.index(0);
+                let master = cluster::kill_redis_master(&config.dev_script, &key).await?;
+                eprintln!("chaos: killed the Redis master on port {master}; a replica took over");
+                restore = true;
+            }
             Fault::RestartRabbitmq => fault::restart(&config.dev_script, "rabbitmq").await?,
             Fault::RestartRedis => fault::restart(&config.dev_script, "redis").await?,
             Fault::DuplicateResults => {
@@ -476,6 +516,11 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let recovery_seconds = from.elapsed().as_secs_f64();
+        if restore {
+            tokio::time::sleep(config.server_pause).await;
+            eprintln!("chaos: starting the cluster's stopped node again");
+            cluster::start_missing_servers(&config.dev_script).await?;
+        }
         let resumed = match frozen {
             Some((node, connections)) => Some(resumed(node, connections).await),
             None => None,
@@ -540,14 +585,14 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         seconds: started.elapsed().as_secs_f64(),
     };
     // A fresh connection: the poller's may have been cut by the restart.
-    let mut redis = redis::aio::ConnectionManager::new(redis::Client::open(redis_url())?).await?;
+    let mut redis = crate::redis().await?;
     drop(redis_before);
     for (id, finished) in &progress.finished {
         match finished.status.as_str() {
             "complete" => report.tasks_complete += 1,
             _ => report.tasks_failed += 1,
         }
-        let hash: HashMap<String, String> = redis.hgetall(tasker_coordinator::store::task_key(*id)).await?;
+        let hash: HashMap<String, String> = redis.hgetall(keys.task(*id)).await?;
         let template = &registry[&progress.submitted[id]];
         if !join_fired_once(template, &hash) {
             report.joins_not_fired_once += 1;
@@ -567,11 +612,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
                 .and_then(|c| c.parse::<Uuid>().ok());
             let child = reported.filter(|c| named == Some(*c));
             let status: Option<String> = match child {
-                Some(c) => {
-                    redis
-                        .hget(tasker_coordinator::store::task_key(c), "status")
-                        .await?
-                }
+                Some(c) => redis.hget(keys.task(c), "status").await?,
                 None => None,
             };
             if status.as_deref() == Some("complete") {
@@ -587,7 +628,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
             .filter(|(k, v)| now.get(*k) != Some(v))
             .count();
     }
-    let runs: HashMap<String, u64> = redis.hgetall(format!("chaos:runs:{namespace}")).await?;
+    let runs: HashMap<String, u64> = redis.hgetall(runs_key(&namespace)).await?;
     report.executions = runs.values().sum();
     report.duplicate_executions = runs.values().map(|n| n.saturating_sub(1)).sum();
     // Each fault's extra runs are counted up to the next fault.
@@ -607,7 +648,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         .map(|(i, after)| i.assess(&times, after))
         .collect();
     let _: () = redis
-        .del(&[format!("chaos:runs:{namespace}"), run_ids_key(&namespace)])
+        .del(&[runs_key(&namespace), run_ids_key(&namespace)])
         .await?;
     Ok(report)
 }

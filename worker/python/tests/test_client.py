@@ -96,6 +96,26 @@ async def test_a_task_runs_end_to_end_through_the_coordinator(
     }
 
 
+async def test_a_client_whose_connection_died_connects_again_for_its_next_request(
+    bus: Bus, namespace: str, start_worker: Any, start_coordinator: Any
+) -> None:
+    await start_coordinator({"greet.yaml": template(namespace)}, [namespace])
+    await start_worker(HANDLERS)
+    async with await Client.connect(AMQP_URL) as client:
+        first = await client.create_task(namespace, "greet", {"name": "ada"})
+        assert isinstance(await first.wait(timeout=60), TaskFinished)
+        old_queue = client.reply_queue
+        # Its connection dies, as it does when its broker node dies.
+        await client._broker.connection.close()
+
+        second = await client.create_task(namespace, "greet", {"name": "bob"})
+        finished = await second.wait(timeout=60)
+
+    assert isinstance(finished, TaskFinished), finished
+    assert (finished.task_id, finished.status) == (second.task_id, "complete")
+    assert client.reply_queue != old_queue
+
+
 async def test_an_idempotency_key_names_one_task(
     bus: Bus, namespace: str, start_worker: Any, start_coordinator: Any
 ) -> None:

@@ -147,6 +147,23 @@ class ClientTest < Minitest::Test
                    'key' => "#{finished.task_id}:shout" }, shout.result)
   end
 
+  def test_a_client_whose_connection_died_connects_again_for_its_next_request
+    start_coordinator('greet.yaml' => template(@namespace))
+    start_worker(HANDLERS)
+    client = connect
+    assert_instance_of TaskerWorker::TaskFinished, client.create_task(@namespace, 'greet', { 'name' => 'ada' }).wait(60)
+    old_queue = client.reply_queue
+    # Its connection dies, as it does when its broker node dies.
+    client.instance_variable_get(:@broker).connection.close
+
+    submitted = client.create_task(@namespace, 'greet', { 'name' => 'bob' })
+    finished = submitted.wait(60)
+
+    assert_instance_of TaskerWorker::TaskFinished, finished
+    assert_equal [submitted.task_id, 'complete'], [finished.task_id, finished.status]
+    refute_equal old_queue, client.reply_queue
+  end
+
   def test_an_idempotency_key_names_one_task
     start_coordinator('greet.yaml' => template(@namespace))
     start_worker(HANDLERS)

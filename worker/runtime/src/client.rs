@@ -37,12 +37,26 @@ pub enum Reply {
 type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Reply>>>>;
 
 /// Publishes task requests and receives their replies on a private queue.
+///
+/// When its connection dies (its broker node died, say), the next request
+/// connects again, to the next node of the URL's list, and goes out on the
+/// new connection. A request waiting for its reply when the connection
+/// died may not get it: the reply goes to the private queue that died with
+/// the connection, and [`Submitted::wait`] times out.
 pub struct Client {
+    url: String,
+    session: tokio::sync::RwLock<Arc<Session>>,
+    waiters: Waiters,
+}
+
+/// One connection's worth of a [`Client`]: replaced when it dies.
+struct Session {
     broker: Broker,
     publisher: Publisher,
     reply_queue: String,
-    waiters: Waiters,
     replies: tokio::task::JoinHandle<()>,
+    /// How many sessions came before this one.
+    generation: u64,
 }
 
 /// A submitted request, to wait on.
@@ -62,67 +76,27 @@ impl Client {
     ///
     /// Returns [`Error::Amqp`] if the broker cannot be reached.
     pub async fn connect(amqp_url: &str) -> Result<Self, Error> {
-        let broker = Broker::connect(amqp_url, "tasker-client").await?;
-        let publisher = broker.publisher().await?;
-        let channel = broker.channel().await?;
-        broker.declare_requests_exchange(&channel).await?;
-        // Replies are notifications to this process only: a private queue
-        // that disappears with the connection.
-        let (reply_queue, mut consumer) = broker.private_queue(&channel, None, true).await?;
         let waiters: Waiters = Arc::default();
-        let routing = waiters.clone();
-        let replies = tokio::spawn(async move {
-            while let Some(Ok(delivery)) = consumer.next().await {
-                let Some(correlation) = delivery
-                    .properties
-                    .correlation_id()
-                    .as_ref()
-                    .map(ToString::to_string)
-                else {
-                    continue;
-                };
-                let kind = delivery.properties.kind().as_ref().map(ToString::to_string);
-                let reply = match kind.as_deref() {
-                    Some(message_type::TASK_FINISHED) => {
-                        message::decode(&delivery.data, DEFAULT_MAX_MESSAGE_BYTES)
-                            .ok()
-                            .map(Reply::Finished)
-                    }
-                    Some(message_type::TASK_REJECTED) => {
-                        message::decode(&delivery.data, DEFAULT_MAX_MESSAGE_BYTES)
-                            .ok()
-                            .map(Reply::Rejected)
-                    }
-                    Some(message_type::COMMAND_REPLY) => {
-                        message::decode(&delivery.data, DEFAULT_MAX_MESSAGE_BYTES)
-                            .ok()
-                            .map(Reply::Command)
-                    }
-                    _ => None,
-                };
-                if reply.is_none() {
-                    // Replies are notifications on a private queue; one that
-                    // cannot be read is reported, not dead-lettered.
-                    tracing::warn!(
-                        correlation,
-                        ?kind,
-                        "unreadable reply from the coordinator; ignoring it"
-                    );
-                }
-                let waiter = routing.lock().expect("reply map poisoned").remove(&correlation);
-                if let (Some(reply), Some(waiter)) = (reply, waiter) {
-                    // The waiter may have given up; that is its choice.
-                    let _ = waiter.send(reply);
-                }
-            }
-        });
+        let session = Session::open(amqp_url, waiters.clone(), 0).await?;
         Ok(Self {
-            broker,
-            publisher,
-            reply_queue,
+            url: amqp_url.to_owned(),
+            session: tokio::sync::RwLock::new(Arc::new(session)),
             waiters,
-            replies,
         })
+    }
+
+    /// Replaces the session `dead` with a new connection, unless another
+    /// request did so already.
+    async fn reconnect(&self, dead: &Session) -> Result<(), Error> {
+        let mut session = self.session.write().await;
+        if session.generation != dead.generation {
+            return Ok(());
+        }
+        let fresh = Session::open(&self.url, self.waiters.clone(), dead.generation + 1).await?;
+        tracing::info!(broker = fresh.broker.url(), "client connected again");
+        session.replies.abort();
+        *session = Arc::new(fresh);
+        Ok(())
     }
 
     /// Asks for a task of the highest version of `namespace/name`.
@@ -214,26 +188,33 @@ impl Client {
             reply,
             waiters: self.waiters.clone(),
         };
-        let properties = broker::properties(kind, task_id)
-            .with_message_id(request_id.to_string().into())
-            .with_correlation_id(request_id.to_string().into())
-            .with_reply_to(self.reply_queue.as_str().into());
-        let outgoing = Outgoing {
-            exchange: topology::REQUESTS_EXCHANGE.to_owned(),
-            routing_key: namespace.to_owned(),
-            payload,
-            properties,
-            mandatory: true,
-        };
         // A broker nacks what it cannot take now, as a quorum queue does
-        // while it elects a leader after a node died. The same request
-        // again is safe: the coordinator knows it by its request id.
+        // while it elects a leader after a node died; a connection that
+        // died is replaced. The same request again is safe: the coordinator
+        // knows it by its request id.
         let deadline = tokio::time::Instant::now() + NACK_RETRY_FOR;
         let mut backoff = Reconnect::default();
         loop {
-            match self.publisher.publish(outgoing.clone()).await {
+            let session = self.session.read().await.clone();
+            let properties = broker::properties(kind, task_id)
+                .with_message_id(request_id.to_string().into())
+                .with_correlation_id(request_id.to_string().into())
+                .with_reply_to(session.reply_queue.as_str().into());
+            let outgoing = Outgoing {
+                exchange: topology::REQUESTS_EXCHANGE.to_owned(),
+                routing_key: namespace.to_owned(),
+                payload: payload.clone(),
+                properties,
+                mandatory: true,
+            };
+            match session.publisher.publish(outgoing).await {
                 Err(Error::Nacked { .. }) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(backoff.next_delay()).await;
+                }
+                // Its channel or its connection is gone: a new session
+                // replaces both.
+                Err(Error::Amqp { .. }) if tokio::time::Instant::now() < deadline => {
+                    self.reconnect(&session).await?;
                 }
                 result => break result?,
             }
@@ -241,16 +222,81 @@ impl Client {
         Ok(submitted)
     }
 
-    /// The publisher this client uses, for sending other messages.
-    #[must_use]
-    pub fn publisher(&self) -> &Publisher {
-        &self.publisher
+    /// The publisher this client uses now, for sending other messages.
+    pub async fn publisher(&self) -> Publisher {
+        self.session.read().await.publisher.clone()
     }
 
     /// Closes the connection.
     pub async fn close(self) {
-        self.replies.abort();
-        self.broker.close().await;
+        let session = self.session.into_inner();
+        session.replies.abort();
+        if let Ok(session) = Arc::try_unwrap(session) {
+            session.broker.close().await;
+        }
+    }
+}
+
+impl Session {
+    /// Connects, declares the requests exchange and a private reply queue,
+    /// and routes each reply to its waiter in `waiters`.
+    async fn open(amqp_url: &str, waiters: Waiters, generation: u64) -> Result<Self, Error> {
+        let broker = Broker::connect(amqp_url, "tasker-client").await?;
+        let publisher = broker.publisher().await?;
+        let channel = broker.channel().await?;
+        broker.declare_requests_exchange(&channel).await?;
+        // Replies are notifications to this process only: a private queue
+        // that disappears with the connection.
+        let (reply_queue, consumer) = broker.private_queue(&channel, None, true).await?;
+        let replies = tokio::spawn(route_replies(consumer, waiters));
+        Ok(Self {
+            broker,
+            publisher,
+            reply_queue,
+            replies,
+            generation,
+        })
+    }
+}
+
+/// Hands each reply on `consumer` to the waiter of its correlation id.
+async fn route_replies(mut consumer: lapin::Consumer, routing: Waiters) {
+    while let Some(Ok(delivery)) = consumer.next().await {
+        let Some(correlation) = delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(ToString::to_string)
+        else {
+            continue;
+        };
+        let kind = delivery.properties.kind().as_ref().map(ToString::to_string);
+        let reply = match kind.as_deref() {
+            Some(message_type::TASK_FINISHED) => message::decode(&delivery.data, DEFAULT_MAX_MESSAGE_BYTES)
+                .ok()
+                .map(Reply::Finished),
+            Some(message_type::TASK_REJECTED) => message::decode(&delivery.data, DEFAULT_MAX_MESSAGE_BYTES)
+                .ok()
+                .map(Reply::Rejected),
+            Some(message_type::COMMAND_REPLY) => message::decode(&delivery.data, DEFAULT_MAX_MESSAGE_BYTES)
+                .ok()
+                .map(Reply::Command),
+            _ => None,
+        };
+        if reply.is_none() {
+            // Replies are notifications on a private queue; one that cannot
+            // be read is reported, not dead-lettered.
+            tracing::warn!(
+                correlation,
+                ?kind,
+                "unreadable reply from the coordinator; ignoring it"
+            );
+        }
+        let waiter = routing.lock().expect("reply map poisoned").remove(&correlation);
+        if let (Some(reply), Some(waiter)) = (reply, waiter) {
+            // The waiter may have given up; that is its choice.
+            let _ = waiter.send(reply);
+        }
     }
 }
 

@@ -235,24 +235,49 @@ export class Submitted {
   }
 }
 
+/** How a client connects: again, when its connection died. */
+interface ConnectArgs {
+  amqpUrl: string;
+  name: string;
+  heartbeat: number;
+}
+
 /**
  * Publishes task requests and receives their replies on a private queue.
  * Use {@link Client.connect} to make one, and {@link close} it.
+ *
+ * When its connection dies (its broker node died, say), the next request
+ * connects again, to the next node of the URL's list, and goes out on the
+ * new connection. A request waiting for its reply when the connection died
+ * may not get it: the reply goes to the private queue that died with the
+ * connection, and {@link Submitted.wait} times out.
  */
 export class Client {
   /** The name of the private queue replies come to. */
-  readonly replyQueue: string;
-  readonly #broker: Broker;
-  readonly #publisher: Publisher;
+  replyQueue: string;
+  #broker: Broker;
+  #publisher: Publisher;
+  #dead = false;
+  #reconnecting: Promise<void> | undefined;
+  readonly #args: ConnectArgs;
   readonly #log: Logger;
   readonly #waiters = new Map<string, Waiter>();
   readonly #tasks = new Map<string, string>();
 
-  private constructor(broker: Broker, publisher: Publisher, replyQueue: string, log: Logger) {
-    this.#broker = broker;
-    this.#publisher = publisher;
-    this.replyQueue = replyQueue;
+  private constructor(session: Session, args: ConnectArgs, log: Logger) {
+    this.#broker = session.broker;
+    this.#publisher = session.publisher;
+    this.replyQueue = session.replyQueue;
+    this.#args = args;
     this.#log = log;
+    this.#watch(session.broker);
+  }
+
+  /** Notes when `broker`'s connection dies, so that the next request replaces it. */
+  #watch(broker: Broker): void {
+    broker.connection.on("close", () => {
+      if (this.#broker === broker) this.#dead = true;
+    });
   }
 
   /**
@@ -269,35 +294,40 @@ export class Client {
     options: { name?: string; heartbeat?: number; logger?: Logger } = {},
   ): Promise<Client> {
     const log = options.logger ?? consoleLogger;
-    const broker = await Broker.connect(
+    const args = {
       amqpUrl,
-      options.name ?? "tasker-client",
-      options.heartbeat ?? 5,
-      log,
-    );
-    try {
-      const publisher = await broker.publisher();
-      const channel = await broker.channel();
-      await broker.declareRequestsExchange(channel);
-      let client: Client;
+      name: options.name ?? "tasker-client",
+      heartbeat: options.heartbeat ?? 5,
+    };
+    // Replies come only for requests, which the client made here sends.
+    const made: { client?: Client } = {};
+    const session = await openSession(args, log, (delivery) => {
+      if (made.client !== undefined) made.client.#onReply(delivery);
+    });
+    made.client = new Client(session, args, log);
+    return made.client;
+  }
+
+  /** Replaces the connection that died with a new one, once for all requests waiting on it. */
+  async #reconnect(): Promise<void> {
+    this.#reconnecting ??= (async () => {
       try {
-        const queue = await channel.assertQueue("", {
-          exclusive: true,
-          autoDelete: true,
-          durable: false,
+        const session = await openSession(this.#args, this.#log, (delivery) => {
+          this.#onReply(delivery);
         });
-        client = new Client(broker, publisher, queue.queue, log);
-        await channel.consume(queue.queue, (delivery) => client.#onReply(delivery), {
-          noAck: true,
-        });
-      } catch (e) {
-        throw broker.error(e);
+        const dead = this.#broker;
+        this.#broker = session.broker;
+        this.#publisher = session.publisher;
+        this.replyQueue = session.replyQueue;
+        this.#dead = false;
+        this.#watch(session.broker);
+        this.#log.info("client connected again", { broker: session.broker.url });
+        await dead.close();
+      } finally {
+        this.#reconnecting = undefined;
       }
-      return client;
-    } catch (e) {
-      await broker.close();
-      throw e;
-    }
+    })();
+    await this.#reconnecting;
   }
 
   /**
@@ -322,25 +352,41 @@ export class Client {
     // The waiter is registered before the publish, so that no reply can come before it.
     this.waiter(requestId);
     this.#tasks.set(taskId, requestId);
-    const props = {
-      ...properties(MessageType.TASK_REQUEST, taskId),
-      messageId: requestId,
-      correlationId: requestId,
-      replyTo: this.replyQueue,
-    };
     try {
-      await this.#publisher.publish(
-        topology.REQUESTS_EXCHANGE,
-        namespace,
-        encode(request),
-        props,
-        true,
-      );
+      await this.#publishRequest(namespace, encode(request), taskId, requestId);
     } catch (e) {
       this.forget(requestId);
       throw e;
     }
     return new Submitted(this, requestId, taskId);
+  }
+
+  /**
+   * Publishes a request with this client's reply queue; on a connection that
+   * died, connects again and publishes it once more: the coordinator knows a
+   * request by its id.
+   */
+  async #publishRequest(
+    namespace: string,
+    body: Buffer,
+    taskId: string,
+    requestId: string,
+  ): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      if (this.#dead) await this.#reconnect();
+      const props = {
+        ...properties(MessageType.TASK_REQUEST, taskId),
+        messageId: requestId,
+        correlationId: requestId,
+        replyTo: this.replyQueue,
+      };
+      try {
+        await this.#publisher.publish(topology.REQUESTS_EXCHANGE, namespace, body, props, true);
+        return;
+      } catch (e) {
+        if (attempt === 2 || !this.#dead) throw e;
+      }
+    }
   }
 
   /** {@link createTask}, then {@link Submitted.wait}. */
@@ -464,4 +510,42 @@ function optionalString(value: unknown): string | undefined {
 
 function invalid(detail: string): DecodeError {
   return new DecodeError("invalid_message", detail);
+}
+
+/** A connection, its publisher, and a private reply queue consumed by `onReply`. */
+interface Session {
+  broker: Broker;
+  publisher: Publisher;
+  replyQueue: string;
+}
+
+/**
+ * Connects, declares the requests exchange (with its alternate exchange and
+ * the unrouted queue) and opens a private reply queue, consumed by `onReply`.
+ */
+async function openSession(
+  args: ConnectArgs,
+  log: Logger,
+  onReply: (delivery: amqp.ConsumeMessage | null) => void,
+): Promise<Session> {
+  const broker = await Broker.connect(args.amqpUrl, args.name, args.heartbeat, log);
+  try {
+    const publisher = await broker.publisher();
+    const channel = await broker.channel();
+    await broker.declareRequestsExchange(channel);
+    try {
+      const queue = await channel.assertQueue("", {
+        exclusive: true,
+        autoDelete: true,
+        durable: false,
+      });
+      await channel.consume(queue.queue, onReply, { noAck: true });
+      return { broker, publisher, replyQueue: queue.queue };
+    } catch (e) {
+      throw broker.error(e);
+    }
+  } catch (e) {
+    await broker.close();
+    throw e;
+  }
 }

@@ -5,7 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -242,6 +243,28 @@ describe("client", () => {
     });
   });
 
+  test("a client whose connection died connects again for its next request", async () => {
+    const namespace = bus.namespace;
+    await start({ "greet.yaml": template(namespace) });
+    await bus.startWorker([Hello, Shout]);
+    const name = `tasker-client-reconnect-${randomUUID()}`;
+    const client = await Client.connect(AMQP_URL, { name, logger: new MemoryLogger() });
+    clients.push(client);
+    const first = await client.createTask(namespace, "greet", { name: "ada" });
+    assert.ok((await first.wait(60)) instanceof TaskFinished);
+    const oldQueue = client.replyQueue;
+    // The broker closes its connection, as when its node dies.
+    closeConnectionsNamed(name);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+
+    const second = await client.createTask(namespace, "greet", { name: "bob" });
+    const finished = await second.wait(60);
+    assert.ok(finished instanceof TaskFinished, JSON.stringify(finished));
+    assert.equal(finished.taskId, second.taskId);
+    assert.equal(finished.status, "complete");
+    assert.notEqual(client.replyQueue, oldQueue);
+  });
+
   test("an idempotency key names one task", async () => {
     const namespace = bus.namespace;
     await start({ "greet.yaml": template(namespace) });
@@ -304,3 +327,31 @@ describe("client", () => {
     assert.equal(taskIdOf(request), "r");
   });
 });
+
+/** Closes, through `deploy/dev rabbitmqctl`, every connection named `name`. */
+function closeConnectionsNamed(name: string): void {
+  const dev = new URL("../../../../deploy/dev", import.meta.url).pathname;
+  const node = new URL(NODE_URL).port;
+  const target = AMQP_URL.includes(",") ? ["-n", `tasker-${node}@localhost`] : [];
+  const listing = execFileSync(
+    dev,
+    ["rabbitmqctl", ...target, "-q", "list_connections", "pid", "client_properties"],
+    {
+      encoding: "utf8",
+    },
+  );
+  const pids = listing
+    .split("\n")
+    .filter((line) => line.includes(name))
+    .map((line) => line.split(/\s+/)[0] ?? "");
+  assert.ok(pids.length > 0, `no connection named ${name} in:\n${listing}`);
+  for (const pid of pids) {
+    execFileSync(dev, [
+      "rabbitmqctl",
+      ...target,
+      "close_connection",
+      pid,
+      "a test closes the client's connection",
+    ]);
+  }
+}

@@ -26,12 +26,12 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from tasker_worker import topology
 from tasker_worker.broker import Broker, Publisher, message
 from tasker_worker.config import DEFAULT_AMQP_URL, DEFAULT_HEARTBEAT, DEFAULT_MAX_MESSAGE_BYTES
-from tasker_worker.errors import ReplyTimeoutError
+from tasker_worker.errors import BrokerError, ReplyTimeoutError
 from tasker_worker.logs import fields
 from tasker_worker.messages import (
     DecodeError,
@@ -80,7 +80,13 @@ class Submitted:
 
 class Client:
     """Publishes task requests and receives their replies on a private queue.
-    Use :meth:`connect` to make one, and close it (or use ``async with``)."""
+    Use :meth:`connect` to make one, and close it (or use ``async with``).
+
+    When its connection dies (its broker node died, say), the next request
+    connects again, to the next node of the URL's list, and goes out on the
+    new connection. A request waiting for its reply when the connection
+    died may not get it: the reply goes to the private queue that died with
+    the connection, and :meth:`Submitted.wait` times out."""
 
     def __init__(self, broker: Broker, publisher: Publisher, reply_queue: str) -> None:
         self._broker = broker
@@ -89,6 +95,8 @@ class Client:
         """The name of the private queue replies come to."""
         self._waiters: dict[str, asyncio.Future[Reply]] = {}
         self._tasks: dict[str, str] = {}
+        self._connect_args: tuple[str, str, float] | None = None
+        self._reconnecting = asyncio.Lock()
 
     @classmethod
     async def connect(
@@ -105,18 +113,31 @@ class Client:
         :raises ConfigError: if ``amqp_url`` is not an AMQP URL.
         :raises BrokerError: if the broker cannot be reached or refuses us.
         """
-        broker = await Broker.connect(amqp_url, name, heartbeat)
+        broker, publisher, queue = await _session(amqp_url, name, heartbeat)
         try:
-            publisher = await broker.publisher()
-            channel = await broker.channel()
-            await broker.declare_requests_exchange(channel)
-            queue = await broker.private_queue(channel)
             client = cls(broker, publisher, queue.name)
+            client._connect_args = (amqp_url, name, heartbeat)
             await queue.consume(client._on_reply, no_ack=True)
         except BaseException:
             await broker.close()
             raise
         return client
+
+    async def _reconnect(self, dead: Broker) -> None:
+        """Replaces the connection ``dead`` with a new one, unless another
+        request did so already."""
+        async with self._reconnecting:
+            if self._broker is not dead or self._connect_args is None:
+                return
+            broker, publisher, queue = await _session(*self._connect_args)
+            try:
+                await queue.consume(self._on_reply, no_ack=True)
+            except BaseException:
+                await broker.close()
+                raise
+            self._broker, self._publisher, self.reply_queue = broker, publisher, queue.name
+            await dead.close()
+            log.info("client connected again", extra=fields(broker=broker.url))
 
     async def create_task(
         self,
@@ -149,22 +170,38 @@ class Client:
         # come before it.
         self._waiter(request_id)
         self._tasks[task_id] = request_id
-        outgoing = message(
-            encode(request),
-            MessageType.TASK_REQUEST,
-            task_id,
-            message_id=request_id,
-            correlation_id=request_id,
-            reply_to=self.reply_queue,
-        )
         try:
-            await self._publisher.publish(
-                topology.REQUESTS_EXCHANGE, namespace, outgoing, mandatory=True
-            )
+            await self._publish_request(namespace, encode(request), task_id, request_id)
         except BaseException:
             self._forget(request_id)
             raise
         return Submitted(self, request_id, task_id)
+
+    async def _publish_request(
+        self, namespace: str, body: bytes, task_id: str, request_id: str
+    ) -> None:
+        """Publishes a request with this client's reply queue; on a
+        connection that died, connects again and publishes it once more:
+        the coordinator knows a request by its id."""
+        for attempt in (1, 2):
+            broker = self._broker
+            outgoing = message(
+                body,
+                MessageType.TASK_REQUEST,
+                task_id,
+                message_id=request_id,
+                correlation_id=request_id,
+                reply_to=self.reply_queue,
+            )
+            try:
+                await self._publisher.publish(
+                    topology.REQUESTS_EXCHANGE, namespace, outgoing, mandatory=True
+                )
+                return
+            except BrokerError:
+                if attempt == 2 or not broker.connection.is_closed:
+                    raise
+            await self._reconnect(broker)
 
     async def run_task(
         self,
@@ -232,3 +269,20 @@ class Client:
             waiter = self._waiters.get(by_body)
         if waiter is not None and not waiter.done():
             waiter.set_result(reply)
+
+
+async def _session(
+    amqp_url: str, name: str, heartbeat: float
+) -> tuple[Broker, Publisher, AbstractQueue]:
+    """A connection, its publisher, and a private reply queue (not yet
+    consumed), with the requests exchange declared."""
+    broker = await Broker.connect(amqp_url, name, heartbeat)
+    try:
+        publisher = await broker.publisher()
+        channel = await broker.channel()
+        await broker.declare_requests_exchange(channel)
+        queue = await broker.private_queue(channel)
+    except BaseException:
+        await broker.close()
+        raise
+    return broker, publisher, queue

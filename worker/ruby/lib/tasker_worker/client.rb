@@ -18,6 +18,12 @@ module TaskerWorker
   # coordinator copies onto its replies), failing that by their body's
   # `request_id`, and for a coordinator that predates it, by the `task_id`
   # of a task finished (docs/protocol.md, "Requests and their replies").
+  #
+  # When its connection dies (its broker node died, say), the next request
+  # connects again, to the next node of the URL's list, and goes out on the
+  # new connection. A request waiting for its reply when the connection
+  # died may not get it: the reply goes to the private queue that died with
+  # the connection, and Submitted#wait times out.
   class Client
     # A request that was published and confirmed, to wait on.
     class Submitted
@@ -82,32 +88,17 @@ module TaskerWorker
     # BrokerError if the broker cannot be reached or refuses us.
     def self.connect(amqp_url = Config::DEFAULT_AMQP_URL, name: 'tasker-client', heartbeat: 5, logger: nil)
       logger ||= Logger.new($stderr, progname: 'tasker_client', level: Logger::INFO)
-      broker = Broker.connect(amqp_url, name:, heartbeat:, logger:)
-      begin
-        publisher = broker.publisher
-        channel = broker.channel
-        broker.declare_requests_exchange(channel)
-        queue = channel.queue('', exclusive: true, auto_delete: true, durable: false)
-        client = new(broker, publisher, queue.name, logger)
-        queue.subscribe(manual_ack: false) { |_info, props, body| client.send(:on_reply, props, body) }
-        client
-      rescue *Broker::CONNECTION_ERRORS => e
-        broker.close
-        raise broker.error(e)
-      rescue StandardError
-        broker.close
-        raise
-      end
+      new({ amqp_url:, name:, heartbeat:, logger: }, logger)
     end
 
-    def initialize(broker, publisher, reply_queue, logger)
-      @broker = broker
-      @publisher = publisher
-      @reply_queue = reply_queue
+    def initialize(connect_args, logger)
+      @connect_args = connect_args
       @logger = logger
       @mutex = Mutex.new
+      @reconnecting = Mutex.new
       @waiters = {}
       @tasks = {}
+      @broker, @publisher, @reply_queue = open_session
     end
 
     # Asks for a task of template `namespace/name` (its highest version
@@ -122,12 +113,8 @@ module TaskerWorker
       # come before it.
       waiter(request_id)
       @mutex.synchronize { @tasks[task_id] = request_id }
-      properties = Broker.properties(Topology::MessageType::TASK_REQUEST, task_id, message_id: request_id,
-                                                                                   correlation_id: request_id,
-                                                                                   reply_to: @reply_queue)
       begin
-        @publisher.publish(Topology::REQUESTS_EXCHANGE, namespace, Messages.encode(request), properties,
-                           mandatory: true)
+        publish_request(namespace, Messages.encode(request), task_id, request_id)
       rescue StandardError
         forget(request_id)
         raise
@@ -146,6 +133,57 @@ module TaskerWorker
     end
 
     private
+
+    # A connection, its publisher, and a private reply queue consumed by
+    # #on_reply, with the requests exchange declared.
+    def open_session
+      broker = Broker.connect(@connect_args[:amqp_url], name: @connect_args[:name],
+                                                        heartbeat: @connect_args[:heartbeat], logger: @logger)
+      begin
+        publisher = broker.publisher
+        channel = broker.channel
+        broker.declare_requests_exchange(channel)
+        queue = channel.queue('', exclusive: true, auto_delete: true, durable: false)
+        queue.subscribe(manual_ack: false) { |_info, props, body| on_reply(props, body) }
+        [broker, publisher, queue.name]
+      rescue *Broker::CONNECTION_ERRORS => e
+        broker.close
+        raise broker.error(e)
+      rescue StandardError
+        broker.close
+        raise
+      end
+    end
+
+    # Publishes a request with this client's reply queue; on a connection
+    # that died, connects again and publishes it once more: the coordinator
+    # knows a request by its id.
+    def publish_request(namespace, body, task_id, request_id)
+      [1, 2].each do |attempt|
+        broker = @broker
+        reconnect(broker) unless broker.open?
+        properties = Broker.properties(Topology::MessageType::TASK_REQUEST, task_id, message_id: request_id,
+                                                                                     correlation_id: request_id,
+                                                                                     reply_to: @reply_queue)
+        begin
+          return @publisher.publish(Topology::REQUESTS_EXCHANGE, namespace, body, properties, mandatory: true)
+        rescue BrokerError
+          raise if attempt == 2 || @broker.open?
+        end
+      end
+    end
+
+    # Replaces the connection `dead` with a new one, unless another request
+    # did so already.
+    def reconnect(dead)
+      @reconnecting.synchronize do
+        next unless @broker.equal?(dead)
+
+        @broker, @publisher, @reply_queue = open_session
+        @logger.info("client connected again (broker=#{@broker.url})")
+        dead.abandon
+      end
+    end
 
     def waiter(request_id)
       @mutex.synchronize { @waiters[request_id] ||= Waiter.new }
