@@ -421,12 +421,15 @@ async fn handle_delivery(
         properties: broker::properties(message_type::STEP_RESULT, Some(ready.task_id)),
         mandatory: true,
     };
-    publisher.publish(outgoing.clone()).await?;
+    // Remembered before it is published: a redelivery that overtakes the
+    // confirm, or that follows a failed publish, sends this result rather
+    // than running the handler a second time.
     shared
         .recent
         .lock()
         .expect("recent results poisoned")
-        .insert(key, outgoing);
+        .insert(key, outgoing.clone());
+    publisher.publish(outgoing).await?;
     acks.ack(&delivery);
     Ok(())
 }

@@ -179,7 +179,7 @@ impl Coordinator {
         let Some(released) = self.store.dispatch_waiting(entry, &template, lease).await? else {
             return Ok(());
         };
-        let waiting = self
+        let published = self
             .publish_steps(ReadySteps {
                 template: &template,
                 task_id: entry.task_id,
@@ -188,7 +188,30 @@ impl Coordinator {
                 inputs: &released.inputs,
                 joins: &released.joins,
             })
-            .await?;
+            .await;
+        let waiting = match published {
+            Ok(waiting) => waiting,
+            Err(e) => {
+                // The step left the waiting set for a lease when it was
+                // released: back it goes, to be tried again soon rather
+                // than when that lease runs out.
+                let back = self
+                    .store
+                    .wait_for_worker(
+                        entry.task_id,
+                        &template,
+                        entry.step,
+                        entry.attempt,
+                        WAITING_RETRY,
+                        entry.trace.as_deref(),
+                    )
+                    .await;
+                if let Err(also) = back {
+                    warn!(error = %also, task_id = %entry.task_id, "released step not published, nor put back to wait; its lease will time it out");
+                }
+                return Err(e);
+            }
+        };
         if waiting.is_empty() {
             self.store.end_wait(entry.task_id, entry.step).await?;
         }

@@ -194,14 +194,16 @@ async fn main() -> anyhow::Result<()> {
             namespace,
             noop: false,
         } => {
-            let conn = tasker_e2e::redis().await?;
+            // Shared, so that a connection replaced after a failover serves
+            // every later run.
+            let shared = std::sync::Arc::new(std::sync::Mutex::new(tasker_e2e::redis().await?));
             let (key, ids) = (
                 tasker_e2e::chaos::runs_key(&namespace),
                 tasker_e2e::chaos::run_ids_key(&namespace),
             );
             let count = std::sync::Arc::new(redis::Script::new(COUNT_RUN));
             let handler = handler_fn(move |ctx: StepContext| {
-                let (mut conn, key, ids, count) = (conn.clone(), key.clone(), ids.clone(), count.clone());
+                let (shared, key, ids, count) = (shared.clone(), key.clone(), ids.clone(), count.clone());
                 async move {
                     let field = format!("{}|{}|{}", ctx.task_id(), ctx.step_name(), ctx.attempt());
                     let run = uuid::Uuid::new_v4().to_string();
@@ -212,6 +214,7 @@ async fn main() -> anyhow::Result<()> {
                     // fails the attempt, retryably.
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
                     loop {
+                        let mut conn = shared.lock().expect("the connection lock").clone();
                         // Bounded: a call a cluster connection loses in a
                         // failover is tried again rather than waited for.
                         let mut invocation = count.key(&key);
@@ -219,7 +222,13 @@ async fn main() -> anyhow::Result<()> {
                         let call = invocation.invoke_async::<i64>(&mut conn);
                         let counted = match tokio::time::timeout(Duration::from_secs(5), call).await {
                             Ok(counted) => counted.map_err(|e| e.to_string()),
-                            Err(_) => Err("no reply within 5 s".to_owned()),
+                            Err(_) => {
+                                // A new connection for the next try.
+                                if let Ok(fresh) = tasker_e2e::redis().await {
+                                    *shared.lock().expect("the connection lock") = fresh;
+                                }
+                                Err("no reply within 5 s".to_owned())
+                            }
                         };
                         match counted {
                             Ok(_) => break,

@@ -317,7 +317,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
 
     // The poller: which tasks have finished, and their results at that time.
     let poller = {
-        let (progress, redis) = (progress.clone(), redis_before.clone());
+        let (progress, mut redis) = (progress.clone(), redis_before.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -336,9 +336,21 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
                         let mut redis = redis.clone();
                         async move { redis.hgetall::<_, HashMap<String, String>>(keys.task(*id)).await }
                     });
-                    let Ok(hashes): Result<Vec<HashMap<String, String>>, _> =
-                        futures::future::join_all(reads).await.into_iter().collect()
+                    // Bounded: a cluster connection can lose calls in a
+                    // failover; a new one reads on.
+                    let read =
+                        tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(reads)).await;
+                    let Ok(results) = read else {
+                        if let Ok(fresh) = crate::redis().await {
+                            redis = fresh;
+                        }
+                        break;
+                    };
+                    let Ok(hashes): Result<Vec<HashMap<String, String>>, _> = results.into_iter().collect()
                     else {
+                        if let Ok(fresh) = crate::redis().await {
+                            redis = fresh;
+                        }
                         break;
                     };
                     let mut p = progress.lock().await;
@@ -483,8 +495,13 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
             Fault::KillRedisMaster => {
                 let key = keys.index(0);
                 let master = cluster::kill_redis_master(&config.dev_script, &key).await?;
-                eprintln!("chaos: killed the Redis master on port {master}; a replica took over");
-                restore = true;
+                // Started again at once, as its supervisor would: with the
+                // coordinators waiting for a replica after each write, the
+                // promoted master's shards take no writes until it has one.
+                eprintln!(
+                    "chaos: killed the Redis master on port {master}; a replica took over; starting it again"
+                );
+                cluster::start_missing_servers(&config.dev_script).await?;
             }
             Fault::RestartRabbitmq => fault::restart(&config.dev_script, "rabbitmq").await?,
             Fault::RestartRedis => fault::restart(&config.dev_script, "redis").await?,
