@@ -59,23 +59,19 @@ cluster_node_config() {
   } >>"$RABBIT_DIR/rabbitmq.conf"
 }
 
-# cluster_urls: the AMQP URLs of every node, separated by commas.
-cluster_urls() {
+# node_urls PREFIX FIRST_PORT COUNT [SUFFIX]: PREFIX<port>SUFFIX for COUNT
+# consecutive ports, separated by commas.
+node_urls() {
   local i urls=()
-  for ((i = 0; i < CLUSTER_NODES; i++)); do
-    urls+=("amqp://guest:guest@127.0.0.1:$((CLUSTER_PORT_BASE + i))/%2f")
-  done
+  for ((i = 0; i < $3; i++)); do urls+=("$1$(($2 + i))${4:-}"); done
   (IFS=,; echo "${urls[*]}")
 }
 
+# cluster_urls: the AMQP URLs of every node, separated by commas.
+cluster_urls() { node_urls amqp://guest:guest@127.0.0.1: "$CLUSTER_PORT_BASE" "$CLUSTER_NODES" /%2f; }
+
 # redis_cluster_urls: every Redis node's URL, separated by commas.
-redis_cluster_urls() {
-  local i urls=()
-  for ((i = 0; i < REDIS_CLUSTER_NODES; i++)); do
-    urls+=("redis://127.0.0.1:$((REDIS_CLUSTER_PORT_BASE + i))")
-  done
-  (IFS=,; echo "${urls[*]}")
-}
+redis_cluster_urls() { node_urls redis://127.0.0.1: "$REDIS_CLUSTER_PORT_BASE" "$REDIS_CLUSTER_NODES"; }
 
 redis_node_cli() {  # redis_node_cli PORT ARGS...: redis-cli on one node
   local port=$1

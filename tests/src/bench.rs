@@ -576,22 +576,29 @@ pub async fn shapes(namespace: &str, samples: usize) -> anyhow::Result<Shapes> {
 }
 
 /// The memory Redis uses for data, in bytes: on a cluster, that of its
-/// masters, each asked directly.
+/// masters.
 async fn used_memory() -> anyhow::Result<f64> {
-    let mut total = 0.0;
+    Ok(masters_sum(&["used_memory:"]).await?[0])
+}
+
+/// For each of `fields` of Redis's `INFO` (such as `used_memory:`), its
+/// sum over the masters of `TASKER_REDIS_URL`, each asked directly.
+async fn masters_sum(fields: &[&str]) -> anyhow::Result<Vec<f64>> {
+    let mut totals = vec![0.0; fields.len()];
     for url in crate::redis_url().split(',') {
         let mut node = redis::Client::open(url.trim())?
             .get_multiplexed_async_connection()
             .await?;
         let info: String = redis::cmd("INFO").query_async(&mut node).await?;
         let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
-        if field("role:") == Some("master") {
-            total += field("used_memory:")
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0);
+        if field("role:") != Some("master") {
+            continue;
+        }
+        for (total, name) in totals.iter_mut().zip(fields) {
+            *total += field(name).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         }
     }
-    Ok(total)
+    Ok(totals)
 }
 
 /// Redis memory per in-flight diamond: `used_memory` before and after
@@ -835,39 +842,15 @@ struct EngineCounters {
 
 impl EngineCounters {
     async fn read() -> anyhow::Result<Self> {
-        let mut redis = [0.0; 3];
-        for url in crate::redis_url().split(',') {
-            let mut node = redis::Client::open(url.trim())?
-                .get_multiplexed_async_connection()
-                .await?;
-            let info: String = redis::cmd("INFO").query_async(&mut node).await?;
-            let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
-            if field("role:") != Some("master") {
-                continue;
-            }
-            for (total, name) in redis.iter_mut().zip([
-                "total_commands_processed:",
-                "total_net_input_bytes:",
-                "total_net_output_bytes:",
-            ]) {
-                *total += field(name).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            }
-        }
+        let sums = masters_sum(&[
+            "total_commands_processed:",
+            "total_net_input_bytes:",
+            "total_net_output_bytes:",
+        ])
+        .await?;
+        let redis = [sums[0], sums[1], sums[2]];
         // Every connection of the cluster, as the first node sees them.
-        let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/dev");
-        let first = tasker_runtime::broker::broker_urls(&amqp_url())
-            .first()
-            .and_then(|u| url::Url::parse(u).ok()?.port())
-            .unwrap_or(5672);
-        let mut command = std::process::Command::new(dev);
-        command.arg("rabbitmqctl");
-        if tasker_runtime::broker::broker_urls(&amqp_url()).len() > 1 {
-            command.args(["-n", &format!("tasker-{first}@localhost")]);
-        }
-        let out = command
-            .args(["-q", "list_connections", "recv_oct", "send_oct"])
-            .stderr(Stdio::null())
-            .output()?;
+        let out = crate::rabbitmqctl(&["-q", "list_connections", "recv_oct", "send_oct"])?;
         let mut rabbitmq = [0.0; 2];
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let fields: Vec<f64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();

@@ -53,6 +53,31 @@ pub async fn store() -> anyhow::Result<tasker_coordinator::Store> {
     Ok(tasker_coordinator::Store::connect(&redis_url(), Duration::from_secs(3600)).await?)
 }
 
+/// Runs `deploy/dev rabbitmqctl ARGS` against the first node that
+/// `TASKER_AMQP_URL` names (on `deploy/dev cluster`, `tasker-<port>@localhost`).
+///
+/// # Errors
+///
+/// If deploy/dev cannot be run or the command fails.
+pub fn rabbitmqctl(args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let mut command = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dev"));
+    command.arg("rabbitmqctl");
+    let url = amqp_url();
+    let urls = tasker_runtime::broker::broker_urls(&url);
+    if urls.len() > 1
+        && let Some(port) = url::Url::parse(urls[0]).ok().and_then(|u| u.port())
+    {
+        command.args(["-n", &format!("tasker-{port}@localhost")]);
+    }
+    let out = command.args(args).stderr(std::process::Stdio::piped()).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out)
+}
+
 /// A connection to the tests' store, for commands of their own; on a
 /// cluster it follows redirects, and takes no pipeline across slots.
 ///

@@ -6,36 +6,16 @@
 //! Alone in its file: it closes every client connection, and the tests of
 //! one file run at once.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use tasker_e2e::{Recorder, Stack, amqp_url, registration_template, unique, worker_config};
+use tasker_e2e::{Recorder, Stack, registration_template, unique, worker_config};
 use tasker_protocol::TaskStatus;
-use tasker_runtime::broker::broker_urls;
 use tasker_worker::Worker;
 
-/// Runs `deploy/dev rabbitmqctl ARGS` against the first node of
-/// `TASKER_AMQP_URL`, and gives back what it printed.
+/// What `deploy/dev rabbitmqctl ARGS` printed.
 fn rabbitmqctl(args: &[&str]) -> String {
-    let mut command = Command::new(PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/dev"
-    )));
-    command.arg("rabbitmqctl");
-    let url = amqp_url();
-    let urls = broker_urls(&url);
-    if urls.len() > 1 {
-        let port = url::Url::parse(urls[0]).unwrap().port().unwrap();
-        command.args(["-n", &format!("tasker-{port}@localhost")]);
-    }
-    let out = command.args(args).output().expect("deploy/dev runs");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = tasker_e2e::rabbitmqctl(args).expect("rabbitmqctl runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

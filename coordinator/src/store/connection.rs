@@ -101,11 +101,26 @@ impl Conn {
     /// Connects to the Redis or the cluster `urls` name; `fail` turns a
     /// redis-rs error into the store's.
     pub async fn open(urls: &[&str], fail: impl Fn(redis::RedisError) -> Error) -> Result<Connected, Error> {
-        let first = redis::Client::open(urls[0]).map_err(&fail)?;
-        // One plain connection first: a refused login or an absent server
-        // shows at once, where the managers would try several times over
-        // seconds before saying so.
-        let mut probe = first.get_multiplexed_async_connection().await.map_err(&fail)?;
+        // One plain connection first, to the first node that answers: a
+        // refused login or an absent server shows at once, where the
+        // managers would try several times over seconds before saying so;
+        // and a cluster's node that is down does not stop the start.
+        let mut reached = None;
+        let mut last = None;
+        for url in urls {
+            let client = redis::Client::open(*url).map_err(&fail)?;
+            match client.get_multiplexed_async_connection().await {
+                Ok(probe) => {
+                    reached = Some((client, probe));
+                    break;
+                }
+                Err(e) if e.kind() == redis::ErrorKind::AuthenticationFailed => return Err(fail(e)),
+                Err(e) => last = Some(e),
+            }
+        }
+        let Some((first, mut probe)) = reached else {
+            return Err(fail(last.expect("at least one URL was tried")));
+        };
         let info: String = redis::cmd("INFO")
             .arg("cluster")
             .query_async(&mut probe)
