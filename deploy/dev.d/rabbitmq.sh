@@ -124,7 +124,9 @@ start_rabbitmq() {
   rm -f "$RABBIT_PIDFILE" "$RABBIT_BEAM_PIDFILE" "$RABBIT_DIR/nodename" "$RABBIT_DIR/run-as-root"
   mkdir -p "$RABBIT_DIR/mnesia" "$RABBIT_DIR/log"
   rabbit_env
-  [[ -f $RABBIT_DIR/enabled_plugins ]] || echo '[].' >"$RABBIT_DIR/enabled_plugins"
+  # The consistent-hash exchange splits a service's steps over several
+  # queues (TASKER_PARTITIONS); it ships with RabbitMQ, off by default.
+  echo '[rabbitmq_consistent_hash_exchange].' >"$RABBIT_DIR/enabled_plugins"
   [[ -f $RABBIT_DIR/rabbitmq.conf ]] \
     || echo '# RabbitMQ settings for deploy/dev; see https://www.rabbitmq.com/configure.html' >"$RABBIT_DIR/rabbitmq.conf"
   echo "$RABBIT_NODE" >"$RABBIT_DIR/nodename"

@@ -4,6 +4,7 @@
 //! client ──task request──▶ [tasker.requests] ──(routing key = namespace)──▶ queue tasker.requests.<namespace> ──▶ coordinator
 //!                              └─(no such namespace: alternate exchange)──▶ queue tasker.requests.unrouted ──▶ coordinator
 //! coordinator ──step ready──▶ [tasker.steps] ──(<namespace>/<callable>)──▶ queue tasker.steps.<namespace>.<service> ──▶ worker
+//!                              ├─(a service split over N queues)──▶ [tasker.steps.<namespace>.<service>] ──(hash of the task id)──▶ queue tasker.steps.<namespace>.<service>.<0..N-1>
 //!                              └─(no service serves the callable: returned)──▶ the step waits for a worker
 //! worker ──step result──▶ [tasker.events] ──(step.result.<namespace>)──▶ queue tasker.results.<namespace> ──▶ coordinator
 //! worker ──announcement──▶ [tasker.events] ──(worker.announce)──▶ queue tasker.workers ──▶ coordinator
@@ -27,6 +28,12 @@
 //! step whose callable no service has declared reaches no queue: the broker
 //! returns it, and the coordinator keeps the step waiting, without spending
 //! an attempt, until a worker declares the callable.
+//!
+//! A service whose steps are too many for one queue (whose leader sits on
+//! one broker node) can split them over several: its workers then declare
+//! a consistent-hash exchange of its own in place of its queue, bound with
+//! the same keys, and N queues behind it, and consume them all. The
+//! coordinator publishes exactly as before.
 //!
 //! Every queue is a durable quorum queue, and every message is published
 //! persistent and waits for its publisher confirm.
@@ -68,6 +75,44 @@ pub fn step_routing_key(namespace: &str, callable: &str) -> String {
 pub fn service_queue(namespace: &str, service: &str) -> String {
     format!("tasker.steps.{namespace}.{service}")
 }
+
+/// How many queues a service's steps of one namespace are split over, at
+/// most. One, the default, is the service's queue, [`service_queue`].
+pub const MAX_PARTITIONS: u32 = 64;
+
+/// The exchange of a service whose steps of `namespace` are split over
+/// several queues: a consistent-hash exchange (see
+/// [`PARTITIONED_EXCHANGE_TYPE`]) bound to [`STEPS_EXCHANGE`] with the
+/// routing key of each callable the service serves, which spreads the steps
+/// over [`partition_queue`]s by their task id. Same name as the service's
+/// single queue; AMQP keeps exchanges and queues apart.
+#[must_use]
+pub fn service_exchange(namespace: &str, service: &str) -> String {
+    service_queue(namespace, service)
+}
+
+/// Queue `index` (from 0) of a service whose steps are split over several
+/// queues: `tasker.steps.<namespace>.<service>.<index>`. Names have no dots,
+/// so it cannot be another service's queue.
+#[must_use]
+pub fn partition_queue(namespace: &str, service: &str, index: u32) -> String {
+    format!("tasker.steps.{namespace}.{service}.{index}")
+}
+
+/// Type of a [`service_exchange`]: RabbitMQ's consistent-hash exchange,
+/// from the `rabbitmq_consistent_hash_exchange` plugin that ships with
+/// RabbitMQ. Only a service split over several queues needs it.
+pub const PARTITIONED_EXCHANGE_TYPE: &str = "x-consistent-hash";
+
+/// The argument of a [`service_exchange`] that makes it hash a header, the
+/// task id ([`headers::TASK_ID`]), rather than the routing key: every step of
+/// a task lands in the same queue, and tasks spread over the queues.
+pub const HASH_HEADER_ARGUMENT: &str = "hash-header";
+
+/// The routing key each [`partition_queue`] is bound to its
+/// [`service_exchange`] with: for a consistent-hash exchange, the queue's
+/// weight. Every queue weighs the same.
+pub const PARTITION_WEIGHT: &str = "1";
 
 /// Topic exchange for everything that happened: step results, finished tasks
 /// and rejected requests.

@@ -199,6 +199,27 @@ fn worker_announcement() {
         tasker_protocol::topology::service_queue("microservices", "billing")
     );
     assert!(!announcement.leaving, "absent means false");
+    assert_eq!(announcement.serves[0].partitions, 1, "absent means one queue");
+    assert_eq!(
+        announcement.serves[0].queues("billing"),
+        ["tasker.steps.microservices.billing"]
+    );
+
+    // A service split over queues says how many; one queue says nothing.
+    let mut split = announcement.serves[0].clone();
+    split.partitions = 3;
+    let json = serde_json::to_value(&split).unwrap();
+    assert_eq!(json["partitions"], 3);
+    assert_eq!(
+        split.queues("billing"),
+        [
+            "tasker.steps.microservices.billing.0",
+            "tasker.steps.microservices.billing.1",
+            "tasker.steps.microservices.billing.2"
+        ]
+    );
+    let json = serde_json::to_value(&announcement.serves[0]).unwrap();
+    assert!(json.get("partitions").is_none(), "{json}");
 }
 
 #[test]

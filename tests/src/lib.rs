@@ -370,6 +370,15 @@ impl Queues {
         self.depth(queue).await.0
     }
 
+    /// How many consumers `queue` has.
+    ///
+    /// # Panics
+    ///
+    /// As [`Queues::ready`].
+    pub async fn consumers(&self, queue: &str) -> u32 {
+        self.depth(queue).await.1
+    }
+
     /// How many messages are ready in `queue` once no consumer is left on
     /// it, for after its consumers were stopped: what they held unacked is
     /// counted too. A consumer's connection closes before the broker has

@@ -978,3 +978,48 @@ fn the_cluster_file_points_every_tasker_process_at_every_node() {
         );
     }
 }
+
+/// The content of the top-level config `name` of either compose file.
+fn config_content(files: &[&Value], name: &str) -> Option<String> {
+    files
+        .iter()
+        .find_map(|f| f.get("configs")?.get(name)?.get("content"))
+        .map(scalar)
+}
+
+#[test]
+fn every_rabbitmq_node_enables_the_consistent_hash_exchange() {
+    let base = compose();
+    let mut cluster: Value = serde_yaml::from_str(&read(&repo_root().join(CLUSTER_COMPOSE)))
+        .unwrap_or_else(|e| panic!("{CLUSTER_COMPOSE} is not valid YAML: {e}"));
+    cluster
+        .apply_merge()
+        .unwrap_or_else(|e| panic!("{CLUSTER_COMPOSE}: bad merge key: {e}"));
+    let nodes = [(COMPOSE, services(&base))]
+        .into_iter()
+        .chain([(CLUSTER_COMPOSE, services(&cluster))])
+        .flat_map(|(file, services)| {
+            services
+                .into_iter()
+                .filter(|(name, _)| name.starts_with("rabbitmq"))
+                .map(move |(name, service)| (format!("{file}: {name}"), service))
+        });
+    let mut checked = 0;
+    for (name, node) in nodes {
+        let plugins = node
+            .get("configs")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .find(|c| c.get("target").map(scalar).as_deref() == Some("/etc/rabbitmq/enabled_plugins"))
+            .and_then(|c| c.get("source").map(scalar))
+            .and_then(|source| config_content(&[&base, &cluster], &source))
+            .unwrap_or_else(|| panic!("{name} mounts no enabled_plugins config"));
+        assert!(
+            plugins.contains("rabbitmq_consistent_hash_exchange") && plugins.contains("rabbitmq_management"),
+            "{name}: {plugins}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "rabbitmq of each file, rabbitmq-2 and rabbitmq-3");
+}

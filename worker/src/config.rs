@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use tasker_protocol::message::DEFAULT_MAX_MESSAGE_BYTES;
+use tasker_protocol::topology;
 use tasker_runtime::duration::HumanDuration;
 
 /// How a worker runs.
@@ -24,8 +25,15 @@ pub struct WorkerConfig {
     /// worker holds its steps: RabbitMQ hands them to another worker after
     /// about two and a half heartbeats.
     pub heartbeat: Duration,
-    /// How many steps run at once: the consumer's prefetch.
+    /// How many steps run at once: the consumer's prefetch. Split over the
+    /// queues when there are several ([`WorkerConfig::partitions`]): each
+    /// gets `concurrency / partitions`, rounded up.
     pub concurrency: u16,
+    /// How many queues the service's steps of each namespace are split over,
+    /// so that one busy service can use several broker nodes: 1 (the
+    /// default) is one queue; more need RabbitMQ's consistent-hash exchange
+    /// plugin. Every worker of a service must use the same number.
+    pub partitions: u32,
     /// On shutdown, how long in-flight steps may take to finish before
     /// they are handed back to the queue.
     pub shutdown_grace: Duration,
@@ -51,14 +59,17 @@ impl WorkerConfig {
     /// `TASKER_AMQP_URL`, the service from `TASKER_SERVICE`, the heartbeat
     /// from `TASKER_AMQP_HEARTBEAT` (`5s`, or a number of seconds), the
     /// concurrency from `TASKER_CONCURRENCY`, the message size limit from
-    /// `TASKER_MAX_MESSAGE_BYTES` and the health address from
-    /// `TASKER_HEALTH_ADDR` when they are set, as the Python SDK reads them.
+    /// `TASKER_MAX_MESSAGE_BYTES`, the health address from
+    /// `TASKER_HEALTH_ADDR` and the number of queues from
+    /// `TASKER_PARTITIONS` when they are set, as the Python SDK reads them.
     ///
     /// # Panics
     ///
     /// If `TASKER_AMQP_HEARTBEAT` is set but is not a duration,
     /// `TASKER_CONCURRENCY` is set but is not a whole number above 0,
-    /// `TASKER_MAX_MESSAGE_BYTES` is set but is not a number, or
+    /// `TASKER_MAX_MESSAGE_BYTES` is set but is not a number,
+    /// `TASKER_PARTITIONS` is set but is not a whole number from 1 to
+    /// [`topology::MAX_PARTITIONS`], or
     /// `TASKER_HEALTH_ADDR` is set but is not an address such as
     /// `0.0.0.0:8080`.
     #[must_use]
@@ -88,6 +99,17 @@ impl WorkerConfig {
                     panic!("TASKER_MAX_MESSAGE_BYTES={m:?} is not a number of bytes: {e}")
                 })
             }),
+            partitions: var("TASKER_PARTITIONS").map_or(defaults.partitions, |p| {
+                p.parse()
+                    .ok()
+                    .filter(|n| (1..=topology::MAX_PARTITIONS).contains(n))
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "TASKER_PARTITIONS={p:?} is not a whole number from 1 to {}",
+                            topology::MAX_PARTITIONS
+                        )
+                    })
+            }),
             health_addr: var("TASKER_HEALTH_ADDR").map(|a| {
                 a.parse().unwrap_or_else(|e| {
                     panic!("TASKER_HEALTH_ADDR={a:?} is not an address like 0.0.0.0:8080: {e}")
@@ -106,6 +128,7 @@ impl Default for WorkerConfig {
             announce_every: Duration::from_secs(10),
             heartbeat: tasker_runtime::broker::DEFAULT_HEARTBEAT,
             concurrency: 32,
+            partitions: 1,
             shutdown_grace: Duration::from_secs(30),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_redeliveries: 5,
@@ -137,6 +160,7 @@ mod tests {
             ("TASKER_CONCURRENCY", "8"),
             ("TASKER_MAX_MESSAGE_BYTES", "2048"),
             ("TASKER_HEALTH_ADDR", "127.0.0.1:9400"),
+            ("TASKER_PARTITIONS", "4"),
         ]);
         assert_eq!(set.amqp_url, "amqp://broker:5672/%2f");
         assert_eq!(set.service, "billing");
@@ -144,6 +168,7 @@ mod tests {
         assert_eq!(set.concurrency, 8);
         assert_eq!(set.max_message_bytes, 2048);
         assert_eq!(set.health_addr, Some("127.0.0.1:9400".parse().unwrap()));
+        assert_eq!(set.partitions, 4);
 
         let unset = config(&[]);
         let defaults = WorkerConfig::default();
@@ -152,9 +177,10 @@ mod tests {
                 unset.amqp_url,
                 unset.service,
                 unset.concurrency,
+                unset.partitions,
                 unset.health_addr
             ),
-            (defaults.amqp_url, defaults.service, 32, None)
+            (defaults.amqp_url, defaults.service, 32, 1, None)
         );
     }
 
@@ -162,5 +188,21 @@ mod tests {
     #[should_panic(expected = "TASKER_CONCURRENCY=\"0\" is not a whole number above 0")]
     fn a_concurrency_of_zero_is_refused() {
         let _ = config(&[("TASKER_CONCURRENCY", "0")]);
+    }
+
+    #[test]
+    fn partitions_outside_one_to_the_maximum_are_refused() {
+        for bad in ["0", "65", "x", "-1"] {
+            let refused = std::panic::catch_unwind(|| config(&[("TASKER_PARTITIONS", bad)]))
+                .expect_err(bad)
+                .downcast::<String>()
+                .map(|m| *m)
+                .unwrap_or_default();
+            assert_eq!(
+                refused,
+                format!("TASKER_PARTITIONS={bad:?} is not a whole number from 1 to 64"),
+                "{bad}"
+            );
+        }
     }
 }

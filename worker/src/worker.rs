@@ -106,6 +106,13 @@ impl Worker {
                 topology::DELIVERY_LIMIT
             )));
         }
+        if !(1..=topology::MAX_PARTITIONS).contains(&self.config.partitions) {
+            return Err(Error::Config(format!(
+                "WorkerConfig::partitions is {}; split a service's steps over 1 to {} queues",
+                self.config.partitions,
+                topology::MAX_PARTITIONS
+            )));
+        }
         if self.handlers.is_empty() {
             return Err(Error::Config(
                 "a worker needs at least one handler; call .handler(callable, handler)".into(),
@@ -177,8 +184,15 @@ async fn session(
     let publisher = broker.publisher().await?;
     let channel = broker.channel().await?;
     broker.declare_common(&channel).await?;
+    // RabbitMQ counts the prefetch per consumer: split over the queues, it
+    // keeps the worker near `concurrency` steps at once.
+    let partitions = shared.config.partitions;
+    let prefetch = u32::from(shared.config.concurrency).div_ceil(partitions);
     channel
-        .basic_qos(shared.config.concurrency, BasicQosOptions::default())
+        .basic_qos(
+            u16::try_from(prefetch).unwrap_or(u16::MAX),
+            BasicQosOptions::default(),
+        )
         .await
         .map_err(|e| broker.error(e))?;
     // The service's queue of each namespace, bound to every callable this
@@ -189,24 +203,34 @@ async fn session(
     let mut serves = Vec::with_capacity(namespaces.len());
     for namespace in namespaces {
         broker.declare_namespace(&channel, namespace).await?;
-        let queue = broker
-            .declare_service(&channel, namespace, &shared.config.service, &callables)
-            .await?;
-        let consumer = channel
-            .basic_consume(
-                queue.as_str().into(),
-                format!("{}-{namespace}", shared.config.name).into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
+        let queues = broker
+            .declare_partitions(
+                &channel,
+                namespace,
+                &shared.config.service,
+                &callables,
+                partitions,
             )
-            .await
-            .map_err(|e| broker.error(e))?;
+            .await?;
+        for (index, queue) in queues.into_iter().enumerate() {
+            let consumer = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    format!("{}-{namespace}-{index}", shared.config.name).into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| broker.error(e))?;
+            let queue: Arc<str> = queue.into();
+            consumers.push(consumer.map(move |d| (queue.clone(), d)));
+        }
         serves.push(ServedNamespace {
             namespace: namespace.clone(),
-            queue: queue.clone(),
+            queue: topology::service_queue(namespace, &shared.config.service),
             callables: callables.iter().map(|c| (*c).to_owned()).collect(),
+            partitions,
         });
-        consumers.push(consumer.map(move |d| (queue.clone(), d)));
     }
     backoff.succeeded();
     shared.health.up(health::RABBITMQ);

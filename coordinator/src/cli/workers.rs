@@ -159,6 +159,7 @@ mod tests {
                     namespace: "microservices".to_owned(),
                     queue: format!("tasker.steps.microservices.{service}"),
                     callables: callables.iter().map(|c| (*c).to_owned()).collect(),
+                    partitions: 1,
                 }],
                 language: language.to_owned(),
                 sdk_version: "0.1.0".to_owned(),

@@ -340,11 +340,16 @@ impl Coordinator {
     /// the broker cannot say.
     async fn consumers_serving(&self, namespace: &str, callable: &str) -> Option<u32> {
         let workers = self.store.workers().await.ok()?;
-        let queues: BTreeSet<&str> = workers
+        let queues: BTreeSet<String> = workers
             .iter()
-            .flat_map(|w| &w.announcement.serves)
-            .filter(|s| s.namespace == namespace && s.callables.iter().any(|c| c == callable))
-            .map(|s| s.queue.as_str())
+            .flat_map(|w| {
+                w.announcement
+                    .serves
+                    .iter()
+                    .map(|s| (s, w.announcement.service.as_str()))
+            })
+            .filter(|(s, _)| s.namespace == namespace && s.callables.iter().any(|c| c == callable))
+            .flat_map(|(s, service)| s.queues(service))
             .collect();
         if queues.is_empty() {
             return None;
@@ -353,7 +358,7 @@ impl Coordinator {
         for queue in queues {
             consumers += self
                 .broker
-                .queue_counts(queue)
+                .queue_counts(&queue)
                 .await
                 .ok()?
                 .map_or(0, |q| q.consumers);

@@ -56,7 +56,9 @@ async fn main() -> anyhow::Result<()> {
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         name: format!("analytics-worker-{}", std::process::id()),
         health_addr: args.health_addr,
-        ..WorkerConfig::default()
+        // The rest (TASKER_PARTITIONS, TASKER_MAX_MESSAGE_BYTES …) as every
+        // Rust worker reads it.
+        ..WorkerConfig::from_env()
     };
     let shutdown = tasker_worker::telemetry::shutdown_on_signal();
     register(

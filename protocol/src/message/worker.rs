@@ -47,10 +47,38 @@ pub struct WorkerAnnouncement {
 pub struct ServedNamespace {
     /// The namespace.
     pub namespace: String,
-    /// The service's queue of that namespace's steps.
+    /// The service's queue of that namespace's steps; when they are split
+    /// over several queues, the service's exchange of the same name.
     pub queue: String,
     /// The callables whose steps it runs.
     pub callables: Vec<String>,
+    /// How many queues the steps are split over: 1 (left out) is `queue`
+    /// itself, more are [`crate::topology::partition_queue`]s `0..partitions`.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub partitions: u32,
+}
+
+impl ServedNamespace {
+    /// The queues this service's steps of the namespace wait in.
+    #[must_use]
+    pub fn queues(&self, service: &str) -> Vec<String> {
+        if self.partitions <= 1 {
+            vec![self.queue.clone()]
+        } else {
+            (0..self.partitions)
+                .map(|i| crate::topology::partition_queue(&self.namespace, service, i))
+                .collect()
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 fn is_false(b: &bool) -> bool {

@@ -143,6 +143,7 @@ class Bus:
         self.connection = connection
         self.channel = channel
         self.created: list[str] = []
+        self.exchanges: list[str] = []
 
     @classmethod
     async def connect(cls) -> Bus:
@@ -236,9 +237,14 @@ class Bus:
         """Queues to delete when the test ends."""
         self.created.extend(queues)
 
+    def remember_exchange(self, *exchanges: str) -> None:
+        """Exchanges to delete when the test ends."""
+        self.exchanges.extend(exchanges)
+
     async def close(self) -> None:
-        """Deletes the test's queues, on a connection of its own: the test's
-        may have been cut (a test of reconnecting, a broker restarted)."""
+        """Deletes the test's queues and exchanges, on a connection of its
+        own: the test's may have been cut (a test of reconnecting, a broker
+        restarted)."""
         with contextlib.suppress(*CONNECTION_ERRORS):
             await self.connection.close()
         async with await aio_pika.connect(NODE_URL) as cleanup:
@@ -246,6 +252,11 @@ class Bus:
             for name in self.created:
                 try:
                     await channel.queue_delete(name)
+                except aiormq.exceptions.AMQPError:
+                    channel = await cleanup.channel()
+            for name in self.exchanges:
+                try:
+                    await channel.exchange_delete(name)
                 except aiormq.exceptions.AMQPError:
                     channel = await cleanup.channel()
 
@@ -273,6 +284,8 @@ class Running:
     task: asyncio.Task[None]
     shutdown: asyncio.Event
     queue: str
+    queues: list[str]
+    """The queues it consumes: ``queue``, or its partition queues."""
 
     async def stop(self, timeout: float = 30.0) -> None:
         self.shutdown.set()
@@ -284,7 +297,8 @@ async def start_worker(
     bus: Bus, namespace: str
 ) -> AsyncIterator[Callable[..., Awaitable[Running]]]:
     """Starts ``Worker`` instances in this process for the test's namespace,
-    each ready (consuming) when returned; stops them at the end."""
+    each ready (consuming each of its queues) when returned; stops them at
+    the end."""
     running: list[Running] = []
 
     async def start(handlers: dict[str, Any], *, service: str = "svc", **config: Any) -> Running:
@@ -295,11 +309,22 @@ async def start_worker(
             worker.handler(callable_, handler)
         queue = topology.service_queue(namespace, service)
         bus.remember(queue)
+        queues = [queue]
+        partitions = worker.config.partitions
+        if partitions > 1:
+            queues = [topology.partition_queue(namespace, service, i) for i in range(partitions)]
+            bus.remember(*queues)
+            bus.remember_exchange(topology.service_exchange(namespace, service))
         shutdown = asyncio.Event()
         task = asyncio.create_task(worker.run(shutdown))
-        one = Running(worker, task, shutdown, queue)
+        one = Running(worker, task, shutdown, queue, queues)
         running.append(one)
-        probe = asyncio.ensure_future(bus.wait_for_consumers(queue))
+
+        async def consumed() -> None:
+            for name in queues:
+                await bus.wait_for_consumers(name)
+
+        probe = asyncio.ensure_future(consumed())
         await asyncio.wait([probe, task], return_when=asyncio.FIRST_COMPLETED)
         if task.done():
             probe.cancel()

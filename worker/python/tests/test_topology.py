@@ -39,7 +39,7 @@ async def test_queues_carry_the_delivery_limit_and_older_ones_are_used_as_they_a
         older = topology.service_queue(namespace, "older")
         bus.remember(older)
         assert await accepts(bus, older, {"x-queue-type": "quorum"})
-        queue = await broker.declare_service(channel, namespace, "older", ["work"])
+        [queue] = await broker.declare_service(channel, namespace, "older", ["work"])
         assert queue.name == older
         # The channel it was given still works.
         await broker.declare_service(channel, namespace, "older", ["more"])

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tasker_worker import ConfigError, PermanentError, RetryableError, WorkerConfig
+from tasker_worker import ConfigError, PermanentError, RetryableError, WorkerConfig, topology
+from tasker_worker.announce import ServedNamespace
 from tasker_worker.broker import broker_urls, connection_url, redact
 from tasker_worker.config import parse_duration
 from tasker_worker.errors import DeadLetterReason
@@ -282,3 +283,33 @@ async def test_a_worker_that_cannot_work_says_what_to_do() -> None:
         await Worker(WorkerConfig()).namespace("ns").handler("X", Handler()).run(asyncio.Event())
     with pytest.raises(ConfigError, match=re.escape("the namespace 'a.b' contains '.'")):
         Worker(WorkerConfig(service="svc")).namespace("a.b")
+
+
+def test_partitions_read_from_the_environment_from_1_to_64() -> None:
+    assert WorkerConfig.from_env({}).partitions == 1
+    assert WorkerConfig.from_env({"TASKER_PARTITIONS": "4"}).partitions == 4
+    assert WorkerConfig.from_env({"TASKER_PARTITIONS": "64"}).partitions == 64
+    for bad in ("0", "65", "x", "-1", "2.5", ""):
+        with pytest.raises(ConfigError) as raised:
+            WorkerConfig.from_env({"TASKER_PARTITIONS": bad})
+        assert str(raised.value).startswith(
+            f"TASKER_PARTITIONS={bad!r} is not a whole number from 1 to 64"
+        )
+    with pytest.raises(ConfigError, match="partitions is 65; give a number of queues from 1 to 64"):
+        WorkerConfig(service="billing", partitions=65).check()
+
+
+def test_partitioned_names_and_announcement() -> None:
+    assert topology.service_exchange("ns", "billing") == "tasker.steps.ns.billing"
+    assert topology.partition_queue("ns", "billing", 0) == "tasker.steps.ns.billing.0"
+    assert topology.MAX_PARTITIONS == 64
+    assert topology.PARTITIONED_EXCHANGE_TYPE == "x-consistent-hash"
+    assert (topology.HASH_HEADER_ARGUMENT, topology.PARTITION_WEIGHT) == ("hash-header", "1")
+    one = ServedNamespace("ns", "tasker.steps.ns.billing", ["A"])
+    assert one.entry() == {
+        "namespace": "ns",
+        "queue": "tasker.steps.ns.billing",
+        "callables": ["A"],
+    }
+    split = ServedNamespace("ns", "tasker.steps.ns.billing", ["A"], partitions=4)
+    assert split.entry()["partitions"] == 4

@@ -147,6 +147,24 @@ class ClientTest < Minitest::Test
                    'key' => "#{finished.task_id}:shout" }, shout.result)
   end
 
+  def test_tasks_run_end_to_end_with_the_service_split_over_four_queues
+    queues = Array.new(4) { |index| TaskerWorker::Topology.partition_queue(@namespace, SERVICE, index) }
+    @bus.remember(*queues)
+    @bus.remember_exchanges(TaskerWorker::Topology.service_exchange(@namespace, SERVICE))
+    start_coordinator('greet.yaml' => template(@namespace))
+    start_worker(HANDLERS, partitions: 4)
+    assert_equal([1] * 4, queues.map { |queue| @bus.consumer_count(queue) })
+    client = connect
+    submitted = Array.new(8) { |index| client.create_task(@namespace, 'greet', { 'name' => "n#{index}" }) }
+
+    submitted.each_with_index do |task, index|
+      finished = task.wait(60)
+      assert_instance_of TaskerWorker::TaskFinished, finished
+      assert_equal [task.task_id, 'complete'], [finished.task_id, finished.status]
+      assert_equal "HELLO N#{index}!HELLO N#{index}", finished.step('shout').result['shout']
+    end
+  end
+
   def test_a_client_whose_connection_died_connects_again_for_its_next_request
     start_coordinator('greet.yaml' => template(@namespace))
     start_worker(HANDLERS)

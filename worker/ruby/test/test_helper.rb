@@ -125,6 +125,7 @@ class Bus
     @channel.exchange_declare(TaskerWorker::Topology::STEPS_EXCHANGE, 'direct', durable: true)
     @channel.exchange_declare(TaskerWorker::Topology::DEAD_LETTER_EXCHANGE, 'fanout', durable: true)
     @created = []
+    @exchanges = []
   end
 
   # Publishes `body` (confirmed) and returns its message id.
@@ -170,15 +171,32 @@ class Bus
     channel&.close if channel&.open?
   end
 
+  # How many consumers `queue` has.
+  def consumer_count(queue)
+    channel = @connection.create_channel
+    channel.queue_declare(queue, passive: true).consumer_count
+  ensure
+    channel&.close if channel&.open?
+  end
+
   def remember(*queues)
     @created.concat(queues)
   end
 
-  # Deletes the queues the test made, and closes.
+  def remember_exchanges(*exchanges)
+    @exchanges.concat(exchanges)
+  end
+
+  # Deletes the queues and exchanges the test made, and closes.
   def close
     channel = @connection.create_channel
     @created.uniq.each do |queue|
       channel.queue_delete(queue)
+    rescue Bunny::Exception
+      channel = @connection.create_channel
+    end
+    @exchanges.uniq.each do |exchange|
+      channel.exchange_delete(exchange)
     rescue Bunny::Exception
       channel = @connection.create_channel
     end

@@ -19,8 +19,11 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 /// `info` up, and lapin's warnings. lapin's line for every message the
 /// broker returns is left out: a mandatory message that reaches no queue
 /// fails its publish with [`crate::Error::Unroutable`], and the caller
-/// says what that means.
-pub const DEFAULT_LOG_FILTER: &str = "info,lapin=warn,lapin::returned_messages=error";
+/// says what that means. So is lapin's line for every channel the broker
+/// closes: Tasker asks whether an exchange or a queue exists on a channel of
+/// its own, and a "no" closes it; a closed channel that matters fails an
+/// operation, and the error Tasker reports names it.
+pub const DEFAULT_LOG_FILTER: &str = "info,lapin=warn,lapin::returned_messages=error,lapin::channel=off";
 
 /// Flushes spans on drop: keep it alive for the life of `main`.
 pub struct Telemetry {

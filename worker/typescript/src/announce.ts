@@ -20,11 +20,16 @@ import { SDK_VERSION } from "./version.js";
 
 export const LANGUAGE = "typescript";
 
-/** One namespace a worker serves: its service queue and its callables. */
+/**
+ * One namespace a worker serves: its service queue (or, when its steps are
+ * split over several queues, the service's exchange of the same name), its
+ * callables, and how many queues the steps are split over (1 when left out).
+ */
 export interface ServedNamespace {
   readonly namespace: string;
   readonly queue: string;
   readonly callables: readonly string[];
+  readonly partitions?: number;
 }
 
 /** Who this worker process is, for its announcements. */
@@ -47,6 +52,8 @@ export class Identity {
         namespace: s.namespace,
         queue: s.queue,
         callables: [...s.callables],
+        // Only when split: a single queue announces itself as before.
+        ...(s.partitions !== undefined && s.partitions > 1 ? { partitions: s.partitions } : {}),
       })),
       language: LANGUAGE,
       sdk_version: SDK_VERSION,

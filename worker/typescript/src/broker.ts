@@ -88,7 +88,9 @@ export function replyCode(e: unknown): number | undefined {
   return undefined;
 }
 
+const NOT_FOUND = 404;
 const PRECONDITION_FAILED = 406;
+const COMMAND_INVALID = 503;
 const ACCESS_REFUSED = 403;
 const NOT_ALLOWED = 530;
 
@@ -339,16 +341,94 @@ export class Broker {
   }
 
   /**
-   * Declares `service`'s queue of `namespace`'s steps and binds it to the
-   * routing key of each of `callables`: from then on those steps reach it,
-   * whether or not a worker of the service runs. Returns the queue's name.
+   * Declares `service`'s queues of `namespace`'s steps, bound so that the
+   * steps of each of `callables` reach them from then on, whether or not a
+   * worker of the service runs, and returns the queues to consume.
+   *
+   * With one partition (the default) that is the service's single queue,
+   * bound to each callable's routing key. With more, it is the service's
+   * consistent-hash exchange, bound to those keys, and `partitions` queues
+   * behind it; a single queue the service used before is unbound and
+   * returned last, for the worker to empty.
+   *
+   * @throws ConfigError with one partition, if the service's steps are
+   *   already split over several queues: its other workers use more.
+   * @throws BrokerError not retryable if RabbitMQ lacks the consistent-hash
+   *   exchange; retryable for anything else the broker refuses.
    */
   async declareService(
     channel: amqp.Channel,
     namespace: string,
     service: string,
     callables: readonly string[],
-  ): Promise<string> {
+    partitions = 1,
+  ): Promise<string[]> {
+    if (partitions <= 1) {
+      return this.#declareSingleQueue(channel, namespace, service, callables);
+    }
+    const exchange = topology.serviceExchange(namespace, service);
+    const queues: string[] = [];
+    try {
+      await this.declareStepsExchange(channel);
+      await this.#declarePartitionedExchange(channel, exchange);
+      // The queues are bound before the exchange is, so that no step reaches
+      // the exchange with nowhere to go.
+      for (let index = 0; index < partitions; index++) {
+        const queue = topology.partitionQueue(namespace, service, index);
+        await this.declareQueue(queue);
+        await channel.bindQueue(queue, exchange, topology.PARTITION_WEIGHT);
+        queues.push(queue);
+      }
+      for (const callable of callables) {
+        await channel.bindExchange(
+          exchange,
+          topology.STEPS_EXCHANGE,
+          topology.stepRoutingKey(namespace, callable),
+        );
+      }
+      const former = topology.serviceQueue(namespace, service);
+      if (await this.#exists("queue", former)) {
+        // New steps stop reaching it; the worker empties it.
+        for (const callable of callables) {
+          await channel.unbindQueue(
+            former,
+            topology.STEPS_EXCHANGE,
+            topology.stepRoutingKey(namespace, callable),
+          );
+        }
+        this.#log.info("draining the service's former single queue; delete it once it is empty", {
+          queue: former,
+          partitions,
+        });
+        queues.push(former);
+      }
+    } catch (e) {
+      throw this.error(e);
+    }
+    return queues;
+  }
+
+  async #declareSingleQueue(
+    channel: amqp.Channel,
+    namespace: string,
+    service: string,
+    callables: readonly string[],
+  ): Promise<string[]> {
+    const exchange = topology.serviceExchange(namespace, service);
+    let split: boolean;
+    try {
+      split = await this.#exists("exchange", exchange);
+    } catch (e) {
+      throw this.error(e);
+    }
+    if (split) {
+      // A single queue beside the exchange would take a share of every step.
+      throw new ConfigError(
+        `the steps of service '${service}' in namespace '${namespace}' are split over several queues ` +
+          `(the exchange ${exchange} exists): start this worker with TASKER_PARTITIONS set to the ` +
+          "number the service's other workers use",
+      );
+    }
     const queue = topology.serviceQueue(namespace, service);
     try {
       await this.declareStepsExchange(channel);
@@ -363,7 +443,66 @@ export class Broker {
     } catch (e) {
       throw this.error(e);
     }
-    return queue;
+    return [queue];
+  }
+
+  /**
+   * Declares a service's consistent-hash exchange. A broker without the
+   * plugin closes the whole connection, with the reason only on the
+   * connection's error, so that is where it is looked for.
+   */
+  async #declarePartitionedExchange(channel: amqp.Channel, exchange: string): Promise<void> {
+    let closedWith: unknown;
+    const onError = (e: unknown): void => {
+      closedWith = e;
+    };
+    this.connection.on("error", onError);
+    try {
+      await channel.assertExchange(exchange, topology.PARTITIONED_EXCHANGE_TYPE, {
+        durable: true,
+        autoDelete: false,
+        arguments: { [topology.HASH_HEADER_ARGUMENT]: Header.TASK_ID },
+      });
+    } catch (e) {
+      const cause = closedWith ?? e;
+      if (
+        replyCode(cause) === COMMAND_INVALID &&
+        errorText(cause).includes(topology.PARTITIONED_EXCHANGE_TYPE)
+      ) {
+        throw new BrokerError(
+          `rabbitmq at ${this.url} does not know the exchange type ${topology.PARTITIONED_EXCHANGE_TYPE} ` +
+            `(${errorText(cause)}), which a service split over several queues needs: enable its plugin ` +
+            "with `rabbitmq-plugins enable rabbitmq_consistent_hash_exchange` (on every node of a cluster), " +
+            "or start the worker without TASKER_PARTITIONS",
+          { retryable: false },
+        );
+      }
+      throw e;
+    } finally {
+      this.connection.off("error", onError);
+    }
+  }
+
+  /**
+   * Whether the exchange or queue `name` exists: a passive declare, on a
+   * channel of its own, since a 404 closes the channel it came on.
+   */
+  async #exists(kind: "exchange" | "queue", name: string): Promise<boolean> {
+    const own = await this.connection.createChannel();
+    own.on("error", () => undefined);
+    try {
+      await (kind === "exchange" ? own.checkExchange(name) : own.checkQueue(name));
+      return true;
+    } catch (e) {
+      if (replyCode(e) === NOT_FOUND) return false;
+      throw e;
+    } finally {
+      try {
+        await own.close();
+      } catch {
+        // closed by the 404 already
+      }
+    }
   }
 
   async declareStepsExchange(channel: amqp.Channel): Promise<void> {

@@ -6,7 +6,7 @@
 
 import { ConfigError } from "./errors.js";
 import { parseAddress } from "./health.js";
-import { DELIVERY_LIMIT } from "./topology.js";
+import { DELIVERY_LIMIT, MAX_PARTITIONS } from "./topology.js";
 
 /** Where RabbitMQ is when `TASKER_AMQP_URL` is not set. */
 export const DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -29,8 +29,19 @@ export interface WorkerConfig {
   announceEvery: number;
   /** Seconds between AMQP heartbeats, unless the URL says (`?heartbeat=`). */
   heartbeat: number;
-  /** How many steps run at once: the consumer's prefetch. */
+  /**
+   * How many steps run at once: the prefetch, shared out over the queues it
+   * consumes (`ceil(concurrency / partitions)` each, as RabbitMQ counts the
+   * prefetch per consumer).
+   */
   concurrency: number;
+  /**
+   * How many queues the service's steps of each namespace are split over,
+   * from 1 (its single queue, the default) to 64. More than one lets a hot
+   * service spread over several broker nodes: every worker of the service
+   * must give the same number.
+   */
+  partitions: number;
   /** On shutdown, seconds in-flight steps get to finish before they are handed back to the queue. */
   shutdownGrace: number;
   /**
@@ -56,6 +67,7 @@ export function workerConfig(overrides: Partial<WorkerConfig> = {}): WorkerConfi
     announceEvery: 10,
     heartbeat: 5,
     concurrency: 32,
+    partitions: 1,
     shutdownGrace: 30,
     maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
     maxRedeliveries: 5,
@@ -68,7 +80,7 @@ export function workerConfig(overrides: Partial<WorkerConfig> = {}): WorkerConfi
 /**
  * The default configuration, with what the environment sets
  * (`TASKER_AMQP_URL`, `TASKER_SERVICE`, `TASKER_CONCURRENCY`,
- * `TASKER_MAX_MESSAGE_BYTES`, `TASKER_HEALTH_ADDR`), and `overrides` on top of both.
+ * `TASKER_PARTITIONS`, `TASKER_MAX_MESSAGE_BYTES`, `TASKER_HEALTH_ADDR`), and `overrides` on top of both.
  *
  * @throws ConfigError when a variable is set but cannot be read.
  */
@@ -84,6 +96,8 @@ export function configFromEnv(
   const concurrency = env["TASKER_CONCURRENCY"];
   if (concurrency !== undefined)
     fromEnv.concurrency = positiveInt(concurrency, "TASKER_CONCURRENCY", "steps");
+  const partitions = env["TASKER_PARTITIONS"];
+  if (partitions !== undefined) fromEnv.partitions = partitionCount(partitions);
   const size = env["TASKER_MAX_MESSAGE_BYTES"];
   if (size !== undefined)
     fromEnv.maxMessageBytes = positiveInt(size, "TASKER_MAX_MESSAGE_BYTES", "bytes");
@@ -108,6 +122,15 @@ export function checkConfig(config: WorkerConfig): void {
   ) {
     throw new ConfigError(
       `concurrency is ${config.concurrency}; give a number of steps from 1 to 65535`,
+    );
+  }
+  if (
+    !Number.isInteger(config.partitions) ||
+    config.partitions < 1 ||
+    config.partitions > MAX_PARTITIONS
+  ) {
+    throw new ConfigError(
+      `partitions is ${config.partitions}; give a number of queues from 1 to ${MAX_PARTITIONS}`,
     );
   }
   if (!(config.maxMessageBytes > 0)) {
@@ -164,6 +187,17 @@ function positiveInt(text: string, what: string, unit: string): number {
   }
   if (value <= 0) {
     throw new ConfigError(`${what}=${JSON.stringify(text)} must be a positive number of ${unit}`);
+  }
+  return value;
+}
+
+function partitionCount(text: string): number {
+  const value = Number(text.trim());
+  if (text.trim() === "" || !Number.isInteger(value) || value < 1 || value > MAX_PARTITIONS) {
+    throw new ConfigError(
+      `TASKER_PARTITIONS=${JSON.stringify(text)} is not a number of queues from 1 to ${MAX_PARTITIONS}; ` +
+        "give the number of queues the service's steps are split over (1, the default, is one queue)",
+    );
   }
   return value;
 }

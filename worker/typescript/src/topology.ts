@@ -46,6 +46,51 @@ export function serviceQueue(namespace: string, service: string): string {
   return `tasker.steps.${namespace}.${service}`;
 }
 
+/**
+ * How many queues a service's steps of one namespace can be split over, at
+ * most. One, the default, is the service's queue, {@link serviceQueue}.
+ */
+export const MAX_PARTITIONS = 64;
+
+/**
+ * The exchange of a service whose steps of `namespace` are split over
+ * several queues: a consistent-hash exchange bound to {@link STEPS_EXCHANGE}
+ * with the routing key of each callable the service serves, which spreads
+ * the steps over the {@link partitionQueue}s by their task id. Same name as
+ * the service's single queue; AMQP keeps exchanges and queues apart.
+ */
+export function serviceExchange(namespace: string, service: string): string {
+  return serviceQueue(namespace, service);
+}
+
+/**
+ * Queue `index` (from 0) of a service whose steps are split over several
+ * queues. Names have no dots, so it cannot be another service's queue.
+ */
+export function partitionQueue(namespace: string, service: string, index: number): string {
+  return `tasker.steps.${namespace}.${service}.${index}`;
+}
+
+/**
+ * The type of a {@link serviceExchange}: RabbitMQ's consistent-hash exchange,
+ * from the `rabbitmq_consistent_hash_exchange` plugin that ships with RabbitMQ.
+ */
+export const PARTITIONED_EXCHANGE_TYPE = "x-consistent-hash";
+
+/**
+ * The argument that makes a {@link serviceExchange} hash a header, the task
+ * id, rather than the routing key: every step of a task lands in the same
+ * queue, and tasks spread over the queues.
+ */
+export const HASH_HEADER_ARGUMENT = "hash-header";
+
+/**
+ * The routing key each {@link partitionQueue} is bound to its
+ * {@link serviceExchange} with: for a consistent-hash exchange, the queue's
+ * weight. Every queue weighs the same.
+ */
+export const PARTITION_WEIGHT = "1";
+
 /** The routing key of the steps of `callable` in `namespace`. */
 export function stepRoutingKey(namespace: string, callable: string): string {
   return `${namespace}/${callable}`;

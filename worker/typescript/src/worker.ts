@@ -4,7 +4,8 @@
  * safe with the broker (docs/protocol.md, "What a worker does with a
  * step-ready message"). It behaves as the Python and Rust SDKs' workers do:
  *
- * - concurrency is the consumer's prefetch: at most that many unacked steps;
+ * - concurrency is the prefetch: at most that many unacked steps, shared
+ *   out over the queues of a service split over several (`partitions`);
  * - a step's result is published `mandatory` and confirmed, then the step is
  *   acked; if the worker dies in between, the step is delivered again;
  * - a step that runs past `timeout_seconds` fails retryably with `timeout`;
@@ -192,7 +193,7 @@ export class Worker {
     return this.#identity.workerId;
   }
 
-  /** The service queues it consumes, once {@link ready}. */
+  /** The service queues it consumes, of every namespace, once {@link ready}. */
   get queues(): readonly string[] {
     return this.#queues;
   }
@@ -340,7 +341,10 @@ export class Worker {
       publisher.channel.on("close", () => lost.resolve());
       channel.on("close", () => lost.resolve());
       await broker.declareCommon(channel);
-      await channel.prefetch(config.concurrency).catch((e: unknown) => {
+      // RabbitMQ applies the prefetch to each consumer: shared out over the
+      // queues, so that a split service takes no more than `concurrency` steps.
+      const prefetch = Math.ceil(config.concurrency / config.partitions);
+      await channel.prefetch(prefetch).catch((e: unknown) => {
         throw broker.error(e);
       });
 
@@ -350,40 +354,54 @@ export class Worker {
       const queues: string[] = [];
       for (const namespace of this.#namespaces) {
         await broker.declareNamespace(channel, namespace);
-        const queue = await broker.declareService(channel, namespace, config.service, callables);
-        const onDelivery = (delivery: amqp.ConsumeMessage | null): void => {
-          if (delivery === null) {
-            // The broker cancelled the consumer (its queue was deleted):
-            // consume again on a new connection.
-            lost.resolve();
-            return;
+        const declared = await broker.declareService(
+          channel,
+          namespace,
+          config.service,
+          callables,
+          config.partitions,
+        );
+        const tag = randomUUID().slice(0, 8);
+        for (const [index, queue] of declared.entries()) {
+          const onDelivery = (delivery: amqp.ConsumeMessage | null): void => {
+            if (delivery === null) {
+              // The broker cancelled the consumer (its queue was deleted):
+              // consume again on a new connection.
+              lost.resolve();
+              return;
+            }
+            if (!accepting) {
+              // Delivered as the consumer was being cancelled: left unacked,
+              // it goes back to the queue when the connection closes.
+              return;
+            }
+            const controller = new AbortController();
+            controllers.add(controller);
+            const running = this.#handle(publisher, channel, queue, delivery, controller).finally(
+              () => {
+                inFlight.delete(running);
+                controllers.delete(controller);
+              },
+            );
+            inFlight.add(running);
+          };
+          try {
+            const { consumerTag } = await channel.consume(queue, onDelivery, {
+              noAck: false,
+              consumerTag: `${config.name}-${namespace}-${index}-${tag}`,
+            });
+            consumers.push(consumerTag);
+          } catch (e) {
+            throw broker.error(e);
           }
-          if (!accepting) {
-            // Delivered as the consumer was being cancelled: left unacked,
-            // it goes back to the queue when the connection closes.
-            return;
-          }
-          const controller = new AbortController();
-          controllers.add(controller);
-          const running = this.#handle(publisher, channel, queue, delivery, controller).finally(
-            () => {
-              inFlight.delete(running);
-              controllers.delete(controller);
-            },
-          );
-          inFlight.add(running);
-        };
-        try {
-          const { consumerTag } = await channel.consume(queue, onDelivery, {
-            noAck: false,
-            consumerTag: `${config.name}-${namespace}-${randomUUID().slice(0, 8)}`,
-          });
-          consumers.push(consumerTag);
-        } catch (e) {
-          throw broker.error(e);
+          queues.push(queue);
         }
-        queues.push(queue);
-        serves.push({ namespace, queue, callables });
+        serves.push({
+          namespace,
+          queue: topology.serviceQueue(namespace, config.service),
+          callables,
+          partitions: config.partitions,
+        });
       }
       this.#queues = queues;
       connected();
@@ -392,6 +410,7 @@ export class Worker {
         namespaces: this.#namespaces.join(","),
         callables: callables.length,
         concurrency: config.concurrency,
+        partitions: config.partitions,
         broker: broker.url,
       });
       // Announced once it consumes: a coordinator may then release the

@@ -243,6 +243,29 @@ describe("client", () => {
     });
   });
 
+  test("tasks run end to end with the service's steps split over 4 queues", async () => {
+    const namespace = bus.namespace;
+    await start({ "greet.yaml": template(namespace) });
+    const worker = await bus.startWorker([Hello, Shout], { partitions: 4 });
+    assert.equal(worker.queues.length, 4);
+    const client = await connect();
+    const names = ["ada", "bob", "cy", "di", "ed", "flo"];
+    const submitted = await Promise.all(
+      names.map((name) => client.createTask(namespace, "greet", { name })),
+    );
+    for (const [i, task] of submitted.entries()) {
+      const finished = await task.wait(60);
+      assert.ok(finished instanceof TaskFinished, JSON.stringify(finished));
+      assert.equal(finished.status, "complete");
+      const loud = `HELLO ${(names[i] ?? "").toUpperCase()}`;
+      assert.deepEqual(finished.step("shout").result, {
+        shout: `${loud}!${loud}`,
+        dependencies: ["hello"],
+        key: `${finished.taskId}:shout`,
+      });
+    }
+  });
+
   test("a client whose connection died connects again for its next request", async () => {
     const namespace = bus.namespace;
     await start({ "greet.yaml": template(namespace) });

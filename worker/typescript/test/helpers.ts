@@ -1,7 +1,8 @@
 /**
  * Helpers for tests against the real RabbitMQ (`TASKER_AMQP_URL`, by default
  * the local one). Every test makes up its own namespace, so tests cannot see
- * each other's messages, and deletes that namespace's queues at the end.
+ * each other's messages, and deletes that namespace's queues and exchanges
+ * at the end.
  * Nothing here sleeps to wait: a watch waits for the next message until a
  * deadline, and fails the test with what it was waiting for.
  */
@@ -12,13 +13,14 @@ import * as amqp from "amqplib";
 
 import {
   type Logger,
-  type StepHandler,
+  type StepContext,
+  StepHandler,
   type StepHandlerClass,
   topology,
   Worker,
   type WorkerConfig,
 } from "../src/index.js";
-import { brokerUrls } from "../src/broker.js";
+import { Broker, brokerUrls } from "../src/broker.js";
 import { errorText } from "../src/messages.js";
 
 export const AMQP_URL = process.env["TASKER_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -152,7 +154,9 @@ export class Bus {
   readonly channel: amqp.ConfirmChannel;
   readonly namespace: string;
   readonly #queues = new Set<string>();
+  readonly #exchanges = new Set<string>();
   readonly #workers: Worker[] = [];
+  readonly #brokers: Broker[] = [];
 
   private constructor(
     connection: amqp.ChannelModel,
@@ -181,6 +185,27 @@ export class Bus {
   /** Queues to delete at the end. */
   remember(...queues: string[]): void {
     for (const queue of queues) this.#queues.add(queue);
+  }
+
+  /** Exchanges to delete at the end, after the queues. */
+  rememberExchange(...exchanges: string[]): void {
+    for (const exchange of exchanges) this.#exchanges.add(exchange);
+  }
+
+  /** The queues and the exchange of service `service` split over `partitions` queues, to delete at the end. */
+  rememberPartitions(service: string, partitions: number): void {
+    this.remember(topology.serviceQueue(this.namespace, service));
+    this.rememberExchange(topology.serviceExchange(this.namespace, service));
+    for (let index = 0; index < partitions; index++) {
+      this.remember(topology.partitionQueue(this.namespace, service, index));
+    }
+  }
+
+  /** A worker's own connection to the broker, for its declarations; closed at the end. */
+  async broker(logger: Logger = new MemoryLogger()): Promise<Broker> {
+    const broker = await Broker.connect(AMQP_URL, unique("ts-test-broker"), 5, logger);
+    this.#brokers.push(broker);
+    return broker;
   }
 
   /** Publishes `body` (mandatory, confirmed) and returns its message id. */
@@ -261,6 +286,9 @@ export class Bus {
     for (const handler of handlers) worker.handler(handler);
     this.#workers.push(worker);
     this.remember(topology.serviceQueue(this.namespace, worker.config.service));
+    if (worker.config.partitions > 1) {
+      this.rememberPartitions(worker.config.service, worker.config.partitions);
+    }
     const running = worker.run({ handleSignals: false });
     await Promise.race([worker.ready, running]);
     return worker;
@@ -277,9 +305,25 @@ export class Bus {
     }
   }
 
-  /** Stops every worker, deletes the test's queues, and closes. */
+  /** Whether the exchange or queue `name` exists, asked on a channel of its own (a 404 closes it). */
+  async exists(kind: "exchange" | "queue", name: string): Promise<boolean> {
+    const channel = await this.connection.createChannel();
+    channel.on("error", () => undefined);
+    try {
+      await (kind === "exchange" ? channel.checkExchange(name) : channel.checkQueue(name));
+      return true;
+    } catch (e) {
+      if ((e as { code?: unknown }).code === 404) return false;
+      throw e;
+    } finally {
+      await channel.close().catch(() => undefined);
+    }
+  }
+
+  /** Stops every worker, deletes the test's queues and exchanges, and closes. */
   async close(): Promise<void> {
     await Promise.allSettled(this.#workers.map((w) => w.stop()));
+    await Promise.allSettled(this.#brokers.map((b) => b.close()));
     const channel = await this.connection.createChannel();
     channel.on("error", () => undefined);
     for (const queue of this.#queues) {
@@ -289,7 +333,32 @@ export class Bus {
         // already gone
       }
     }
+    for (const exchange of this.#exchanges) {
+      try {
+        await channel.deleteExchange(exchange);
+      } catch {
+        // already gone
+      }
+    }
     await channel.close().catch(() => undefined);
     await this.connection.close();
+  }
+}
+
+/** Sleeps `ms`, counting how many steps run at once. */
+export class Counted extends StepHandler {
+  static override readonly handlerName = "Tests::Counted";
+  running = 0;
+  most = 0;
+
+  async call(context: StepContext): Promise<unknown> {
+    this.running += 1;
+    this.most = Math.max(this.most, this.running);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, context.getInput("ms", "number")));
+    } finally {
+      this.running -= 1;
+    }
+    return null;
   }
 }

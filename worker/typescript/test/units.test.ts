@@ -1,6 +1,7 @@
 /** The parts that need no broker: decoding, encoding, the context's readers, names and settings. */
 
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 
@@ -410,6 +411,18 @@ describe("announcement", () => {
     );
     assert.equal(body["language"], "typescript");
   });
+
+  test("a namespace's entry carries partitions only when its steps are split", () => {
+    const identity = new Identity(randomUUID(), "billing", 16, new Date(), 10);
+    const entry = { namespace: "ns", queue: "tasker.steps.ns.billing", callables: ["A"] };
+    const serves = (partitions?: number): unknown =>
+      identity.announcement([partitions === undefined ? entry : { ...entry, partitions }], false)[
+        "serves"
+      ];
+    assert.deepEqual(serves(4), [{ ...entry, partitions: 4 }]);
+    assert.deepEqual(serves(1), [entry]);
+    assert.deepEqual(serves(), [entry]);
+  });
 });
 
 describe("settings", () => {
@@ -454,6 +467,40 @@ describe("settings", () => {
     assert.equal(deliveryCount({ "x-delivery-count": 6n }), 6);
     assert.equal(deliveryCount({ "x-delivery-count": "6" }), 0);
     assert.deepEqual(topology.QUORUM, { "x-queue-type": "quorum", "x-delivery-limit": 100 });
+  });
+
+  test("TASKER_PARTITIONS takes a whole number of queues from 1 to 64", () => {
+    assert.equal(configFromEnv({}, {}).partitions, 1);
+    assert.equal(configFromEnv({}, { TASKER_PARTITIONS: "4" }).partitions, 4);
+    assert.equal(configFromEnv({}, { TASKER_PARTITIONS: " 64 " }).partitions, 64);
+    for (const bad of ["0", "65", "x", "", "2.5", "-1"]) {
+      assert.throws(
+        () => configFromEnv({}, { TASKER_PARTITIONS: bad }),
+        (e: unknown) => {
+          assert.ok(e instanceof ConfigError);
+          assert.equal(
+            e.message,
+            `TASKER_PARTITIONS=${JSON.stringify(bad)} is not a number of queues from 1 to 64; give ` +
+              "the number of queues the service's steps are split over (1, the default, is one queue)",
+          );
+          return true;
+        },
+        bad,
+      );
+    }
+    checkConfig(workerConfig({ service: "s", partitions: 64 }));
+    for (const bad of [0, 65, 1.5]) {
+      assert.throws(
+        () => checkConfig(workerConfig({ service: "s", partitions: bad })),
+        /^ConfigError: partitions is .*; give a number of queues from 1 to 64$/,
+      );
+    }
+    assert.equal(topology.MAX_PARTITIONS, 64);
+    assert.equal(topology.serviceExchange("ns", "billing"), "tasker.steps.ns.billing");
+    assert.equal(topology.partitionQueue("ns", "billing", 3), "tasker.steps.ns.billing.3");
+    assert.equal(topology.PARTITIONED_EXCHANGE_TYPE, "x-consistent-hash");
+    assert.equal(topology.HASH_HEADER_ARGUMENT, "hash-header");
+    assert.equal(topology.PARTITION_WEIGHT, "1");
   });
 
   test("recent results forget the oldest beyond their capacity", () => {

@@ -19,7 +19,7 @@ import {
   taskIdOf,
   topology,
 } from "../src/index.js";
-import { AMQP_URL, Bus, MemoryLogger, stepReady } from "./helpers.js";
+import { AMQP_URL, Bus, Counted, MemoryLogger, stepReady } from "./helpers.js";
 
 class Echo extends StepHandler {
   static override readonly handlerName = "Tests::Echo";
@@ -73,23 +73,6 @@ class Slow extends StepHandler {
     });
     this.finished = true;
     return { slept: seconds };
-  }
-}
-
-class Counted extends StepHandler {
-  static override readonly handlerName = "Tests::Counted";
-  running = 0;
-  most = 0;
-
-  async call(context: StepContext): Promise<unknown> {
-    this.running += 1;
-    this.most = Math.max(this.most, this.running);
-    try {
-      await new Promise((resolve) => setTimeout(resolve, context.getInput("ms", "number")));
-    } finally {
-      this.running -= 1;
-    }
-    return null;
   }
 }
 

@@ -33,11 +33,26 @@ LANGUAGE = "python"
 
 @dataclass(frozen=True)
 class ServedNamespace:
-    """One namespace a worker serves: its service queue and its callables."""
+    """One namespace a worker serves: its service queue and its callables.
+    ``queue`` stays the service's queue name when its steps are split over
+    ``partitions`` queues (the name of its exchange then)."""
 
     namespace: str
     queue: str
     callables: list[str]
+    partitions: int = 1
+
+    def entry(self) -> JsonObject:
+        """Its entry of an announcement's ``serves``; ``partitions`` only
+        when the steps are split, as the Rust worker writes it."""
+        entry: JsonObject = {
+            "namespace": self.namespace,
+            "queue": self.queue,
+            "callables": list(self.callables),
+        }
+        if self.partitions > 1:
+            entry["partitions"] = self.partitions
+        return entry
 
 
 @dataclass(frozen=True)
@@ -56,10 +71,7 @@ class Identity:
             "protocol_version": topology.PROTOCOL_VERSION,
             "worker_id": self.worker_id,
             "service": self.service,
-            "serves": [
-                {"namespace": s.namespace, "queue": s.queue, "callables": list(s.callables)}
-                for s in serves
-            ],
+            "serves": [s.entry() for s in serves],
             "language": LANGUAGE,
             "sdk_version": SDK_VERSION,
             "host": socket.gethostname() or "unknown",

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -226,19 +226,107 @@ class Broker:
             raise self.error(e) from e
 
     async def declare_service(
-        self, channel: AbstractChannel, namespace: str, service: str, callables: Sequence[str]
-    ) -> AbstractQueue:
-        """Declares ``service``'s queue of ``namespace``'s steps and binds it
-        to the routing key of each of ``callables``: from then on those steps
-        reach it, whether or not a worker of the service runs."""
+        self,
+        channel: AbstractChannel,
+        namespace: str,
+        service: str,
+        callables: Sequence[str],
+        partitions: int = 1,
+    ) -> list[AbstractQueue]:
+        """Declares where ``service``'s steps of ``namespace`` wait, bound to
+        the routing key of each of ``callables``: from then on those steps
+        reach it, whether or not a worker of the service runs. Returns the
+        queues to consume.
+
+        With one partition, that is the service's queue. With more, the
+        service's consistent-hash exchange spreads the steps by task id over
+        ``partitions`` queues; the service's former single queue, if any, no
+        longer receives steps and comes last, for the worker to empty it.
+
+        :raises ConfigError: with one partition, if the service's steps are
+            already split over several queues: its other workers' steps
+            would never reach this one.
+        :raises BrokerError: not retryable if the broker lacks the
+            consistent-hash exchange; retryable for any other failure.
+        """
+        if partitions > 1:
+            return await self._declare_partitions(
+                channel, namespace, service, callables, partitions
+            )
+        exchange = topology.service_exchange(namespace, service)
         try:
+            if await self._exchange_exists(exchange):
+                raise ConfigError(
+                    f"the steps of service '{service}' in namespace '{namespace}' are split over "
+                    f"several queues (the exchange {exchange} exists): start this worker with "
+                    "TASKER_PARTITIONS set to the number the service's other workers use"
+                )
             steps = await self._declare_steps_exchange(channel)
             queue = await self._declare_queue(channel, topology.service_queue(namespace, service))
             for callable_ in callables:
                 await queue.bind(steps, routing_key=topology.step_routing_key(namespace, callable_))
         except CONNECTION_ERRORS as e:
             raise self.error(e) from e
-        return queue
+        return [queue]
+
+    async def _declare_partitions(
+        self,
+        channel: AbstractChannel,
+        namespace: str,
+        service: str,
+        callables: Sequence[str],
+        partitions: int,
+    ) -> list[AbstractQueue]:
+        """:meth:`declare_service` for a service split over ``partitions``
+        queues. The queues are bound before the exchange is, so that no step
+        reaches an exchange with nowhere to send it."""
+        name = topology.service_exchange(namespace, service)
+        try:
+            steps = await self._declare_steps_exchange(channel)
+            try:
+                exchange = await channel.declare_exchange(
+                    name,
+                    topology.PARTITIONED_EXCHANGE_TYPE,
+                    durable=True,
+                    arguments={topology.HASH_HEADER_ARGUMENT: Header.TASK_ID},
+                )
+            except aiormq.exceptions.ConnectionCommandInvalid as e:
+                if "exchange type" not in str(e):
+                    raise
+                raise BrokerError(
+                    f"rabbitmq at {self.url} has no consistent-hash exchange, which splitting a "
+                    f"service's steps over several queues (TASKER_PARTITIONS={partitions}) "
+                    "needs: enable it on every node with `rabbitmq-plugins enable "
+                    f"rabbitmq_consistent_hash_exchange` ({e})",
+                    retryable=False,
+                ) from None
+            queues: list[AbstractQueue] = []
+            for index in range(partitions):
+                queue = await self._declare_queue(
+                    channel, topology.partition_queue(namespace, service, index)
+                )
+                await queue.bind(exchange, routing_key=topology.PARTITION_WEIGHT)
+                queues.append(queue)
+            for callable_ in callables:
+                await exchange.bind(
+                    steps, routing_key=topology.step_routing_key(namespace, callable_)
+                )
+            former = topology.service_queue(namespace, service)
+            if await self._queue_exists(former):
+                # New steps stop reaching it; those in it still need a worker.
+                queue = await channel.get_queue(former, ensure=False)
+                for callable_ in callables:
+                    await queue.unbind(
+                        steps, routing_key=topology.step_routing_key(namespace, callable_)
+                    )
+                log.info(
+                    "draining the service's former single queue; delete it once it is empty",
+                    extra=fields(queue=former, partitions=partitions),
+                )
+                queues.append(queue)
+        except CONNECTION_ERRORS as e:
+            raise self.error(e) from e
+        return queues
 
     async def private_queue(
         self, channel: AbstractChannel, binding: tuple[str, str] | None = None
@@ -253,6 +341,27 @@ class Broker:
         except CONNECTION_ERRORS as e:
             raise self.error(e) from e
         return queue
+
+    async def _exchange_exists(self, name: str) -> bool:
+        """Whether exchange ``name`` exists."""
+        return await self._exists(lambda own: own.get_exchange(name, ensure=True))
+
+    async def _queue_exists(self, name: str) -> bool:
+        """Whether queue ``name`` exists."""
+        return await self._exists(lambda own: own.declare_queue(name, passive=True))
+
+    async def _exists(self, passive: Callable[[AbstractChannel], Awaitable[object]]) -> bool:
+        """Whether what ``passive`` declares passively exists, asked on a
+        channel of its own, since a missing one closes the channel."""
+        own = await self.connection.channel(publisher_confirms=False)
+        try:
+            await passive(own)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return False
+        finally:
+            with contextlib.suppress(*CONNECTION_ERRORS):  # closed by a 404 already
+                await own.close()
+        return True
 
     async def _declare_steps_exchange(self, channel: AbstractChannel) -> AbstractExchange:
         return await channel.declare_exchange(

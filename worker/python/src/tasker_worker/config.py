@@ -47,7 +47,17 @@ class WorkerConfig:
     heartbeat: float = DEFAULT_HEARTBEAT
     """Seconds between AMQP heartbeats, unless the URL says (``?heartbeat=``)."""
     concurrency: int = 32
-    """How many steps run at once: the consumer's prefetch."""
+    """How many steps run at once: the consumers' prefetch. With several
+    queues (``partitions``), each queue's consumer gets a prefetch of
+    ``ceil(concurrency / partitions)``, since RabbitMQ applies it per
+    consumer."""
+    partitions: int = 1
+    """How many queues the service's steps of each namespace are split over,
+    from 1 to 64, the same on every worker of the service. One, the default,
+    is the service's single queue; more spread its steps by task id over
+    that many queues, through a consistent-hash exchange (the broker's
+    ``rabbitmq_consistent_hash_exchange`` plugin), so that a busy service is
+    not held to the one broker node that leads its queue."""
     shutdown_grace: float = 30.0
     """On shutdown, seconds in-flight steps get to finish before they are
     handed back to the queue."""
@@ -76,7 +86,8 @@ class WorkerConfig:
         - ``TASKER_AMQP_HEARTBEAT``: ``5s``, ``500ms``, or a number of seconds;
         - ``TASKER_MAX_MESSAGE_BYTES``: the message size limit;
         - ``TASKER_HEALTH_ADDR``: e.g. ``127.0.0.1:9104``;
-        - ``TASKER_CONCURRENCY``: steps at once.
+        - ``TASKER_CONCURRENCY``: steps at once;
+        - ``TASKER_PARTITIONS``: queues the service's steps are split over.
 
         ``overrides`` (any field) win over the environment.
 
@@ -96,6 +107,8 @@ class WorkerConfig:
             config.health_addr = parse_address(addr, "TASKER_HEALTH_ADDR")
         if (concurrency := env.get("TASKER_CONCURRENCY")) is not None:
             config.concurrency = _positive_int(concurrency, "TASKER_CONCURRENCY", "steps")
+        if (partitions := env.get("TASKER_PARTITIONS")) is not None:
+            config.partitions = parse_partitions(partitions, "TASKER_PARTITIONS")
         return dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
 
     def check(self) -> None:
@@ -110,6 +123,11 @@ class WorkerConfig:
         if not 1 <= self.concurrency <= 65535:
             raise ConfigError(
                 f"concurrency is {self.concurrency}; give a number of steps from 1 to 65535"
+            )
+        if not 1 <= self.partitions <= topology.MAX_PARTITIONS:
+            raise ConfigError(
+                f"partitions is {self.partitions}; give a number of queues from 1 to "
+                f"{topology.MAX_PARTITIONS}"
             )
         if self.max_message_bytes <= 0:
             raise ConfigError(
@@ -167,6 +185,23 @@ def parse_address(text: str, what: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"{what}={text!r} is not an address like 0.0.0.0:8080")
     return host, int(port)
+
+
+def parse_partitions(text: str, what: str) -> int:
+    """How many queues a service's steps are split over, from 1 to
+    :data:`topology.MAX_PARTITIONS`.
+
+    :raises ConfigError: naming ``what``, the value and what is allowed.
+    """
+    digits = text.strip()
+    value = int(digits) if digits.isascii() and digits.isdigit() else 0
+    if not 1 <= value <= topology.MAX_PARTITIONS:
+        raise ConfigError(
+            f"{what}={text!r} is not a whole number from 1 to {topology.MAX_PARTITIONS}; give "
+            "the number of queues the service's steps are split over (1, the default, is one "
+            "queue), the same on every worker of the service"
+        )
+    return value
 
 
 def _positive_int(text: str, what: str, unit: str) -> int:

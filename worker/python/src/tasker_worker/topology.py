@@ -46,6 +46,39 @@ def service_queue(namespace: str, service: str) -> str:
     return f"tasker.steps.{namespace}.{service}"
 
 
+MAX_PARTITIONS = 64
+"""How many queues a service's steps of one namespace can be split over.
+One, the default, is the service's queue, :func:`service_queue`."""
+PARTITIONED_EXCHANGE_TYPE = "x-consistent-hash"
+"""The type of a :func:`service_exchange`: RabbitMQ's consistent-hash
+exchange, from the ``rabbitmq_consistent_hash_exchange`` plugin that ships
+with RabbitMQ. Only a service split over several queues needs it."""
+HASH_HEADER_ARGUMENT = "hash-header"
+"""The argument of a :func:`service_exchange` that makes it hash a header,
+the task id (:attr:`Header.TASK_ID`), rather than the routing key: every
+step of a task lands in the same queue, and tasks spread over the queues."""
+PARTITION_WEIGHT = "1"
+"""The routing key each :func:`partition_queue` is bound to its
+:func:`service_exchange` with: for a consistent-hash exchange, the queue's
+weight. Every queue weighs the same."""
+
+
+def service_exchange(namespace: str, service: str) -> str:
+    """The exchange of a service whose steps of ``namespace`` are split over
+    several queues: bound to :data:`STEPS_EXCHANGE` with the routing key of
+    each callable the service serves, it spreads the steps over its
+    :func:`partition_queue` queues by task id. The same name as the service's
+    single queue; AMQP keeps exchanges and queues apart."""
+    return service_queue(namespace, service)
+
+
+def partition_queue(namespace: str, service: str, index: int) -> str:
+    """Queue ``index`` (from 0) of a service whose steps are split over
+    several queues. Names have no dots, so it cannot be another service's
+    queue."""
+    return f"tasker.steps.{namespace}.{service}.{index}"
+
+
 def step_routing_key(namespace: str, callable_: str) -> str:
     """The routing key of the steps of ``callable_`` in ``namespace``."""
     return f"{namespace}/{callable_}"

@@ -4,6 +4,8 @@ safe with the broker (docs/protocol.md, "What a worker does with a
 step-ready message"). It behaves as the Rust SDK's worker does:
 
 - concurrency is the consumer's prefetch: at most that many unacked steps;
+  a service split over several queues (``partitions``) consumes them all,
+  each with a share of it;
 - a step's result is published ``mandatory`` and confirmed, then the step is
   acked; if the worker dies in between, the step is delivered again;
 - a step that times out fails retryably with ``timeout``; a handler that
@@ -24,6 +26,7 @@ import contextlib
 import inspect
 import json
 import logging
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -243,7 +246,9 @@ class _Runner:
             # again on a new connection.
             underlay.on_consumer_cancel_callbacks.add(lambda *_: lost.set())
             await broker.declare_common(channel)
-            await channel.set_qos(prefetch_count=config.concurrency)
+            # RabbitMQ applies the prefetch to each consumer: the queues of a
+            # service split over several share the concurrency.
+            await channel.set_qos(prefetch_count=math.ceil(config.concurrency / config.partitions))
 
             def on_delivery(queue: str, delivery: AbstractIncomingMessage) -> None:
                 if not accepting:
@@ -259,16 +264,28 @@ class _Runner:
             consumers: list[tuple[AbstractQueue, str]] = []
             for namespace in self.namespaces:
                 await broker.declare_namespace(channel, namespace)
-                queue = await broker.declare_service(channel, namespace, config.service, callables)
+                queues = await broker.declare_service(
+                    channel, namespace, config.service, callables, config.partitions
+                )
+                for index, queue in enumerate(queues):
 
-                async def consume(
-                    delivery: AbstractIncomingMessage, queue_name: str = queue.name
-                ) -> None:
-                    on_delivery(queue_name, delivery)
+                    async def consume(
+                        delivery: AbstractIncomingMessage, queue_name: str = queue.name
+                    ) -> None:
+                        on_delivery(queue_name, delivery)
 
-                tag = await queue.consume(consume, consumer_tag=f"{config.name}-{namespace}")
-                consumers.append((queue, tag))
-                serves.append(ServedNamespace(namespace, queue.name, callables))
+                    tag = await queue.consume(
+                        consume, consumer_tag=f"{config.name}-{namespace}-{index}"
+                    )
+                    consumers.append((queue, tag))
+                serves.append(
+                    ServedNamespace(
+                        namespace,
+                        topology.service_queue(namespace, config.service),
+                        callables,
+                        config.partitions,
+                    )
+                )
             self.backoff.succeeded()
             self.health.up(health.RABBITMQ)
             log.info(
@@ -278,6 +295,7 @@ class _Runner:
                     namespaces=",".join(self.namespaces),
                     callables=len(callables),
                     concurrency=config.concurrency,
+                    partitions=config.partitions,
                     broker=broker.url,
                 ),
             )

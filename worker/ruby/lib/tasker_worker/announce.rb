@@ -11,8 +11,10 @@ module TaskerWorker
   class Identity
     LANGUAGE = 'ruby'
 
-    # One namespace a worker serves: its service queue and its callables.
-    ServedNamespace = Struct.new(:namespace, :queue, :callables)
+    # One namespace a worker serves: its service queue (the name of its
+    # exchange when its steps are split), its callables, and how many queues
+    # its steps are split over (nil or 1: the queue itself).
+    ServedNamespace = Struct.new(:namespace, :queue, :callables, :partitions)
 
     attr_reader :worker_id, :service, :concurrency, :started_at, :every
 
@@ -30,9 +32,7 @@ module TaskerWorker
         'protocol_version' => Topology::PROTOCOL_VERSION,
         'worker_id' => worker_id,
         'service' => service,
-        'serves' => serves.map do |s|
-          { 'namespace' => s.namespace, 'queue' => s.queue, 'callables' => s.callables.dup }
-        end,
+        'serves' => serves.map { |s| served(s) },
         'language' => LANGUAGE,
         'sdk_version' => VERSION,
         'host' => host,
@@ -55,6 +55,13 @@ module TaskerWorker
     end
 
     private
+
+    # One entry of `serves`; `partitions` only when the steps are split.
+    def served(namespace)
+      entry = { 'namespace' => namespace.namespace, 'queue' => namespace.queue, 'callables' => namespace.callables.dup }
+      entry['partitions'] = namespace.partitions if namespace.partitions.to_i > 1
+      entry
+    end
 
     def host
       name = Socket.gethostname

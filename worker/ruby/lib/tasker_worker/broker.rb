@@ -19,6 +19,18 @@ module TaskerWorker
   end
   AMQ::Protocol::TableValueDecoder.singleton_class.prepend(UnsignedHeaderValues)
 
+  # Keeps what the broker said when it closed the connection: Bunny only
+  # logs it as it recovers, and a declaration waiting for its reply then
+  # times out without it.
+  module BrokerCloseReason
+    attr_reader :broker_close_reason
+
+    def instantiate_connection_level_exception(frame)
+      @broker_close_reason = super
+    end
+  end
+  Bunny::Session.prepend(BrokerCloseReason)
+
   # What a Tasker process does with RabbitMQ: connect with a short heartbeat,
   # declare the topology, build the properties every message carries,
   # publish with confirms, and dead-letter what a consumer cannot use.
@@ -248,19 +260,86 @@ module TaskerWorker
       raise error(e)
     end
 
-    # Declares `service`'s queue of `namespace`'s steps and binds it once per
+    # Declares where `service`'s steps of `namespace` wait, bound once per
     # callable: from then on those steps reach it, whether or not a worker of
-    # the service runs. Returns the queue, to consume on `channel`.
-    def declare_service(channel, namespace, service, callables)
+    # the service runs. Returns the queues to consume on `channel`.
+    #
+    # With one partition, that is the service's queue. With more, the
+    # service's consistent-hash exchange spreads the steps by task id over
+    # `partitions` queues; the service's former single queue, if any, no
+    # longer receives steps and comes last, for the worker to empty it.
+    #
+    # Raises BrokerError, not retryable, with one partition if the service's
+    # steps are split over several queues already (its other workers' steps
+    # would never reach this one), or if the broker lacks the consistent-hash
+    # exchange.
+    def declare_service(channel, namespace, service, callables, partitions = 1)
+      return declare_partitions(channel, namespace, service, callables, partitions) if partitions > 1
+
+      exchange = Topology.service_exchange(namespace, service)
+      if @connection.exchange_exists?(exchange)
+        raise BrokerError.new("the steps of service '#{service}' in namespace '#{namespace}' are split over " \
+                              "several queues (the exchange #{exchange} exists): start this worker with " \
+                              "TASKER_PARTITIONS set to the number the service's other workers use",
+                              retryable: false)
+      end
       channel.exchange_declare(Topology::STEPS_EXCHANGE, 'direct', durable: true)
       name = Topology.service_queue(namespace, service)
       declare_queue(name)
       callables.each do |callable|
         channel.queue_bind(name, Topology::STEPS_EXCHANGE, routing_key: Topology.step_routing_key(namespace, callable))
       end
-      Bunny::Queue.new(channel, name, no_declare: true, durable: true)
+      [consumable(channel, name)]
     rescue *CONNECTION_ERRORS => e
       raise error(e)
+    end
+
+    # #declare_service for a service split over `partitions` queues. The
+    # queues are bound before the exchange is, so that no step reaches an
+    # exchange with nowhere to send it.
+    def declare_partitions(channel, namespace, service, callables, partitions)
+      channel.exchange_declare(Topology::STEPS_EXCHANGE, 'direct', durable: true)
+      exchange = Topology.service_exchange(namespace, service)
+      declare_hash_exchange(channel, exchange, partitions)
+      queues = (0...partitions).map do |index|
+        name = Topology.partition_queue(namespace, service, index)
+        declare_queue(name)
+        channel.queue_bind(name, exchange, routing_key: Topology::PARTITION_WEIGHT)
+        consumable(channel, name)
+      end
+      keys = callables.map { |callable| Topology.step_routing_key(namespace, callable) }
+      keys.each { |key| channel.exchange_bind(Topology::STEPS_EXCHANGE, exchange, routing_key: key) }
+      former = Topology.service_queue(namespace, service)
+      return queues unless @connection.queue_exists?(former)
+
+      # New steps stop reaching it; those in it still need a worker.
+      keys.each { |key| channel.queue_unbind(former, Topology::STEPS_EXCHANGE, routing_key: key) }
+      @logger.info("draining the service's former single queue #{former}, now that its steps are split over " \
+                   "#{partitions} queues; delete it once it is empty")
+      queues << consumable(channel, former)
+    rescue *CONNECTION_ERRORS => e
+      raise error(e)
+    end
+
+    # Declares the consistent-hash exchange `name`. A broker without the
+    # plugin closes the connection; Bunny then waits out its timeout, and the
+    # reason it kept says why.
+    def declare_hash_exchange(channel, name, partitions)
+      arguments = { Topology::HASH_HEADER_ARGUMENT => Topology::Header::TASK_ID }
+      channel.exchange_declare(name, Topology::PARTITIONED_EXCHANGE_TYPE, durable: true, arguments:)
+    rescue *CONNECTION_ERRORS => e
+      reason = @connection.broker_close_reason
+      raise e unless reason.is_a?(Bunny::CommandInvalid) && reason.message.include?('exchange type')
+
+      raise BrokerError.new("rabbitmq at #{@url} has no consistent-hash exchange, which splitting a service's " \
+                            "steps over several queues (TASKER_PARTITIONS=#{partitions}) needs: enable it on every " \
+                            "node with `rabbitmq-plugins enable rabbitmq_consistent_hash_exchange` (#{reason.message})",
+                            retryable: false)
+    end
+
+    # `name`, declared already, to consume on `channel`.
+    def consumable(channel, name)
+      Bunny::Queue.new(channel, name, no_declare: true, durable: true)
     end
 
     # Declares a Tasker queue with Topology::QUORUM's arguments, on a channel

@@ -12,7 +12,17 @@ module TaskerWorker
     #   workers of one service share its queue of each namespace's steps.
     # amqp_url: the RabbitMQ URL, or the URLs of a cluster's nodes separated
     #   by commas.
-    # concurrency: how many steps run at once; the consumer's prefetch.
+    # concurrency: how many steps run at once: the delivery threads, and the
+    #   consumer's prefetch. With several queues (`partitions`), each queue's
+    #   consumer gets a prefetch of ceil(concurrency / partitions), since
+    #   RabbitMQ applies it per consumer; the threads still bound the steps
+    #   running at once.
+    # partitions: how many queues the service's steps of each namespace are
+    #   split over, from 1 to 64, the same on every worker of the service.
+    #   One, the default, is the service's single queue; more spread its
+    #   steps by task id over that many queues, through a consistent-hash
+    #   exchange (the broker's `rabbitmq_consistent_hash_exchange` plugin), so
+    #   that a busy service is not held to the one node that leads its queue.
     # heartbeat: seconds between AMQP heartbeats.
     # shutdown_grace: seconds in-flight steps get to finish on shutdown.
     # max_message_bytes: the size limit of a message, received or sent.
@@ -22,31 +32,29 @@ module TaskerWorker
     # announce_every: seconds between the worker's announcements.
     # health_addr: where to serve `/healthz` and `/readyz`, as `host:port`
     #   or [host, port]; nil (the default) serves nothing.
-    attr_accessor :amqp_url, :service, :concurrency, :heartbeat, :shutdown_grace,
-                  :max_message_bytes, :max_redeliveries, :remembered_results,
-                  :announce_every, :name, :logger, :health_addr
+    DEFAULTS = {
+      service: '', amqp_url: DEFAULT_AMQP_URL, concurrency: 32, partitions: 1, heartbeat: 5,
+      shutdown_grace: 30.0, max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES, max_redeliveries: 5,
+      remembered_results: 10_000, announce_every: 10.0, name: nil, logger: nil, health_addr: nil
+    }.freeze
 
-    def initialize(service: '', amqp_url: DEFAULT_AMQP_URL, concurrency: 32, heartbeat: 5,
-                   shutdown_grace: 30.0, max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-                   max_redeliveries: 5, remembered_results: 10_000, announce_every: 10.0,
-                   name: "tasker-worker-#{Process.pid}", logger: nil, health_addr: nil)
-      @service = service
-      @amqp_url = amqp_url
-      @concurrency = concurrency
-      @heartbeat = heartbeat
-      @shutdown_grace = shutdown_grace
-      @max_message_bytes = max_message_bytes
-      @max_redeliveries = max_redeliveries
-      @remembered_results = remembered_results
-      @announce_every = announce_every
-      @name = name
-      @logger = logger
-      @health_addr = health_addr.is_a?(String) ? Config.parse_address(health_addr, 'health_addr') : health_addr
+    attr_accessor(*DEFAULTS.keys)
+
+    # Every setting above, by name; a name that is not one is an error.
+    def initialize(**settings)
+      unknown = settings.keys - DEFAULTS.keys
+      raise ArgumentError, "unknown setting #{unknown.join(', ')}; the settings are #{DEFAULTS.keys.join(', ')}" \
+        unless unknown.empty?
+
+      DEFAULTS.merge(settings).each { |setting, value| public_send(:"#{setting}=", value) }
+      @name ||= "tasker-worker-#{Process.pid}"
+      @health_addr = Config.parse_address(health_addr, 'health_addr') if health_addr.is_a?(String)
     end
 
     # A configuration from the environment, as the other SDKs read it:
     # TASKER_AMQP_URL, TASKER_SERVICE, TASKER_AMQP_HEARTBEAT,
-    # TASKER_MAX_MESSAGE_BYTES, TASKER_CONCURRENCY and TASKER_HEALTH_ADDR.
+    # TASKER_MAX_MESSAGE_BYTES, TASKER_CONCURRENCY, TASKER_PARTITIONS and
+    # TASKER_HEALTH_ADDR.
     def self.from_env(env = ENV, **overrides)
       config = new(**overrides)
       config.amqp_url = env['TASKER_AMQP_URL'] if env['TASKER_AMQP_URL']
@@ -54,6 +62,7 @@ module TaskerWorker
       config.heartbeat = Float(env['TASKER_AMQP_HEARTBEAT']) if env['TASKER_AMQP_HEARTBEAT']
       config.max_message_bytes = Integer(env['TASKER_MAX_MESSAGE_BYTES'], 10) if env['TASKER_MAX_MESSAGE_BYTES']
       config.concurrency = Integer(env['TASKER_CONCURRENCY'], 10) if env['TASKER_CONCURRENCY']
+      config.partitions = parse_partitions(env['TASKER_PARTITIONS'], 'TASKER_PARTITIONS') if env['TASKER_PARTITIONS']
       config.health_addr = parse_address(env['TASKER_HEALTH_ADDR'], 'TASKER_HEALTH_ADDR') if env['TASKER_HEALTH_ADDR']
       config
     rescue ArgumentError => e
@@ -70,6 +79,9 @@ module TaskerWorker
       unless concurrency.is_a?(Integer) && concurrency.between?(1, 65_535)
         raise ConfigError, "concurrency is #{concurrency.inspect}; give a number of steps from 1 to 65535"
       end
+      unless partitions.is_a?(Integer) && partitions.between?(1, Topology::MAX_PARTITIONS)
+        raise ConfigError, "partitions is #{partitions.inspect}; give a number of queues from 1 to 64"
+      end
       unless max_message_bytes.is_a?(Integer) && max_message_bytes.positive?
         raise ConfigError, "max_message_bytes is #{max_message_bytes.inspect}; give a positive number of bytes"
       end
@@ -77,6 +89,13 @@ module TaskerWorker
 
       raise ConfigError, "max_redeliveries is #{max_redeliveries.inspect}; keep it from 0 to " \
                          "#{Topology::DELIVERY_LIMIT - 1}, below the queues' delivery limit"
+    end
+
+    # The prefetch of each of the worker's consumers: RabbitMQ applies it per
+    # consumer, so the queues of a service split over several share the
+    # concurrency.
+    def prefetch
+      (concurrency.to_f / partitions).ceil
     end
 
     # [host, port] from `host:port` (`[::1]:9104` for IPv6). Raises
@@ -89,6 +108,18 @@ module TaskerWorker
       end
 
       [host, port.to_i]
+    end
+
+    # How many queues a service's steps are split over, from 1 to
+    # Topology::MAX_PARTITIONS. Raises ConfigError naming `what`, the value
+    # and what is allowed.
+    def self.parse_partitions(text, what)
+      value = /\A\d+\z/.match?(text.to_s.strip) ? text.to_s.strip.to_i : 0
+      return value if value.between?(1, Topology::MAX_PARTITIONS)
+
+      raise ConfigError, "#{what}=#{text.inspect} is not a whole number from 1 to #{Topology::MAX_PARTITIONS}; " \
+                         "give the number of queues the service's steps are split over (1, the default, is one " \
+                         'queue), the same on every worker of the service'
     end
 
     # Why `name` cannot be part of a queue name or a routing key, if it cannot.

@@ -28,6 +28,25 @@ module TaskerWorker
     # delivery limit.
     QUORUM = { 'x-queue-type' => 'quorum', 'x-delivery-limit' => DELIVERY_LIMIT }.freeze
 
+    # How many queues a service's steps of one namespace are split over, at
+    # most. One, the default, is the service's queue (#service_queue).
+    MAX_PARTITIONS = 64
+
+    # The type of a #service_exchange: RabbitMQ's consistent-hash exchange,
+    # from the `rabbitmq_consistent_hash_exchange` plugin that ships with
+    # RabbitMQ. Only a service split over several queues needs it.
+    PARTITIONED_EXCHANGE_TYPE = 'x-consistent-hash'
+
+    # The argument of a #service_exchange that makes it hash a header, the
+    # task id (Header::TASK_ID), rather than the routing key: every step of a
+    # task lands in the same queue, and tasks spread over the queues.
+    HASH_HEADER_ARGUMENT = 'hash-header'
+
+    # The routing key each #partition_queue is bound to its #service_exchange
+    # with: for a consistent-hash exchange, the queue's weight. Every queue
+    # weighs the same.
+    PARTITION_WEIGHT = '1'
+
     # The `type` property of each kind of message.
     module MessageType
       TASK_REQUEST = 'tasker.task_request'
@@ -67,6 +86,29 @@ module TaskerWorker
     # The queue of `namespace`'s steps that `service` runs.
     def service_queue(namespace, service)
       "tasker.steps.#{namespace}.#{service}"
+    end
+
+    # The exchange of a service whose steps of `namespace` are split over
+    # several queues: a consistent-hash exchange bound to STEPS_EXCHANGE with
+    # the routing key of each callable the service serves, which spreads the
+    # steps by their task id over its queues (#partition_queue). Same name
+    # as the service's single queue; AMQP keeps exchanges and queues apart.
+    def service_exchange(namespace, service)
+      service_queue(namespace, service)
+    end
+
+    # Queue `index` (from 0) of a service whose steps are split over several
+    # queues. Names have no dots, so it cannot be another service's queue.
+    def partition_queue(namespace, service, index)
+      "tasker.steps.#{namespace}.#{service}.#{index}"
+    end
+
+    # The queues `service`'s steps of `namespace` wait in: its queue, or its
+    # partition queues when they are split over `partitions`.
+    def step_queues(namespace, service, partitions)
+      return [service_queue(namespace, service)] if partitions <= 1
+
+      Array.new(partitions) { |index| partition_queue(namespace, service, index) }
     end
 
     # The routing key of the steps of `callable` in `namespace`.

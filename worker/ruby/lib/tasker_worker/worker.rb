@@ -11,7 +11,10 @@ module TaskerWorker
   # step-ready message"). It behaves as the Rust and Python SDKs' workers do:
   #
   # - concurrency is the consumer's prefetch: at most that many unacked steps,
-  #   run on as many threads;
+  #   run on as many threads; a service split over several queues
+  #   (`partitions`) consumes them all, each with a prefetch of
+  #   ceil(concurrency / partitions), and the threads, shared by every
+  #   queue, still bound the steps running at once;
   # - a step's result is published `mandatory` and confirmed, then the step
   #   is acked; if the worker dies in between, the step is delivered again;
   # - a step that runs past its `timeout_seconds` fails retryably with
@@ -81,9 +84,11 @@ module TaskerWorker
       self
     end
 
-    # The service queues this worker consumes, one per namespace.
+    # The service queues this worker consumes: one per namespace, or each
+    # namespace's partition queues when its steps are split (and then, while
+    # it lasts, the service's former single queue, which #start finds).
     def queues
-      @namespaces.map { |ns| Topology.service_queue(ns, config.service) }
+      @namespaces.flat_map { |ns| Topology.step_queues(ns, config.service, config.partitions) }
     end
 
     # Connects, declares the topology, consumes and announces the worker;
@@ -215,11 +220,13 @@ module TaskerWorker
       @publisher = @broker.publisher
       @channel = @broker.channel(pool_size: config.concurrency, shutdown_timeout: config.shutdown_grace)
       @broker.declare_common(@channel)
-      @channel.prefetch(config.concurrency)
+      # Per consumer; the channel's `concurrency` delivery threads, shared by
+      # every queue, bound the steps that run at once.
+      @channel.prefetch(config.prefetch)
       @state.synchronize { @accepting = !@stopping }
       callables = @handlers.keys.sort
       @consumers = []
-      @serves = @namespaces.map { |ns| consume(ns, callables) }
+      @serves = @namespaces.map { |ns| consume(ns, callables, @publisher) }
       @connected = true
       @logger.info("worker ready: service=#{config.service} namespaces=#{@namespaces.join(',')} " \
                    "callables=#{callables.size} concurrency=#{config.concurrency} broker=#{@broker.url}")
@@ -242,21 +249,22 @@ module TaskerWorker
     end
 
     # Declares what the worker needs in `namespace` and consumes its service
-    # queue; returns what it serves there, for the announcements.
-    def consume(namespace, callables)
+    # queues, whose deliveries publish on `publisher`, of the same connection;
+    # returns what it serves there, for the announcements.
+    def consume(namespace, callables, publisher)
       @broker.declare_namespace(@channel, namespace)
-      queue = @broker.declare_service(@channel, namespace, config.service, callables)
-      tag = "#{config.name}-#{namespace}-#{SecureRandom.hex(4)}"
-      channel = @channel
-      publisher = @publisher
-      # The broker cancels a consumer whose queue is deleted: consume again
-      # on a new connection.
-      cancelled = proc { @losses.raise(BrokerError.new("the consumer of #{queue.name} was cancelled")) }
-      @consumers << queue.subscribe(manual_ack: true, block: false, consumer_tag: tag,
-                                    on_cancellation: cancelled) do |info, props, body|
-        on_delivery(Delivery.new(channel, publisher, queue.name, info, props, body))
+      queues = @broker.declare_service(@channel, namespace, config.service, callables, config.partitions)
+      queues.each_with_index do |queue, index|
+        # The broker cancels a consumer whose queue is deleted: consume again
+        # on a new connection.
+        cancelled = proc { @losses.raise(BrokerError.new("the consumer of #{queue.name} was cancelled")) }
+        @consumers << queue.subscribe(manual_ack: true, block: false, on_cancellation: cancelled,
+                                      consumer_tag: "#{config.name}-#{namespace}-#{index}") do |info, props, body|
+          on_delivery(Delivery.new(queue.channel, publisher, queue.name, info, props, body))
+        end
       end
-      Identity::ServedNamespace.new(namespace, queue.name, callables)
+      Identity::ServedNamespace.new(namespace, Topology.service_queue(namespace, config.service), callables,
+                                    config.partitions)
     end
 
     # Watches the connection and replaces it when it is lost, with a capped,

@@ -2,11 +2,11 @@
 
 use lapin::Channel;
 use lapin::ExchangeKind;
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use tasker_protocol::topology;
 
-use super::{Broker, is_precondition_failed};
+use super::{Broker, is_not_found, is_precondition_failed};
 use crate::Error;
 
 impl Broker {
@@ -97,6 +97,150 @@ impl Broker {
             .await?;
         }
         Ok(queue)
+    }
+
+    /// Declares where `service`'s steps of `namespace` wait, split over
+    /// `partitions` queues, and gives back the queues to consume.
+    ///
+    /// One partition is the service's queue, as [`Broker::declare_service`]
+    /// declares it; refused while the service's steps are split (its
+    /// exchange exists), since a step would then reach both.
+    ///
+    /// More are a consistent-hash exchange of the service's, bound to the
+    /// steps exchange with the callables' keys, and the
+    /// [`topology::partition_queue`]s behind it. A queue the service had
+    /// before it was split stops receiving steps and comes last in the list,
+    /// so that what it holds still runs.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Config`] if the split does not match the service's,
+    /// or the broker lacks the consistent-hash exchange; [`Error::Amqp`] if
+    /// a declaration fails.
+    pub async fn declare_partitions(
+        &self,
+        channel: &Channel,
+        namespace: &str,
+        service: &str,
+        callables: &[&str],
+        partitions: u32,
+    ) -> Result<Vec<String>, Error> {
+        let exchange = topology::service_exchange(namespace, service);
+        if partitions <= 1 {
+            if self.exchange_exists(&exchange).await? {
+                return Err(Error::Config(format!(
+                    "the steps of service {service:?} in namespace {namespace:?} are split over several queues \
+                     (the exchange {exchange} exists): start this worker with TASKER_PARTITIONS set to the number \
+                     the service's other workers use"
+                )));
+            }
+            return Ok(vec![
+                self.declare_service(channel, namespace, service, callables)
+                    .await?,
+            ]);
+        }
+        self.declare_steps_exchange(channel).await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            topology::HASH_HEADER_ARGUMENT.into(),
+            AMQPValue::LongString(topology::headers::TASK_ID.into()),
+        );
+        self.declare_partitioned_exchange(&exchange, arguments).await?;
+        let mut queues: Vec<String> = (0..partitions)
+            .map(|i| topology::partition_queue(namespace, service, i))
+            .collect();
+        // The queues first: a step that reached the exchange before them
+        // would be returned.
+        for queue in &queues {
+            self.declare_queue(queue).await?;
+            self.bind(channel, queue, &exchange, topology::PARTITION_WEIGHT)
+                .await?;
+        }
+        for callable in callables {
+            channel
+                .exchange_bind(
+                    exchange.as_str().into(),
+                    topology::STEPS_EXCHANGE.into(),
+                    topology::step_routing_key(namespace, callable).as_str().into(),
+                    ExchangeBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        let former = topology::service_queue(namespace, service);
+        if self.queue_counts(&former).await?.is_some() {
+            for callable in callables {
+                channel
+                    .queue_unbind(
+                        former.as_str().into(),
+                        topology::STEPS_EXCHANGE.into(),
+                        topology::step_routing_key(namespace, callable).as_str().into(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(|e| self.error(e))?;
+            }
+            tracing::info!(queue = %former, partitions,
+                "draining the service's former single queue: new steps go to its {partitions} queues; \
+                 delete it once it is empty");
+            queues.push(former);
+        }
+        Ok(queues)
+    }
+
+    /// Whether exchange `name` exists, asked on a channel of its own, since
+    /// asking about one that does not closes the channel.
+    async fn exchange_exists(&self, name: &str) -> Result<bool, Error> {
+        let own = self.channel().await?;
+        let passive = ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        match own
+            .exchange_declare(name.into(), ExchangeKind::Direct, passive, FieldTable::default())
+            .await
+        {
+            Ok(()) => {
+                let _ = own.close(200, "done".into()).await;
+                Ok(true)
+            }
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// Declares a service's consistent-hash exchange. A broker without the
+    /// plugin closes the whole connection over the unknown type, so the
+    /// error says how to get it.
+    async fn declare_partitioned_exchange(&self, name: &str, arguments: FieldTable) -> Result<(), Error> {
+        let own = self.channel().await?;
+        let declared = own
+            .exchange_declare(
+                name.into(),
+                ExchangeKind::Custom(topology::PARTITIONED_EXCHANGE_TYPE.into()),
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                arguments,
+            )
+            .await;
+        match declared {
+            Ok(()) => {
+                let _ = own.close(200, "declared".into()).await;
+                Ok(())
+            }
+            // RabbitMQ says "invalid exchange type" or "unknown exchange type".
+            Err(e) if e.to_string().contains("exchange type") => Err(Error::Config(format!(
+                "rabbitmq at {} has no {} exchange, which splitting a service's steps over several queues \
+                 (TASKER_PARTITIONS) needs: enable it with `rabbitmq-plugins enable rabbitmq_consistent_hash_exchange` \
+                 on every node ({e})",
+                self.url(),
+                topology::PARTITIONED_EXCHANGE_TYPE
+            ))),
+            Err(e) => Err(self.error(e)),
+        }
     }
 
     /// Declares the queue of workers' announcements, which coordinators
