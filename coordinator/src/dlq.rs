@@ -95,8 +95,7 @@ impl DeadLetters {
     /// If the broker cannot be reached.
     pub async fn connect(amqp_url: &str) -> Result<Self, Error> {
         let broker = Broker::connect(amqp_url, "tasker-dlq").await?;
-        let channel = broker.channel().await?;
-        broker.declare_common(&channel).await?;
+        broker.declare_common().await?;
         let publisher = broker.publisher().await?;
         Ok(Self { broker, publisher })
     }

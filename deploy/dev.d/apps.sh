@@ -140,6 +140,7 @@ app_command() {
       ;;
     *) die "unknown process '$1'" ;;
   esac
+  app_identity "$1"
 }
 
 app_pid() {  # app_pid NAME: running PID of a coordinator/worker we started
@@ -243,8 +244,19 @@ build() {
 
 # --------------------------------------------------------------- commands ---
 
+# cmd_servers [--tls]: RabbitMQ and Redis, listening for plain connections
+# and TLS, or, with --tls, TLS only (security.sh).
 cmd_servers() {
+  local mode=plain
+  while (($#)); do
+    case $1 in
+      --tls) mode=tls ;;
+      *) die "deploy/dev servers takes no argument but --tls, and got '$1'" ;;
+    esac
+    shift
+  done
   lock
+  set_tls_mode "$mode"
   ensure_rabbitmq
   ensure_redis
   unlock
@@ -304,15 +316,16 @@ build_polyglot() {
 # cmd_up [--polyglot]: the microservices namespace in the usual layout, or
 # with --polyglot in four languages.
 cmd_up() {
-  local layout=usual
+  local layout=usual servers=()
   while (($#)); do
     case $1 in
       --polyglot) layout=polyglot ;;
-      *) die "deploy/dev up takes no argument but --polyglot, and got '$1'" ;;
+      --tls) servers=(--tls) ;;
+      *) die "deploy/dev up takes no argument but --polyglot and --tls, and got '$1'" ;;
     esac
     shift
   done
-  cmd_servers
+  cmd_servers "${servers[@]}"
   RETIRED_QUEUES=()
   lock
   switch_layout "$layout"
@@ -336,6 +349,7 @@ cmd_up() {
   info "follow the logs:  deploy/dev logs [coordinator|microservices|worker|traces|rabbitmq|redis]"
   info "the live workers: $BIN_DIR/tasker workers"
   info "stop everything:  deploy/dev down"
+  print_client_env
 }
 
 cmd_down() {
@@ -362,27 +376,27 @@ print_status() {
     ours=0
     limit=$(awk '/Max open files/ {print $4}' "/proc/$(pid_from "$RABBIT_BEAM_PIDFILE" beam || echo "$pid")/limits" 2>/dev/null || true)
     if port_open "$AMQP_HOST" "$AMQP_PORT"; then
-      row RabbitMQ "amqp://$AMQP_HOST:$AMQP_PORT  running, started by deploy/dev (pid $pid, open-files limit ${limit:-?}, log: $RABBIT_LOG)"
+      row RabbitMQ "${TASKER_AMQP_URL%%://*}://$AMQP_HOST:$AMQP_PORT  running, started by deploy/dev (pid $pid, open-files limit ${limit:-?}, log: $RABBIT_LOG)"
     else
-      row RabbitMQ "amqp://$AMQP_HOST:$AMQP_PORT  started by deploy/dev (pid $pid) but NOT accepting connections (log: $RABBIT_LOG)"
+      row RabbitMQ "${TASKER_AMQP_URL%%://*}://$AMQP_HOST:$AMQP_PORT  started by deploy/dev (pid $pid) but NOT accepting connections (log: $RABBIT_LOG)"
     fi
   elif port_open "$AMQP_HOST" "$AMQP_PORT"; then
-    row RabbitMQ "amqp://$AMQP_HOST:$AMQP_PORT  answering (not started by deploy/dev)"
+    row RabbitMQ "${TASKER_AMQP_URL%%://*}://$AMQP_HOST:$AMQP_PORT  answering (not started by deploy/dev)"
   else
-    row RabbitMQ "amqp://$AMQP_HOST:$AMQP_PORT  not running"
+    row RabbitMQ "${TASKER_AMQP_URL%%://*}://$AMQP_HOST:$AMQP_PORT  not running"
   fi
 
   if pid=$(redis_pid); then
     ours=0
     if redis_ping; then
-      row Redis "redis://$REDIS_HOST:$REDIS_PORT  running, started by deploy/dev (pid $pid, log: $REDIS_LOG)"
+      row Redis "${TASKER_REDIS_URL%%://*}://$REDIS_HOST:$REDIS_PORT  running, started by deploy/dev (pid $pid, log: $REDIS_LOG)"
     else
-      row Redis "redis://$REDIS_HOST:$REDIS_PORT  started by deploy/dev (pid $pid) but NOT answering PING (log: $REDIS_LOG)"
+      row Redis "${TASKER_REDIS_URL%%://*}://$REDIS_HOST:$REDIS_PORT  started by deploy/dev (pid $pid) but NOT answering PING (log: $REDIS_LOG)"
     fi
   elif redis_ping; then
-    row Redis "redis://$REDIS_HOST:$REDIS_PORT  answering (not started by deploy/dev)"
+    row Redis "${TASKER_REDIS_URL%%://*}://$REDIS_HOST:$REDIS_PORT  answering (not started by deploy/dev)"
   else
-    row Redis "redis://$REDIS_HOST:$REDIS_PORT  not running"
+    row Redis "${TASKER_REDIS_URL%%://*}://$REDIS_HOST:$REDIS_PORT  not running"
   fi
 
   for name in traces "${APPS[@]}"; do

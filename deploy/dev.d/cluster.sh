@@ -300,9 +300,13 @@ print_cluster_apps() {
 # cluster_test [ARGS...]: the test suite, every process pointed at the
 # cluster's three nodes, with the tests that need a cluster (cluster.rs,
 # ignored elsewhere). The small chaos run is left out: it restarts and
-# freezes the single RabbitMQ that `deploy/dev servers` starts.
+# freezes the single RabbitMQ that `deploy/dev servers` starts. The
+# security tests (tests/tests/security.rs and each SDK's) run against that
+# single node too, since only it has TLS listeners and the users of
+# security.sh: it is started as well.
 cluster_test() {
   cluster_servers
+  cmd_servers
   # The tests run coordinators and workers of their own; the cluster's
   # would take requests off the shared queues (the unrouted one) first.
   lock

@@ -43,12 +43,15 @@ find_rabbit_tools() {  # sets RABBIT_SBIN, the directory with rabbitmq-server & 
 # the same HOME, for the Erlang cookie, and node name as the server).
 rabbit_env() {
   local home user=
+  # The node's name and distribution port follow its plain AMQP port, which
+  # stays 5672 for the node deploy/dev runs while it listens for TLS only.
+  local base=${RABBIT_BASE_PORT:-$AMQP_PORT}
   if [[ -f $RABBIT_DIR/nodename ]]; then
     RABBIT_NODE=$(<"$RABBIT_DIR/nodename")
-  elif ((AMQP_PORT == 5672)); then
+  elif ((base == 5672)); then
     RABBIT_NODE=tasker@localhost
   else
-    RABBIT_NODE=tasker-$AMQP_PORT@localhost
+    RABBIT_NODE=tasker-$base@localhost
   fi
   if ((EUID == 0)) && id rabbitmq >/dev/null 2>&1 && [[ ! -f $RABBIT_DIR/run-as-root ]]; then
     user=rabbitmq
@@ -62,9 +65,7 @@ rabbit_env() {
   RABBIT_RUN+=(env
     HOME="$home" ${user:+USER=$user LOGNAME=$user}
     RABBITMQ_NODENAME="$RABBIT_NODE"
-    RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
-    RABBITMQ_NODE_PORT="$AMQP_PORT"
-    RABBITMQ_DIST_PORT=$((AMQP_PORT + 20000))
+    RABBITMQ_DIST_PORT=$((base + 20000))
     RABBITMQ_MNESIA_BASE="$RABBIT_DIR/mnesia"
     RABBITMQ_LOG_BASE="$RABBIT_DIR/log"
     RABBITMQ_LOGS=-
@@ -75,6 +76,11 @@ rabbit_env() {
     RABBITMQ_ENABLED_PLUGINS_FILE="$RABBIT_DIR/enabled_plugins"
     RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
     ERL_EPMD_ADDRESS=127.0.0.1)
+  # The plain listener, unless the node listens for TLS only (rabbitmq.conf
+  # then says `listeners.tcp = none`, which these would override).
+  if ! grep -qs '^listeners.tcp = none' "$RABBIT_DIR/rabbitmq.conf"; then
+    RABBIT_RUN+=(RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$base")
+  fi
   RABBIT_USER=$user
 }
 
@@ -107,6 +113,7 @@ ensure_rabbitmq() {
       say "RabbitMQ started by deploy/dev (pid $pid) is still starting; waiting"
       wait_for_rabbitmq
     fi
+    [[ $RABBIT_DIR == "$STATE/rabbitmq" ]] && rabbit_ensure_identities
     return 0
   fi
   if port_open "$AMQP_HOST" "$AMQP_PORT"; then
@@ -129,6 +136,13 @@ start_rabbitmq() {
   echo '[rabbitmq_consistent_hash_exchange].' >"$RABBIT_DIR/enabled_plugins"
   [[ -f $RABBIT_DIR/rabbitmq.conf ]] \
     || echo '# RabbitMQ settings for deploy/dev; see https://www.rabbitmq.com/configure.html' >"$RABBIT_DIR/rabbitmq.conf"
+  # The node deploy/dev runs (not a cluster's) listens for TLS too, or only.
+  sed -i '/^# tasker-dev tls/,$d' "$RABBIT_DIR/rabbitmq.conf"
+  if [[ $RABBIT_DIR == "$STATE/rabbitmq" ]]; then
+    ensure_tls_certs
+    rabbit_tls_config >>"$RABBIT_DIR/rabbitmq.conf"
+  fi
+  rabbit_env
   echo "$RABBIT_NODE" >"$RABBIT_DIR/nodename"
   echo "$AMQP_PORT" >"$RABBIT_DIR/port"
   if [[ -n $RABBIT_USER ]]; then
@@ -157,6 +171,8 @@ start_rabbitmq() {
   wait_for_rabbitmq
   if ((epmd_before == 0)) && epmd_running; then touch "$EPMD_MARKER"; fi
   rabbit_ensure_account
+  [[ $RABBIT_DIR == "$STATE/rabbitmq" ]] && rabbit_ensure_identities
+  return 0
 }
 
 wait_for_rabbitmq() {

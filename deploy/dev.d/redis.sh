@@ -59,13 +59,21 @@ start_redis() {
   rm -f "$REDIS_PIDFILE"
   rotate_log "$REDIS_LOG"
   local auth=()
-  [[ -z $REDIS_PASS || -n $REDIS_USER ]] || auth=(--requirepass "$REDIS_PASS")
+  if [[ -n $REDIS_PASS && -z $REDIS_USER ]]; then
+    auth=(--requirepass "$REDIS_PASS")
+  else
+    # The ACL users of security.sh: the coordinators', the operator's.
+    redis_acl_file "$REDIS_DIR/users.acl"
+    auth=(--aclfile "$REDIS_DIR/users.acl")
+  fi
+  ensure_tls_certs
+  redis_tls_args
   say "starting Redis on $REDIS_HOST:$REDIS_PORT (log: $REDIS_LOG)"
   (cd "$REDIS_DIR" && redis-server \
-    --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
+    --port "${REDIS_BASE_PORT:-$REDIS_PORT}" --bind 127.0.0.1 --dir "$REDIS_DIR" \
     --appendonly yes --appendfsync everysec \
     --daemonize yes --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_LOG" \
-    "${auth[@]}" </dev/null 9>&-) \
+    "${auth[@]}" "${REDIS_TLS_ARGS[@]}" </dev/null 9>&-) \
     || { show_log_tail "$REDIS_LOG"; die "redis-server failed to start; see $REDIS_LOG"; }
   wait_for_redis
 }

@@ -216,8 +216,8 @@ impl Rig {
         let ns = unique("bench_base");
         let setup = Broker::connect(&amqp_url(), "bench-setup").await?;
         let channel = setup.channel().await?;
-        setup.declare_common(&channel).await?;
-        setup.declare_namespace(&channel, &ns).await?;
+        setup.declare_common().await?;
+        setup.declare_namespace(&ns).await?;
         let steps = setup
             .declare_service(&channel, &ns, BASELINE_SERVICE, &[BASELINE_CALLABLE])
             .await?;
@@ -424,9 +424,8 @@ impl Processes {
         }
         // Declared here, so that no request can go astray while they start.
         let broker = Broker::connect(&amqp_url(), "bench-setup").await?;
-        let channel = broker.channel().await?;
-        broker.declare_common(&channel).await?;
-        broker.declare_namespace(&channel, &namespace).await?;
+        broker.declare_common().await?;
+        broker.declare_namespace(&namespace).await?;
         broker.close().await;
         Ok(Self {
             children,

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod otlp;
 pub mod process;
 
 use std::collections::BTreeSet;
@@ -114,6 +115,27 @@ pub fn registration_template(namespace: &str) -> TaskTemplate {
     template(&yaml)
 }
 
+/// A directory of its own holding the seed's user-registration template,
+/// moved to `namespace`, its retries 20 times sooner: for a coordinator
+/// started as a process (`--templates`).
+///
+/// # Panics
+///
+/// If the directory cannot be written.
+#[must_use]
+pub fn registration_templates_dir(namespace: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(namespace);
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml = include_str!("../../templates/microservices/user_registration.yaml")
+        .replace(
+            "namespace_name: microservices",
+            &format!("namespace_name: {namespace}"),
+        )
+        .replace("initial_delay: 2", "initial_delay: 0.1");
+    std::fs::write(dir.join("user_registration.yaml"), yaml).unwrap();
+    dir
+}
+
 /// A template `name` in `namespace` with one step, `only`, run by the
 /// callable `ok`.
 #[must_use]
@@ -134,6 +156,49 @@ pub fn with_registration_handlers(mut worker: Worker, recorder: &Recorder, delay
         worker = worker.handler(*callable, recorder.ok(delay));
     }
     worker
+}
+
+/// A file `deploy/dev` made under its state directory (`TASKER_STATE_DIR`,
+/// by default `.dev`): the TLS certificates under `tls/`, the passwords of
+/// the users it made under `secrets/`.
+///
+/// # Panics
+///
+/// If the file does not exist: the message says how to make it.
+#[must_use]
+pub fn dev_file(path: &str) -> std::path::PathBuf {
+    let state = std::env::var_os("TASKER_STATE_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev"),
+        Into::into,
+    );
+    let file = state.join(path);
+    assert!(
+        file.exists(),
+        "{} does not exist: deploy/dev servers makes it",
+        file.display()
+    );
+    file
+}
+
+/// The `tasker` command line, as `cargo test --workspace` builds it beside
+/// this test.
+///
+/// # Panics
+///
+/// If it was not built.
+#[must_use]
+pub fn tasker_cli() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    exe.parent()
+        .and_then(std::path::Path::parent)
+        .map(|dir| dir.join("tasker"))
+        .filter(|cli| cli.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "no tasker binary beside {}: cargo build -p tasker-coordinator",
+                exe.display()
+            )
+        })
 }
 
 /// The service of the tests' workers: each test's namespace has one.
@@ -220,9 +285,9 @@ impl Stack {
             .await
             .context("is RabbitMQ running? try deploy/dev servers")?;
         let channel = broker.channel().await?;
-        broker.declare_common(&channel).await?;
+        broker.declare_common().await?;
         for ns in registry.namespaces() {
-            broker.declare_namespace(&channel, ns).await?;
+            broker.declare_namespace(ns).await?;
             if !workers.iter().any(|w| w.service() == TEST_SERVICE) {
                 continue;
             }

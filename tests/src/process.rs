@@ -53,6 +53,19 @@ fn repository() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
+/// The language of a service of the microservices example.
+#[derive(Debug, Clone, Copy)]
+pub enum Language<'a> {
+    /// The Rust SDK's, run by the `chaos-node` binary at this path.
+    Rust(&'a Path),
+    /// The Python example.
+    Python,
+    /// The TypeScript example.
+    TypeScript,
+    /// The Ruby example.
+    Ruby,
+}
+
 /// A process a test started, killed when dropped.
 pub struct Process {
     child: Child,
@@ -70,10 +83,16 @@ impl Process {
     /// If it cannot be started.
     #[must_use]
     pub fn start(name: &str, mut command: Command, health: Option<SocketAddr>) -> Self {
-        command
-            .env("TASKER_AMQP_URL", crate::amqp_url())
-            .env("TASKER_REDIS_URL", crate::redis_url())
-            .stdin(Stdio::null());
+        // The tests' servers, unless the command names others.
+        for (var, url) in [
+            ("TASKER_AMQP_URL", crate::amqp_url()),
+            ("TASKER_REDIS_URL", crate::redis_url()),
+        ] {
+            if !command.get_envs().any(|(k, _)| k == var) {
+                command.env(var, url);
+            }
+        }
+        command.stdin(Stdio::null());
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
@@ -89,72 +108,91 @@ impl Process {
     /// `chaos-node` binary (`env!("CARGO_BIN_EXE_chaos-node")`).
     #[must_use]
     pub fn rust_microservice(node: &Path, namespace: &str, service: &str, latency: Duration) -> Self {
-        let health = free_addr();
-        let mut command = Command::new(node);
-        command.args(["team-worker", "--team", "microservices", "--namespace", namespace]);
-        command.args(["--service", service, "--health-addr", &health.to_string()]);
-        command.args(["--latency-ms", &latency.as_millis().to_string()]);
-        Self::start(&format!("{service} (rust)"), command, Some(health))
+        Self::microservice(Language::Rust(node), namespace, service, latency, |_| ())
     }
 
     /// A Python service of the microservices example, serving `namespace`,
     /// each handler taking `latency`.
     #[must_use]
     pub fn python_microservice(namespace: &str, service: &str, latency: Duration) -> Self {
-        let mut command = Command::new(python());
-        command.args(["-m", "tasker_example_microservices"]);
-        Self::example_service(command, "python", namespace, service, latency)
+        Self::microservice(Language::Python, namespace, service, latency, |_| ())
     }
 
     /// A TypeScript service of the microservices example, serving
-    /// `namespace`, each handler taking `latency`. It runs the example's
-    /// build (`npm run build` in `examples/microservices/typescript`, which
-    /// `deploy/dev test` does).
-    ///
-    /// # Panics
-    ///
-    /// If that build is missing.
+    /// `namespace`, each handler taking `latency`.
     #[must_use]
     pub fn typescript_microservice(namespace: &str, service: &str, latency: Duration) -> Self {
-        let main = repository().join("examples/microservices/typescript/dist/src/main.js");
-        assert!(
-            main.exists(),
-            "{} is missing: build the TypeScript example with `npm ci && npm run build` in examples/microservices/typescript (deploy/dev test does)",
-            main.display()
-        );
-        let mut command = Command::new("node");
-        command.arg(main);
-        Self::example_service(command, "typescript", namespace, service, latency)
+        Self::microservice(Language::TypeScript, namespace, service, latency, |_| ())
     }
 
     /// A Ruby service of the microservices example, serving `namespace`,
     /// each handler taking `latency`.
     #[must_use]
     pub fn ruby_microservice(namespace: &str, service: &str, latency: Duration) -> Self {
-        let mut command = Command::new("ruby");
-        command.arg(repository().join("examples/microservices/ruby/bin/microservices"));
-        Self::example_service(command, "ruby", namespace, service, latency)
+        Self::microservice(Language::Ruby, namespace, service, latency, |_| ())
     }
 
-    /// `command`, a runner of the microservices example that takes the
-    /// Python one's arguments and `TASKER_HEALTH_ADDR`, started for
-    /// `service`.
-    fn example_service(
-        mut command: Command,
-        language: &str,
+    /// A service of the microservices example in `language`, serving
+    /// `namespace`, each handler taking `latency`, its command set up
+    /// further by `setup` (its environment, where its output goes).
+    ///
+    /// # Panics
+    ///
+    /// For TypeScript, if the example's build is missing (`npm run build`
+    /// in `examples/microservices/typescript`, which `deploy/dev test`
+    /// does).
+    #[must_use]
+    pub fn microservice(
+        language: Language,
         namespace: &str,
         service: &str,
         latency: Duration,
+        setup: impl FnOnce(&mut Command),
     ) -> Self {
         let health = free_addr();
         let ms = latency.as_millis();
-        command.args([service, "--namespace", namespace]);
-        // MIN included, MAX excluded: exactly `latency`.
-        command.args(["--latency-ms", &format!("{ms}..{}", ms + 1)]);
-        command.env("TASKER_HEALTH_ADDR", health.to_string());
-        // The test's own receiver, if any; none by default.
-        command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
-        Self::start(&format!("{service} ({language})"), command, Some(health))
+        let (name, mut command) = if let Language::Rust(node) = language {
+            let mut command = Command::new(node);
+            command.args(["team-worker", "--team", "microservices", "--namespace", namespace]);
+            command.args(["--service", service, "--health-addr", &health.to_string()]);
+            command.args(["--latency-ms", &ms.to_string()]);
+            ("rust", command)
+        } else {
+            let (name, mut command) = match language {
+                Language::Python => {
+                    let mut command = Command::new(python());
+                    command.args(["-m", "tasker_example_microservices"]);
+                    ("python", command)
+                }
+                Language::TypeScript => {
+                    let main = repository().join("examples/microservices/typescript/dist/src/main.js");
+                    assert!(
+                        main.exists(),
+                        "{} is missing: build the TypeScript example with `npm ci && npm run build` in examples/microservices/typescript (deploy/dev test does)",
+                        main.display()
+                    );
+                    let mut command = Command::new("node");
+                    command.arg(main);
+                    ("typescript", command)
+                }
+                Language::Ruby | Language::Rust(_) => {
+                    let mut command = Command::new("ruby");
+                    command.arg(repository().join("examples/microservices/ruby/bin/microservices"));
+                    ("ruby", command)
+                }
+            };
+            // The runners take the Python one's arguments and
+            // TASKER_HEALTH_ADDR; MIN included, MAX excluded: exactly
+            // `latency`.
+            command.args([service, "--namespace", namespace]);
+            command.args(["--latency-ms", &format!("{ms}..{}", ms + 1)]);
+            command.env("TASKER_HEALTH_ADDR", health.to_string());
+            // The test's own receiver, if any; none by default.
+            command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+            (name, command)
+        };
+        setup(&mut command);
+        Self::start(&format!("{service} ({name})"), command, Some(health))
     }
 
     /// A Rust worker of `service` whose one handler, for `callable`, sleeps
@@ -206,6 +244,21 @@ impl Process {
             Some((200, body)) => body,
             other => panic!("{}'s /metrics answered {other:?}", self.name),
         }
+    }
+
+    /// Stops it with SIGTERM, as an orchestrator would, so that it finishes
+    /// its work and flushes its spans; with SIGKILL if it has not exited
+    /// after `grace`.
+    pub fn terminate(&mut self, grace: Duration) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
     }
 
     /// Kills it with SIGKILL, as a crash would, and reaps it.

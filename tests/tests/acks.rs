@@ -35,8 +35,8 @@ async fn a_delivery_in_hand_is_never_acked_with_the_ones_after_it() {
     let queue = tasker_e2e::step_queue(&namespace);
     let broker = Broker::connect(&amqp_url(), "test-acks").await.unwrap();
     let setup = broker.channel().await.unwrap();
-    broker.declare_common(&setup).await.unwrap();
-    broker.declare_namespace(&setup, &namespace).await.unwrap();
+    broker.declare_common().await.unwrap();
+    broker.declare_namespace(&namespace).await.unwrap();
     broker
         .declare_service(&setup, &namespace, tasker_e2e::TEST_SERVICE, &["ok"])
         .await

@@ -170,7 +170,7 @@ async fn run(scenario: &Value, callable: &str) {
 
     let broker = Broker::connect(&amqp_url(), "test-conformance").await.unwrap();
     let channel = broker.channel().await.unwrap();
-    broker.declare_common(&channel).await.unwrap();
+    broker.declare_common().await.unwrap();
     let (_, mut results) = broker
         .private_queue(
             &channel,
@@ -183,7 +183,7 @@ async fn run(scenario: &Value, callable: &str) {
         .private_queue(&channel, Some((topology::DEAD_LETTER_EXCHANGE, "")), true)
         .await
         .unwrap();
-    broker.declare_requests_exchange(&channel).await.unwrap();
+    broker.declare_requests_exchange().await.unwrap();
     let (_, mut children) = broker
         .private_queue(
             &channel,

@@ -3,9 +3,12 @@
 //! No Docker engine runs these files in CI, so this test reads them instead: every service is
 //! restarted and health-checked, every built service runs a binary the workspace builds, with
 //! flags that binary has, from a Dockerfile target that copies it, and Redis keeps the
-//! data-safety settings of `docs/reliability.md`. It needs no servers.
+//! data-safety settings of `docs/reliability.md`. Every Tasker process connects as a user of its
+//! own, with the permissions `deploy/dev` gives it and its password in a file, and only the
+//! coordinator reaches Redis (`docs/security.md`), in `deploy/compose.cluster.yaml` too. It needs
+//! no servers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -846,39 +849,688 @@ fn the_servers_keep_their_data_in_named_volumes() {
     }
 }
 
-#[test]
-fn built_services_reach_rabbitmq_as_its_configured_user() {
-    let compose = compose();
-    let rabbit = environment(&service(&compose, "rabbitmq"));
-    let user = rabbit
-        .get("RABBITMQ_DEFAULT_USER")
-        .expect("rabbitmq sets RABBITMQ_DEFAULT_USER: guest may only connect from localhost");
-    let pass = rabbit
-        .get("RABBITMQ_DEFAULT_PASS")
-        .expect("rabbitmq sets RABBITMQ_DEFAULT_PASS");
-    for (name, service) in services(&compose) {
-        if service.get("build").is_none() {
+/// A string of a compose file as Compose reads it, where `$$` stands for `$`. These files use no
+/// variables, so a `$` on its own, which Compose would read as one (or refuse), is an error.
+fn unescaped(what: &str, text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '$' {
+            out.push(c);
             continue;
         }
-        let url = environment(&service)
-            .remove("TASKER_AMQP_URL")
-            .unwrap_or_else(|| panic!("service `{name}` does not set TASKER_AMQP_URL"));
-        assert!(
-            url.starts_with(&format!("amqp://{user}:{pass}@rabbitmq:5672/")),
-            "service `{name}`: TASKER_AMQP_URL must use rabbitmq's user and host, is {url}"
-        );
-        let depends_on = service
-            .get("depends_on")
-            .unwrap_or_else(|| panic!("service `{name}` has no depends_on"));
+        match chars.next() {
+            Some('$') => out.push('$'),
+            next => panic!(
+                "{what}: a `$` not written `$$`, which Compose would read as a variable (before {next:?})"
+            ),
+        }
+    }
+    out
+}
+
+/// The source of the config a service mounts at `target`.
+fn mounted_config(service: &Value, target: &str) -> Option<String> {
+    service
+        .get("configs")?
+        .as_sequence()?
+        .iter()
+        .find(|c| c.get("target").map(scalar).as_deref() == Some(target))
+        .and_then(|c| c.get("source").map(scalar))
+}
+
+/// What a service's container reads at `target`: the content of the config mounted there.
+fn mounted_content(files: &[&Value], name: &str, service: &Value, target: &str) -> String {
+    let source = mounted_config(service, target)
+        .unwrap_or_else(|| panic!("service `{name}` mounts no config at {target}"));
+    let content = config_content(files, &source)
+        .unwrap_or_else(|| panic!("service `{name}`: there is no config `{source}` with a `content`"));
+    unescaped(&format!("config `{source}`"), &content)
+}
+
+/// Where compose.yaml's RabbitMQ nodes find their definitions.
+const DEFINITIONS: &str = "/etc/rabbitmq/definitions.json";
+
+/// Whether a RabbitMQ node mounts a file of `conf.d` that loads [`DEFINITIONS`] at boot.
+fn loads_definitions(files: &[&Value], node: &Value) -> bool {
+    node.get("configs")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c.get("target")
+                .map(scalar)
+                .is_some_and(|t| t.starts_with("/etc/rabbitmq/conf.d/") && t.ends_with(".conf"))
+        })
+        .filter_map(|c| config_content(files, &scalar(c.get("source")?)))
+        .any(|conf| {
+            conf.lines().any(|line| {
+                line.split_once('=')
+                    .is_some_and(|(k, v)| k.trim() == "load_definitions" && v.trim() == DEFINITIONS)
+            })
+        })
+}
+
+/// The users and permissions compose.yaml's RabbitMQ loads at boot.
+fn rabbit_definitions(compose: &Value) -> serde_json::Value {
+    let rabbit = service(compose, "rabbitmq");
+    assert!(
+        loads_definitions(&[compose], &rabbit),
+        "rabbitmq mounts no file of /etc/rabbitmq/conf.d with `load_definitions = {DEFINITIONS}`"
+    );
+    let json = mounted_content(&[compose], "rabbitmq", &rabbit, DEFINITIONS);
+    serde_json::from_str(&json)
+        .unwrap_or_else(|e| panic!("{COMPOSE}: RabbitMQ's definitions are not JSON: {e}"))
+}
+
+/// The definitions' entries of one kind: "users", "permissions", "topic_permissions".
+fn entries<'a>(definitions: &'a serde_json::Value, kind: &str) -> &'a [serde_json::Value] {
+    definitions[kind].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// A user of the definitions.
+fn rabbit_user<'a>(definitions: &'a serde_json::Value, user: &str) -> Option<&'a serde_json::Value> {
+    entries(definitions, "users").iter().find(|u| u["name"] == user)
+}
+
+/// The one entry of `kind` (permissions or topic permissions) that `user` has on the vhost "/".
+fn rabbit_grant<'a>(definitions: &'a serde_json::Value, kind: &str, user: &str) -> &'a serde_json::Value {
+    let found: Vec<&serde_json::Value> = entries(definitions, kind)
+        .iter()
+        .filter(|e| e["user"] == user && e["vhost"] == "/")
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "RabbitMQ's definitions give {user} {} entries of {kind} on \"/\"",
+        found.len()
+    );
+    found[0]
+}
+
+/// The user of a URL that carries no password: the process reads it from the file its
+/// `TASKER_*_PASSWORD_FILE` names.
+fn url_user(name: &str, url: &str) -> String {
+    let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("service `{name}`: {url} is not a URL: {e}"));
+    assert_eq!(
+        parsed.password(),
+        None,
+        "service `{name}`: {url} carries a password, which belongs in its password file"
+    );
+    assert!(
+        !parsed.username().is_empty(),
+        "service `{name}`: {url} names no user"
+    );
+    parsed.username().to_owned()
+}
+
+/// The Tasker services of a compose file: those it builds.
+fn tasker_services(compose: &Value) -> BTreeMap<String, Value> {
+    let mut services = services(compose);
+    services.retain(|_, service| service.get("build").is_some());
+    services
+}
+
+/// The namespace and service a worker serves, read from its `OTEL_SERVICE_NAME`:
+/// `worker-microservices-<service>`, or `worker-<namespace>` for a namespace that is one service of
+/// its own name (as `DEV_SERVICES` of deploy/dev.d/security.sh has them), dashes read as
+/// underscores. The service its command names, if it names one, must be the same.
+fn served(name: &str, service: &Value) -> (String, String) {
+    let otel = environment(service)
+        .remove("OTEL_SERVICE_NAME")
+        .unwrap_or_else(|| panic!("service `{name}` sets no OTEL_SERVICE_NAME"));
+    let rest = otel
+        .strip_prefix("worker-")
+        .unwrap_or_else(|| panic!("service `{name}`: OTEL_SERVICE_NAME {otel} is not worker-…"));
+    let (namespace, served) = match rest.strip_prefix("microservices-") {
+        Some(served) => ("microservices".to_owned(), served.to_owned()),
+        None => (rest.replace('-', "_"), rest.replace('-', "_")),
+    };
+    let command = words(
+        service
+            .get("command")
+            .unwrap_or_else(|| panic!("service `{name}` has no command")),
+    );
+    // `--service S`, `python -m MODULE S`, `node PROGRAM S`, `ruby PROGRAM S`.
+    let position = match command[0].as_str() {
+        program if program.starts_with("python") => 3,
+        "node" | "ruby" => 2,
+        _ => usize::MAX,
+    };
+    let named = flag_value(&command, "--service")
+        .or_else(|| command.get(position).filter(|w| !w.starts_with('-')).cloned());
+    if let Some(named) = named {
         assert_eq!(
-            depends_on["rabbitmq"]["condition"].as_str(),
+            named, served,
+            "service `{name}`: its command serves {named}, its OTEL_SERVICE_NAME is {otel}"
+        );
+    }
+    for part in [&namespace, &served] {
+        assert!(
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "service `{name}`: `{part}` is no namespace or service name"
+        );
+    }
+    (namespace, served)
+}
+
+#[test]
+fn every_tasker_service_reaches_rabbitmq_as_a_user_of_its_own() {
+    let compose = compose();
+    let definitions = rabbit_definitions(&compose);
+    // Who connects as each user, and as whom each service connects.
+    let mut serves: BTreeMap<String, String> = BTreeMap::new();
+    let mut users: BTreeMap<String, String> = BTreeMap::new();
+    for (name, service) in tasker_services(&compose) {
+        let env = environment(&service);
+        let url = env
+            .get("TASKER_AMQP_URL")
+            .unwrap_or_else(|| panic!("service `{name}` does not set TASKER_AMQP_URL"));
+        let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("service `{name}`: {url}: {e}"));
+        assert_eq!(
+            (parsed.scheme(), parsed.host_str(), parsed.port()),
+            ("amqp", Some("rabbitmq"), Some(5672)),
+            "service `{name}`: TASKER_AMQP_URL must reach rabbitmq, is {url}"
+        );
+        let user = url_user(&name, url);
+        let what = if name == "coordinator" {
+            assert_eq!(user, "tasker-coordinator", "the coordinator connects as {user}");
+            "the coordinators".to_owned()
+        } else {
+            let (namespace, served) = served(&name, &service);
+            assert_eq!(
+                user,
+                format!("tasker-{served}"),
+                "service `{name}` serves {namespace}.{served}, but connects as {user}"
+            );
+            // Its user may not declare tasker.steps, which its queue is bound to.
+            assert_eq!(
+                service["depends_on"]["coordinator"]["condition"].as_str(),
+                Some("service_healthy"),
+                "worker `{name}` must wait for the coordinator, which declares what the workers share"
+            );
+            format!("{namespace}.{served}")
+        };
+        if let Some(other) = serves.insert(user.clone(), what.clone()) {
+            assert_eq!(other, what, "{user} is the user of both {other} and {what}");
+        }
+        if let Some(other) = users.insert(what.clone(), user.clone()) {
+            assert_eq!(other, user, "{what} connects as both {other} and {user}");
+        }
+
+        let known = rabbit_user(&definitions, &user).unwrap_or_else(|| {
+            panic!("service `{name}` connects as {user}, whom RabbitMQ's definitions lack")
+        });
+        assert_eq!(
+            known["tags"],
+            serde_json::json!([]),
+            "{user}, a Tasker process's user, has tags: an administrator may do anything"
+        );
+        let password = known["password"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{user} has no password in RabbitMQ's definitions"));
+        assert!(
+            !env.contains_key("TASKER_AMQP_PASSWORD"),
+            "service `{name}`: its password belongs in a file"
+        );
+        let file = env
+            .get("TASKER_AMQP_PASSWORD_FILE")
+            .unwrap_or_else(|| panic!("service `{name}` sets no TASKER_AMQP_PASSWORD_FILE"));
+        assert_eq!(
+            mounted_content(&[&compose], &name, &service, file).trim_end_matches('\n'),
+            password,
+            "service `{name}`: {file} does not hold the password of {user}"
+        );
+        assert_eq!(
+            service["depends_on"]["rabbitmq"]["condition"].as_str(),
             Some("service_healthy"),
             "service `{name}` must wait for rabbitmq to be healthy"
         );
     }
+    assert!(
+        serves.len() > 5,
+        "{COMPOSE}: the Tasker services' users are {serves:?}"
+    );
+}
+
+#[test]
+fn no_worker_has_a_redis_url() {
+    let mut workers = 0;
+    for (name, service) in tasker_services(&compose()) {
+        if name == "coordinator" {
+            continue;
+        }
+        workers += 1;
+        let env = environment(&service);
+        for var in [
+            "TASKER_REDIS_URL",
+            "TASKER_REDIS_PASSWORD",
+            "TASKER_REDIS_PASSWORD_FILE",
+        ] {
+            assert!(
+                !env.contains_key(var),
+                "worker `{name}` has {var}: workers have no business with Redis (docs/security.md)"
+            );
+        }
+    }
+    assert!(workers > 5, "{COMPOSE} has {workers} workers");
+}
+
+/// What a worker's user may do in RabbitMQ, as deploy/dev.d/security.sh gives it
+/// (`rabbit_definitions`): configure and read its own queues, `tasker.steps.N.S`, or `.0`… and
+/// its exchange when split, and no one else's; publish results of its namespace only. The
+/// expressions as RabbitMQ reads them, after JSON.
+fn worker_grants(namespace: &str, service: &str) -> [(&'static str, &'static str, String); 5] {
+    let own = format!(r"tasker\.steps\.{namespace}\.{service}(\.[0-9]+)?");
+    [
+        ("permissions", "configure", format!(r"^({own}|amq\.gen-.*)$")),
+        (
+            "permissions",
+            "write",
+            format!(r"^({own}|tasker\.events|tasker\.dead_letter|tasker\.requests|amq\.gen-.*)$"),
+        ),
+        (
+            "permissions",
+            "read",
+            format!(r"^({own}|tasker\.steps|amq\.gen-.*)$"),
+        ),
+        (
+            "topic_permissions",
+            "write",
+            format!(r"^(step\.result\.{namespace}|worker\.announce)$"),
+        ),
+        ("topic_permissions", "read", "^$".to_owned()),
+    ]
+}
+
+#[test]
+fn each_workers_user_may_configure_and_read_only_its_own_step_queues() {
+    let compose = compose();
+    let definitions = rabbit_definitions(&compose);
+    let mut checked = BTreeMap::new();
+    for (name, service) in tasker_services(&compose) {
+        if name == "coordinator" {
+            continue;
+        }
+        let (namespace, served) = served(&name, &service);
+        let user = url_user(&name, &environment(&service)["TASKER_AMQP_URL"]);
+        for (kind, right, expected) in worker_grants(&namespace, &served) {
+            let grant = rabbit_grant(&definitions, kind, &user);
+            if kind == "topic_permissions" {
+                assert_eq!(grant["exchange"], "tasker.events", "{user}: {grant}");
+            }
+            assert_eq!(
+                grant[right].as_str(),
+                Some(expected.as_str()),
+                "{user} (service `{name}`, of {namespace}.{served}): its {kind} to {right}"
+            );
+        }
+        checked.insert(user, name);
+    }
+    assert!(checked.len() > 5, "workers' users: {checked:?}");
+}
+
+#[test]
+fn rabbitmq_knows_the_coordinators_the_client_an_administrator_and_the_services() {
+    let compose = compose();
+    let definitions = rabbit_definitions(&compose);
+    assert!(
+        entries(&definitions, "vhosts").iter().any(|v| v["name"] == "/"),
+        "RabbitMQ's definitions declare no vhost \"/\""
+    );
+    let expected: [(&str, &str, [&str; 5]); 3] = [
+        (
+            "tasker-coordinator",
+            "the coordinators may do anything to Tasker's objects",
+            [
+                r"^(tasker\..*|amq\.gen-.*)$",
+                r"^(tasker\..*|amq\.gen-.*|amq\.default)$",
+                r"^(tasker\..*|amq\.gen-.*)$",
+                ".*",
+                ".*",
+            ],
+        ),
+        (
+            "tasker-client",
+            "a client submits tasks and hears of them on a private reply queue",
+            [
+                r"^amq\.gen-.*$",
+                r"^(tasker\.requests|amq\.gen-.*)$",
+                r"^amq\.gen-.*$",
+                "^$",
+                "^$",
+            ],
+        ),
+        (
+            "tasker",
+            "the operators' administrator",
+            [".*", ".*", ".*", "", ""],
+        ),
+    ];
+    for (user, why, [configure, write, read, topic_write, topic_read]) in expected {
+        assert!(
+            rabbit_user(&definitions, user).is_some(),
+            "RabbitMQ has no user {user}"
+        );
+        let grant = rabbit_grant(&definitions, "permissions", user);
+        for (right, value) in [("configure", configure), ("write", write), ("read", read)] {
+            assert_eq!(grant[right].as_str(), Some(value), "{user}'s {right}: {why}");
+        }
+        if user == "tasker" {
+            continue;
+        }
+        let topic = rabbit_grant(&definitions, "topic_permissions", user);
+        assert_eq!(topic["exchange"], "tasker.events", "{user}: {topic}");
+        for (right, value) in [("write", topic_write), ("read", topic_read)] {
+            assert_eq!(
+                topic[right].as_str(),
+                Some(value),
+                "{user}'s topic {right}: {why}"
+            );
+        }
+    }
+    assert!(
+        rabbit_user(&definitions, "tasker")
+            .is_some_and(|u| u["tags"] == serde_json::json!(["administrator"])),
+        "the operators' user tasker is an administrator"
+    );
+
+    // No one else: every other user is a Tasker service's, and every grant is a user's.
+    let mut known: BTreeSet<String> = expected.iter().map(|(user, ..)| (*user).to_owned()).collect();
+    for (name, service) in tasker_services(&compose) {
+        known.insert(url_user(&name, &environment(&service)["TASKER_AMQP_URL"]));
+    }
+    for user in entries(&definitions, "users") {
+        let user = user["name"].as_str().expect("a user has a name");
+        assert!(
+            known.contains(user),
+            "RabbitMQ's user {user} is no Tasker service's"
+        );
+    }
+    for kind in ["permissions", "topic_permissions"] {
+        for grant in entries(&definitions, kind) {
+            let user = grant["user"].as_str().expect("a grant names its user");
+            assert!(
+                rabbit_user(&definitions, user).is_some(),
+                "{kind} for no user: {grant}"
+            );
+        }
+    }
+}
+
+/// Redis's users, from the ACL file a Redis service loads (`--aclfile`): each one's rules.
+fn redis_acl(files: &[&Value], name: &str, redis: &Value) -> BTreeMap<String, Vec<String>> {
+    let command = words(
+        redis
+            .get("command")
+            .unwrap_or_else(|| panic!("{name} has no command")),
+    );
+    let path = flag_value(&command, "--aclfile")
+        .unwrap_or_else(|| panic!("{name} loads no ACL file (--aclfile): {command:?}"));
+    let mut users = BTreeMap::new();
+    for line in mounted_content(files, name, redis, &path).lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            None => continue,
+            Some("user") => {}
+            Some(_) => panic!("{name}'s ACL file: not a user: {line}"),
+        }
+        let user = words
+            .next()
+            .unwrap_or_else(|| panic!("{name}'s ACL file: no user name: {line}"));
+        let rules = words.map(str::to_owned).collect();
+        assert!(
+            users.insert(user.to_owned(), rules).is_none(),
+            "{name}'s ACL file has {user} twice"
+        );
+    }
+    users
+}
+
+/// The password of a user of an ACL file, and its rules without it.
+fn acl_login(acl: &BTreeMap<String, Vec<String>>, user: &str) -> (String, Vec<String>) {
+    let rules = acl
+        .get(user)
+        .unwrap_or_else(|| panic!("the ACL file has no user {user}"));
+    let passwords: Vec<&str> = rules.iter().filter_map(|r| r.strip_prefix('>')).collect();
+    assert_eq!(
+        passwords.len(),
+        1,
+        "{user}'s passwords in the ACL file: {passwords:?}"
+    );
+    let rest = rules.iter().filter(|r| !r.starts_with('>')).cloned().collect();
+    (passwords[0].to_owned(), rest)
+}
+
+/// The user and password a `redis-cli` command line logs in with.
+fn redis_cli_login(words: &[String]) -> Option<(String, String)> {
+    let user = flag_value(words, "--user")?;
+    let password = flag_value(words, "--pass").or_else(|| flag_value(words, "-a"))?;
+    Some((user, password))
+}
+
+/// Checks that `words`, a redis-cli command line, logs in as a user of `acl`, with its password,
+/// and gives that user.
+fn logs_in(acl: &BTreeMap<String, Vec<String>>, what: &str, words: &[String]) -> String {
+    let (user, password) = redis_cli_login(words)
+        .unwrap_or_else(|| panic!("{what} must log in (--user, --pass): the default user is off; {words:?}"));
+    assert_eq!(
+        acl_login(acl, &user).0,
+        password,
+        "{what} logs in as {user} with a password not {user}'s"
+    );
+    user
+}
+
+/// The rules of deploy/dev's Redis users (`redis_acl_file` of deploy/dev.d/security.sh), after
+/// `on` and the password.
+const REDIS_COORDINATOR_RULES: &str = "~tasker:* resetchannels -@all +@read +@write +@scripting \
+    +@connection +@transaction -@dangerous +info +wait +cluster|info +cluster|nodes +cluster|slots \
+    +cluster|shards +cluster|myid";
+const REDIS_OPERATOR_RULES: &str = "~tasker:* resetchannels -@all +@read +@connection -@dangerous +info \
+    +cluster|info +cluster|nodes +cluster|slots +cluster|shards +evalsha +eval +script|load";
+
+#[test]
+fn the_coordinator_reaches_redis_as_its_acl_user_and_the_default_user_is_off() {
+    let compose = compose();
+    let redis = service(&compose, "redis");
+    let acl = redis_acl(&[&compose], "redis", &redis);
+    assert_eq!(
+        acl.get("default").map(Vec::as_slice),
+        Some(["off".to_owned()].as_slice()),
+        "the ACL file must turn the default user off, which otherwise has every right and no password"
+    );
+    for (user, rules) in [
+        ("tasker-coordinator", REDIS_COORDINATOR_RULES),
+        ("tasker-operator", REDIS_OPERATOR_RULES),
+    ] {
+        let (_, actual) = acl_login(&acl, user);
+        let expected: Vec<&str> = ["on"].into_iter().chain(rules.split_whitespace()).collect();
+        assert_eq!(actual, expected, "{user}'s rules are not deploy/dev's");
+    }
+    logs_in(&acl, "redis's healthcheck", &words(&redis["healthcheck"]["test"]));
+
+    let coordinator = service(&compose, "coordinator");
+    let env = environment(&coordinator);
+    let url = &env["TASKER_REDIS_URL"];
+    let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("the coordinator's {url}: {e}"));
+    assert_eq!(
+        (parsed.scheme(), parsed.host_str(), parsed.port()),
+        ("redis", Some("redis"), Some(6379)),
+        "the coordinator's TASKER_REDIS_URL must reach redis, is {url}"
+    );
+    assert_eq!(url_user("coordinator", url), "tasker-coordinator");
+    let file = env
+        .get("TASKER_REDIS_PASSWORD_FILE")
+        .expect("the coordinator sets TASKER_REDIS_PASSWORD_FILE");
+    assert_eq!(
+        mounted_content(&[&compose], "coordinator", &coordinator, file).trim_end_matches('\n'),
+        acl_login(&acl, "tasker-coordinator").0,
+        "the coordinator's {file} does not hold tasker-coordinator's password"
+    );
+    assert_eq!(
+        coordinator["depends_on"]["redis"]["condition"].as_str(),
+        Some("service_healthy"),
+        "the coordinator must wait for redis to be healthy"
+    );
 }
 
 const CLUSTER_COMPOSE: &str = "deploy/compose.cluster.yaml";
+
+/// compose.cluster.yaml with its `<<:` merge keys applied.
+fn cluster_compose() -> Value {
+    let mut cluster: Value = serde_yaml::from_str(&read(&repo_root().join(CLUSTER_COMPOSE)))
+        .unwrap_or_else(|e| panic!("{CLUSTER_COMPOSE} is not valid YAML: {e}"));
+    cluster
+        .apply_merge()
+        .unwrap_or_else(|e| panic!("{CLUSTER_COMPOSE}: bad merge key: {e}"));
+    cluster
+}
+
+#[test]
+fn the_cluster_file_gives_each_service_its_user_of_compose_yaml_on_every_node() {
+    let base = compose();
+    let overrides = services(&cluster_compose());
+    for (name, service) in tasker_services(&base) {
+        let base_env = environment(&service);
+        let user = url_user(&name, &base_env["TASKER_AMQP_URL"]);
+        let env = environment(
+            overrides
+                .get(&name)
+                .unwrap_or_else(|| panic!("{CLUSTER_COMPOSE} leaves out {name}")),
+        );
+        let urls = env
+            .get("TASKER_AMQP_URL")
+            .unwrap_or_else(|| panic!("{CLUSTER_COMPOSE}: {name} has no TASKER_AMQP_URL"));
+        let users: Vec<String> = urls.split(',').map(|url| url_user(&name, url)).collect();
+        assert_eq!(
+            users,
+            vec![user.clone(); 3],
+            "{CLUSTER_COMPOSE}: {name} connects to compose.yaml's RabbitMQ as {user}, and to the nodes \
+             as {users:?}"
+        );
+        // The password file, and the config mounted there, are compose.yaml's.
+        for var in ["TASKER_AMQP_PASSWORD_FILE", "TASKER_AMQP_PASSWORD"] {
+            assert_eq!(
+                env.get(var).or(base_env.get(var)),
+                base_env.get(var),
+                "{CLUSTER_COMPOSE}: {name} changes {var}"
+            );
+        }
+        assert!(
+            overrides[&name].get("configs").is_none(),
+            "{CLUSTER_COMPOSE}: {name} mounts other configs than compose.yaml's"
+        );
+        match env.get("TASKER_REDIS_URL") {
+            Some(urls) => {
+                assert_eq!(
+                    name, "coordinator",
+                    "{CLUSTER_COMPOSE}: the worker {name} has a Redis URL"
+                );
+                let users: Vec<String> = urls.split(',').map(|url| url_user(&name, url)).collect();
+                assert_eq!(users, vec!["tasker-coordinator"; 6], "{CLUSTER_COMPOSE}: {name}");
+            }
+            None => assert_ne!(
+                name, "coordinator",
+                "{CLUSTER_COMPOSE}: the coordinator has no Redis URL"
+            ),
+        }
+    }
+}
+
+#[test]
+fn every_node_of_the_cluster_loads_the_users_of_compose_yaml() {
+    let base = compose();
+    let cluster = cluster_compose();
+    let files = [&base, &cluster];
+    let overrides = services(&cluster);
+
+    let definitions = mounted_config(&service(&base, "rabbitmq"), DEFINITIONS)
+        .expect("compose.yaml's rabbitmq mounts its definitions");
+    let rabbit_nodes: Vec<(&String, &Value)> = overrides
+        .iter()
+        .filter(|(name, _)| name.starts_with("rabbitmq"))
+        .collect();
+    assert_eq!(
+        rabbit_nodes.len(),
+        3,
+        "{CLUSTER_COMPOSE}: rabbitmq, rabbitmq-2 and rabbitmq-3"
+    );
+    for (name, node) in rabbit_nodes {
+        assert_eq!(
+            mounted_config(node, DEFINITIONS).as_ref(),
+            Some(&definitions),
+            "{CLUSTER_COMPOSE}: {name} must mount compose.yaml's definitions at {DEFINITIONS}"
+        );
+        assert!(
+            loads_definitions(&files, node),
+            "{CLUSTER_COMPOSE}: {name} does not load {DEFINITIONS}"
+        );
+        let env = environment(node);
+        assert!(
+            !env.contains_key("RABBITMQ_DEFAULT_USER") && !env.contains_key("RABBITMQ_DEFAULT_PASS"),
+            "{CLUSTER_COMPOSE}: {name} sets a default user, which loading definitions makes dead"
+        );
+    }
+
+    let base_redis = service(&base, "redis");
+    let acl = redis_acl(&[&base], "redis", &base_redis);
+    let acl_path = flag_value(&words(&base_redis["command"]), "--aclfile").expect("checked by redis_acl");
+    let acl_source = mounted_config(&base_redis, &acl_path).expect("checked by redis_acl");
+    // A user with every right, for what forms and runs the cluster.
+    let admin = |user: &str, what: &str| {
+        let (_, rules) = acl_login(&acl, user);
+        assert!(
+            ["~*", "+@all"].iter().all(|r| rules.iter().any(|rule| rule == r)),
+            "{what} logs in as {user}, who has not every right: {rules:?}"
+        );
+    };
+    let redis_nodes: Vec<(&String, &Value)> = overrides
+        .iter()
+        .filter(|(name, _)| name.starts_with("redis-") && *name != "redis-cluster-create")
+        .collect();
+    assert_eq!(redis_nodes.len(), 6, "{CLUSTER_COMPOSE}: redis-1 to redis-6");
+    for (name, node) in redis_nodes {
+        let command = words(&node["command"]);
+        let path = flag_value(&command, "--aclfile")
+            .unwrap_or_else(|| panic!("{CLUSTER_COMPOSE}: {name} loads no ACL file"));
+        assert_eq!(
+            mounted_config(node, &path).as_ref(),
+            Some(&acl_source),
+            "{CLUSTER_COMPOSE}: {name} must load compose.yaml's ACL file"
+        );
+        assert_eq!(redis_acl(&files, name, node), acl, "{CLUSTER_COMPOSE}: {name}");
+        // A replica logs in to its master.
+        let user = flag_value(&command, "--masteruser")
+            .unwrap_or_else(|| panic!("{CLUSTER_COMPOSE}: {name} has no --masteruser for its replication"));
+        assert_eq!(
+            flag_value(&command, "--masterauth"),
+            Some(acl_login(&acl, &user).0),
+            "{CLUSTER_COMPOSE}: {name}'s --masterauth is not {user}'s password"
+        );
+        admin(&user, &format!("{name}'s replication"));
+        logs_in(
+            &acl,
+            &format!("{name}'s healthcheck"),
+            &words(&node["healthcheck"]["test"]),
+        );
+    }
+
+    let create = words(&overrides["redis-cluster-create"]["command"]).join(" ");
+    let calls: Vec<Vec<String>> = create
+        .split("redis-cli")
+        .skip(1)
+        .map(|call| call.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    assert!(calls.len() >= 2, "redis-cluster-create: {create}");
+    for call in calls {
+        let user = logs_in(&acl, "each redis-cli of redis-cluster-create", &call);
+        admin(&user, "redis-cluster-create");
+    }
+}
 
 /// The hosts of a list of URLs separated by commas.
 fn url_hosts(urls: &str) -> Vec<String> {
@@ -896,12 +1548,7 @@ fn url_hosts(urls: &str) -> Vec<String> {
 #[test]
 fn the_cluster_file_points_every_tasker_process_at_every_node() {
     let base = compose();
-    let path = repo_root().join(CLUSTER_COMPOSE);
-    let mut cluster: Value = serde_yaml::from_str(&read(&path))
-        .unwrap_or_else(|e| panic!("{CLUSTER_COMPOSE} is not valid YAML: {e}"));
-    cluster
-        .apply_merge()
-        .unwrap_or_else(|e| panic!("{CLUSTER_COMPOSE}: bad merge key: {e}"));
+    let cluster = cluster_compose();
     let base_services = services(&base);
     let overrides = services(&cluster);
     let defined = |name: &str| base_services.contains_key(name) || overrides.contains_key(name);
@@ -950,7 +1597,8 @@ fn the_cluster_file_points_every_tasker_process_at_every_node() {
     }
     assert!(create.contains("--cluster-replicas 1"), "{create}");
 
-    // Every Tasker process of compose.yaml gets every node of both.
+    // Every Tasker process of compose.yaml gets every RabbitMQ node, and the coordinator every
+    // Redis node; the workers have no Redis URL.
     let tasker: Vec<&String> = base_services
         .iter()
         .filter(|(_, s)| s.get("build").is_some())
@@ -963,9 +1611,13 @@ fn the_cluster_file_points_every_tasker_process_at_every_node() {
             .unwrap_or_else(|| panic!("{CLUSTER_COMPOSE} does not point {name} at the clusters"));
         let env = environment(service);
         let amqp = url_hosts(&env["TASKER_AMQP_URL"]);
-        let redis = url_hosts(&env["TASKER_REDIS_URL"]);
+        let redis = env
+            .get("TASKER_REDIS_URL")
+            .map(|urls| url_hosts(urls))
+            .unwrap_or_default();
         assert_eq!(amqp.len(), 3, "{name}: {amqp:?}");
-        assert_eq!(redis.len(), 6, "{name}: {redis:?}");
+        let nodes = if name == "coordinator" { 6 } else { 0 };
+        assert_eq!(redis.len(), nodes, "{name}: {redis:?}");
         for host in amqp.iter().chain(&redis) {
             assert!(
                 defined(host),
@@ -990,11 +1642,7 @@ fn config_content(files: &[&Value], name: &str) -> Option<String> {
 #[test]
 fn every_rabbitmq_node_enables_the_consistent_hash_exchange() {
     let base = compose();
-    let mut cluster: Value = serde_yaml::from_str(&read(&repo_root().join(CLUSTER_COMPOSE)))
-        .unwrap_or_else(|e| panic!("{CLUSTER_COMPOSE} is not valid YAML: {e}"));
-    cluster
-        .apply_merge()
-        .unwrap_or_else(|e| panic!("{CLUSTER_COMPOSE}: bad merge key: {e}"));
+    let cluster = cluster_compose();
     let nodes = [(COMPOSE, services(&base))]
         .into_iter()
         .chain([(CLUSTER_COMPOSE, services(&cluster))])

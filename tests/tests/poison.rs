@@ -26,7 +26,7 @@ impl DeadLetters {
     async fn watch() -> Self {
         let broker = Broker::connect(&amqp_url(), "test-dead-letters").await.unwrap();
         let channel = broker.channel().await.unwrap();
-        broker.declare_common(&channel).await.unwrap();
+        broker.declare_common().await.unwrap();
         let (_, consumer) = broker
             .private_queue(&channel, Some((topology::DEAD_LETTER_EXCHANGE, "")), true)
             .await

@@ -38,7 +38,7 @@ async fn queues_are_declared_with_the_delivery_limit_and_older_ones_are_used_as_
     let channel = broker.channel().await.unwrap();
 
     let ns = unique("limit");
-    broker.declare_namespace(&channel, &ns).await.unwrap();
+    broker.declare_namespace(&ns).await.unwrap();
     let requests = topology::request_queue(&ns);
     assert!(accepts(&broker, &requests, arguments(Some(topology::DELIVERY_LIMIT))).await);
     assert!(
@@ -51,7 +51,7 @@ async fn queues_are_declared_with_the_delivery_limit_and_older_ones_are_used_as_
     for queue in [topology::request_queue(&old), topology::result_queue(&old)] {
         assert!(accepts(&broker, &queue, arguments(None)).await);
     }
-    broker.declare_namespace(&channel, &old).await.unwrap();
+    broker.declare_namespace(&old).await.unwrap();
     broker
         .declare_service(&channel, &old, "main", &["work"])
         .await

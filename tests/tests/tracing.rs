@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
+use tasker_e2e::otlp::Receiver;
 use tasker_e2e::{amqp_url, redis_url, unique};
 use tasker_protocol::{TaskRequest, TaskStatus};
 use tokio::process::{Child, Command};
@@ -88,14 +89,6 @@ fn parse(log: &str) -> Vec<Span> {
     spans
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn node(args: &[&str], service: &str, endpoint: &str, protocol: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_chaos-node"))
         .args(args)
@@ -120,77 +113,12 @@ async fn stop(child: &mut Child) {
     let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
 }
 
-/// A real OTLP receiver: rotel, printing every span it gets to a log.
-struct Receiver {
-    process: Child,
-    log: std::path::PathBuf,
-    http: String,
-    grpc: String,
-}
-
-impl Receiver {
-    fn start() -> Self {
-        // deploy/dev test installs rotel and names it; a plain `cargo test`
-        // finds the same install under .dev/.
-        let installed =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev/rotel/rotel/rotel-agent");
-        let agent = std::env::var("TASKER_ROTEL_AGENT")
-            .ok()
-            .or_else(|| installed.exists().then(|| installed.display().to_string()));
-        let agent =
-            agent.expect("no rotel-agent: run deploy/dev test, which installs it, or set TASKER_ROTEL_AGENT");
-        let (grpc, http) = (free_port(), free_port());
-        let log = std::env::temp_dir().join(format!("{}.log", unique("rotel")));
-        let process = Command::new(agent)
-            .args([
-                "start",
-                "--exporter",
-                "blackhole",
-                "--debug-log",
-                "traces",
-                "--debug-log-verbosity",
-                "detailed",
-            ])
-            .args([
-                "--otlp-grpc-endpoint",
-                &format!("127.0.0.1:{grpc}"),
-                "--otlp-http-endpoint",
-                &format!("127.0.0.1:{http}"),
-            ])
-            // rotel prints what it receives on stdout and its own logs on stderr.
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(log.with_extension("stderr")).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        Self {
-            process,
-            log,
-            http: format!("http://127.0.0.1:{http}"),
-            grpc: format!("http://127.0.0.1:{grpc}"),
-        }
-    }
-
-    /// Stops the receiver, once the processes that export to it have
-    /// flushed, and reads what it received.
-    async fn spans(mut self) -> Vec<Span> {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let _ = self.process.kill().await;
-        parse(&std::fs::read_to_string(&self.log).unwrap())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_is_one_trace_across_three_processes() {
     let receiver = Receiver::start();
-    let log_path = receiver.log.clone();
+    let log_path = receiver.path().to_owned();
     let ns = unique("traced");
-    let dir = std::env::temp_dir().join(&ns);
-    std::fs::create_dir_all(&dir).unwrap();
-    let yaml = include_str!("../../templates/microservices/user_registration.yaml")
-        .replace("namespace_name: microservices", &format!("namespace_name: {ns}"))
-        .replace("initial_delay: 2", "initial_delay: 0.05");
-    std::fs::write(dir.join("user_registration.yaml"), yaml).unwrap();
+    let dir = tasker_e2e::registration_templates_dir(&ns);
     let (http_endpoint, grpc_endpoint) = (receiver.http.clone(), receiver.grpc.clone());
     // Declared first, so that no request can go astray while they start.
     let stack = tasker_e2e::Stack::start(vec![tasker_e2e::registration_template(&ns)], 0, vec![])
@@ -232,9 +160,7 @@ async fn a_task_is_one_trace_across_three_processes() {
     stack.stop().await;
     tasker_e2e::delete_namespaces(&[&ns], &[tasker_e2e::bench::BENCH_SERVICE]).await;
 
-    let spans: Vec<Span> = receiver
-        .spans()
-        .await
+    let spans: Vec<Span> = parse(&receiver.log().await)
         .into_iter()
         .filter(|s| s.attributes.get("tasker.task.id") == Some(&task_id))
         .collect();
@@ -422,7 +348,7 @@ async fn a_child_task_is_part_of_its_parents_trace() {
     }
     stack.stop().await;
     tasker_e2e::delete_namespaces(&[&support, &payments], &["customer_success", "payments"]).await;
-    let spans = receiver.spans().await;
+    let spans = parse(&receiver.log().await);
 
     let of = |task: &str| -> Vec<&Span> {
         spans

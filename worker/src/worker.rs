@@ -183,7 +183,7 @@ async fn session(
     .await?;
     let publisher = broker.publisher().await?;
     let channel = broker.channel().await?;
-    broker.declare_common(&channel).await?;
+    broker.declare_common().await?;
     // RabbitMQ counts the prefetch per consumer: split over the queues, it
     // keeps the worker near `concurrency` steps at once.
     let partitions = shared.config.partitions;
@@ -202,7 +202,7 @@ async fn session(
     let mut consumers = Vec::new();
     let mut serves = Vec::with_capacity(namespaces.len());
     for namespace in namespaces {
-        broker.declare_namespace(&channel, namespace).await?;
+        broker.declare_namespace(namespace).await?;
         let queues = broker
             .declare_partitions(
                 &channel,

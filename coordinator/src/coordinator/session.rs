@@ -41,19 +41,19 @@ pub(super) async fn run(
         Arc::new(Broker::connect_with_heartbeat(&config.amqp_url, &config.name, config.heartbeat).await?);
     let publisher = broker.publisher().await?;
     let channel = broker.channel().await?;
-    broker.declare_common(&channel).await?;
-    broker.declare_requests_exchange(&channel).await?;
+    broker.declare_common().await?;
+    broker.declare_requests_exchange().await?;
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await
         .map_err(|e| broker.error(e))?;
-    broker.declare_workers_queue(&channel).await?;
+    broker.declare_workers_queue().await?;
     let mut inputs = vec![
         (Input::Request, topology::UNROUTED_REQUESTS_QUEUE.to_owned()),
         (Input::Announcement, topology::WORKERS_QUEUE.to_owned()),
     ];
     for namespace in templates.namespaces() {
-        broker.declare_namespace(&channel, namespace).await?;
+        broker.declare_namespace(namespace).await?;
         inputs.push((Input::Request, topology::request_queue(namespace)));
         inputs.push((Input::Result, topology::result_queue(namespace)));
     }

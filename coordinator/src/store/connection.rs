@@ -19,6 +19,7 @@ use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
+use tasker_runtime::secrets::TlsPem;
 
 use crate::Error;
 
@@ -100,7 +101,11 @@ pub struct Connected {
 impl Conn {
     /// Connects to the Redis or the cluster `urls` name; `fail` turns a
     /// redis-rs error into the store's.
-    pub async fn open(urls: &[&str], fail: impl Fn(redis::RedisError) -> Error) -> Result<Connected, Error> {
+    pub async fn open(
+        urls: &[&str],
+        tls: &TlsPem,
+        fail: impl Fn(redis::RedisError) -> Error,
+    ) -> Result<Connected, Error> {
         // One plain connection first, to the first node that answers: a
         // refused login or an absent server shows at once, where the
         // managers would try several times over seconds before saying so;
@@ -108,7 +113,12 @@ impl Conn {
         let mut reached = None;
         let mut last = None;
         for url in urls {
-            let client = redis::Client::open(*url).map_err(&fail)?;
+            let client = if url.starts_with("rediss://") {
+                redis::Client::build_with_tls(*url, certificates(tls))
+            } else {
+                redis::Client::open(*url)
+            }
+            .map_err(&fail)?;
             match client.get_multiplexed_async_connection().await {
                 Ok(probe) => {
                     reached = Some((client, probe));
@@ -132,11 +142,13 @@ impl Conn {
                 .query_async(&mut probe)
                 .await
                 .map_err(&fail)?;
-            let client = redis::cluster::ClusterClient::builder(urls.to_vec())
+            let mut builder = redis::cluster::ClusterClient::builder(urls.to_vec())
                 .connection_timeout(CONNECT_TIMEOUT)
-                .response_timeout(RESPONSE_TIMEOUT)
-                .build()
-                .map_err(&fail)?;
+                .response_timeout(RESPONSE_TIMEOUT);
+            if urls.iter().any(|u| u.starts_with("rediss://")) {
+                builder = builder.certs(certificates(tls));
+            }
+            let client = builder.build().map_err(&fail)?;
             let conn = client.get_async_connection().await.map_err(&fail)?;
             return Ok(Connected {
                 conn: Self::Cluster(conn),
@@ -218,6 +230,21 @@ fn fewest_replicas(nodes: &str) -> usize {
         })
         .min()
         .unwrap_or(0)
+}
+
+/// The CA (trusted alone, in place of the system's roots) and the client
+/// certificate for `rediss://`, from `TASKER_TLS_*_FILE`.
+fn certificates(tls: &TlsPem) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: tls
+            .identity
+            .clone()
+            .map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                client_cert,
+                client_key,
+            }),
+        root_cert: tls.ca.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -178,6 +178,14 @@ impl Store {
     /// shard count other than the store's, or for more replicas than a
     /// master has.
     pub async fn connect_with(url: &str, retention: Duration, options: &StoreOptions) -> Result<Self, Error> {
+        // The password beside the URL (TASKER_REDIS_PASSWORD or its _FILE),
+        // and the TLS files, as every Tasker process takes them.
+        let runtime = |e: tasker_runtime::Error| Error::Config(e.to_string());
+        let url =
+            tasker_runtime::secrets::with_password_from_env(url, "TASKER_REDIS_PASSWORD").map_err(runtime)?;
+        let tls = tasker_runtime::secrets::TlsFiles::from_env()
+            .and_then(|files| files.read())
+            .map_err(runtime)?;
         let urls: Vec<&str> = url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
         if urls.is_empty() {
             return Err(Error::Config(
@@ -199,7 +207,7 @@ impl Store {
                 source,
             },
         };
-        let connected = Conn::open(&urls, fail).await?;
+        let connected = Conn::open(&urls, &tls, fail).await?;
         let replicas = match options.durability {
             Durability::Auto => u16::from(connected.replicas > 0),
             Durability::Replicas(n) if usize::from(n) > connected.replicas => {

@@ -313,3 +313,11 @@ def test_partitioned_names_and_announcement() -> None:
     }
     split = ServedNamespace("ns", "tasker.steps.ns.billing", ["A"], partitions=4)
     assert split.entry()["partitions"] == 4
+
+
+def test_a_configs_repr_masks_the_password_in_its_url() -> None:
+    config = WorkerConfig(service="billing", amqp_url="amqp://tasker:s3cret-pw@broker:5672/%2f")
+    shown = repr(config)
+    assert "s3cret-pw" not in shown
+    assert "amqp://tasker:***@broker:5672/" in shown
+    assert "service='billing'" in shown

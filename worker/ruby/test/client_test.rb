@@ -9,6 +9,7 @@ require 'tmpdir'
 # on the client's private reply queue.
 class ClientTest < Minitest::Test
   include BrokerTest
+  include DevSecrets
 
   TASKER_BIN = ENV.fetch('TASKER_BIN', File.expand_path('../../../target/debug/tasker', __dir__))
   REDIS_URL = ENV.fetch('TASKER_REDIS_URL', 'redis://127.0.0.1:6379')
@@ -145,6 +146,31 @@ class ClientTest < Minitest::Test
     assert_equal ['completed', 1], [shout.state, shout.attempts]
     assert_equal({ 'shout' => 'HELLO ADA!HELLO ADA', 'dependencies' => ['hello'],
                    'key' => "#{finished.task_id}:shout" }, shout.result)
+  end
+
+  # The client and the worker reach the broker's TLS listener with the
+  # client certificate; the coordinator keeps its plain URL.
+  def test_a_task_runs_end_to_end_with_the_client_and_the_worker_over_mutual_tls
+    env = tls_env
+    start_coordinator('greet.yaml' => template(@namespace))
+    config = TaskerWorker::Config.from_env(env.merge('TASKER_SERVICE' => SERVICE), concurrency: 4, shutdown_grace: 5.0,
+                                                                                   logger: Logger.new(@log))
+    worker = TaskerWorker::Worker.new(config).namespace(@namespace)
+    HANDLERS.each { |callable, handler| worker.handler(callable, handler) }
+    @workers << worker
+    worker.start
+    client = TaskerWorker::Client.from_env(env, logger: Logger.new(@log))
+    @clients << client
+
+    finished = client.run_task(@namespace, 'greet', { 'name' => 'tls' }, timeout: 60)
+
+    assert_instance_of TaskerWorker::TaskFinished, finished
+    assert_equal 'complete', finished.status
+    assert_equal 'HELLO TLS!HELLO TLS', finished.step('shout').result['shout']
+    [worker.instance_variable_get(:@broker), client.instance_variable_get(:@broker)].each do |broker|
+      assert broker.connection.transport.tls?, 'connected over TLS'
+      assert_equal DevSecrets::AMQPS_URL.sub(':guest@', ':***@'), broker.url
+    end
   end
 
   def test_tasks_run_end_to_end_with_the_service_split_over_four_queues

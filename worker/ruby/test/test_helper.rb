@@ -237,3 +237,38 @@ module BrokerTest
     worker.start
   end
 end
+
+# The certificates and passwords that deploy/dev makes for the security
+# tests: a CA (`ca.pem`), a client certificate it signed (`client.pem`,
+# `client.key`), a CA that signed nothing of ours (`other-ca.pem`), and a
+# file with the password of each RabbitMQ user (`rabbitmq-<user>`). A test
+# that needs one that is missing is skipped, naming it.
+module DevSecrets
+  DEV = File.expand_path('../../../.dev', __dir__)
+  TLS_DIR = ENV.fetch('TASKER_TEST_TLS_DIR', File.join(DEV, 'tls'))
+  SECRETS_DIR = ENV.fetch('TASKER_TEST_SECRETS_DIR', File.join(DEV, 'secrets'))
+  # The broker's TLS listener, which asks for a client certificate.
+  AMQPS_URL = ENV.fetch('TASKER_TEST_AMQPS_URL', 'amqps://guest:guest@127.0.0.1:5671/%2f')
+
+  def tls_file(name)
+    path = File.join(TLS_DIR, name)
+    skip "no #{path}; deploy/dev makes it" unless File.file?(path)
+    path
+  end
+
+  # The environment of a connection to AMQPS_URL trusting the CA file
+  # `trust`, with the client certificate unless `client` is false.
+  def tls_env(trust: 'ca.pem', client: true)
+    env = { 'TASKER_AMQP_URL' => AMQPS_URL, 'TASKER_TLS_CA_FILE' => tls_file(trust) }
+    return env unless client
+
+    env.merge('TASKER_TLS_CERT_FILE' => tls_file('client.pem'), 'TASKER_TLS_KEY_FILE' => tls_file('client.key'))
+  end
+
+  # The file holding RabbitMQ user `user`'s password.
+  def password_file(user)
+    path = File.join(SECRETS_DIR, "rabbitmq-#{user}")
+    skip "no #{path}; deploy/dev makes it" unless File.file?(path)
+    path
+  end
+end

@@ -244,7 +244,7 @@ impl Session {
         let broker = Broker::connect(amqp_url, "tasker-client").await?;
         let publisher = broker.publisher().await?;
         let channel = broker.channel().await?;
-        broker.declare_requests_exchange(&channel).await?;
+        broker.declare_requests_exchange().await?;
         // Replies are notifications to this process only: a private queue
         // that disappears with the connection.
         let (reply_queue, consumer) = broker.private_queue(&channel, None, true).await?;

@@ -13,6 +13,16 @@ pub enum Error {
         #[source]
         source: lapin::Error,
     },
+    /// The TLS handshake failed: the server's certificate is not signed by
+    /// a trusted CA, or the server wants a client certificate.
+    #[error("the TLS handshake with rabbitmq at {url} failed: {source}; {hint}", hint = crate::secrets::TLS_HINT)]
+    Tls {
+        /// The broker's URL, with any password masked.
+        url: String,
+        /// What lapin reported.
+        #[source]
+        source: lapin::Error,
+    },
     /// The broker refused the login or the vhost: trying again with the
     /// same URL cannot help.
     #[error(
@@ -67,6 +77,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Amqp { .. }
+            | Self::Tls { .. }
             | Self::Nacked { .. }
             | Self::Unroutable { .. }
             | Self::ConsumerCancelled

@@ -9,6 +9,7 @@
 //! - [`publisher`]: confirmed publishing, and dead-lettering;
 //! - [`acks`]: acking a channel's deliveries, many to a frame when it is busy;
 //! - [`reconnect`]: the backoff between attempts to reconnect;
+//! - [`secrets`]: passwords given beside URLs, and the files of TLS;
 //! - [`client`]: submitting tasks and commands, and waiting for the answer;
 //! - [`duration`]: durations as flags and environment variables write them;
 //! - [`health`]: connection state, logged once per change, served as
@@ -29,6 +30,7 @@ pub mod health;
 pub mod metrics;
 pub mod publisher;
 pub mod reconnect;
+pub mod secrets;
 pub mod telemetry;
 
 pub use client::{Client, Reply, Submitted};

@@ -5,24 +5,42 @@
  */
 
 import { randomUUID } from "node:crypto";
+import { debuglog } from "node:util";
 
 import * as amqp from "amqplib";
 
 import { BrokerError, ConfigError, type DeadLetterReason } from "./errors.js";
 import { errorText } from "./messages.js";
 import { METRICS } from "./metrics.js";
+import {
+  type ConnectionSecurity,
+  TLS_HINT,
+  tlsFailure,
+  tlsOptions,
+  type TlsOptions,
+  urlCredentials,
+  withPassword,
+} from "./security.js";
 import * as topology from "./topology.js";
 import { Header } from "./topology.js";
 
 /** What the SDK logs through; `console` by default. */
 export interface Logger {
+  /** Details for whoever looks into a problem; a logger may leave it out. */
+  debug?(message: string, fields?: Record<string, unknown>): void;
   info(message: string, fields?: Record<string, unknown>): void;
   warn(message: string, fields?: Record<string, unknown>): void;
   error(message: string, fields?: Record<string, unknown>): void;
 }
 
-/** One line of JSON per record on stderr. */
+/** Node's switch for a module's debug output: `NODE_DEBUG=tasker`. */
+const debugging = debuglog("tasker").enabled;
+
+/** One line of JSON per record on stderr; debug records only with `NODE_DEBUG=tasker`. */
 export const consoleLogger: Logger = {
+  debug: (message, fields) => {
+    if (debugging) log("debug", message, fields);
+  },
   info: (message, fields) => log("info", message, fields),
   warn: (message, fields) => log("warn", message, fields),
   error: (message, fields) => log("error", message, fields),
@@ -183,18 +201,28 @@ export class Broker {
    * that connections spread over the nodes and a reconnection after a node
    * died starts with another one. {@link Broker.url} is then the node reached.
    *
-   * @throws ConfigError if no URL is given or one is not an AMQP URL.
+   * `security` gives the password of every URL, in place of the one in it,
+   * and the CA and client certificate of `amqps://` URLs, whose files are
+   * read at each connection.
+   *
+   * @throws ConfigError if no URL is given, one is not an AMQP URL, or a
+   *   TLS file cannot be read.
    * @throws BrokerError not retryable if a broker refused the login or the
    * vhost (the others would too: a cluster shares its users); retryable if
-   * no broker can be reached, naming every URL tried and the last error.
+   * no broker can be reached, naming every URL tried and the last error,
+   * which says what to check when it was the TLS handshake that failed.
    */
   static async connect(
     url: string,
     name: string,
     heartbeat: number,
     logger: Logger,
+    security: Readonly<ConnectionSecurity> = {},
   ): Promise<Broker> {
-    const urls = brokerUrls(url);
+    const password = security.amqpPassword;
+    const urls = brokerUrls(url).map((one) =>
+      password === undefined ? one : withPassword(one, password),
+    );
     if (urls.length === 0) {
       throw new ConfigError(
         "no RabbitMQ URL given: set TASKER_AMQP_URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f",
@@ -203,25 +231,40 @@ export class Broker {
     // Every URL is checked before any is tried, so that a mistyped node
     // fails the start rather than a reconnection days later.
     const targets = urls.map((one) => ({ url: one, target: connectionUrl(one, heartbeat) }));
+    const tls: TlsOptions = targets.some((node) => node.target.startsWith("amqps:"))
+      ? await tlsOptions(security)
+      : {};
     const first = connections++ % targets.length;
     const unreachable: string[] = [];
     let last: unknown;
+    let lastTls: string | undefined;
     for (const node of [...targets.slice(first), ...targets.slice(0, first)]) {
+      const login = urlCredentials(node.target);
       let connection: amqp.ChannelModel;
       try {
         // The timeout bounds a node that drops packets rather than refusing, so the next is tried.
         connection = await amqp.connect(node.target, {
           clientProperties: { connection_name: name },
           timeout: 30_000,
+          ...(login === undefined
+            ? {}
+            : { credentials: amqp.credentials.plain(login.username, login.password) }),
+          ...(node.target.startsWith("amqps:") ? tls : {}),
         });
       } catch (e) {
         if (isRefused(e)) {
           throw new BrokerError(
             `rabbitmq at ${redact(node.url)} refused the connection: ${errorText(e)}; check the user name ` +
-              "and password in the URL (TASKER_AMQP_URL) and that the user may use the vhost",
+              "and password (TASKER_AMQP_URL, TASKER_AMQP_PASSWORD or TASKER_AMQP_PASSWORD_FILE) and " +
+              "that the user may use the vhost",
             { retryable: false },
           );
         }
+        const handshake = tlsFailure(e);
+        lastTls =
+          handshake === undefined
+            ? undefined
+            : `the TLS handshake with rabbitmq at ${redact(node.url)} failed: ${handshake}; ${TLS_HINT}`;
         unreachable.push(redact(node.url));
         last = e;
         continue;
@@ -230,7 +273,8 @@ export class Broker {
       connection.on("error", () => undefined);
       return new Broker(connection, redact(node.url), logger);
     }
-    throw new BrokerError(`rabbitmq at ${unreachable.join(", ")}: ${errorText(last)}`);
+    if (lastTls !== undefined && unreachable.length === 1) throw new BrokerError(lastTls);
+    throw new BrokerError(`rabbitmq at ${unreachable.join(", ")}: ${lastTls ?? errorText(last)}`);
   }
 
   /** A channel to consume and declare on. */
@@ -264,26 +308,86 @@ export class Broker {
     }
   }
 
-  /** `e` as a retryable {@link BrokerError} naming the broker. */
+  /**
+   * `e` as a {@link BrokerError} naming the broker: retryable, but for a
+   * refusal (ACCESS_REFUSED), which no reconnection fixes: the user lacks a
+   * permission on one of the process's own queues or exchanges.
+   */
   error(e: unknown): BrokerError {
-    return e instanceof BrokerError
-      ? e
-      : new BrokerError(`rabbitmq at ${this.url}: ${errorText(e)}`);
+    if (e instanceof BrokerError) return e;
+    if (replyCode(e) === ACCESS_REFUSED) {
+      return new BrokerError(
+        `rabbitmq at ${this.url} refused: ${errorText(e)}; give the user the permissions this process ` +
+          "needs on its own queues and exchanges (configure, write and read), or run it as a user that has them",
+        { retryable: false },
+      );
+    }
+    return new BrokerError(`rabbitmq at ${this.url}: ${errorText(e)}`);
   }
 
-  /** Declares what every process uses: the events exchange, and the dead-letter exchange and queue. */
-  async declareCommon(channel: amqp.Channel): Promise<void> {
+  /**
+   * Declares `what`, an object every Tasker process shares, with `declare`
+   * on a channel of its own, since a refusal closes the channel it came on.
+   * A user without the permission to declare it (a worker's least-privilege
+   * user) is refused with ACCESS_REFUSED: then the coordinators, which may,
+   * declare it, and the declaration is skipped. Any other error is thrown.
+   */
+  async #declareShared(
+    what: string,
+    declare: (channel: amqp.Channel) => Promise<unknown>,
+  ): Promise<void> {
+    const own = await this.connection.createChannel();
+    own.on("error", () => undefined);
     try {
-      await channel.assertExchange(topology.EVENTS_EXCHANGE, "topic", {
-        durable: true,
-        autoDelete: false,
+      await declare(own);
+    } catch (e) {
+      if (replyCode(e) !== ACCESS_REFUSED) throw e;
+      this.#log.debug?.(`not allowed to declare ${what}; the coordinators declare it`, {
+        error: errorText(e),
       });
-      await channel.assertExchange(topology.DEAD_LETTER_EXCHANGE, "fanout", {
-        durable: true,
-        autoDelete: false,
-      });
-      await this.declareQueue(topology.DEAD_LETTER_QUEUE);
-      await channel.bindQueue(topology.DEAD_LETTER_QUEUE, topology.DEAD_LETTER_EXCHANGE, "");
+    } finally {
+      try {
+        await own.close();
+      } catch {
+        // closed by a refusal already
+      }
+    }
+  }
+
+  /** Declares the shared exchange `name` of `type`, durable (see {@link #declareShared}). */
+  async #sharedExchange(
+    name: string,
+    type: string,
+    args: Record<string, unknown> = {},
+  ): Promise<void> {
+    await this.#declareShared(`exchange ${name}`, (channel) =>
+      channel.assertExchange(name, type, { durable: true, autoDelete: false, arguments: args }),
+    );
+  }
+
+  /** Declares the shared queue `name` (see {@link #declareShared} and {@link declareQueue}). */
+  async #sharedQueue(name: string): Promise<void> {
+    await this.#declareShared(`queue ${name}`, (channel) => this.#assertQueue(channel, name));
+  }
+
+  /** Binds the shared queue `queue` to `exchange` with `routingKey` (see {@link #declareShared}). */
+  async #sharedBinding(queue: string, exchange: string, routingKey: string): Promise<void> {
+    await this.#declareShared(`the binding of queue ${queue} to exchange ${exchange}`, (channel) =>
+      channel.bindQueue(queue, exchange, routingKey),
+    );
+  }
+
+  /**
+   * Declares what every process uses: the events exchange, and the
+   * dead-letter exchange and queue. They are shared: a user not allowed to
+   * declare them skips them ({@link #declareShared}).
+   */
+  async declareCommon(): Promise<void> {
+    try {
+      await this.#sharedExchange(topology.EVENTS_EXCHANGE, "topic");
+      await this.#sharedExchange(topology.DEAD_LETTER_EXCHANGE, "fanout");
+      await this.#sharedQueue(topology.DEAD_LETTER_QUEUE);
+      await this.#sharedBinding(topology.DEAD_LETTER_QUEUE, topology.DEAD_LETTER_EXCHANGE, "");
     } catch (e) {
       throw this.error(e);
     }
@@ -292,24 +396,19 @@ export class Broker {
   /**
    * Declares the exchange clients publish requests to, with its alternate
    * exchange and the queue that catches requests for a namespace no
-   * coordinator serves.
+   * coordinator serves. They are shared, as in {@link declareCommon}.
    */
-  async declareRequestsExchange(channel: amqp.Channel): Promise<void> {
+  async declareRequestsExchange(): Promise<void> {
     try {
-      await channel.assertExchange(topology.UNROUTED_REQUESTS_EXCHANGE, "fanout", {
-        durable: true,
-        autoDelete: false,
-      });
-      await this.declareQueue(topology.UNROUTED_REQUESTS_QUEUE);
-      await channel.bindQueue(
+      await this.#sharedExchange(topology.UNROUTED_REQUESTS_EXCHANGE, "fanout");
+      await this.#sharedQueue(topology.UNROUTED_REQUESTS_QUEUE);
+      await this.#sharedBinding(
         topology.UNROUTED_REQUESTS_QUEUE,
         topology.UNROUTED_REQUESTS_EXCHANGE,
         "",
       );
-      await channel.assertExchange(topology.REQUESTS_EXCHANGE, "direct", {
-        durable: true,
-        autoDelete: false,
-        arguments: { [topology.ALTERNATE_EXCHANGE_ARGUMENT]: topology.UNROUTED_REQUESTS_EXCHANGE },
+      await this.#sharedExchange(topology.REQUESTS_EXCHANGE, "direct", {
+        [topology.ALTERNATE_EXCHANGE_ARGUMENT]: topology.UNROUTED_REQUESTS_EXCHANGE,
       });
     } catch (e) {
       throw this.error(e);
@@ -319,18 +418,19 @@ export class Broker {
   /**
    * Declares the queues every process touching `namespace` shares, its task
    * requests and its step results, and the steps exchange, so that no
-   * request or result of it is ever unroutable, whichever process starts first.
+   * request or result of it is ever unroutable, whichever process starts
+   * first. They are shared, as in {@link declareCommon}.
    */
-  async declareNamespace(channel: amqp.Channel, namespace: string): Promise<void> {
-    await this.declareRequestsExchange(channel);
+  async declareNamespace(namespace: string): Promise<void> {
+    await this.declareRequestsExchange();
     try {
       const requests = topology.requestQueue(namespace);
-      await this.declareQueue(requests);
-      await channel.bindQueue(requests, topology.REQUESTS_EXCHANGE, namespace);
-      await this.declareStepsExchange(channel);
+      await this.#sharedQueue(requests);
+      await this.#sharedBinding(requests, topology.REQUESTS_EXCHANGE, namespace);
+      await this.declareStepsExchange();
       const results = topology.resultQueue(namespace);
-      await this.declareQueue(results);
-      await channel.bindQueue(
+      await this.#sharedQueue(results);
+      await this.#sharedBinding(
         results,
         topology.EVENTS_EXCHANGE,
         topology.stepResultRoutingKey(namespace),
@@ -369,7 +469,7 @@ export class Broker {
     const exchange = topology.serviceExchange(namespace, service);
     const queues: string[] = [];
     try {
-      await this.declareStepsExchange(channel);
+      await this.declareStepsExchange();
       await this.#declarePartitionedExchange(channel, exchange);
       // The queues are bound before the exchange is, so that no step reaches
       // the exchange with nowhere to go.
@@ -431,7 +531,7 @@ export class Broker {
     }
     const queue = topology.serviceQueue(namespace, service);
     try {
-      await this.declareStepsExchange(channel);
+      await this.declareStepsExchange();
       await this.declareQueue(queue);
       for (const callable of callables) {
         await channel.bindQueue(
@@ -505,11 +605,9 @@ export class Broker {
     }
   }
 
-  async declareStepsExchange(channel: amqp.Channel): Promise<void> {
-    await channel.assertExchange(topology.STEPS_EXCHANGE, "direct", {
-      durable: true,
-      autoDelete: false,
-    });
+  /** Declares the exchange of every namespace's steps; shared, as in {@link declareCommon}. */
+  async declareStepsExchange(): Promise<void> {
+    await this.#sharedExchange(topology.STEPS_EXCHANGE, "direct");
   }
 
   /**
@@ -522,7 +620,20 @@ export class Broker {
     const own = await this.connection.createChannel();
     own.on("error", () => undefined);
     try {
-      await own.assertQueue(name, {
+      await this.#assertQueue(own, name);
+    } finally {
+      try {
+        await own.close();
+      } catch {
+        // closed by a refusal already
+      }
+    }
+  }
+
+  /** Declares queue `name` on `channel`, as {@link declareQueue} says; the channel is closed if it is refused. */
+  async #assertQueue(channel: amqp.Channel, name: string): Promise<void> {
+    try {
+      await channel.assertQueue(name, {
         durable: true,
         exclusive: false,
         autoDelete: false,
@@ -538,13 +649,6 @@ export class Broker {
           "drops a message before Tasker dead-letters it",
         { queue: name, error: errorText(e) },
       );
-      return;
-    } finally {
-      try {
-        await own.close();
-      } catch {
-        // closed by a refusal already
-      }
     }
   }
 }
@@ -559,6 +663,8 @@ export class Publisher {
   readonly #url: string;
   readonly #log: Logger;
   readonly #returned = new Set<string>();
+  /** Why the broker closed the channel, if it did: the reason its unconfirmed publishes failed. */
+  #closedWith: unknown;
 
   constructor(channel: amqp.ConfirmChannel, url: string, logger: Logger) {
     this.channel = channel;
@@ -567,6 +673,10 @@ export class Publisher {
     // RabbitMQ sends basic.return before the basic.ack of the same message.
     channel.on("return", (message: amqp.Message) => {
       this.#returned.add(returnKey(message.properties.messageId));
+    });
+    // Emitted before 'close', which fails every publish not yet confirmed.
+    channel.on("error", (e: unknown) => {
+      this.#closedWith = e;
     });
   }
 
@@ -588,7 +698,15 @@ export class Publisher {
     return new Promise<void>((resolve, reject) => {
       const confirmed = (err: unknown): void => {
         const returned = this.#returned.delete(key);
-        if (err !== null && err !== undefined) {
+        if (err !== null && err !== undefined && replyCode(this.#closedWith) === ACCESS_REFUSED) {
+          reject(
+            new BrokerError(
+              `rabbitmq at ${this.#url} refused a message for exchange ${JSON.stringify(exchange)}, routing ` +
+                `key ${JSON.stringify(routingKey)}: ${errorText(this.#closedWith)}; give the user permission ` +
+                "to write to the exchange (and, for a topic exchange, the routing key)",
+            ),
+          );
+        } else if (err !== null && err !== undefined) {
           reject(
             new BrokerError(
               `rabbitmq refused to store a message for exchange ${JSON.stringify(exchange)}, routing key ` +

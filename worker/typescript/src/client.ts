@@ -27,6 +27,7 @@ import type * as amqp from "amqplib";
 
 import { Broker, consoleLogger, type Logger, properties, type Publisher } from "./broker.js";
 import { DEFAULT_AMQP_URL, DEFAULT_MAX_MESSAGE_BYTES } from "./config.js";
+import { checkSecurity, type ConnectionSecurity, securityFromEnv, securityOf } from "./security.js";
 import { TaskerError } from "./errors.js";
 import {
   DecodeError,
@@ -240,6 +241,16 @@ interface ConnectArgs {
   amqpUrl: string;
   name: string;
   heartbeat: number;
+  security: ConnectionSecurity;
+}
+
+/** Options of {@link Client.connect}. */
+export interface ClientOptions extends ConnectionSecurity {
+  /** Shown in the broker's connection list (`tasker-client` by default). */
+  name?: string;
+  /** Seconds between AMQP heartbeats, unless the URL says (`?heartbeat=`); 5 by default. */
+  heartbeat?: number;
+  logger?: Logger;
 }
 
 /**
@@ -286,18 +297,28 @@ export class Client {
    * `amqpUrl` may list a cluster's nodes, separated by commas, as
    * {@link Broker.connect} says.
    *
-   * @throws ConfigError if `amqpUrl` is not an AMQP URL.
-   * @throws BrokerError if the broker cannot be reached or refuses us.
+   * The password and the TLS files come from the environment, as a
+   * worker's do (`TASKER_AMQP_PASSWORD` or `TASKER_AMQP_PASSWORD_FILE`,
+   * `TASKER_TLS_CA_FILE`, `TASKER_TLS_CERT_FILE`, `TASKER_TLS_KEY_FILE`),
+   * with the fields `options` gives on top.
+   *
+   * @throws ConfigError if `amqpUrl` is not an AMQP URL, or the password or
+   *   the TLS files are set wrong or cannot be read.
+   * @throws BrokerError if the broker cannot be reached or refuses us,
+   *   saying what to check when the TLS handshake failed.
    */
   static async connect(
     amqpUrl: string = DEFAULT_AMQP_URL,
-    options: { name?: string; heartbeat?: number; logger?: Logger } = {},
+    options: ClientOptions = {},
   ): Promise<Client> {
     const log = options.logger ?? consoleLogger;
+    const security = { ...securityFromEnv(), ...securityOf(options) };
+    checkSecurity(security);
     const args = {
       amqpUrl,
       name: options.name ?? "tasker-client",
       heartbeat: options.heartbeat ?? 5,
+      security,
     };
     // Replies come only for requests, which the client made here sends.
     const made: { client?: Client } = {};
@@ -528,11 +549,11 @@ async function openSession(
   log: Logger,
   onReply: (delivery: amqp.ConsumeMessage | null) => void,
 ): Promise<Session> {
-  const broker = await Broker.connect(args.amqpUrl, args.name, args.heartbeat, log);
+  const broker = await Broker.connect(args.amqpUrl, args.name, args.heartbeat, log, args.security);
   try {
     const publisher = await broker.publisher();
     const channel = await broker.channel();
-    await broker.declareRequestsExchange(channel);
+    await broker.declareRequestsExchange();
     try {
       const queue = await channel.assertQueue("", {
         exclusive: true,

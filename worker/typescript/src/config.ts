@@ -6,6 +6,7 @@
 
 import { ConfigError } from "./errors.js";
 import { parseAddress } from "./health.js";
+import { checkSecurity, type ConnectionSecurity, securityFromEnv } from "./security.js";
 import { DELIVERY_LIMIT, MAX_PARTITIONS } from "./topology.js";
 
 /** Where RabbitMQ is when `TASKER_AMQP_URL` is not set. */
@@ -15,8 +16,12 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 /** The longest name (namespace, service) Tasker accepts, in bytes. */
 export const MAX_NAME_LEN = 100;
 
-/** How a worker runs. Every field has a default except `service`. */
-export interface WorkerConfig {
+/**
+ * How a worker runs. Every field has a default except `service`. The
+ * password and TLS files ({@link ConnectionSecurity}) apply to each
+ * connection it makes: the TLS files to `amqps://` URLs only.
+ */
+export interface WorkerConfig extends ConnectionSecurity {
   /** The RabbitMQ URL (`amqp://` or `amqps://`), or the URLs of a cluster's nodes separated by commas. */
   amqpUrl: string;
   /**
@@ -80,15 +85,18 @@ export function workerConfig(overrides: Partial<WorkerConfig> = {}): WorkerConfi
 /**
  * The default configuration, with what the environment sets
  * (`TASKER_AMQP_URL`, `TASKER_SERVICE`, `TASKER_CONCURRENCY`,
- * `TASKER_PARTITIONS`, `TASKER_MAX_MESSAGE_BYTES`, `TASKER_HEALTH_ADDR`), and `overrides` on top of both.
+ * `TASKER_PARTITIONS`, `TASKER_MAX_MESSAGE_BYTES`, `TASKER_HEALTH_ADDR`,
+ * and the password and TLS files of {@link securityFromEnv}), and
+ * `overrides` on top of both.
  *
- * @throws ConfigError when a variable is set but cannot be read.
+ * @throws ConfigError when a variable is set but cannot be read, or a
+ *   password is given both in `TASKER_AMQP_PASSWORD` and in a file.
  */
 export function configFromEnv(
   overrides: Partial<WorkerConfig> = {},
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): WorkerConfig {
-  const fromEnv: Partial<WorkerConfig> = {};
+  const fromEnv: Partial<WorkerConfig> = securityFromEnv(env);
   const url = env["TASKER_AMQP_URL"];
   if (url !== undefined) fromEnv.amqpUrl = url;
   const service = env["TASKER_SERVICE"];
@@ -124,6 +132,7 @@ export function checkConfig(config: WorkerConfig): void {
       `concurrency is ${config.concurrency}; give a number of steps from 1 to 65535`,
     );
   }
+  checkSecurity(config);
   if (
     !Number.isInteger(config.partitions) ||
     config.partitions < 1 ||

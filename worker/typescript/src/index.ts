@@ -36,6 +36,7 @@ export {
 } from "./messages.js";
 export {
   Client,
+  type ClientOptions,
   type Reply,
   ReplyTimeoutError,
   type StepReport,
@@ -67,6 +68,7 @@ export {
   TRACER_NAME,
   tracer,
 } from "./telemetry.js";
+export { checkSecurity, type ConnectionSecurity, securityFromEnv, TLS_HINT } from "./security.js";
 export * as topology from "./topology.js";
 export { SDK_VERSION } from "./version.js";
 export { RecentResults, Worker, type RunOptions } from "./worker.js";

@@ -77,6 +77,7 @@ import {
 } from "./messages.js";
 import { close, Health, RABBITMQ, serve } from "./health.js";
 import { METRICS, type StepLabels } from "./metrics.js";
+import { securityOf } from "./security.js";
 import { extract, flushSpans, inject, tracer } from "./telemetry.js";
 import * as topology from "./topology.js";
 import { MessageType } from "./topology.js";
@@ -328,7 +329,13 @@ export class Worker {
   /** One connection's life: declare, consume, and on stopping drain. */
   async #serve(connected: () => void): Promise<void> {
     const config = this.config;
-    const broker = await Broker.connect(config.amqpUrl, config.name, config.heartbeat, this.#log);
+    const broker = await Broker.connect(
+      config.amqpUrl,
+      config.name,
+      config.heartbeat,
+      this.#log,
+      securityOf(config),
+    );
     const lost = deferred();
     const inFlight = new Set<Promise<void>>();
     const controllers = new Set<AbortController>();
@@ -340,7 +347,7 @@ export class Worker {
       const channel = await broker.channel();
       publisher.channel.on("close", () => lost.resolve());
       channel.on("close", () => lost.resolve());
-      await broker.declareCommon(channel);
+      await broker.declareCommon();
       // RabbitMQ applies the prefetch to each consumer: shared out over the
       // queues, so that a split service takes no more than `concurrency` steps.
       const prefetch = Math.ceil(config.concurrency / config.partitions);
@@ -353,7 +360,7 @@ export class Worker {
       const consumers: string[] = [];
       const queues: string[] = [];
       for (const namespace of this.#namespaces) {
-        await broker.declareNamespace(channel, namespace);
+        await broker.declareNamespace(namespace);
         const declared = await broker.declareService(
           channel,
           namespace,

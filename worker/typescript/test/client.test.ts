@@ -6,13 +6,8 @@
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { execFileSync } from "node:child_process";
 import { afterEach, beforeEach, describe, test } from "node:test";
-
-import * as amqp from "amqplib";
 
 import {
   Client,
@@ -22,14 +17,8 @@ import {
   TaskFinished,
   TaskRejected,
   taskIdOf,
-  topology,
 } from "../src/index.js";
-import { AMQP_URL, Bus, MemoryLogger, NODE_URL } from "./helpers.js";
-
-// The coordinator of the cargo build; from dist/test, the repository is four levels up.
-const TASKER_BIN =
-  process.env["TASKER_BIN"] ?? new URL("../../../../target/debug/tasker", import.meta.url).pathname;
-const REDIS_URL = process.env["TASKER_REDIS_URL"] ?? "redis://127.0.0.1:6379";
+import { AMQP_URL, Bus, Coordinator, MemoryLogger, NODE_URL } from "./helpers.js";
 
 function template(namespace: string, name = "greet"): string {
   return `
@@ -78,110 +67,6 @@ class Shout extends StepHandler {
       dependencies: context.dependencies,
       key: context.idempotencyKey,
     };
-  }
-}
-
-/** How many consumers `queue` has, on a connection of its own (a missing queue closes the channel). */
-async function consumerCount(queue: string): Promise<number> {
-  const connection = await amqp.connect(NODE_URL);
-  connection.on("error", () => undefined);
-  try {
-    const channel = await connection.createChannel();
-    channel.on("error", () => undefined);
-    return (await channel.checkQueue(queue)).consumerCount;
-  } finally {
-    await connection.close().catch(() => undefined);
-  }
-}
-
-/** A coordinator process, its log, and its temporary templates directory. */
-class Coordinator {
-  readonly #process: ChildProcess;
-  readonly #dir: string;
-  readonly log: string;
-  #exited = false;
-
-  private constructor(process: ChildProcess, dir: string, log: string) {
-    this.#process = process;
-    this.#dir = dir;
-    this.log = log;
-    process.on("exit", () => {
-      this.#exited = true;
-    });
-  }
-
-  /**
-   * Starts one loading `templates` (file name to YAML), added to `started`
-   * at once (to be stopped even if it never gets ready), ready once it
-   * consumes each namespace's requests.
-   */
-  static async start(
-    started: Coordinator[],
-    templates: Record<string, string>,
-    namespaces: string[],
-  ): Promise<Coordinator> {
-    const dir = mkdtempSync(join(tmpdir(), "tasker-ts-client-"));
-    const templatesDir = join(dir, "templates");
-    const { mkdirSync } = await import("node:fs");
-    mkdirSync(templatesDir);
-    for (const [name, yaml] of Object.entries(templates))
-      writeFileSync(join(templatesDir, name), yaml);
-    // Only what the coordinator needs: settings meant for a worker must not reach it.
-    const env: Record<string, string> = {};
-    for (const [key, value] of Object.entries(process.env)) {
-      if (value !== undefined && !key.startsWith("TASKER_") && !key.startsWith("OTEL_"))
-        env[key] = value;
-    }
-    Object.assign(env, {
-      TASKER_AMQP_URL: AMQP_URL,
-      TASKER_REDIS_URL: REDIS_URL,
-      RUST_LOG: "info",
-    });
-    const log = join(dir, "coordinator.log");
-    const out = openSync(log, "w");
-    const child = spawn(TASKER_BIN, ["coordinator", "--templates", templatesDir], {
-      env,
-      stdio: ["ignore", out, out],
-    });
-    closeSync(out);
-    const coordinator = new Coordinator(child, dir, log);
-    started.push(coordinator);
-    for (const namespace of namespaces) {
-      await coordinator.#consuming(topology.requestQueue(namespace));
-    }
-    return coordinator;
-  }
-
-  async #consuming(queue: string): Promise<void> {
-    const deadline = Date.now() + 30_000;
-    let last = "";
-    while (Date.now() < deadline) {
-      if (this.#exited)
-        throw new Error(`the coordinator exited: ${readFileSync(this.log, "utf8")}`);
-      try {
-        const consumers = await consumerCount(queue);
-        if (consumers >= 1) return;
-        last = `consumers ${consumers}`;
-      } catch (e) {
-        last = String(e); // not declared yet
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    throw new Error(
-      `timed out waiting for the coordinator consuming ${queue} (last: ${last}; its log: ${this.log})`,
-    );
-  }
-
-  /** Stops it with SIGTERM (SIGKILL after 20 s) and removes its directory. */
-  async stop(): Promise<void> {
-    if (!this.#exited) {
-      const exited = new Promise<void>((resolve) => this.#process.once("exit", () => resolve()));
-      this.#process.kill("SIGTERM");
-      const timer = setTimeout(() => this.#process.kill("SIGKILL"), 20_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    rmSync(this.#dir, { recursive: true, force: true });
   }
 }
 

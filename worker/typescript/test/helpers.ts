@@ -1,13 +1,26 @@
 /**
  * Helpers for tests against the real RabbitMQ (`TASKER_AMQP_URL`, by default
- * the local one). Every test makes up its own namespace, so tests cannot see
- * each other's messages, and deletes that namespace's queues and exchanges
- * at the end.
+ * the local one), and the real coordinator (`TASKER_BIN`). Every test makes
+ * up its own namespace, so tests cannot see each other's messages, and
+ * deletes that namespace's queues and exchanges at the end.
  * Nothing here sleeps to wait: a watch waits for the next message until a
- * deadline, and fails the test with what it was waiting for.
+ * deadline, and fails the test with what it was waiting for (a coordinator's
+ * start alone is polled, until it consumes).
  */
 
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 import * as amqp from "amqplib";
 
@@ -26,6 +39,10 @@ import { errorText } from "../src/messages.js";
 export const AMQP_URL = process.env["TASKER_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2f";
 /** For the tests' own connections: amqplib takes one URL, so a cluster's first node. */
 export const NODE_URL = brokerUrls(AMQP_URL)[0] ?? AMQP_URL;
+// The coordinator of the cargo build; from dist/test, the repository is four levels up.
+export const TASKER_BIN =
+  process.env["TASKER_BIN"] ?? new URL("../../../../target/debug/tasker", import.meta.url).pathname;
+export const REDIS_URL = process.env["TASKER_REDIS_URL"] ?? "redis://127.0.0.1:6379";
 
 /** A name no other test uses: `<prefix>_<random>`. */
 export function unique(prefix: string): string {
@@ -134,6 +151,9 @@ export class Watch {
 /** A logger that keeps what it is told, for assertions, and prints nothing. */
 export class MemoryLogger implements Logger {
   readonly records: { level: string; message: string; fields: Record<string, unknown> }[] = [];
+  debug(message: string, fields: Record<string, unknown> = {}): void {
+    this.records.push({ level: "debug", message, fields });
+  }
   info(message: string, fields: Record<string, unknown> = {}): void {
     this.records.push({ level: "info", message, fields });
   }
@@ -153,6 +173,7 @@ export class Bus {
   readonly connection: amqp.ChannelModel;
   readonly channel: amqp.ConfirmChannel;
   readonly namespace: string;
+  readonly #brokerUrl: string;
   readonly #queues = new Set<string>();
   readonly #exchanges = new Set<string>();
   readonly #workers: Worker[] = [];
@@ -162,22 +183,28 @@ export class Bus {
     connection: amqp.ChannelModel,
     channel: amqp.ConfirmChannel,
     namespace: string,
+    brokerUrl: string,
   ) {
     this.connection = connection;
     this.channel = channel;
     this.namespace = namespace;
+    this.#brokerUrl = brokerUrl;
   }
 
-  static async connect(): Promise<Bus> {
-    const connection = await amqp.connect(NODE_URL);
+  /**
+   * Connects to `url` (by default the tests' broker), as guest would, with a
+   * namespace of its own: `<prefix>_<random>`.
+   */
+  static async connect(prefix = "ts", url = AMQP_URL): Promise<Bus> {
+    const connection = await amqp.connect(brokerUrls(url)[0] ?? url);
     connection.on("error", () => undefined);
     const channel = await connection.createConfirmChannel();
     channel.on("error", () => undefined);
     await channel.assertExchange(topology.EVENTS_EXCHANGE, "topic", { durable: true });
     await channel.assertExchange(topology.STEPS_EXCHANGE, "direct", { durable: true });
     await channel.assertExchange(topology.DEAD_LETTER_EXCHANGE, "fanout", { durable: true });
-    const namespace = unique("ts");
-    const bus = new Bus(connection, channel, namespace);
+    const namespace = unique(prefix);
+    const bus = new Bus(connection, channel, namespace, url);
     bus.remember(topology.requestQueue(namespace), topology.resultQueue(namespace));
     return bus;
   }
@@ -203,7 +230,7 @@ export class Bus {
 
   /** A worker's own connection to the broker, for its declarations; closed at the end. */
   async broker(logger: Logger = new MemoryLogger()): Promise<Broker> {
-    const broker = await Broker.connect(AMQP_URL, unique("ts-test-broker"), 5, logger);
+    const broker = await Broker.connect(this.#brokerUrl, unique("ts-test-broker"), 5, logger);
     this.#brokers.push(broker);
     return broker;
   }
@@ -268,6 +295,13 @@ export class Bus {
     return watch;
   }
 
+  /** What reaches `queue`, a queue declared already, taken off it as it comes. */
+  async consume(queue: string): Promise<Watch> {
+    const watch = new Watch();
+    await this.channel.consume(queue, (m) => m !== null && watch.push(m), { noAck: true });
+    return watch;
+  }
+
   /** The step results of the test's namespace. */
   results(): Promise<Watch> {
     return this.watch(topology.EVENTS_EXCHANGE, topology.stepResultRoutingKey(this.namespace));
@@ -280,7 +314,7 @@ export class Bus {
     logger: Logger = new MemoryLogger(),
   ): Promise<Worker> {
     const worker = new Worker(
-      { amqpUrl: AMQP_URL, service: "svc", ...config },
+      { amqpUrl: this.#brokerUrl, service: "svc", ...config },
       { logger },
     ).namespace(this.namespace);
     for (const handler of handlers) worker.handler(handler);
@@ -360,5 +394,112 @@ export class Counted extends StepHandler {
       this.running -= 1;
     }
     return null;
+  }
+}
+
+/** How many consumers `queue` has, on a connection of its own (a missing queue closes the channel). */
+async function consumerCount(queue: string, url: string): Promise<number> {
+  const connection = await amqp.connect(url);
+  connection.on("error", () => undefined);
+  try {
+    const channel = await connection.createChannel();
+    channel.on("error", () => undefined);
+    return (await channel.checkQueue(queue)).consumerCount;
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+}
+
+/** A coordinator process, its log, and its temporary templates directory. */
+export class Coordinator {
+  readonly #process: ChildProcess;
+  readonly #dir: string;
+  readonly #nodeUrl: string;
+  readonly log: string;
+  #exited = false;
+
+  private constructor(process: ChildProcess, dir: string, log: string, nodeUrl: string) {
+    this.#process = process;
+    this.#dir = dir;
+    this.#nodeUrl = nodeUrl;
+    this.log = log;
+    process.on("exit", () => {
+      this.#exited = true;
+    });
+  }
+
+  /**
+   * Starts one loading `templates` (file name to YAML), added to `started`
+   * at once (to be stopped even if it never gets ready), ready once it
+   * consumes each namespace's requests. It connects to `amqpUrl` as it is:
+   * the coordinator is not given the SDK's password or TLS settings.
+   */
+  static async start(
+    started: Coordinator[],
+    templates: Record<string, string>,
+    namespaces: string[],
+    amqpUrl: string = AMQP_URL,
+  ): Promise<Coordinator> {
+    const dir = mkdtempSync(join(tmpdir(), "tasker-ts-client-"));
+    const templatesDir = join(dir, "templates");
+    mkdirSync(templatesDir);
+    for (const [name, yaml] of Object.entries(templates))
+      writeFileSync(join(templatesDir, name), yaml);
+    // Only what the coordinator needs: settings meant for a worker must not reach it.
+    const env: Record<string, string> = {};
+    for (const [key, value] of Object.entries(process.env)) {
+      if (value !== undefined && !key.startsWith("TASKER_") && !key.startsWith("OTEL_"))
+        env[key] = value;
+    }
+    Object.assign(env, {
+      TASKER_AMQP_URL: amqpUrl,
+      TASKER_REDIS_URL: REDIS_URL,
+      RUST_LOG: "info",
+    });
+    const log = join(dir, "coordinator.log");
+    const out = openSync(log, "w");
+    const child = spawn(TASKER_BIN, ["coordinator", "--templates", templatesDir], {
+      env,
+      stdio: ["ignore", out, out],
+    });
+    closeSync(out);
+    const coordinator = new Coordinator(child, dir, log, brokerUrls(amqpUrl)[0] ?? amqpUrl);
+    started.push(coordinator);
+    for (const namespace of namespaces) {
+      await coordinator.#consuming(topology.requestQueue(namespace));
+    }
+    return coordinator;
+  }
+
+  async #consuming(queue: string): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    let last = "";
+    while (Date.now() < deadline) {
+      if (this.#exited)
+        throw new Error(`the coordinator exited: ${readFileSync(this.log, "utf8")}`);
+      try {
+        const consumers = await consumerCount(queue, this.#nodeUrl);
+        if (consumers >= 1) return;
+        last = `consumers ${consumers}`;
+      } catch (e) {
+        last = String(e); // not declared yet
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(
+      `timed out waiting for the coordinator consuming ${queue} (last: ${last}; its log: ${this.log})`,
+    );
+  }
+
+  /** Stops it with SIGTERM (SIGKILL after 20 s) and removes its directory. */
+  async stop(): Promise<void> {
+    if (!this.#exited) {
+      const exited = new Promise<void>((resolve) => this.#process.once("exit", () => resolve()));
+      this.#process.kill("SIGTERM");
+      const timer = setTimeout(() => this.#process.kill("SIGKILL"), 20_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(this.#dir, { recursive: true, force: true });
   }
 }

@@ -2,7 +2,9 @@
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 
 import { brokerUrls, connectionUrl, deliveryCount, redact } from "../src/broker.js";
@@ -28,6 +30,7 @@ import {
   workerConfig,
 } from "../src/index.js";
 import { encode, failed, stepResult, uuid5, waitingForChild } from "../src/messages.js";
+import { TLS_HINT, tlsFailure, urlCredentials, withPassword } from "../src/security.js";
 
 const FIXTURES = new URL("../../../../protocol/tests/fixtures/messages/", import.meta.url);
 
@@ -512,5 +515,142 @@ describe("settings", () => {
     assert.equal(recent.size, 2);
     assert.equal(recent.get("a"), undefined);
     assert.equal(recent.get("c"), sent);
+  });
+});
+
+describe("credentials and TLS settings", () => {
+  test("the environment gives the password, or its file, and the TLS files", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tasker-ts-secret-"));
+    try {
+      const file = join(dir, "password");
+      writeFileSync(file, "s3cret\r\n\n");
+      const config = configFromEnv(
+        {},
+        {
+          TASKER_AMQP_PASSWORD_FILE: file,
+          TASKER_TLS_CA_FILE: "/etc/tasker/ca.pem",
+          TASKER_TLS_CERT_FILE: "/etc/tasker/client.pem",
+          TASKER_TLS_KEY_FILE: "/etc/tasker/client.key",
+        },
+      );
+      assert.equal(config.amqpPassword, "s3cret");
+      assert.deepEqual(
+        [config.tlsCaFile, config.tlsCertFile, config.tlsKeyFile],
+        ["/etc/tasker/ca.pem", "/etc/tasker/client.pem", "/etc/tasker/client.key"],
+      );
+      assert.equal(configFromEnv({}, { TASKER_AMQP_PASSWORD: "inline" }).amqpPassword, "inline");
+      const none = configFromEnv({}, {});
+      assert.deepEqual(
+        [none.amqpPassword, none.tlsCaFile, none.tlsCertFile, none.tlsKeyFile],
+        [undefined, undefined, undefined, undefined],
+      );
+      // Code wins over the environment, as for every setting.
+      assert.equal(
+        configFromEnv({ amqpPassword: "code" }, { TASKER_AMQP_PASSWORD_FILE: file }).amqpPassword,
+        "code",
+      );
+
+      assert.throws(
+        () =>
+          configFromEnv({}, { TASKER_AMQP_PASSWORD: "hunter2", TASKER_AMQP_PASSWORD_FILE: file }),
+        (e: unknown) => {
+          assert.ok(e instanceof ConfigError);
+          assert.equal(
+            e.message,
+            "both TASKER_AMQP_PASSWORD and TASKER_AMQP_PASSWORD_FILE are set; set one: the password " +
+              "itself, or the file that holds it",
+          );
+          return true;
+        },
+      );
+      const missing = join(dir, "missing");
+      assert.throws(
+        () => configFromEnv({}, { TASKER_AMQP_PASSWORD_FILE: missing }),
+        (e: unknown) => {
+          assert.ok(e instanceof ConfigError);
+          assert.ok(
+            e.message.startsWith(`TASKER_AMQP_PASSWORD_FILE=${missing}: cannot read the file: `),
+            e.message,
+          );
+          return true;
+        },
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a client certificate needs its key, and the key its certificate", () => {
+    const message =
+      "set both TASKER_TLS_CERT_FILE and TASKER_TLS_KEY_FILE (tlsCertFile and tlsKeyFile) for a " +
+      "client certificate, or neither";
+    assert.throws(() => configFromEnv({}, { TASKER_TLS_CERT_FILE: "c.pem" }), {
+      name: "ConfigError",
+      message,
+    });
+    assert.throws(() => configFromEnv({}, { TASKER_TLS_KEY_FILE: "c.key" }), {
+      name: "ConfigError",
+      message,
+    });
+    assert.throws(() => checkConfig(workerConfig({ service: "s", tlsCertFile: "c.pem" })), {
+      name: "ConfigError",
+      message,
+    });
+    checkConfig(workerConfig({ service: "s", tlsCertFile: "c.pem", tlsKeyFile: "c.key" }));
+    checkConfig(workerConfig({ service: "s", tlsCaFile: "ca.pem" }));
+  });
+
+  test("the password goes into every URL, encoded, in place of the one there", () => {
+    const password = "p@ss/w,rd%é:";
+    const urls = ["amqp://tasker@n1:5672/%2f", "amqps://tasker:old@n2:5671/%2f?heartbeat=9"].map(
+      (url) => withPassword(url, password),
+    );
+    assert.deepEqual(urls, [
+      "amqp://tasker:p%40ss%2Fw%2Crd%25%C3%A9%3A@n1:5672/%2f",
+      "amqps://tasker:p%40ss%2Fw%2Crd%25%C3%A9%3A@n2:5671/%2f?heartbeat=9",
+    ]);
+    // Still two URLs once joined, and the broker gets the password as it was.
+    assert.deepEqual(brokerUrls(urls.join(",")), urls);
+    assert.deepEqual(urlCredentials(urls[0] ?? ""), { username: "tasker", password });
+    assert.equal(
+      redact(urls.join(",")),
+      "amqp://tasker:***@n1:5672/%2f,amqps://tasker:***@n2:5671/%2f?heartbeat=9",
+    );
+    assert.equal(urlCredentials("amqp://n1:5672/%2f"), undefined);
+    assert.equal(withPassword("not a url", "hunter2"), "not a url");
+  });
+
+  test("a failed TLS handshake is told from other connection errors", () => {
+    const error = (code: string, message: string): Error =>
+      Object.assign(new Error(message), { code });
+    assert.equal(
+      tlsFailure(
+        error("SELF_SIGNED_CERT_IN_CHAIN", "self-signed certificate in certificate chain"),
+      ),
+      "self-signed certificate in certificate chain (SELF_SIGNED_CERT_IN_CHAIN)",
+    );
+    const alert = Object.assign(
+      error("ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED", "8000:error:0A00045C:SSL routines:..."),
+      { reason: "tlsv13 alert certificate required" },
+    );
+    assert.equal(
+      tlsFailure(alert),
+      "tlsv13 alert certificate required (ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED)",
+    );
+    assert.match(
+      tlsFailure(error("ERR_TLS_CERT_ALTNAME_INVALID", "Hostname/IP does not match")) ?? "",
+      /ALTNAME/,
+    );
+    assert.equal(
+      tlsFailure(error("ECONNREFUSED", "connect ECONNREFUSED 127.0.0.1:5671")),
+      undefined,
+    );
+    assert.equal(
+      tlsFailure(new Error("Socket closed abruptly during opening handshake")),
+      undefined,
+    );
+    for (const variable of ["TASKER_TLS_CA_FILE", "TASKER_TLS_CERT_FILE", "TASKER_TLS_KEY_FILE"]) {
+      assert.ok(TLS_HINT.includes(variable), variable);
+    }
   });
 });

@@ -32,6 +32,8 @@ The layout, one idea per module:
   cache, reconnecting, and acking only after the result is confirmed;
 - :mod:`~tasker_worker.announce`: the worker's announcements;
 - :mod:`~tasker_worker.client`: asking for tasks and waiting for them;
+- :mod:`~tasker_worker.security`: the broker password kept out of the
+  URL, and TLS (:class:`Security`);
 - :mod:`~tasker_worker.broker`, :mod:`~tasker_worker.topology`,
   :mod:`~tasker_worker.messages`: RabbitMQ, the names, and the JSON on the
   wire (docs/protocol.md);
@@ -64,6 +66,7 @@ from tasker_worker.messages import (
     TaskRejected,
     WaitingForChild,
 )
+from tasker_worker.security import Security
 from tasker_worker.shutdown import shutdown_on_signal
 from tasker_worker.version import SDK_VERSION
 from tasker_worker.worker import Worker
@@ -80,6 +83,7 @@ __all__ = [
     "Reply",
     "ReplyTimeoutError",
     "RetryableError",
+    "Security",
     "StepContext",
     "StepError",
     "StepFailure",

@@ -25,7 +25,6 @@ import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
-    AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
 )
@@ -35,6 +34,7 @@ from tasker_worker import telemetry, topology
 from tasker_worker.errors import BrokerError, ConfigError, DeadLetterReason
 from tasker_worker.logs import fields
 from tasker_worker.metrics import METRICS
+from tasker_worker.security import TLS_HINT, Security, tls_failure
 from tasker_worker.topology import Header
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,9 @@ class Broker:
         self.url = redact(url)
 
     @classmethod
-    async def connect(cls, url: str, name: str, heartbeat: float) -> Broker:
+    async def connect(
+        cls, url: str, name: str, heartbeat: float, security: Security | None = None
+    ) -> Broker:
         """Connects to ``url``; ``name`` shows in the broker's connection list.
 
         ``url`` may name several nodes of a cluster, separated by commas
@@ -109,12 +111,19 @@ class Broker:
         after a node died starts with another one. :attr:`url` is then the
         node reached.
 
-        :raises ConfigError: if no URL is given or one is not an AMQP URL.
+        ``security`` gives the password of every URL, in place of the one in
+        it, and the CA and client certificate of ``amqps://`` URLs, whose
+        files are read at each connection.
+
+        :raises ConfigError: if no URL is given, one is not an AMQP URL, or a
+            TLS file cannot be read.
         :raises BrokerError: not retryable if a broker refuses the login or
             the vhost (the others would too: a cluster shares its users),
             retryable if no broker can be reached, naming every URL tried
-            and the last error.
+            and the last error, which says what to check when it was the
+            TLS handshake that failed.
         """
+        security = security or Security()
         urls = broker_urls(url)
         if not urls:
             raise ConfigError(
@@ -123,14 +132,24 @@ class Broker:
             )
         # Every URL is checked before any is tried, so that a mistyped node
         # fails the start rather than a reconnection days later.
-        targets = [(one, connection_url(one, heartbeat)) for one in urls]
+        targets = [(one, security.apply_password(connection_url(one, heartbeat))) for one in urls]
+        context = (
+            security.ssl_context()
+            if any(target.scheme == "amqps" for _, target in targets)
+            else None
+        )
         first = next(_CONNECTIONS) % len(targets)
         unreachable: list[str] = []
         last: BaseException | None = None
+        handshake: str | None = None
         for one, target in targets[first:] + targets[:first]:
+            secure = target.scheme == "amqps"
             try:
                 connection = await aio_pika.connect(
-                    target, client_properties={"connection_name": name}, timeout=30
+                    target,
+                    client_properties={"connection_name": name},
+                    timeout=30,
+                    ssl_context=context if secure else None,
                 )
             except (
                 aiormq.exceptions.AuthenticationError,
@@ -142,10 +161,19 @@ class Broker:
             except CONNECTION_ERRORS as e:
                 unreachable.append(redact(one))
                 last = e
+                reason = tls_failure(e) if secure else None
+                handshake = (
+                    None
+                    if reason is None
+                    else f"the TLS handshake with rabbitmq at {redact(one)} failed: {reason}; "
+                    f"{TLS_HINT}"
+                )
                 continue
             return cls(connection, one)
+        if handshake is not None and len(unreachable) == 1:
+            raise BrokerError(handshake) from last
         raise BrokerError(
-            f"rabbitmq at {', '.join(unreachable)} cannot be reached: {last!r}"
+            f"rabbitmq at {', '.join(unreachable)} cannot be reached: {handshake or repr(last)}"
         ) from last
 
     async def channel(self) -> AbstractChannel:
@@ -174,56 +202,44 @@ class Broker:
 
     async def declare_common(self, channel: AbstractChannel) -> None:
         """Declares what every process uses: the events exchange, and the
-        dead-letter exchange and queue."""
-        try:
-            await channel.declare_exchange(
-                topology.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
-            )
-            dead_letter = await channel.declare_exchange(
-                topology.DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
-            )
-            queue = await self._declare_queue(channel, topology.DEAD_LETTER_QUEUE)
-            await queue.bind(dead_letter, routing_key="")
-        except CONNECTION_ERRORS as e:
-            raise self.error(e) from e
+        dead-letter exchange and queue. Each is shared: a user not allowed to
+        declare it goes on without it (:meth:`_shared`). ``channel`` is not
+        used: each goes on a channel of its own."""
+        await self._shared_exchange(topology.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC)
+        await self._shared_exchange(topology.DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT)
+        await self._shared_queue(topology.DEAD_LETTER_QUEUE, topology.DEAD_LETTER_EXCHANGE, "")
 
     async def declare_requests_exchange(self, channel: AbstractChannel) -> None:
         """Declares the exchange clients publish requests to, with its
         alternate exchange and the queue that catches requests for a
-        namespace no coordinator serves."""
-        try:
-            unrouted = await channel.declare_exchange(
-                topology.UNROUTED_REQUESTS_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
-            )
-            queue = await self._declare_queue(channel, topology.UNROUTED_REQUESTS_QUEUE)
-            await queue.bind(unrouted, routing_key="")
-            await channel.declare_exchange(
-                topology.REQUESTS_EXCHANGE,
-                aio_pika.ExchangeType.DIRECT,
-                durable=True,
-                arguments={
-                    topology.ALTERNATE_EXCHANGE_ARGUMENT: topology.UNROUTED_REQUESTS_EXCHANGE
-                },
-            )
-        except CONNECTION_ERRORS as e:
-            raise self.error(e) from e
+        namespace no coordinator serves; all shared, as in :meth:`declare_common`."""
+        await self._shared_exchange(
+            topology.UNROUTED_REQUESTS_EXCHANGE, aio_pika.ExchangeType.FANOUT
+        )
+        await self._shared_queue(
+            topology.UNROUTED_REQUESTS_QUEUE, topology.UNROUTED_REQUESTS_EXCHANGE, ""
+        )
+        await self._shared_exchange(
+            topology.REQUESTS_EXCHANGE,
+            aio_pika.ExchangeType.DIRECT,
+            arguments={topology.ALTERNATE_EXCHANGE_ARGUMENT: topology.UNROUTED_REQUESTS_EXCHANGE},
+        )
 
     async def declare_namespace(self, channel: AbstractChannel, namespace: str) -> None:
         """Declares the queues every process touching ``namespace`` shares,
         its task requests and its step results, and the steps exchange, so
         that no request or result of it is ever unroutable, whichever
-        process starts first."""
+        process starts first; all shared, as in :meth:`declare_common`."""
         await self.declare_requests_exchange(channel)
-        try:
-            requests = await self._declare_queue(channel, topology.request_queue(namespace))
-            await requests.bind(topology.REQUESTS_EXCHANGE, routing_key=namespace)
-            await self._declare_steps_exchange(channel)
-            results = await self._declare_queue(channel, topology.result_queue(namespace))
-            await results.bind(
-                topology.EVENTS_EXCHANGE, routing_key=topology.step_result_routing_key(namespace)
-            )
-        except CONNECTION_ERRORS as e:
-            raise self.error(e) from e
+        await self._shared_queue(
+            topology.request_queue(namespace), topology.REQUESTS_EXCHANGE, namespace
+        )
+        await self._declare_steps_exchange()
+        await self._shared_queue(
+            topology.result_queue(namespace),
+            topology.EVENTS_EXCHANGE,
+            topology.step_result_routing_key(namespace),
+        )
 
     async def declare_service(
         self,
@@ -261,10 +277,13 @@ class Broker:
                     f"several queues (the exchange {exchange} exists): start this worker with "
                     "TASKER_PARTITIONS set to the number the service's other workers use"
                 )
-            steps = await self._declare_steps_exchange(channel)
+            await self._declare_steps_exchange()
             queue = await self._declare_queue(channel, topology.service_queue(namespace, service))
             for callable_ in callables:
-                await queue.bind(steps, routing_key=topology.step_routing_key(namespace, callable_))
+                await queue.bind(
+                    topology.STEPS_EXCHANGE,
+                    routing_key=topology.step_routing_key(namespace, callable_),
+                )
         except CONNECTION_ERRORS as e:
             raise self.error(e) from e
         return [queue]
@@ -281,8 +300,9 @@ class Broker:
         queues. The queues are bound before the exchange is, so that no step
         reaches an exchange with nowhere to send it."""
         name = topology.service_exchange(namespace, service)
+        steps = topology.STEPS_EXCHANGE
         try:
-            steps = await self._declare_steps_exchange(channel)
+            await self._declare_steps_exchange()
             try:
                 exchange = await channel.declare_exchange(
                     name,
@@ -363,10 +383,59 @@ class Broker:
                 await own.close()
         return True
 
-    async def _declare_steps_exchange(self, channel: AbstractChannel) -> AbstractExchange:
-        return await channel.declare_exchange(
-            topology.STEPS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
-        )
+    async def _declare_steps_exchange(self) -> None:
+        await self._shared_exchange(topology.STEPS_EXCHANGE, aio_pika.ExchangeType.DIRECT)
+
+    async def _shared_exchange(
+        self,
+        name: str,
+        kind: aio_pika.ExchangeType,
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        """Declares the shared, durable exchange ``name`` (:meth:`_shared`)."""
+
+        async def declare(own: AbstractChannel) -> None:
+            await own.declare_exchange(name, kind, durable=True, arguments=arguments)
+
+        await self._shared(name, declare)
+
+    async def _shared_queue(self, name: str, exchange: str, routing_key: str) -> None:
+        """Declares the shared queue ``name`` (:meth:`_declare_queue`) bound
+        to ``exchange`` with ``routing_key`` (:meth:`_shared`)."""
+
+        async def declare(own: AbstractChannel) -> None:
+            queue = await self._declare_queue(own, name)
+            await queue.bind(exchange, routing_key=routing_key)
+
+        await self._shared(name, declare)
+
+    async def _shared(
+        self, name: str, declare: Callable[[AbstractChannel], Awaitable[None]]
+    ) -> None:
+        """Runs ``declare``, of ``name``, which every Tasker process shares,
+        on a channel of its own. A user without the right to declare it (an
+        ACCESS_REFUSED, as a service's least-privilege user gets) goes on
+        without it: the coordinators declare it. The refusal closes the
+        channel, hence its own. Any other failure is raised.
+
+        :raises BrokerError: retryable, for any failure but a refusal.
+        """
+        try:
+            own = await self.connection.channel(publisher_confirms=False)
+        except CONNECTION_ERRORS as e:
+            raise self.error(e) from e
+        try:
+            await declare(own)
+        except aiormq.exceptions.ChannelAccessRefused as e:
+            log.debug(
+                f"not allowed to declare {name}; the coordinators declare it",
+                extra=fields(name=name, error=str(e)),
+            )
+        except CONNECTION_ERRORS as e:
+            raise self.error(e) from e
+        finally:
+            with contextlib.suppress(*CONNECTION_ERRORS):  # closed by a refusal already
+                await own.close()
 
     async def _declare_queue(self, channel: AbstractChannel, name: str) -> AbstractQueue:
         """Declares a Tasker queue with :data:`topology.QUORUM`'s arguments.
@@ -532,6 +601,7 @@ next one starts."""
 def _refused(url: str, e: BaseException) -> BrokerError:
     return BrokerError(
         f"rabbitmq at {redact(url)} refused the connection: {e}; check the user name and "
-        "password in the URL (TASKER_AMQP_URL) and that the user may use the vhost",
+        "password (TASKER_AMQP_URL, TASKER_AMQP_PASSWORD or TASKER_AMQP_PASSWORD_FILE) and "
+        "that the user may use the vhost",
         retryable=False,
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -41,6 +42,13 @@ from tasker_worker.messages import (
     encode,
     task_id_of,
     task_request,
+)
+from tasker_worker.security import (
+    CA_FILE_VAR,
+    CERT_FILE_VAR,
+    KEY_FILE_VAR,
+    Security,
+    password_from_env,
 )
 from tasker_worker.topology import MessageType
 
@@ -95,7 +103,7 @@ class Client:
         """The name of the private queue replies come to."""
         self._waiters: dict[str, asyncio.Future[Reply]] = {}
         self._tasks: dict[str, str] = {}
-        self._connect_args: tuple[str, str, float] | None = None
+        self._connect_args: tuple[str, str, float, Security] | None = None
         self._reconnecting = asyncio.Lock()
 
     @classmethod
@@ -105,18 +113,31 @@ class Client:
         *,
         name: str = "tasker-client",
         heartbeat: float = DEFAULT_HEARTBEAT,
+        amqp_password: str | None = None,
+        tls_ca_file: str | None = None,
+        tls_cert_file: str | None = None,
+        tls_key_file: str | None = None,
     ) -> Client:
         """Connects to the broker and opens a private reply queue.
         ``amqp_url`` may list a cluster's nodes, separated by commas, as
         :meth:`Broker.connect` says.
 
-        :raises ConfigError: if ``amqp_url`` is not an AMQP URL.
-        :raises BrokerError: if the broker cannot be reached or refuses us.
+        The password and the TLS files are as a worker's
+        (:class:`~tasker_worker.WorkerConfig`): those not given here come
+        from the environment (``TASKER_AMQP_PASSWORD`` or
+        ``TASKER_AMQP_PASSWORD_FILE``, ``TASKER_TLS_CA_FILE``, and
+        ``TASKER_TLS_CERT_FILE`` with ``TASKER_TLS_KEY_FILE``).
+
+        :raises ConfigError: if ``amqp_url`` is not an AMQP URL, or the
+            password or the TLS files are set wrong or cannot be read.
+        :raises BrokerError: if the broker cannot be reached or refuses us,
+            saying what to check when the TLS handshake failed.
         """
-        broker, publisher, queue = await _session(amqp_url, name, heartbeat)
+        security = _security(amqp_password, tls_ca_file, tls_cert_file, tls_key_file)
+        broker, publisher, queue = await _session(amqp_url, name, heartbeat, security)
         try:
             client = cls(broker, publisher, queue.name)
-            client._connect_args = (amqp_url, name, heartbeat)
+            client._connect_args = (amqp_url, name, heartbeat, security)
             await queue.consume(client._on_reply, no_ack=True)
         except BaseException:
             await broker.close()
@@ -271,12 +292,33 @@ class Client:
             waiter.set_result(reply)
 
 
+def _security(
+    password: str | None, ca_file: str | None, cert_file: str | None, key_file: str | None
+) -> Security:
+    """What :meth:`Client.connect` was given, and the environment's settings
+    for the rest. The certificate and its key go together: either both
+    come from the arguments, or both from the environment.
+
+    :raises ConfigError: as :meth:`Security.from_env` does.
+    """
+    env = os.environ
+    if password is None:
+        password = password_from_env(env)
+    if ca_file is None:
+        ca_file = env.get(CA_FILE_VAR)
+    if cert_file is None and key_file is None:
+        cert_file, key_file = env.get(CERT_FILE_VAR), env.get(KEY_FILE_VAR)
+    security = Security(password, ca_file, cert_file, key_file)
+    security.check()
+    return security
+
+
 async def _session(
-    amqp_url: str, name: str, heartbeat: float
+    amqp_url: str, name: str, heartbeat: float, security: Security
 ) -> tuple[Broker, Publisher, AbstractQueue]:
     """A connection, its publisher, and a private reply queue (not yet
     consumed), with the requests exchange declared."""
-    broker = await Broker.connect(amqp_url, name, heartbeat)
+    broker = await Broker.connect(amqp_url, name, heartbeat, security)
     try:
         publisher = await broker.publisher()
         channel = await broker.channel()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from tasker_worker import topology
 from tasker_worker.errors import ConfigError
+from tasker_worker.security import Security
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2f"
 """Where RabbitMQ is when ``TASKER_AMQP_URL`` is not set."""
@@ -74,6 +75,26 @@ class WorkerConfig:
     remembered_results: int = 10_000
     """How many recent results the worker remembers, to answer a redelivered
     step it already finished without running it again."""
+    amqp_password: str | None = field(default=None, repr=False)
+    """The password of every URL of :attr:`amqp_url`, in place of any
+    written there, so that the URL, often logged or shown, holds none."""
+    tls_ca_file: str | None = None
+    """For ``amqps://``: a PEM file of CA certificates trusted on top of the
+    system's roots, for a broker with a certificate of a private CA."""
+    tls_cert_file: str | None = None
+    """For ``amqps://``: the client certificate (PEM), for a broker that asks
+    for one (mutual TLS). With :attr:`tls_key_file`, or neither."""
+    tls_key_file: str | None = None
+    """For ``amqps://``: the private key (PEM) of :attr:`tls_cert_file`."""
+
+    def __repr__(self) -> str:
+        """The settings, with any password in ``amqp_url`` masked: a config
+        may well end up in a log."""
+        from tasker_worker.broker import redact  # here: broker imports this module
+
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.repr}
+        shown["amqp_url"] = redact(self.amqp_url)
+        return f"WorkerConfig({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @classmethod
     def from_env(
@@ -87,11 +108,18 @@ class WorkerConfig:
         - ``TASKER_MAX_MESSAGE_BYTES``: the message size limit;
         - ``TASKER_HEALTH_ADDR``: e.g. ``127.0.0.1:9104``;
         - ``TASKER_CONCURRENCY``: steps at once;
-        - ``TASKER_PARTITIONS``: queues the service's steps are split over.
+        - ``TASKER_PARTITIONS``: queues the service's steps are split over;
+        - ``TASKER_AMQP_PASSWORD``, or ``TASKER_AMQP_PASSWORD_FILE`` (a file
+          holding it): the password of every URL of ``TASKER_AMQP_URL``;
+        - ``TASKER_TLS_CA_FILE``, ``TASKER_TLS_CERT_FILE``,
+          ``TASKER_TLS_KEY_FILE``: the CA trusted besides the system's, and
+          the client certificate and key, of ``amqps://`` connections.
 
         ``overrides`` (any field) win over the environment.
 
-        :raises ConfigError: when a variable is set but cannot be read.
+        :raises ConfigError: when a variable is set but cannot be read, both
+            password variables are set, or only one of the client
+            certificate and its key is.
         """
         env = os.environ if environ is None else environ
         config = cls()
@@ -109,7 +137,22 @@ class WorkerConfig:
             config.concurrency = _positive_int(concurrency, "TASKER_CONCURRENCY", "steps")
         if (partitions := env.get("TASKER_PARTITIONS")) is not None:
             config.partitions = parse_partitions(partitions, "TASKER_PARTITIONS")
+        security = Security.from_env(env)
+        config.amqp_password = security.password
+        config.tls_ca_file = security.tls_ca_file
+        config.tls_cert_file = security.tls_cert_file
+        config.tls_key_file = security.tls_key_file
         return dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
+
+    @property
+    def security(self) -> Security:
+        """The password and TLS files the worker connects with."""
+        return Security(
+            password=self.amqp_password,
+            tls_ca_file=self.tls_ca_file,
+            tls_cert_file=self.tls_cert_file,
+            tls_key_file=self.tls_key_file,
+        )
 
     def check(self) -> None:
         """Raises :class:`ConfigError` for a configuration that cannot work."""
@@ -137,6 +180,7 @@ class WorkerConfig:
             raise ConfigError(
                 f"announce_every is {self.announce_every}; give a positive number of seconds"
             )
+        self.security.check()
         if not 0 <= self.max_redeliveries < topology.DELIVERY_LIMIT:
             raise ConfigError(
                 f"max_redeliveries is {self.max_redeliveries}; keep it from 0 to "

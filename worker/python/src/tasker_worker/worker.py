@@ -130,9 +130,11 @@ class Worker:
         finish within ``config.shutdown_grace``, and closes the connection,
         which hands every unacked step back to its queue.
 
-        :raises ConfigError: for a configuration that cannot work.
+        :raises ConfigError: for a configuration that cannot work, or a TLS
+            file that cannot be read.
         :raises BrokerError: if the broker refuses the login or the vhost;
-            any other broker failure is retried.
+            any other broker failure is retried (a failed TLS handshake
+            too, logged with what to check).
         """
         self.config.check()
         if not self._namespaces:
@@ -230,7 +232,9 @@ class _Runner:
         :raises BrokerError: when the connection is lost.
         """
         config = self.config
-        broker = await Broker.connect(config.amqp_url, config.name, config.heartbeat)
+        broker = await Broker.connect(
+            config.amqp_url, config.name, config.heartbeat, config.security
+        )
         lost = asyncio.Event()
         in_flight: set[asyncio.Task[None]] = set()
         accepting = True

@@ -2,6 +2,7 @@
 
 require 'bunny'
 require 'logger'
+require 'openssl'
 require 'securerandom'
 require 'set'
 require 'uri'
@@ -31,6 +32,32 @@ module TaskerWorker
   end
   Bunny::Session.prepend(BrokerCloseReason)
 
+  # Ends a wait for publisher confirms when the broker closes the channel,
+  # as it does for a publish it refuses (ACCESS_REFUSED for an exchange or a
+  # routing key the user may not publish to): Bunny would wait out its
+  # continuation timeout and raise Timeout::Error, saying nothing of why.
+  # The messages still unconfirmed count as nacked, and #close_reason keeps
+  # what the broker said.
+  module ConfirmsEndWithTheChannel
+    attr_reader :close_reason
+
+    def handle_method(method)
+      super
+      return unless method.is_a?(AMQ::Protocol::Channel::Close)
+
+      @close_reason = method.reply_text
+      @unconfirmed_set_mutex.synchronize do
+        next if @unconfirmed_set.nil? || @unconfirmed_set.empty?
+
+        @nacked_set.merge(@unconfirmed_set)
+        @unconfirmed_set.clear
+        @only_acks_received = false
+        @confirms_continuations.push(true)
+      end
+    end
+  end
+  Bunny::Channel.prepend(ConfirmsEndWithTheChannel)
+
   # What a Tasker process does with RabbitMQ: connect with a short heartbeat,
   # declare the topology, build the properties every message carries,
   # publish with confirms, and dead-letter what a consumer cannot use.
@@ -39,7 +66,7 @@ module TaskerWorker
   # the broker never closes the channel steps are consumed on.
   class Broker
     # What a lost or refused connection raises in Bunny and the socket layer.
-    CONNECTION_ERRORS = [Bunny::Exception, Timeout::Error, IOError, SystemCallError].freeze
+    CONNECTION_ERRORS = [Bunny::Exception, Timeout::Error, IOError, SystemCallError, OpenSSL::SSL::SSLError].freeze
 
     attr_reader :connection, :url
 
@@ -87,11 +114,16 @@ module TaskerWorker
     # the nodes, shares one user and vhost between them, and names none of
     # them when all fail.
     #
-    # Raises ConfigError if no URL is given or one is not an AMQP URL, and
-    # BrokerError: not retryable if a broker refuses the login or the vhost
-    # (the others would too: a cluster shares its users), retryable if no
-    # broker can be reached, naming every URL tried and the last error.
-    def self.connect(url, name:, heartbeat:, logger:, losses: Losses.new)
+    # `amqps://` URLs connect over TLS with `tls`'s files (TlsFiles): the
+    # broker's certificate and host name verified, against the system's
+    # roots and the CA file, with the client certificate if given.
+    #
+    # Raises ConfigError if no URL is given, one is not an AMQP URL, or a
+    # TLS file cannot be read, and BrokerError: not retryable if a broker
+    # refuses the login or the vhost (the others would too: a cluster shares
+    # its users), retryable if no broker can be reached or a TLS handshake
+    # fails, naming every URL tried and the last error.
+    def self.connect(url, name:, heartbeat:, logger:, losses: Losses.new, tls: TlsFiles.new)
       nodes = urls(url)
       if nodes.empty?
         raise ConfigError, 'no RabbitMQ URL given: set TASKER_AMQP_URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f'
@@ -100,15 +132,30 @@ module TaskerWorker
       # Every URL is checked before any is tried, so that a mistyped node
       # fails the start rather than a reconnection days later.
       nodes.each { |node| check_url(node) }
+      tls_options = nodes.any? { |node| secure?(node) } ? tls.bunny_options : {}
       unreachable = []
       last = nil
       nodes.rotate(next_start(nodes.size)).each do |node|
-        return connect_one(node, name:, heartbeat:, logger:, losses:)
+        return connect_one(node, name:, heartbeat:, logger:, losses:, tls: secure?(node) ? tls_options : {})
       rescue *CONNECTION_ERRORS => e
         unreachable << redact(node)
         last = e
       end
-      raise BrokerError, "rabbitmq at #{unreachable.join(', ')} cannot be used: #{last.class}: #{last.message}"
+      raise BrokerError, failure(unreachable, last)
+    end
+
+    # Why no node could be used: the TLS advice when the last one failed its
+    # handshake.
+    def self.failure(unreachable, last)
+      return "rabbitmq at #{unreachable.join(', ')} cannot be used: #{last.class}: #{last.message}" \
+        unless last.is_a?(OpenSSL::SSL::SSLError)
+
+      tls = "the TLS handshake with rabbitmq at #{unreachable.last} failed: #{last.message}; #{TlsFiles::HINT}"
+      unreachable.size == 1 ? tls : "rabbitmq at #{unreachable.join(', ')} cannot be used: #{tls}"
+    end
+
+    def self.secure?(url)
+      url.strip.downcase.start_with?('amqps:')
     end
 
     # The URLs of the nodes that `urls` names: one URL, or several separated
@@ -144,19 +191,20 @@ module TaskerWorker
                          '(TASKER_AMQP_URL)'
     end
 
-    # Connects to one node; raises what Bunny raises, except a refusal.
-    def self.connect_one(url, name:, heartbeat:, logger:, losses:)
+    # Connects to one node, with Bunny's `tls` options; raises what Bunny
+    # raises, except a refusal.
+    def self.connect_one(url, name:, heartbeat:, logger:, losses:, tls:)
       connection = Bunny.new(url, heartbeat: heartbeat.positive? ? heartbeat.ceil : 0,
                                   connection_name: name, automatically_recover: false,
-                                  session_error_handler: losses, logger: quiet(logger), connection_timeout: 30)
+                                  session_error_handler: losses, logger: quiet(logger), connection_timeout: 30, **tls)
       connection.start
       new(connection, url, logger)
     rescue *REFUSED => e
       raise BrokerError.new("rabbitmq at #{redact(url)} refused the connection: #{e.message}; check the user " \
-                            'name and password in the URL (TASKER_AMQP_URL) and that the user may use the vhost',
-                            retryable: false)
+                            'name and password (TASKER_AMQP_URL, or TASKER_AMQP_PASSWORD or ' \
+                            'TASKER_AMQP_PASSWORD_FILE) and that the user may use the vhost', retryable: false)
     end
-    private_class_method :next_start, :check_url, :connect_one
+    private_class_method :next_start, :check_url, :connect_one, :failure, :secure?
 
     # `logger` for Bunny, which logs every frame at debug level: warnings
     # and errors only.
@@ -218,46 +266,81 @@ module TaskerWorker
     end
 
     # Declares what every process uses: the events exchange, and the
-    # dead-letter exchange and queue.
-    def declare_common(channel)
-      channel.exchange_declare(Topology::EVENTS_EXCHANGE, 'topic', durable: true)
-      channel.exchange_declare(Topology::DEAD_LETTER_EXCHANGE, 'fanout', durable: true)
-      declare_queue(Topology::DEAD_LETTER_QUEUE)
-      channel.queue_bind(Topology::DEAD_LETTER_QUEUE, Topology::DEAD_LETTER_EXCHANGE, routing_key: '')
+    # dead-letter exchange and queue. They are shared: a user that may not
+    # declare them (least privilege) skips them, as #declare_shared says.
+    def declare_common
+      declare_shared_exchange(Topology::EVENTS_EXCHANGE, 'topic')
+      declare_shared_exchange(Topology::DEAD_LETTER_EXCHANGE, 'fanout')
+      declare_queue(Topology::DEAD_LETTER_QUEUE, shared: true)
+      bind_shared(Topology::DEAD_LETTER_QUEUE, Topology::DEAD_LETTER_EXCHANGE, '')
     rescue *CONNECTION_ERRORS => e
       raise error(e)
     end
 
     # Declares the queues every process touching `namespace` shares, its
     # task requests and its step results, and the exchanges they are bound
-    # to, so that no request or result of it is ever unroutable.
-    def declare_namespace(channel, namespace)
-      declare_requests_exchange(channel)
+    # to, so that no request or result of it is ever unroutable. All shared,
+    # as #declare_common's.
+    def declare_namespace(namespace)
+      declare_requests_exchange
       requests = Topology.request_queue(namespace)
-      declare_queue(requests)
-      channel.queue_bind(requests, Topology::REQUESTS_EXCHANGE, routing_key: namespace)
-      channel.exchange_declare(Topology::STEPS_EXCHANGE, 'direct', durable: true)
+      declare_queue(requests, shared: true)
+      bind_shared(requests, Topology::REQUESTS_EXCHANGE, namespace)
+      declare_shared_exchange(Topology::STEPS_EXCHANGE, 'direct')
       results = Topology.result_queue(namespace)
-      declare_queue(results)
-      channel.queue_bind(results, Topology::EVENTS_EXCHANGE, routing_key: Topology.step_result_routing_key(namespace))
+      declare_queue(results, shared: true)
+      bind_shared(results, Topology::EVENTS_EXCHANGE, Topology.step_result_routing_key(namespace))
     rescue *CONNECTION_ERRORS => e
       raise error(e)
     end
 
     # Declares the requests exchange with its alternate exchange, and the
     # queue of unrouted requests bound to that, so that a request for a
-    # namespace no coordinator serves is kept rather than lost.
-    def declare_requests_exchange(channel)
-      channel.exchange_declare(Topology::UNROUTED_REQUESTS_EXCHANGE, 'fanout', durable: true)
-      declare_queue(Topology::UNROUTED_REQUESTS_QUEUE)
-      channel.queue_bind(Topology::UNROUTED_REQUESTS_QUEUE, Topology::UNROUTED_REQUESTS_EXCHANGE, routing_key: '')
-      channel.exchange_declare(
-        Topology::REQUESTS_EXCHANGE, 'direct',
-        durable: true,
-        arguments: { Topology::ALTERNATE_EXCHANGE_ARGUMENT => Topology::UNROUTED_REQUESTS_EXCHANGE }
-      )
+    # namespace no coordinator serves is kept rather than lost. All shared,
+    # as #declare_common's.
+    def declare_requests_exchange
+      declare_shared_exchange(Topology::UNROUTED_REQUESTS_EXCHANGE, 'fanout')
+      declare_queue(Topology::UNROUTED_REQUESTS_QUEUE, shared: true)
+      bind_shared(Topology::UNROUTED_REQUESTS_QUEUE, Topology::UNROUTED_REQUESTS_EXCHANGE, '')
+      declare_shared_exchange(Topology::REQUESTS_EXCHANGE, 'direct',
+                              { Topology::ALTERNATE_EXCHANGE_ARGUMENT => Topology::UNROUTED_REQUESTS_EXCHANGE })
     rescue *CONNECTION_ERRORS => e
       raise error(e)
+    end
+
+    # Runs the declaration of the shared object `what` (an exchange, queue
+    # or binding of Tasker's that every process uses) on a channel of its
+    # own, since a refusal closes the channel it came on. A user kept to
+    # least privilege may not declare them: the refusal (ACCESS_REFUSED) is
+    # logged at debug level and skipped, for the coordinators declare them.
+    # Any other error is raised.
+    def declare_shared(what)
+      own = @connection.create_channel
+      yield own
+    rescue Bunny::AccessRefused => e
+      not_allowed(what, e)
+    ensure
+      close_quietly(own)
+    end
+
+    def declare_shared_exchange(name, type, arguments = {})
+      declare_shared(name) { |own| own.exchange_declare(name, type, durable: true, arguments:) }
+    end
+
+    def bind_shared(queue, exchange, routing_key)
+      declare_shared("the binding of #{queue} to #{exchange}") do |own|
+        own.queue_bind(queue, exchange, routing_key:)
+      end
+    end
+
+    def not_allowed(what, refusal)
+      @logger.debug("not allowed to declare #{what}; the coordinators declare it (#{refusal.message})")
+    end
+
+    def close_quietly(channel)
+      channel.close if channel&.open?
+    rescue *CONNECTION_ERRORS
+      nil # closed by a refusal already
     end
 
     # Declares where `service`'s steps of `namespace` wait, bound once per
@@ -283,7 +366,7 @@ module TaskerWorker
                               "TASKER_PARTITIONS set to the number the service's other workers use",
                               retryable: false)
       end
-      channel.exchange_declare(Topology::STEPS_EXCHANGE, 'direct', durable: true)
+      declare_shared_exchange(Topology::STEPS_EXCHANGE, 'direct')
       name = Topology.service_queue(namespace, service)
       declare_queue(name)
       callables.each do |callable|
@@ -298,7 +381,7 @@ module TaskerWorker
     # queues are bound before the exchange is, so that no step reaches an
     # exchange with nowhere to send it.
     def declare_partitions(channel, namespace, service, callables, partitions)
-      channel.exchange_declare(Topology::STEPS_EXCHANGE, 'direct', durable: true)
+      declare_shared_exchange(Topology::STEPS_EXCHANGE, 'direct')
       exchange = Topology.service_exchange(namespace, service)
       declare_hash_exchange(channel, exchange, partitions)
       queues = (0...partitions).map do |index|
@@ -345,25 +428,24 @@ module TaskerWorker
     # Declares a Tasker queue with Topology::QUORUM's arguments, on a channel
     # of its own, since a refusal closes the channel it came on. A queue that
     # an older Tasker declared without the delivery limit refuses them with
-    # PRECONDITION_FAILED: it is used as it is, with a warning.
-    def declare_queue(name)
+    # PRECONDITION_FAILED: it is used as it is, with a warning. A `shared`
+    # queue the user may not declare is skipped (#declare_shared); the
+    # service's own must be declared.
+    def declare_queue(name, shared: false)
       own = @connection.create_channel
-      begin
-        own.queue_declare(name, durable: true, exclusive: false, auto_delete: false,
-                                arguments: Topology::QUORUM.dup)
-      rescue Bunny::PreconditionFailed => e
-        @logger.warn(
-          "the queue #{name} exists with other arguments, likely declared by an older Tasker without " \
-          'x-delivery-limit; using it as it is. Give it a delivery-limit policy so RabbitMQ 4 never ' \
-          "drops a message before Tasker dead-letters it (#{e.message})"
-        )
-      ensure
-        begin
-          own.close if own.open?
-        rescue *CONNECTION_ERRORS
-          nil # closed by the refusal already
-        end
-      end
+      own.queue_declare(name, durable: true, exclusive: false, auto_delete: false, arguments: Topology::QUORUM.dup)
+    rescue Bunny::PreconditionFailed => e
+      @logger.warn(
+        "the queue #{name} exists with other arguments, likely declared by an older Tasker without " \
+        'x-delivery-limit; using it as it is. Give it a delivery-limit policy so RabbitMQ 4 never ' \
+        "drops a message before Tasker dead-letters it (#{e.message})"
+      )
+    rescue Bunny::AccessRefused => e
+      raise unless shared
+
+      not_allowed(name, e)
+    ensure
+      close_quietly(own)
     end
 
     # The properties of a Tasker message: persistent, JSON, typed, with a
@@ -423,10 +505,8 @@ module TaskerWorker
           id = properties[:message_id]
           @returned_mutex.synchronize { @returned.delete(id) }
           @channel.basic_publish(body, exchange, routing_key, properties.merge(mandatory:))
-          unless @channel.wait_for_confirms
-            raise BrokerError, "rabbitmq refused to store a message for exchange #{exchange.inspect}, routing " \
-                               "key #{routing_key.inspect}; check the broker's log (disk or memory alarm, queue limits)"
-          end
+          raise BrokerError, refused(exchange, routing_key) unless @channel.wait_for_confirms
+
           if @returned_mutex.synchronize { @returned.delete?(id) }
             raise BrokerError, "no queue is bound to exchange #{exchange.inspect} with routing key " \
                                "#{routing_key.inspect}; declare the namespace's queues"
@@ -467,6 +547,20 @@ module TaskerWorker
       end
 
       private
+
+      # Why the broker did not confirm a message: it closed the channel
+      # (ACCESS_REFUSED: the user may not publish there), or nacked it.
+      def refused(exchange, routing_key)
+        where = "exchange #{exchange.inspect}, routing key #{routing_key.inspect}"
+        reason = @channel.close_reason
+        if reason
+          return "rabbitmq at #{@url} refused a message for #{where} and closed the channel: #{reason}; check " \
+                 "the user's permissions (write on the exchange, and its topic permissions)"
+        end
+
+        "rabbitmq refused to store a message for #{where}; check the broker's log (disk or memory alarm, " \
+          'queue limits)'
+      end
 
       def note_return(message_id)
         @returned_mutex.synchronize { @returned << message_id }

@@ -82,13 +82,29 @@ module TaskerWorker
     attr_reader :reply_queue
 
     # Connects to the broker, declares the requests exchange (with its
-    # alternate exchange and the unrouted queue) and opens a private reply
-    # queue. `amqp_url` may list a cluster's nodes, separated by commas, as
-    # Broker.connect says. Raises ConfigError if it is not an AMQP URL, and
-    # BrokerError if the broker cannot be reached or refuses us.
-    def self.connect(amqp_url = Config::DEFAULT_AMQP_URL, name: 'tasker-client', heartbeat: 5, logger: nil)
+    # alternate exchange and the unrouted queue; a user that may not is
+    # left to the coordinators, as Broker#declare_shared says) and opens a
+    # private reply queue. `amqp_url` may list a cluster's nodes, separated
+    # by commas, as Broker.connect says; `amqps://` ones use the TLS files,
+    # as Config's settings of the same names. Raises ConfigError if it is
+    # not an AMQP URL or a TLS file cannot be used, and BrokerError if the
+    # broker cannot be reached, refuses us, or fails the TLS handshake.
+    def self.connect(amqp_url = Config::DEFAULT_AMQP_URL, name: 'tasker-client', heartbeat: 5, logger: nil,
+                     tls_ca_file: nil, tls_cert_file: nil, tls_key_file: nil)
       logger ||= Logger.new($stderr, progname: 'tasker_client', level: Logger::INFO)
-      new({ amqp_url:, name:, heartbeat:, logger: }, logger)
+      tls = TlsFiles.new(ca_file: tls_ca_file, cert_file: tls_cert_file, key_file: tls_key_file).check!
+      new({ amqp_url:, name:, heartbeat:, logger:, tls: }, logger)
+    end
+
+    # #connect with the settings of the environment, as Config.from_env
+    # reads them: TASKER_AMQP_URL (the default URL without it),
+    # TASKER_AMQP_PASSWORD or TASKER_AMQP_PASSWORD_FILE, and
+    # TASKER_TLS_CA_FILE, TASKER_TLS_CERT_FILE and TASKER_TLS_KEY_FILE.
+    def self.from_env(env = ENV, name: 'tasker-client', heartbeat: 5, logger: nil)
+      url = Secrets.amqp_url_from_env(env, env['TASKER_AMQP_URL'] || Config::DEFAULT_AMQP_URL)
+      tls = TlsFiles.from_env(env)
+      connect(url, name:, heartbeat:, logger:, tls_ca_file: tls.ca_file, tls_cert_file: tls.cert_file,
+                   tls_key_file: tls.key_file)
     end
 
     def initialize(connect_args, logger)
@@ -138,11 +154,12 @@ module TaskerWorker
     # #on_reply, with the requests exchange declared.
     def open_session
       broker = Broker.connect(@connect_args[:amqp_url], name: @connect_args[:name],
-                                                        heartbeat: @connect_args[:heartbeat], logger: @logger)
+                                                        heartbeat: @connect_args[:heartbeat], logger: @logger,
+                                                        tls: @connect_args[:tls])
       begin
         publisher = broker.publisher
+        broker.declare_requests_exchange
         channel = broker.channel
-        broker.declare_requests_exchange(channel)
         queue = channel.queue('', exclusive: true, auto_delete: true, durable: false)
         queue.subscribe(manual_ack: false) { |_info, props, body| on_reply(props, body) }
         [broker, publisher, queue.name]

@@ -32,13 +32,21 @@ module TaskerWorker
     # announce_every: seconds between the worker's announcements.
     # health_addr: where to serve `/healthz` and `/readyz`, as `host:port`
     #   or [host, port]; nil (the default) serves nothing.
+    # tls_ca_file: a PEM file of CA certificates trusted for `amqps://`
+    #   URLs besides the system's, such as a private CA's.
+    # tls_cert_file, tls_key_file: the client certificate and its key (PEM)
+    #   for brokers that ask for one (mutual TLS); both or neither.
     DEFAULTS = {
       service: '', amqp_url: DEFAULT_AMQP_URL, concurrency: 32, partitions: 1, heartbeat: 5,
       shutdown_grace: 30.0, max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES, max_redeliveries: 5,
-      remembered_results: 10_000, announce_every: 10.0, name: nil, logger: nil, health_addr: nil
+      remembered_results: 10_000, announce_every: 10.0, name: nil, logger: nil, health_addr: nil,
+      tls_ca_file: nil, tls_cert_file: nil, tls_key_file: nil
     }.freeze
 
     attr_accessor(*DEFAULTS.keys)
+
+    # The TLS settings, by the variable from_env reads each from.
+    TLS_VARIABLES = { tls_ca_file: TlsFiles::CA, tls_cert_file: TlsFiles::CERT, tls_key_file: TlsFiles::KEY }.freeze
 
     # Every setting above, by name; a name that is not one is an error.
     def initialize(**settings)
@@ -52,12 +60,16 @@ module TaskerWorker
     end
 
     # A configuration from the environment, as the other SDKs read it:
-    # TASKER_AMQP_URL, TASKER_SERVICE, TASKER_AMQP_HEARTBEAT,
-    # TASKER_MAX_MESSAGE_BYTES, TASKER_CONCURRENCY, TASKER_PARTITIONS and
-    # TASKER_HEALTH_ADDR.
+    # TASKER_AMQP_URL, TASKER_AMQP_PASSWORD or TASKER_AMQP_PASSWORD_FILE
+    # (the password of every URL, in place of any there), TASKER_SERVICE,
+    # TASKER_AMQP_HEARTBEAT, TASKER_MAX_MESSAGE_BYTES, TASKER_CONCURRENCY,
+    # TASKER_PARTITIONS, TASKER_HEALTH_ADDR, and TASKER_TLS_CA_FILE,
+    # TASKER_TLS_CERT_FILE and TASKER_TLS_KEY_FILE (TlsFiles).
     def self.from_env(env = ENV, **overrides)
       config = new(**overrides)
-      config.amqp_url = env['TASKER_AMQP_URL'] if env['TASKER_AMQP_URL']
+      config.amqp_url = Secrets.amqp_url_from_env(env, env['TASKER_AMQP_URL'] || config.amqp_url)
+      TLS_VARIABLES.each { |setting, variable| config.public_send(:"#{setting}=", env[variable]) if env[variable] }
+      config.tls.check!
       config.service = env['TASKER_SERVICE'] if env['TASKER_SERVICE']
       config.heartbeat = Float(env['TASKER_AMQP_HEARTBEAT']) if env['TASKER_AMQP_HEARTBEAT']
       config.max_message_bytes = Integer(env['TASKER_MAX_MESSAGE_BYTES'], 10) if env['TASKER_MAX_MESSAGE_BYTES']
@@ -69,8 +81,19 @@ module TaskerWorker
       raise ConfigError, "an environment setting is not a number: #{e.message}"
     end
 
+    # The TLS files of `amqps://` connections.
+    def tls
+      TlsFiles.new(ca_file: tls_ca_file, cert_file: tls_cert_file, key_file: tls_key_file)
+    end
+
+    # Broker.connect's settings besides the URL.
+    def connection
+      { name:, heartbeat:, tls: }
+    end
+
     # Raises ConfigError for a configuration that cannot work.
     def check!
+      tls.check!
       problem = Config.name_problem(service)
       if problem
         raise ConfigError, "the worker's service name #{service.inspect} #{problem}; set Config#service " \

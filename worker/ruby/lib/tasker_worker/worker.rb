@@ -215,11 +215,10 @@ module TaskerWorker
     # One connection's life begins: connect, declare, consume, announce.
     def connect_and_consume
       @losses.clear
-      @broker = Broker.connect(config.amqp_url, name: config.name, heartbeat: config.heartbeat,
-                                                logger: @logger, losses: @losses)
+      @broker = Broker.connect(config.amqp_url, logger: @logger, losses: @losses, **config.connection)
       @publisher = @broker.publisher
       @channel = @broker.channel(pool_size: config.concurrency, shutdown_timeout: config.shutdown_grace)
-      @broker.declare_common(@channel)
+      @broker.declare_common
       # Per consumer; the channel's `concurrency` delivery threads, shared by
       # every queue, bound the steps that run at once.
       @channel.prefetch(config.prefetch)
@@ -252,7 +251,7 @@ module TaskerWorker
     # queues, whose deliveries publish on `publisher`, of the same connection;
     # returns what it serves there, for the announcements.
     def consume(namespace, callables, publisher)
-      @broker.declare_namespace(@channel, namespace)
+      @broker.declare_namespace(namespace)
       queues = @broker.declare_service(@channel, namespace, config.service, callables, config.partitions)
       queues.each_with_index do |queue, index|
         # The broker cancels a consumer whose queue is deleted: consume again
@@ -299,12 +298,13 @@ module TaskerWorker
         @logger.info('reconnected to rabbitmq')
         true
       end
-    rescue BrokerError => e
-      if e.retryable?
+    rescue BrokerError, ConfigError => e
+      if e.is_a?(BrokerError) && e.retryable?
         @logger.warn("cannot reconnect to rabbitmq yet: #{e.message}")
         return false
       end
-      # The same settings cannot succeed later: the worker stops.
+      # The same settings cannot succeed later (a refused login, a TLS file
+      # gone): the worker stops.
       @logger.error("stopping: #{e.message}")
       Thread.new { stop }
       true

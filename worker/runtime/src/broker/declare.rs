@@ -6,7 +6,7 @@ use lapin::options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptio
 use lapin::types::{AMQPValue, FieldTable};
 use tasker_protocol::topology;
 
-use super::{Broker, is_not_found, is_precondition_failed};
+use super::{Broker, is_access_refused, is_not_found, is_precondition_failed};
 use crate::Error;
 
 impl Broker {
@@ -17,29 +17,22 @@ impl Broker {
     ///
     /// Returns [`Error::Amqp`] if a declaration fails, for instance because
     /// an object exists with other settings.
-    pub async fn declare_common(&self, channel: &Channel) -> Result<(), Error> {
+    pub async fn declare_common(&self) -> Result<(), Error> {
         self.declare_exchange(
-            channel,
             topology::EVENTS_EXCHANGE,
             ExchangeKind::Topic,
             FieldTable::default(),
         )
         .await?;
         self.declare_exchange(
-            channel,
             topology::DEAD_LETTER_EXCHANGE,
             ExchangeKind::Fanout,
             FieldTable::default(),
         )
         .await?;
-        self.declare_queue(topology::DEAD_LETTER_QUEUE).await?;
-        self.bind(
-            channel,
-            topology::DEAD_LETTER_QUEUE,
-            topology::DEAD_LETTER_EXCHANGE,
-            "",
-        )
-        .await
+        self.declare_shared_queue(topology::DEAD_LETTER_QUEUE).await?;
+        self.bind_shared(topology::DEAD_LETTER_QUEUE, topology::DEAD_LETTER_EXCHANGE, "")
+            .await
     }
 
     /// Declares the queues of `namespace` that every process touching it
@@ -51,17 +44,16 @@ impl Broker {
     /// # Errors
     ///
     /// Returns [`Error::Amqp`] if a declaration fails.
-    pub async fn declare_namespace(&self, channel: &Channel, namespace: &str) -> Result<(), Error> {
-        self.declare_requests_exchange(channel).await?;
+    pub async fn declare_namespace(&self, namespace: &str) -> Result<(), Error> {
+        self.declare_requests_exchange().await?;
         let requests = topology::request_queue(namespace);
-        self.declare_queue(&requests).await?;
-        self.bind(channel, &requests, topology::REQUESTS_EXCHANGE, namespace)
+        self.declare_shared_queue(&requests).await?;
+        self.bind_shared(&requests, topology::REQUESTS_EXCHANGE, namespace)
             .await?;
-        self.declare_steps_exchange(channel).await?;
+        self.declare_steps_exchange().await?;
         let results = topology::result_queue(namespace);
-        self.declare_queue(&results).await?;
-        self.bind(
-            channel,
+        self.declare_shared_queue(&results).await?;
+        self.bind_shared(
             &results,
             topology::EVENTS_EXCHANGE,
             &topology::step_result_routing_key(namespace),
@@ -84,7 +76,7 @@ impl Broker {
         service: &str,
         callables: &[&str],
     ) -> Result<String, Error> {
-        self.declare_steps_exchange(channel).await?;
+        self.declare_steps_exchange().await?;
         let queue = topology::service_queue(namespace, service);
         self.declare_queue(&queue).await?;
         for callable in callables {
@@ -139,7 +131,7 @@ impl Broker {
                     .await?,
             ]);
         }
-        self.declare_steps_exchange(channel).await?;
+        self.declare_steps_exchange().await?;
         let mut arguments = FieldTable::default();
         arguments.insert(
             topology::HASH_HEADER_ARGUMENT.into(),
@@ -249,10 +241,9 @@ impl Broker {
     /// # Errors
     ///
     /// Returns [`Error::Amqp`] if a declaration fails.
-    pub async fn declare_workers_queue(&self, channel: &Channel) -> Result<(), Error> {
-        self.declare_queue(topology::WORKERS_QUEUE).await?;
-        self.bind(
-            channel,
+    pub async fn declare_workers_queue(&self) -> Result<(), Error> {
+        self.declare_shared_queue(topology::WORKERS_QUEUE).await?;
+        self.bind_shared(
             topology::WORKERS_QUEUE,
             topology::EVENTS_EXCHANGE,
             topology::WORKER_ANNOUNCE_ROUTING_KEY,
@@ -260,9 +251,8 @@ impl Broker {
         .await
     }
 
-    async fn declare_steps_exchange(&self, channel: &Channel) -> Result<(), Error> {
+    async fn declare_steps_exchange(&self) -> Result<(), Error> {
         self.declare_exchange(
-            channel,
             topology::STEPS_EXCHANGE,
             ExchangeKind::Direct,
             FieldTable::default(),
@@ -352,17 +342,16 @@ impl Broker {
     /// # Errors
     ///
     /// Returns [`Error::Amqp`] if the declaration fails.
-    pub async fn declare_requests_exchange(&self, channel: &Channel) -> Result<(), Error> {
+    pub async fn declare_requests_exchange(&self) -> Result<(), Error> {
         self.declare_exchange(
-            channel,
             topology::UNROUTED_REQUESTS_EXCHANGE,
             ExchangeKind::Fanout,
             FieldTable::default(),
         )
         .await?;
-        self.declare_queue(topology::UNROUTED_REQUESTS_QUEUE).await?;
-        self.bind(
-            channel,
+        self.declare_shared_queue(topology::UNROUTED_REQUESTS_QUEUE)
+            .await?;
+        self.bind_shared(
             topology::UNROUTED_REQUESTS_QUEUE,
             topology::UNROUTED_REQUESTS_EXCHANGE,
             "",
@@ -373,24 +362,19 @@ impl Broker {
             topology::ALTERNATE_EXCHANGE_ARGUMENT.into(),
             AMQPValue::LongString(topology::UNROUTED_REQUESTS_EXCHANGE.into()),
         );
-        self.declare_exchange(
-            channel,
-            topology::REQUESTS_EXCHANGE,
-            ExchangeKind::Direct,
-            arguments,
-        )
-        .await
+        self.declare_exchange(topology::REQUESTS_EXCHANGE, ExchangeKind::Direct, arguments)
+            .await
     }
 
+    /// Declares an exchange that every Tasker process shares ([`Broker::shared`]).
     async fn declare_exchange(
         &self,
-        channel: &Channel,
         name: &str,
         kind: ExchangeKind,
         arguments: FieldTable,
     ) -> Result<(), Error> {
-        channel
-            .exchange_declare(
+        self.shared(name, async |own| {
+            own.exchange_declare(
                 name.into(),
                 kind,
                 ExchangeDeclareOptions {
@@ -400,7 +384,44 @@ impl Broker {
                 arguments,
             )
             .await
-            .map_err(|e| self.error(e))
+        })
+        .await
+    }
+
+    /// Binds a queue that every Tasker process shares ([`Broker::shared`]).
+    async fn bind_shared(&self, queue: &str, exchange: &str, key: &str) -> Result<(), Error> {
+        self.shared(queue, async |own| queue_bind(own, queue, exchange, key).await)
+            .await
+    }
+
+    /// Runs `declare`, of something every Tasker process shares, on a
+    /// channel of its own. A user without the right to declare it (an
+    /// `ACCESS_REFUSED`, as a worker's own user gets: docs/security.md) goes
+    /// on without it: the coordinators declare it. The refusal closes the
+    /// channel, hence its own.
+    async fn shared(
+        &self,
+        what: &str,
+        declare: impl AsyncFnOnce(&Channel) -> Result<(), lapin::Error>,
+    ) -> Result<(), Error> {
+        let own = self.channel().await?;
+        match declare(&own).await {
+            Ok(()) => {
+                let _ = own.close(200, "declared".into()).await;
+                Ok(())
+            }
+            Err(e) if is_access_refused(&e) => {
+                tracing::debug!(what, "not allowed to declare it; the coordinators declare it");
+                Ok(())
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// [`Broker::declare_queue`] for a queue every Tasker process shares:
+    /// a user without the right to declare it goes on without it.
+    async fn declare_shared_queue(&self, name: &str) -> Result<(), Error> {
+        self.declare_queue_as(name, true).await
     }
 
     /// Every Tasker queue is a durable quorum queue: it survives a broker
@@ -411,6 +432,10 @@ impl Broker {
     /// refusal closes the channel it came on; the queue is the connection's
     /// from then on, whichever channel declared it.
     async fn declare_queue(&self, name: &str) -> Result<(), Error> {
+        self.declare_queue_as(name, false).await
+    }
+
+    async fn declare_queue_as(&self, name: &str, shared: bool) -> Result<(), Error> {
         let mut arguments = FieldTable::default();
         arguments.insert(
             topology::QUEUE_TYPE_ARGUMENT.into(),
@@ -437,20 +462,33 @@ impl Broker {
                      '{{\"delivery-limit\":100}}') so RabbitMQ 4 never drops a message before Tasker dead-letters it");
                 Ok(())
             }
+            Err(e) if shared && is_access_refused(&e) => {
+                tracing::debug!(
+                    queue = name,
+                    "not allowed to declare it; the coordinators declare it"
+                );
+                Ok(())
+            }
             Err(e) => Err(self.error(e)),
         }
     }
 
     async fn bind(&self, channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), Error> {
-        channel
-            .queue_bind(
-                queue.into(),
-                exchange.into(),
-                key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
+        queue_bind(channel, queue, exchange, key)
             .await
             .map_err(|e| self.error(e))
     }
+}
+
+/// Binds `queue` to `exchange` with `key`, durably, on `channel`.
+async fn queue_bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), lapin::Error> {
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
 }

@@ -11,12 +11,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::FieldTable;
-use lapin::uri::AMQPUri;
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Channel, Connection, ConnectionProperties};
 
 use crate::Error;
 use crate::publisher::Publisher;
+use crate::secrets::TlsFiles;
 
 mod declare;
 mod message;
@@ -83,7 +85,9 @@ impl Broker {
         // spread over the nodes; then one further along per connection.
         static START: OnceLock<usize> = OnceLock::new();
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let urls = broker_urls(url);
+        let url = crate::secrets::with_password_from_env(url, "TASKER_AMQP_PASSWORD")?;
+        let tls = crate::secrets::TlsFiles::from_env()?;
+        let urls = broker_urls(&url);
         if urls.is_empty() {
             return Err(Error::Config(
                 "no RabbitMQ URL given: set TASKER_AMQP_URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f"
@@ -101,7 +105,7 @@ impl Broker {
         let mut unreachable = Vec::new();
         let mut last = None;
         for url in urls.iter().cycle().skip(first).take(urls.len()) {
-            match Self::connect_one(url, name, heartbeat).await {
+            match Self::connect_one(url, name, heartbeat, &tls).await {
                 Ok(broker) => return Ok(broker),
                 Err(Error::Amqp { url, source }) => {
                     unreachable.push(url);
@@ -116,8 +120,8 @@ impl Broker {
         })
     }
 
-    /// Connects to one node.
-    async fn connect_one(url: &str, name: &str, heartbeat: Duration) -> Result<Self, Error> {
+    /// Connects to one node, over TLS with `tls`'s files for `amqps://`.
+    async fn connect_one(url: &str, name: &str, heartbeat: Duration, tls: &TlsFiles) -> Result<Self, Error> {
         let redacted = redact_url(url);
         let mut uri: AMQPUri = url
             .parse()
@@ -126,19 +130,32 @@ impl Broker {
             uri.query.heartbeat = Some(u16::try_from(heartbeat.as_secs()).unwrap_or(u16::MAX));
         }
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        let connection =
-            Connection::connect_uri(uri, properties)
-                .await
-                .map_err(|source| match refusal(&source) {
-                    Some(reason) => Error::Refused {
-                        url: redacted.clone(),
-                        reason,
-                    },
-                    None => Error::Amqp {
-                        url: redacted.clone(),
-                        source,
-                    },
-                })?;
+        let secure = uri.scheme == AMQPScheme::AMQPS;
+        let config = if secure {
+            tls_config(tls)?
+        } else {
+            OwnedTLSConfig::default()
+        };
+        let runtime = lapin::runtime::default_runtime().map_err(|source| Error::Amqp {
+            url: redacted.clone(),
+            source,
+        })?;
+        let connection = Connection::connect_uri_with_config(uri, properties, config, runtime)
+            .await
+            .map_err(|source| match refusal(&source) {
+                Some(reason) => Error::Refused {
+                    url: redacted.clone(),
+                    reason,
+                },
+                None if secure && is_tls_failure(&source) => Error::Tls {
+                    url: redacted.clone(),
+                    source,
+                },
+                None => Error::Amqp {
+                    url: redacted.clone(),
+                    source,
+                },
+            })?;
         Ok(Self {
             connection,
             url: redacted,
@@ -256,6 +273,38 @@ fn is_precondition_failed(error: &lapin::Error) -> bool {
     use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
     matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp)
         if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)))
+}
+
+/// The TLS settings of a connection to `amqps://`: the CA, trusted besides
+/// the system's roots, and the client certificate.
+fn tls_config(tls: &TlsFiles) -> Result<OwnedTLSConfig, Error> {
+    let pem = tls.read()?;
+    Ok(OwnedTLSConfig {
+        identity: pem.identity.map(|(pem, key)| OwnedIdentity::PKCS8 { pem, key }),
+        cert_chain: pem
+            .ca
+            .map(|ca| {
+                String::from_utf8(ca).map_err(|_| {
+                    Error::Config("TASKER_TLS_CA_FILE is not a PEM file: it is not text".to_owned())
+                })
+            })
+            .transpose()?,
+    })
+}
+
+/// Whether a connection failed in its TLS handshake (an unknown CA, a
+/// missing client certificate) rather than, say, finding no one there.
+fn is_tls_failure(error: &lapin::Error) -> bool {
+    let text = format!("{error:?}").to_ascii_lowercase();
+    ["certificate", "handshake", "tls", "alert"]
+        .iter()
+        .any(|w| text.contains(w))
+}
+
+fn is_access_refused(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp)
+        if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)))
 }
 
 fn is_not_found(error: &lapin::Error) -> bool {
