@@ -177,12 +177,13 @@ rabbit_definitions() {
     IFS=: read -r namespace service user <<<"$entry"
     [[ $user == tasker-test- ]] && user=tasker-test-$service
     user=${user:-tasker-$service}
-    # Its queue, or its exchange and queues when split (TASKER_PARTITIONS).
+    # Its queue, or its exchange and queues when split (TASKER_PARTITIONS);
+    # it binds them to its namespace's steps exchange, which it may read.
     own="tasker\\\\.steps\\\\.$namespace\\\\.$service(\\\\.[0-9]+)?"
     users+=("$(json_user "$user" "$(password "rabbitmq-$user")")")
     permissions+=("$(json_permissions "$user" "^($own|amq\\\\.gen-.*)\$" \
       "^($own|tasker\\\\.events|tasker\\\\.dead_letter|tasker\\\\.requests|amq\\\\.gen-.*)\$" \
-      "^($own|tasker\\\\.steps|amq\\\\.gen-.*)\$")")
+      "^($own|tasker\\\\.steps\\\\.$namespace|amq\\\\.gen-.*)\$")")
     topics+=("$(json_topic "$user" "^(step\\\\.result\\\\.$namespace|worker\\\\.announce)\$" '^$')")
   done
   local IFS=,

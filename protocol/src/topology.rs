@@ -3,8 +3,8 @@
 //! ```text
 //! client ──task request──▶ [tasker.requests] ──(routing key = namespace)──▶ queue tasker.requests.<namespace> ──▶ coordinator
 //!                              └─(no such namespace: alternate exchange)──▶ queue tasker.requests.unrouted ──▶ coordinator
-//! coordinator ──step ready──▶ [tasker.steps] ──(<namespace>/<callable>)──▶ queue tasker.steps.<namespace>.<service> ──▶ worker
-//!                              ├─(a service split over N queues)──▶ [tasker.steps.<namespace>.<service>] ──(hash of the task id)──▶ queue tasker.steps.<namespace>.<service>.<0..N-1>
+//! coordinator ──step ready──▶ [tasker.steps] ──(<namespace>/<callable>)──▶ [tasker.steps.<namespace>] ──▶ queue tasker.steps.<namespace>.<service> ──▶ worker
+//!                              ├─(a service split over N queues)──▶ [tasker.steps.<namespace>] ──▶ [tasker.steps.<namespace>.<service>] ──(hash of the task id)──▶ queue tasker.steps.<namespace>.<service>.<0..N-1>
 //!                              └─(no service serves the callable: returned)──▶ the step waits for a worker
 //! worker ──step result──▶ [tasker.events] ──(step.result.<namespace>)──▶ queue tasker.results.<namespace> ──▶ coordinator
 //! worker ──announcement──▶ [tasker.events] ──(worker.announce)──▶ queue tasker.workers ──▶ coordinator
@@ -22,7 +22,9 @@
 //! Steps are routed by handler: a step-ready message's routing key is its
 //! namespace and its step's `callable`, and every service (the workers of
 //! one deployment, in any language) has its own queue of a namespace's
-//! steps, bound to the keys of the callables it serves. A service receives
+//! steps, bound to the keys of the callables it serves, on the namespace's
+//! own steps exchange, which the coordinators bind to `tasker.steps` with
+//! the keys of the namespace's callables. A service receives
 //! only its own steps, several services serve one namespace, and a step for
 //! a service whose workers are all down waits in that service's queue. A
 //! step whose callable no service has declared reaches no queue: the broker
@@ -68,6 +70,16 @@ pub const MAX_ROUTING_KEY_BYTES: usize = 255;
 #[must_use]
 pub fn step_routing_key(namespace: &str, callable: &str) -> String {
     format!("{namespace}/{callable}")
+}
+
+/// Direct exchange of `namespace`'s steps, bound to [`STEPS_EXCHANGE`] by
+/// the coordinators with `<namespace>/<callable>` for every callable of the
+/// namespace's templates. Services bind their queues here, not to
+/// [`STEPS_EXCHANGE`], so a worker's user needs `read` on its own
+/// namespace's exchange only, and cannot bind to another namespace's steps.
+#[must_use]
+pub fn namespace_steps_exchange(namespace: &str) -> String {
+    format!("tasker.steps.{namespace}")
 }
 
 /// The durable queue of the steps of `namespace` that `service` serves.

@@ -1121,7 +1121,8 @@ fn no_worker_has_a_redis_url() {
 
 /// What a worker's user may do in RabbitMQ, as deploy/dev.d/security.sh gives it
 /// (`rabbit_definitions`): configure and read its own queues, `tasker.steps.N.S`, or `.0`… and
-/// its exchange when split, and no one else's; publish results of its namespace only. The
+/// its exchange when split, and no one else's; bind from its namespace's steps exchange,
+/// `tasker.steps.N`, only; publish results of its namespace only. The
 /// expressions as RabbitMQ reads them, after JSON.
 fn worker_grants(namespace: &str, service: &str) -> [(&'static str, &'static str, String); 5] {
     let own = format!(r"tasker\.steps\.{namespace}\.{service}(\.[0-9]+)?");
@@ -1135,7 +1136,7 @@ fn worker_grants(namespace: &str, service: &str) -> [(&'static str, &'static str
         (
             "permissions",
             "read",
-            format!(r"^({own}|tasker\.steps|amq\.gen-.*)$"),
+            format!(r"^({own}|tasker\.steps\.{namespace}|amq\.gen-.*)$"),
         ),
         (
             "topic_permissions",

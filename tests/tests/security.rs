@@ -238,6 +238,28 @@ async fn a_billing_workers_credentials_reach_only_billings_own_work() {
             )
             .await
     ));
+    // Binding its queue to what reaches other namespaces: the steps
+    // exchange itself, or another namespace's.
+    for (exchange, key) in [
+        ("tasker.steps", "payments/Payments::ProcessRefund"),
+        ("tasker.steps.payments", "payments/Payments::ProcessRefund"),
+    ] {
+        let channel = billing.create_channel().await.unwrap();
+        assert!(
+            refused(
+                channel
+                    .queue_bind(
+                        "tasker.steps.microservices.billing".into(),
+                        exchange.into(),
+                        key.into(),
+                        lapin::options::QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+            ),
+            "{exchange}"
+        );
+    }
     // Results for another namespace, and a task-finished event.
     assert!(refused(publish_event(&billing, "step.result.payments").await));
     assert!(refused(

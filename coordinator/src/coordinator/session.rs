@@ -54,6 +54,15 @@ pub(super) async fn run(
     ];
     for namespace in templates.namespaces() {
         broker.declare_namespace(namespace).await?;
+        // The namespace's steps reach its services' queues through its own
+        // exchange, which the services bind to.
+        let callables: std::collections::BTreeSet<&str> = templates
+            .iter()
+            .filter(|t| t.namespace == namespace)
+            .flat_map(|t| t.steps.iter().map(|s| s.callable.as_str()))
+            .collect();
+        let callables: Vec<&str> = callables.into_iter().collect();
+        broker.route_namespace_steps(namespace, &callables, true).await?;
         inputs.push((Input::Request, topology::request_queue(namespace)));
         inputs.push((Input::Result, topology::result_queue(namespace)));
     }

@@ -270,9 +270,11 @@ async def bus() -> AsyncIterator[Bus]:
 
 @pytest.fixture
 def namespace(bus: Bus) -> str:
-    """A namespace of this test's own; its queues are deleted at the end."""
+    """A namespace of this test's own; its queues and its steps exchange are
+    deleted at the end."""
     ns = unique("py")
     bus.remember(topology.request_queue(ns), topology.result_queue(ns))
+    bus.remember_exchange(topology.namespace_steps_exchange(ns))
     return ns
 
 

@@ -350,14 +350,15 @@ async def test_a_wrong_password_is_refused_and_never_shown(
 
 @pytest.fixture
 def lp_namespace(bus: Bus) -> str:
-    """A namespace the probe user may serve; its queues are deleted at the
-    end, as guest."""
+    """A namespace the probe user may serve; its queues and its steps
+    exchange are deleted at the end, as guest."""
     ns = f"lp_{uuid.uuid4().hex[:12]}"
     bus.remember(
         topology.request_queue(ns),
         topology.result_queue(ns),
         topology.service_queue(ns, PROBE_SERVICE),
     )
+    bus.remember_exchange(topology.namespace_steps_exchange(ns))
     return ns
 
 
@@ -372,14 +373,16 @@ async def probe_broker() -> AsyncIterator[Broker]:
     await broker.close()
 
 
-async def declare_as_coordinator(namespace: str) -> None:
+async def declare_as_coordinator(namespace: str, callables: tuple[str, ...] = (ECHO,)) -> None:
     """The shared objects of ``namespace``, declared as guest, as a
-    coordinator would."""
+    coordinator would, with its steps exchange bound to ``tasker.steps``
+    with the keys of ``callables``."""
     broker = await Broker.connect(AMQP_URL, "test-coordinator", 5.0)
     try:
         channel = await broker.channel()
         await broker.declare_common(channel)
         await broker.declare_namespace(channel, namespace)
+        await broker.route_namespace_steps(namespace, callables, strict=True)
     finally:
         await broker.close()
 
@@ -451,8 +454,15 @@ async def test_a_least_privilege_worker_runs_its_steps_without_declaring_shared_
         topology.request_queue(lp_namespace),
         topology.result_queue(lp_namespace),
         topology.STEPS_EXCHANGE,
+        topology.namespace_steps_exchange(lp_namespace),
     ):
         assert f"not allowed to declare {shared}; the coordinators declare it" in refused, refused
+    steps = topology.namespace_steps_exchange(lp_namespace)
+    key = topology.step_routing_key(lp_namespace, ECHO)
+    assert (
+        f"not allowed to bind {steps} to {topology.STEPS_EXCHANGE} with {key}; "
+        "the coordinators bind it"
+    ) in refused, refused
     # Nothing the worker owns was passed over.
     assert not any(PROBE_SERVICE in line for line in refused), refused
 
@@ -502,3 +512,110 @@ async def test_a_least_privilege_worker_fails_loudly_on_what_it_owns(
     with pytest.raises(BrokerError, match="ACCESS_REFUSED") as raised:
         await probe_broker.declare_service(channel, namespace, PROBE_SERVICE, [ECHO])
     assert topology.service_queue(namespace, PROBE_SERVICE) in str(raised.value)
+
+
+async def test_a_least_privilege_user_cannot_bind_to_another_namespaces_steps(
+    bus: Bus, lp_namespace: str, probe_broker: Broker
+) -> None:
+    await declare_as_coordinator(lp_namespace)
+    # Another namespace, outside the probe's: its steps exchange bound to
+    # tasker.steps, as a coordinator serving it would, and a queue of its own.
+    other = f"other_{uuid.uuid4().hex[:12]}"
+    other_steps = topology.namespace_steps_exchange(other)
+    other_key = topology.step_routing_key(other, ECHO)
+    bus.remember_exchange(other_steps)
+    exchange = await bus.channel.declare_exchange(
+        other_steps, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+    await exchange.bind(topology.STEPS_EXCHANGE, routing_key=other_key)
+    others = await bus.watch(other_steps, other_key)
+
+    own_steps = topology.namespace_steps_exchange(lp_namespace)
+    queue_name = topology.service_queue(lp_namespace, PROBE_SERVICE)
+    channel = await probe_broker.channel()
+    [queue] = await probe_broker.declare_service(channel, lp_namespace, PROBE_SERVICE, [ECHO])
+    assert queue.name == queue_name
+
+    async def bind_queue(own: aio_pika.abc.AbstractChannel, exchange: str) -> None:
+        mine = await own.get_queue(queue_name, ensure=False)
+        await mine.bind(exchange, routing_key=other_key)
+
+    async def bind_private_queue(own: aio_pika.abc.AbstractChannel) -> None:
+        private = await own.declare_queue("", exclusive=True, auto_delete=True)
+        await private.bind(topology.STEPS_EXCHANGE, routing_key="any/key")
+
+    async def bind_own_steps(own: aio_pika.abc.AbstractChannel) -> None:
+        mine = await own.get_exchange(own_steps, ensure=False)
+        await mine.bind(topology.STEPS_EXCHANGE, routing_key=other_key)
+
+    attempts = {
+        "its queue to tasker.steps": lambda own: bind_queue(own, topology.STEPS_EXCHANGE),
+        "a server-named queue to tasker.steps": bind_private_queue,
+        "its queue to another namespace's exchange": lambda own: bind_queue(own, other_steps),
+        "its namespace's exchange to tasker.steps": bind_own_steps,
+    }
+    for what, attempt in attempts.items():
+        # A refusal closes the channel: each on a channel of its own.
+        try:
+            await attempt(await probe_broker.channel())
+        except aiormq.exceptions.ChannelAccessRefused:
+            continue
+        pytest.fail(f"the probe user could bind {what}")
+    # Its own namespace's exchange it may read, with any key; steps reach
+    # it only with the keys the coordinators bind it to tasker.steps with.
+    await bind_queue(await probe_broker.channel(), own_steps)
+
+    await bus.publish_step(step_ready(other, ECHO), other, ECHO)
+    assert (await others.next_json(what="the other namespace's step"))["namespace"] == other
+    await bus.publish_step(step_ready(lp_namespace, ECHO), lp_namespace, ECHO)
+    # Both were confirmed, hence routed: the probe's queue holds its own
+    # namespace's step only.
+    taken = await bus.channel.get_queue(queue_name, ensure=False)
+    first = await taken.get(no_ack=True, fail=False)
+    assert first is not None
+    assert json.loads(first.body)["namespace"] == lp_namespace
+    assert await taken.get(no_ack=True, fail=False) is None
+
+
+async def test_a_least_privilege_worker_splits_its_service_and_drains_its_former_queue(
+    bus: Bus, lp_namespace: str, probe_broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    await declare_as_coordinator(lp_namespace)
+    former = topology.service_queue(lp_namespace, PROBE_SERVICE)
+    names = [topology.partition_queue(lp_namespace, PROBE_SERVICE, i) for i in range(2)]
+    bus.remember(*names)
+    bus.remember_exchange(topology.service_exchange(lp_namespace, PROBE_SERVICE))
+    channel = await probe_broker.channel()
+    await probe_broker.declare_service(channel, lp_namespace, PROBE_SERVICE, [ECHO])
+
+    async def publish() -> None:
+        task_id = str(uuid.uuid4())
+        await bus.publish_step(
+            step_ready(lp_namespace, ECHO, task_id=task_id),
+            lp_namespace,
+            ECHO,
+            headers={topology.Header.TASK_ID: task_id},
+        )
+
+    async def ready() -> list[int]:
+        states = [await bus.queue_state(name) for name in [*names, former]]
+        return [-1 if state is None else state[0] for state in states]
+
+    await publish()
+    with caplog.at_level(logging.DEBUG, logger="tasker_worker.broker"):
+        queues = await probe_broker.declare_service(
+            channel, lp_namespace, PROBE_SERVICE, [ECHO], partitions=2
+        )
+    assert [queue.name for queue in queues] == [*names, former]
+    # It may not unbind its former queue from tasker.steps, where it could
+    # not have bound it: it goes on without.
+    assert (
+        f"not allowed to unbind {former} from {topology.STEPS_EXCHANGE}; "
+        "its user could not have bound it there"
+    ) in caplog.messages, caplog.messages
+    await publish()
+    await eventually(
+        ready,
+        lambda counts: sum(counts[:2]) == 1 and counts[2] == 1,
+        what="the new step in a partition queue, the old one where it was",
+    )

@@ -299,6 +299,16 @@ def test_partitions_read_from_the_environment_from_1_to_64() -> None:
         WorkerConfig(service="billing", partitions=65).check()
 
 
+def test_a_namespace_has_a_steps_exchange_of_its_own() -> None:
+    assert topology.namespace_steps_exchange("ns") == "tasker.steps.ns"
+    # Namespaces and services have no dots: it is never a service's queue.
+    assert topology.namespace_steps_exchange("ns") not in {
+        topology.STEPS_EXCHANGE,
+        topology.service_queue("ns", "billing"),
+        topology.partition_queue("ns", "billing", 0),
+    }
+
+
 def test_partitioned_names_and_announcement() -> None:
     assert topology.service_exchange("ns", "billing") == "tasker.steps.ns.billing"
     assert topology.partition_queue("ns", "billing", 0) == "tasker.steps.ns.billing.0"

@@ -101,6 +101,7 @@ class ConformanceTest < Minitest::Test
     @queue = T.service_queue(@namespace, SERVICE)
     @bus = Bus.new
     @bus.remember(@queue, T.request_queue(@namespace), T.result_queue(@namespace))
+    @bus.remember_exchanges(T.namespace_steps_exchange(@namespace))
     @log = StringIO.new
   end
 

@@ -149,6 +149,10 @@ class PartitionsTest < Minitest::Test
 
   def test_a_service_split_after_it_had_one_queue_drains_that_queue
     assert_equal [service_queue], @broker.declare_service(@channel, @namespace, SERVICE, [CALLABLE]).map(&:name)
+    # Bound to tasker.steps too, as earlier versions bound it.
+    channel = @bus.connection.create_channel
+    channel.queue_bind(service_queue, T::STEPS_EXCHANGE, routing_key: T.step_routing_key(@namespace, CALLABLE))
+    channel.close
     leftover = SecureRandom.uuid
     publish(leftover)
     assert_equal [1], counts([service_queue], 1)

@@ -129,6 +129,7 @@ class SecurityTest < Minitest::Test
 
   def teardown
     @clients&.each(&:close)
+    @brokers&.each(&:close)
     super
   end
 
@@ -227,24 +228,44 @@ class SecurityTest < Minitest::Test
     refute_includes @log.string, wrong
   end
 
-  def test_a_least_privilege_worker_serves_its_queue_and_may_not_touch_what_is_not_its_own
-    namespace = unique('lp')
-    queue = TaskerWorker::Topology.service_queue(namespace, 'probe')
-    results_queue = TaskerWorker::Topology.result_queue(namespace)
-    @bus.remember(TaskerWorker::Topology.request_queue(namespace), results_queue, queue)
-    # The test plays the coordinator, which declares what is shared.
+  def probe_env
+    { 'TASKER_AMQP_URL' => PROBE_URL, 'TASKER_AMQP_PASSWORD_FILE' => password_file(PROBE) }
+  end
+
+  # The test plays the coordinator, which declares what is shared, and
+  # routes `namespace`'s steps of `callables` to its steps exchange.
+  def play_the_coordinator(namespace, callables)
+    @bus.remember(TaskerWorker::Topology.request_queue(namespace), TaskerWorker::Topology.result_queue(namespace))
     coordinator = TaskerWorker::Broker.connect(AMQP_URL, name: 'lp-coordinator', heartbeat: 5, logger: Logger.new(@log))
     coordinator.declare_common
     coordinator.declare_namespace(namespace)
     coordinator.close
+    @bus.route_steps(namespace, callables)
+  end
 
-    env = { 'TASKER_AMQP_URL' => PROBE_URL, 'TASKER_AMQP_PASSWORD_FILE' => password_file(PROBE) }
-    worker = worker_from(env, namespace:, service: 'probe').start
+  # A connection of the probe's own, for what its worker never does.
+  def probe_connection
+    config = TaskerWorker::Config.from_env(probe_env)
+    broker = TaskerWorker::Broker.connect(config.amqp_url, name: 'lp-probe', heartbeat: 5, logger: Logger.new(@log))
+    (@brokers ||= []) << broker
+    broker.connection
+  end
+
+  def test_a_least_privilege_worker_serves_its_queue_and_may_not_touch_what_is_not_its_own
+    namespace = unique('lp')
+    queue = TaskerWorker::Topology.service_queue(namespace, 'probe')
+    results_queue = TaskerWorker::Topology.result_queue(namespace)
+    @bus.remember(queue)
+    steps = play_the_coordinator(namespace, [ECHO])
+
+    worker = worker_from(probe_env, namespace:, service: 'probe').start
     assert_equal 1, @bus.consumer_count(queue), 'the worker consumes its queue'
     %w[tasker.events tasker.dead_letter tasker.dead_letters tasker.requests tasker.requests.unrouted tasker.steps]
-      .push(TaskerWorker::Topology.request_queue(namespace), results_queue).each do |shared|
+      .push(TaskerWorker::Topology.request_queue(namespace), results_queue, steps).each do |shared|
       assert_includes @log.string, "not allowed to declare #{shared}; the coordinators declare it"
     end
+    assert_includes @log.string, "not allowed to declare the binding of #{steps} to tasker.steps with " \
+                                 "#{namespace}/#{ECHO}; the coordinators declare it"
 
     ready = step_ready(namespace, ECHO, context: { 'n' => 3 })
     @bus.publish_step(ready, namespace, ECHO)
@@ -270,10 +291,65 @@ class SecurityTest < Minitest::Test
     end
   end
 
+  def test_a_least_privilege_user_may_bind_its_queue_to_its_own_namespace_steps_only
+    namespace = unique('lp')
+    other = unique('other')
+    queue = TaskerWorker::Topology.service_queue(namespace, 'probe')
+    @bus.remember(queue)
+    own_steps = @bus.route_steps(namespace, [ECHO])
+    other_steps = @bus.route_steps(other, [ECHO])
+    # What the other namespace's service would get: the step is routed.
+    watched = @bus.watch(other_steps, TaskerWorker::Topology.step_routing_key(other, ECHO))
+
+    connection = probe_connection
+    connection.create_channel.queue_declare(queue, durable: true, arguments: TaskerWorker::Topology::QUORUM.dup)
+    [[TaskerWorker::Topology::STEPS_EXCHANGE, "#{other}/#{ECHO}"], [TaskerWorker::Topology::STEPS_EXCHANGE, ''],
+     [TaskerWorker::Topology::STEPS_EXCHANGE, "#{namespace}/#{ECHO}"], [other_steps, "#{other}/#{ECHO}"]]
+      .each do |exchange, key|
+      refused = assert_raises(Bunny::AccessRefused, "#{exchange} #{key}") do
+        connection.create_channel.queue_bind(queue, exchange, routing_key: key)
+      end
+      assert_includes refused.message, 'ACCESS_REFUSED'
+      assert_includes refused.message, exchange
+    end
+    # Its own namespace's exchange it may bind to.
+    connection.create_channel.queue_bind(queue, own_steps, routing_key: "#{namespace}/#{ECHO}")
+
+    @bus.publish_step(step_ready(other, ECHO), other, ECHO)
+    refute_nil watched.next, "the other namespace's step was routed"
+    @bus.publish_step(step_ready(namespace, ECHO), namespace, ECHO)
+    assert_equal 1, eventually { @bus.message_count(queue).nonzero? }, "its own namespace's step reached it"
+    sleep 0.2
+    assert_equal 1, @bus.message_count(queue), "the other namespace's step never reached the probe's queue"
+  end
+
+  def test_a_least_privilege_service_split_after_it_had_one_queue_drains_that_queue
+    namespace = unique('lp')
+    single = TaskerWorker::Topology.service_queue(namespace, 'probe')
+    queues = Array.new(2) { |index| TaskerWorker::Topology.partition_queue(namespace, 'probe', index) }
+    @bus.remember(single, *queues)
+    @bus.remember_exchanges(TaskerWorker::Topology.service_exchange(namespace, 'probe'))
+    play_the_coordinator(namespace, [ECHO])
+    worker_from(probe_env, namespace:, service: 'probe').start.stop
+    leftover = step_ready(namespace, ECHO, context: { 'n' => 1 })
+    @bus.publish_step(leftover, namespace, ECHO)
+    assert_equal(1, eventually { @bus.message_count(single).nonzero? })
+
+    results = @bus.results(namespace)
+    worker_from(probe_env.merge('TASKER_PARTITIONS' => '2'), namespace:, service: 'probe').start
+    assert_equal([1, 1, 1], (queues + [single]).map { |queue| @bus.consumer_count(queue) })
+    fresh = step_ready(namespace, ECHO, context: { 'n' => 2 })
+    @bus.publish_step(fresh, namespace, ECHO)
+    received = Array.new(2) { results.next&.json }.compact
+    assert_equal [leftover, fresh].map { |step| step['task_id'] }.sort, received.map { |r| r['task_id'] }.sort
+    assert_equal 0, @bus.message_count(single)
+    # Earlier versions bound it to tasker.steps, which this user may not read.
+    assert_includes @log.string, "not allowed to unbind #{single} from tasker.steps with #{namespace}/#{ECHO}"
+  end
+
   def test_a_least_privilege_worker_fails_loudly_when_its_own_queue_is_refused
     namespace = unique('lp')
-    env = { 'TASKER_AMQP_URL' => PROBE_URL, 'TASKER_AMQP_PASSWORD_FILE' => password_file(PROBE) }
-    error = assert_raises(TaskerWorker::BrokerError) { worker_from(env, namespace:, service: 'notprobe').start }
+    error = assert_raises(TaskerWorker::BrokerError) { worker_from(probe_env, namespace:, service: 'notprobe').start }
     assert_includes error.message, 'ACCESS_REFUSED'
     assert_includes error.message, TaskerWorker::Topology.service_queue(namespace, 'notprobe')
   end

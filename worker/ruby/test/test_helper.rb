@@ -147,6 +147,50 @@ class Bus
             body, **options)
   end
 
+  # Publishes `body` to `exchange` as mandatory (confirmed) and says whether
+  # the broker returned it: no queue was bound to take it.
+  def returned?(exchange, routing_key, body)
+    returned = false
+    channel = @connection.create_channel
+    channel.confirm_select
+    Bunny::Exchange.new(channel, :direct, exchange, durable: true, no_declare: true).on_return { returned = true }
+    channel.basic_publish(JSON.generate(body), exchange, routing_key, persistent: true, mandatory: true,
+                                                                      content_type: 'application/json')
+    raise 'publish not confirmed' unless channel.wait_for_confirms
+
+    # A return comes before its confirm, and its handler runs on the
+    # channel's own thread: give that a moment.
+    sleep 0.1
+    returned
+  ensure
+    channel&.close if channel&.open?
+  end
+
+  # Plays the coordinator: declares `namespace`'s steps exchange and binds
+  # it to `tasker.steps` with the keys of `callables`, so that their steps
+  # reach the queues bound there. It is deleted at #close.
+  def route_steps(namespace, callables)
+    exchange = TaskerWorker::Topology.namespace_steps_exchange(namespace)
+    remember_exchanges(exchange)
+    channel = @connection.create_channel
+    channel.exchange_declare(exchange, 'direct', durable: true)
+    callables.each do |callable|
+      channel.exchange_bind(TaskerWorker::Topology::STEPS_EXCHANGE, exchange,
+                            routing_key: TaskerWorker::Topology.step_routing_key(namespace, callable))
+    end
+    channel.close
+    exchange
+  end
+
+  # Takes `namespace`'s steps exchange off `tasker.steps` for `callable`.
+  def unroute_steps(namespace, callable)
+    channel = @connection.create_channel
+    channel.exchange_unbind(TaskerWorker::Topology::STEPS_EXCHANGE,
+                            TaskerWorker::Topology.namespace_steps_exchange(namespace),
+                            routing_key: TaskerWorker::Topology.step_routing_key(namespace, callable))
+    channel.close
+  end
+
   # A private queue bound to `exchange` with `routing_key`.
   def watch(exchange, routing_key = '')
     watch = Watch.new
@@ -216,6 +260,7 @@ module BrokerTest
     @bus.remember(TaskerWorker::Topology.request_queue(@namespace),
                   TaskerWorker::Topology.result_queue(@namespace),
                   TaskerWorker::Topology.service_queue(@namespace, SERVICE))
+    @bus.remember_exchanges(TaskerWorker::Topology.namespace_steps_exchange(@namespace))
     @workers = []
     @log = StringIO.new
   end

@@ -42,6 +42,27 @@ class TopologyTest < Minitest::Test
     end
   end
 
+  def test_the_service_queue_gets_its_steps_through_the_namespace_steps_exchange_only
+    start_worker(CALLABLE => StepName.new)
+    results = @bus.results(@namespace)
+    steps = TaskerWorker::Topology::STEPS_EXCHANGE
+    key = TaskerWorker::Topology.step_routing_key(@namespace, CALLABLE)
+    refute @bus.returned?(steps, key, step_ready(@namespace, CALLABLE, step: 'routed')), 'routed while bound'
+    assert_equal 'routed', results.next.json['result']
+
+    # Without the namespace's exchange bound to tasker.steps, nothing the
+    # worker bound takes the step.
+    @bus.unroute_steps(@namespace, CALLABLE)
+    assert @bus.returned?(steps, key, step_ready(@namespace, CALLABLE, step: 'unrouted')),
+           'the worker bound its queue to tasker.steps'
+    assert_nil results.next(timeout: 1), 'no step ran'
+
+    # The coordinator binds it again.
+    @bus.route_steps(@namespace, [CALLABLE])
+    refute @bus.returned?(steps, key, step_ready(@namespace, CALLABLE, step: 'again'))
+    assert_equal 'again', results.next.json['result']
+  end
+
   def test_a_queue_declared_without_the_delivery_limit_is_used_as_it_is
     queue = TaskerWorker::Topology.service_queue(@namespace, BrokerTest::SERVICE)
     channel = @bus.connection.create_channel

@@ -330,11 +330,13 @@ export class Broker {
    * on a channel of its own, since a refusal closes the channel it came on.
    * A user without the permission to declare it (a worker's least-privilege
    * user) is refused with ACCESS_REFUSED: then the coordinators, which may,
-   * declare it, and the declaration is skipped. Any other error is thrown.
+   * declare it, and the declaration is skipped with a debug line, `refused`
+   * if given. Any other error is thrown.
    */
   async #declareShared(
     what: string,
     declare: (channel: amqp.Channel) => Promise<unknown>,
+    refused = `not allowed to declare ${what}; the coordinators declare it`,
   ): Promise<void> {
     const own = await this.connection.createChannel();
     own.on("error", () => undefined);
@@ -342,9 +344,7 @@ export class Broker {
       await declare(own);
     } catch (e) {
       if (replyCode(e) !== ACCESS_REFUSED) throw e;
-      this.#log.debug?.(`not allowed to declare ${what}; the coordinators declare it`, {
-        error: errorText(e),
-      });
+      this.#log.debug?.(refused, { error: errorText(e) });
     } finally {
       try {
         await own.close();
@@ -374,6 +374,21 @@ export class Broker {
   async #sharedBinding(queue: string, exchange: string, routingKey: string): Promise<void> {
     await this.#declareShared(`the binding of queue ${queue} to exchange ${exchange}`, (channel) =>
       channel.bindQueue(queue, exchange, routingKey),
+    );
+  }
+
+  /**
+   * Binds the exchange `destination` to the shared exchange `source` with
+   * `routingKey` (see {@link #declareShared}).
+   */
+  async #sharedExchangeBinding(
+    destination: string,
+    source: string,
+    routingKey: string,
+  ): Promise<void> {
+    await this.#declareShared(
+      `the binding of exchange ${destination} to exchange ${source} with ${routingKey}`,
+      (channel) => channel.bindExchange(destination, source, routingKey),
     );
   }
 
@@ -445,11 +460,16 @@ export class Broker {
    * steps of each of `callables` reach them from then on, whether or not a
    * worker of the service runs, and returns the queues to consume.
    *
-   * With one partition (the default) that is the service's single queue,
-   * bound to each callable's routing key. With more, it is the service's
-   * consistent-hash exchange, bound to those keys, and `partitions` queues
-   * behind it; a single queue the service used before is unbound and
-   * returned last, for the worker to empty.
+   * The steps come through the namespace's steps exchange,
+   * `tasker.steps.<namespace>` ({@link routeNamespaceSteps}), not straight
+   * from `tasker.steps`, so the worker's user needs `read` on its own
+   * namespace's exchange only. With one partition (the default) the
+   * service's single queue is bound to it with each callable's routing key.
+   * With more, the service's consistent-hash exchange is bound to it with
+   * those keys, with `partitions` queues behind it; a single queue the
+   * service used before is unbound (from the namespace's exchange, and from
+   * `tasker.steps`, where earlier versions bound it) and returned last, for
+   * the worker to empty.
    *
    * @throws ConfigError with one partition, if the service's steps are
    *   already split over several queues: its other workers use more.
@@ -467,9 +487,10 @@ export class Broker {
       return this.#declareSingleQueue(channel, namespace, service, callables);
     }
     const exchange = topology.serviceExchange(namespace, service);
+    const steps = topology.namespaceStepsExchange(namespace);
     const queues: string[] = [];
     try {
-      await this.declareStepsExchange();
+      await this.routeNamespaceSteps(namespace, callables);
       await this.#declarePartitionedExchange(channel, exchange);
       // The queues are bound before the exchange is, so that no step reaches
       // the exchange with nowhere to go.
@@ -480,20 +501,21 @@ export class Broker {
         queues.push(queue);
       }
       for (const callable of callables) {
-        await channel.bindExchange(
-          exchange,
-          topology.STEPS_EXCHANGE,
-          topology.stepRoutingKey(namespace, callable),
-        );
+        await channel.bindExchange(exchange, steps, topology.stepRoutingKey(namespace, callable));
       }
       const former = topology.serviceQueue(namespace, service);
       if (await this.#exists("queue", former)) {
         // New steps stop reaching it; the worker empties it.
         for (const callable of callables) {
-          await channel.unbindQueue(
-            former,
-            topology.STEPS_EXCHANGE,
-            topology.stepRoutingKey(namespace, callable),
+          const key = topology.stepRoutingKey(namespace, callable);
+          await channel.unbindQueue(former, steps, key);
+          // Where earlier versions bound it; a user without `read` on
+          // tasker.steps never could have.
+          await this.#declareShared(
+            `the unbinding of queue ${former} from exchange ${topology.STEPS_EXCHANGE}`,
+            (own) => own.unbindQueue(former, topology.STEPS_EXCHANGE, key),
+            `not allowed to unbind queue ${former} from exchange ${topology.STEPS_EXCHANGE}; ` +
+              "only a user that may read it can have bound it there",
           );
         }
         this.#log.info("draining the service's former single queue; delete it once it is empty", {
@@ -530,15 +552,12 @@ export class Broker {
       );
     }
     const queue = topology.serviceQueue(namespace, service);
+    const steps = topology.namespaceStepsExchange(namespace);
     try {
-      await this.declareStepsExchange();
+      await this.routeNamespaceSteps(namespace, callables);
       await this.declareQueue(queue);
       for (const callable of callables) {
-        await channel.bindQueue(
-          queue,
-          topology.STEPS_EXCHANGE,
-          topology.stepRoutingKey(namespace, callable),
-        );
+        await channel.bindQueue(queue, steps, topology.stepRoutingKey(namespace, callable));
       }
     } catch (e) {
       throw this.error(e);
@@ -608,6 +627,32 @@ export class Broker {
   /** Declares the exchange of every namespace's steps; shared, as in {@link declareCommon}. */
   async declareStepsExchange(): Promise<void> {
     await this.#sharedExchange(topology.STEPS_EXCHANGE, "direct");
+  }
+
+  /**
+   * Declares `namespace`'s steps exchange, `tasker.steps.<namespace>`, and
+   * binds it to `tasker.steps` with the routing key of each of `callables`,
+   * so that their steps reach it. The coordinators do so for every callable
+   * of their templates; a worker does for its own, as shared declarations
+   * ({@link declareCommon}): a least-privilege user, which may not read
+   * `tasker.steps` and so may not bind to it, skips them, and the
+   * coordinators' bindings bring its steps.
+   */
+  async routeNamespaceSteps(namespace: string, callables: readonly string[]): Promise<void> {
+    try {
+      await this.declareStepsExchange();
+      const steps = topology.namespaceStepsExchange(namespace);
+      await this.#sharedExchange(steps, "direct");
+      for (const callable of callables) {
+        await this.#sharedExchangeBinding(
+          steps,
+          topology.STEPS_EXCHANGE,
+          topology.stepRoutingKey(namespace, callable),
+        );
+      }
+    } catch (e) {
+      throw this.error(e);
+    }
   }
 
   /**

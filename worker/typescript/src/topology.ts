@@ -41,6 +41,18 @@ export function resultQueue(namespace: string): string {
   return `tasker.results.${namespace}`;
 }
 
+/**
+ * The direct exchange of `namespace`'s steps, bound to {@link STEPS_EXCHANGE}
+ * by the coordinators with {@link stepRoutingKey} for every callable of the
+ * namespace's templates. Services bind their queues here, not to
+ * {@link STEPS_EXCHANGE}, so a worker's user needs `read` on its own
+ * namespace's exchange only, and cannot bind to another namespace's steps.
+ * Names have no dots, so it cannot be a service's queue or exchange.
+ */
+export function namespaceStepsExchange(namespace: string): string {
+  return `tasker.steps.${namespace}`;
+}
+
 /** The queue of `namespace`'s steps that `service` runs. */
 export function serviceQueue(namespace: string, service: string): string {
   return `tasker.steps.${namespace}.${service}`;
@@ -54,10 +66,11 @@ export const MAX_PARTITIONS = 64;
 
 /**
  * The exchange of a service whose steps of `namespace` are split over
- * several queues: a consistent-hash exchange bound to {@link STEPS_EXCHANGE}
- * with the routing key of each callable the service serves, which spreads
- * the steps over the {@link partitionQueue}s by their task id. Same name as
- * the service's single queue; AMQP keeps exchanges and queues apart.
+ * several queues: a consistent-hash exchange bound to the namespace's
+ * {@link namespaceStepsExchange} with the routing key of each callable the
+ * service serves, which spreads the steps over the {@link partitionQueue}s
+ * by their task id. Same name as the service's single queue; AMQP keeps
+ * exchanges and queues apart.
  */
 export function serviceExchange(namespace: string, service: string): string {
   return serviceQueue(namespace, service);

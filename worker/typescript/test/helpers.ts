@@ -206,6 +206,7 @@ export class Bus {
     const namespace = unique(prefix);
     const bus = new Bus(connection, channel, namespace, url);
     bus.remember(topology.requestQueue(namespace), topology.resultQueue(namespace));
+    bus.rememberExchange(topology.namespaceStepsExchange(namespace));
     return bus;
   }
 
@@ -284,6 +285,25 @@ export class Bus {
       body,
       headers,
     );
+  }
+
+  /**
+   * Routes the steps of `callables` in `namespace` (by default the test's)
+   * from `tasker.steps` to the namespace's steps exchange, declared here,
+   * as a coordinator does at its start.
+   */
+  async routeSteps(callables: readonly string[], namespace = this.namespace): Promise<string> {
+    const steps = topology.namespaceStepsExchange(namespace);
+    this.rememberExchange(steps);
+    await this.channel.assertExchange(steps, "direct", { durable: true });
+    for (const callable of callables) {
+      await this.channel.bindExchange(
+        steps,
+        topology.STEPS_EXCHANGE,
+        topology.stepRoutingKey(namespace, callable),
+      );
+    }
+    return steps;
   }
 
   /** A private queue bound to `exchange` with `routingKey`. */

@@ -179,6 +179,12 @@ describe("partitions", () => {
       await broker.declareService(channel, bus.namespace, SERVICE, [Echo.handlerName]),
       [former],
     );
+    // Where earlier versions bound it, beside the namespace's steps exchange.
+    await bus.channel.bindQueue(
+      former,
+      topology.STEPS_EXCHANGE,
+      topology.stepRoutingKey(bus.namespace, Echo.handlerName),
+    );
     const leftover = await publishForTask(bus, Echo.handlerName);
     assert.deepEqual(await bus.queueState(former), [1, 0]);
 

@@ -26,7 +26,7 @@ import {
   topology,
   Worker,
 } from "../src/index.js";
-import { Bus, Coordinator, MemoryLogger, stepReady } from "./helpers.js";
+import { Bus, Coordinator, MemoryLogger, stepReady, unique, Watch } from "./helpers.js";
 
 // From dist/test, the repository is four levels up.
 const DEV = new URL("../../../../.dev/", import.meta.url).pathname;
@@ -343,11 +343,15 @@ describe("least privilege", () => {
     await bus.close();
   });
 
-  /** Declares the namespace's shared objects as guest, as a coordinator does. */
+  /**
+   * Declares the namespace's shared objects as guest, as a coordinator does,
+   * and routes the steps of `Echo` to the namespace's steps exchange.
+   */
   async function declareAsCoordinator(): Promise<void> {
     const guest = await bus.broker();
     await guest.declareCommon();
     await guest.declareNamespace(bus.namespace);
+    await bus.routeSteps([Echo.handlerName]);
   }
 
   test(
@@ -366,9 +370,13 @@ describe("least privilege", () => {
       assert.deepEqual(worker.queues, [queue]);
       assert.equal((await bus.queueState(queue))[1], 1);
       const skipped = logger.records.filter((r) => r.level === "debug").map((r) => r.message);
+      const steps = topology.namespaceStepsExchange(bus.namespace);
       for (const name of [
         `exchange ${topology.EVENTS_EXCHANGE}`,
         `exchange ${topology.STEPS_EXCHANGE}`,
+        `exchange ${steps}`,
+        `the binding of exchange ${steps} to exchange ${topology.STEPS_EXCHANGE} with ` +
+          topology.stepRoutingKey(bus.namespace, Echo.handlerName),
         `queue ${topology.DEAD_LETTER_QUEUE}`,
         `queue ${topology.resultQueue(bus.namespace)}`,
       ]) {
@@ -453,6 +461,62 @@ describe("least privilege", () => {
             routingKey,
           );
         }
+      } finally {
+        await broker.close();
+      }
+    },
+  );
+
+  test(
+    "its user may bind only to its namespace's steps exchange, and gets no other namespace's steps",
+    LIMIT,
+    async () => {
+      await declareAsCoordinator();
+      // Another namespace, outside the user's (lp_…), routed as its coordinator would.
+      const other = unique("other");
+      const otherKey = topology.stepRoutingKey(other, Echo.handlerName);
+      const otherSteps = await bus.routeSteps([Echo.handlerName], other);
+      const otherWatch = await bus.watch(otherSteps, otherKey);
+      const ownKey = topology.stepRoutingKey(bus.namespace, Echo.handlerName);
+      const ownSteps = topology.namespaceStepsExchange(bus.namespace);
+
+      const broker = await Broker.connect(PROBE_URL, "test-probe", 5, new MemoryLogger(), probe());
+      try {
+        const channel = await broker.channel();
+        const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
+        for (const [exchange, key] of [
+          [topology.STEPS_EXCHANGE, ownKey],
+          [topology.STEPS_EXCHANGE, otherKey],
+          [otherSteps, otherKey],
+        ] as const) {
+          // The refusal closes the channel: one each.
+          const refused = await broker.channel();
+          await assert.rejects(
+            refused.bindQueue(queue, exchange, key),
+            (e: unknown) => {
+              assert.equal((e as { code?: unknown }).code, 403, String(e));
+              return true;
+            },
+            `the binding of its queue to ${exchange} with ${key}`,
+          );
+        }
+        // Its namespace's exchange, the control: allowed, even with the other's key,
+        // which brings nothing, since only its namespace's keys route steps there.
+        await channel.bindQueue(queue, ownSteps, ownKey);
+        await channel.bindQueue(queue, ownSteps, otherKey);
+        const received = new Watch();
+        await channel.consume(queue, (m) => m !== null && received.push(m), { noAck: true });
+
+        const stranger = stepReady(other, Echo.handlerName);
+        await bus.publish(topology.STEPS_EXCHANGE, otherKey, stranger);
+        const routed = await otherWatch.nextJson("the other namespace's step, in its own queue");
+        assert.equal(routed["task_id"], stranger["task_id"]);
+        // Published after it on the same channel: the first step the probe's queue gets.
+        const own = stepReady(bus.namespace, Echo.handlerName);
+        await bus.publishStep(own, Echo.handlerName);
+        const first = await received.nextJson("its namespace's step");
+        assert.equal(first["task_id"], own["task_id"], JSON.stringify(first));
+        assert.equal(await received.quietFor(500), undefined, "no other step reaches its queue");
       } finally {
         await broker.close();
       }

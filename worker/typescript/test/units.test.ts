@@ -506,6 +506,14 @@ describe("settings", () => {
     assert.equal(topology.PARTITION_WEIGHT, "1");
   });
 
+  test("a namespace's steps exchange is tasker.steps.<namespace>, no service's queue", () => {
+    assert.equal(topology.namespaceStepsExchange("billing"), "tasker.steps.billing");
+    assert.equal(topology.STEPS_EXCHANGE, "tasker.steps");
+    // Names have no dots: no namespace's exchange is a service's queue or exchange.
+    assert.notEqual(topology.namespaceStepsExchange("ns_svc"), topology.serviceQueue("ns", "svc"));
+    assert.notEqual(topology.namespaceStepsExchange("ns"), topology.serviceExchange("ns", "svc"));
+  });
+
   test("recent results forget the oldest beyond their capacity", () => {
     const recent = new RecentResults(2);
     const sent = { body: Buffer.from("{}"), properties: {} };

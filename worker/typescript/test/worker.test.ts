@@ -284,7 +284,7 @@ describe("worker", () => {
     const unknown = "Tests::Unknown";
     await bus.channel.bindQueue(
       topology.serviceQueue(bus.namespace, "svc"),
-      topology.STEPS_EXCHANGE,
+      await bus.routeSteps([unknown]),
       topology.stepRoutingKey(bus.namespace, unknown),
     );
     await bus.publishStep(stepReady(bus.namespace, unknown), unknown);
@@ -296,6 +296,25 @@ describe("worker", () => {
         'this worker has no handler for callable "Tests::Unknown"; register a handler whose handlerName is ' +
         '"Tests::Unknown" (known: Tests::Echo)',
     });
+  });
+
+  test("a worker's queue gets its steps through the namespace's steps exchange only", async () => {
+    await bus.startWorker([Echo]);
+    const results = await bus.results();
+    const key = topology.stepRoutingKey(bus.namespace, Echo.handlerName);
+    const steps = topology.namespaceStepsExchange(bus.namespace);
+    // What the coordinators bind, taken away: the worker bound its queue to
+    // nothing else, so a step published to tasker.steps reaches no queue.
+    await bus.channel.unbindExchange(steps, topology.STEPS_EXCHANGE, key);
+    await assert.rejects(
+      bus.publishStep(stepReady(bus.namespace, Echo.handlerName), Echo.handlerName),
+      /nothing took the message/,
+    );
+    const ready = stepReady(bus.namespace, Echo.handlerName);
+    await bus.publish(steps, key, ready);
+    const result = await results.nextJson("the result of the step published to its exchange");
+    assert.equal(result["task_id"], ready["task_id"]);
+    assert.equal(result["status"], "completed", JSON.stringify(result));
   });
 
   test("undecodable steps are dead-lettered with their reason, then acked", async () => {

@@ -128,6 +128,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     queues = [topology.request_queue(namespace), topology.result_queue(namespace)]
     for queue in queues + [topology.service_queue(namespace, s) for s in started]:
         await channel.queue_delete(queue)
+    await channel.exchange_delete(topology.namespace_steps_exchange(namespace))
     await connection.close()
     for log in logs:
         log.close()

@@ -43,6 +43,7 @@ class RegistrationTest < Minitest::Test
     queues = [TaskerWorker::Topology.request_queue(@namespace), TaskerWorker::Topology.result_queue(@namespace)] +
              SERVICES.map { |s| TaskerWorker::Topology.service_queue(@namespace, s) }
     queues.each { |queue| channel.queue_delete(queue) }
+    channel.exchange_delete(TaskerWorker::Topology.namespace_steps_exchange(@namespace))
   rescue Bunny::Exception => e
     warn "queues of #{@namespace} not deleted: #{e.message}"
   end

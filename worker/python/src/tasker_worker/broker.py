@@ -250,14 +250,23 @@ class Broker:
         partitions: int = 1,
     ) -> list[AbstractQueue]:
         """Declares where ``service``'s steps of ``namespace`` wait, bound to
-        the routing key of each of ``callables``: from then on those steps
-        reach it, whether or not a worker of the service runs. Returns the
-        queues to consume.
+        the namespace's steps exchange (:func:`topology.namespace_steps_exchange`)
+        with the routing key of each of ``callables``: from then on those
+        steps reach it, whether or not a worker of the service runs. Returns
+        the queues to consume.
+
+        The namespace's steps exchange and its bindings to the steps
+        exchange are shared (:meth:`route_namespace_steps`): a user not
+        allowed to make them goes on without them, since the coordinators
+        make them. The service's own queues and bindings are not: any
+        failure to make them is raised.
 
         With one partition, that is the service's queue. With more, the
         service's consistent-hash exchange spreads the steps by task id over
         ``partitions`` queues; the service's former single queue, if any, no
-        longer receives steps and comes last, for the worker to empty it.
+        longer receives steps and comes last, for the worker to empty it. It
+        is unbound from the namespace's steps exchange and, where its user
+        may, from the steps exchange, where earlier versions bound it.
 
         :raises ConfigError: with one partition, if the service's steps are
             already split over several queues: its other workers' steps
@@ -277,16 +286,49 @@ class Broker:
                     f"several queues (the exchange {exchange} exists): start this worker with "
                     "TASKER_PARTITIONS set to the number the service's other workers use"
                 )
-            await self._declare_steps_exchange()
+            await self.route_namespace_steps(namespace, callables)
             queue = await self._declare_queue(channel, topology.service_queue(namespace, service))
             for callable_ in callables:
                 await queue.bind(
-                    topology.STEPS_EXCHANGE,
+                    topology.namespace_steps_exchange(namespace),
                     routing_key=topology.step_routing_key(namespace, callable_),
                 )
         except CONNECTION_ERRORS as e:
             raise self.error(e) from e
         return [queue]
+
+    async def route_namespace_steps(
+        self, namespace: str, callables: Sequence[str], *, strict: bool = False
+    ) -> None:
+        """Declares ``namespace``'s steps exchange
+        (:func:`topology.namespace_steps_exchange`) and binds it to the steps
+        exchange with the routing key of each of ``callables``, so that
+        their steps reach it. A coordinator does so for every callable of
+        its templates; a worker for its own callables. Each is shared
+        (:meth:`_shared`): a user not allowed to make it (a service's
+        least-privilege user has no ``read`` on the steps exchange) goes on
+        without it. ``strict`` makes the bindings fail on a refusal too.
+
+        :raises BrokerError: retryable, for any failure but a refusal, or
+            for a refused binding when ``strict``.
+        """
+        await self._declare_steps_exchange()
+        name = topology.namespace_steps_exchange(namespace)
+        await self._shared_exchange(name, aio_pika.ExchangeType.DIRECT)
+        for callable_ in callables:
+            key = topology.step_routing_key(namespace, callable_)
+
+            async def bind(own: AbstractChannel, key: str = key) -> None:
+                exchange = await own.get_exchange(name, ensure=False)
+                await exchange.bind(topology.STEPS_EXCHANGE, routing_key=key)
+
+            await self._shared(
+                name,
+                bind,
+                refused=f"not allowed to bind {name} to {topology.STEPS_EXCHANGE} with {key}; "
+                "the coordinators bind it",
+                strict=strict,
+            )
 
     async def _declare_partitions(
         self,
@@ -300,9 +342,9 @@ class Broker:
         queues. The queues are bound before the exchange is, so that no step
         reaches an exchange with nowhere to send it."""
         name = topology.service_exchange(namespace, service)
-        steps = topology.STEPS_EXCHANGE
+        steps = topology.namespace_steps_exchange(namespace)
         try:
-            await self._declare_steps_exchange()
+            await self.route_namespace_steps(namespace, callables)
             try:
                 exchange = await channel.declare_exchange(
                     name,
@@ -336,8 +378,20 @@ class Broker:
                 # New steps stop reaching it; those in it still need a worker.
                 queue = await channel.get_queue(former, ensure=False)
                 for callable_ in callables:
-                    await queue.unbind(
-                        steps, routing_key=topology.step_routing_key(namespace, callable_)
+                    key = topology.step_routing_key(namespace, callable_)
+                    await queue.unbind(steps, routing_key=key)
+
+                    # Where earlier versions bound it; a user without
+                    # ``read`` on the steps exchange never could have.
+                    async def unbind(own: AbstractChannel, key: str = key) -> None:
+                        old = await own.get_queue(former, ensure=False)
+                        await old.unbind(topology.STEPS_EXCHANGE, routing_key=key)
+
+                    await self._shared(
+                        former,
+                        unbind,
+                        refused=f"not allowed to unbind {former} from "
+                        f"{topology.STEPS_EXCHANGE}; its user could not have bound it there",
                     )
                 log.info(
                     "draining the service's former single queue; delete it once it is empty",
@@ -410,15 +464,23 @@ class Broker:
         await self._shared(name, declare)
 
     async def _shared(
-        self, name: str, declare: Callable[[AbstractChannel], Awaitable[None]]
+        self,
+        name: str,
+        declare: Callable[[AbstractChannel], Awaitable[None]],
+        *,
+        refused: str | None = None,
+        strict: bool = False,
     ) -> None:
         """Runs ``declare``, of ``name``, which every Tasker process shares,
         on a channel of its own. A user without the right to declare it (an
         ACCESS_REFUSED, as a service's least-privilege user gets) goes on
-        without it: the coordinators declare it. The refusal closes the
-        channel, hence its own. Any other failure is raised.
+        without it, logging ``refused`` (by default, that the coordinators
+        declare it) at debug level; unless ``strict``, which raises the
+        refusal too. The refusal closes the channel, hence its own. Any
+        other failure is raised.
 
-        :raises BrokerError: retryable, for any failure but a refusal.
+        :raises BrokerError: retryable, for any failure but a refusal, and
+            for a refusal when ``strict``.
         """
         try:
             own = await self.connection.channel(publisher_confirms=False)
@@ -427,8 +489,10 @@ class Broker:
         try:
             await declare(own)
         except aiormq.exceptions.ChannelAccessRefused as e:
+            if strict:
+                raise self.error(e) from e
             log.debug(
-                f"not allowed to declare {name}; the coordinators declare it",
+                refused or f"not allowed to declare {name}; the coordinators declare it",
                 extra=fields(name=name, error=str(e)),
             )
         except CONNECTION_ERRORS as e:

@@ -41,6 +41,16 @@ def result_queue(namespace: str) -> str:
     return f"tasker.results.{namespace}"
 
 
+def namespace_steps_exchange(namespace: str) -> str:
+    """The direct exchange of ``namespace``'s steps. The coordinators bind
+    it to :data:`STEPS_EXCHANGE` with the routing key of every callable of
+    the namespace's templates; services bind their queues here, not to
+    :data:`STEPS_EXCHANGE`, so a worker's user needs ``read`` on its own
+    namespace's exchange only, and cannot bind to another namespace's steps.
+    Namespaces have no dots, so it cannot be a service's queue or exchange."""
+    return f"tasker.steps.{namespace}"
+
+
 def service_queue(namespace: str, service: str) -> str:
     """The queue of ``namespace``'s steps that ``service`` runs."""
     return f"tasker.steps.{namespace}.{service}"
@@ -65,10 +75,10 @@ weight. Every queue weighs the same."""
 
 def service_exchange(namespace: str, service: str) -> str:
     """The exchange of a service whose steps of ``namespace`` are split over
-    several queues: bound to :data:`STEPS_EXCHANGE` with the routing key of
-    each callable the service serves, it spreads the steps over its
-    :func:`partition_queue` queues by task id. The same name as the service's
-    single queue; AMQP keeps exchanges and queues apart."""
+    several queues: bound to :func:`namespace_steps_exchange` with the
+    routing key of each callable the service serves, it spreads the steps
+    over its :func:`partition_queue` queues by task id. The same name as the
+    service's single queue; AMQP keeps exchanges and queues apart."""
     return service_queue(namespace, service)
 
 

@@ -333,6 +333,20 @@ module TaskerWorker
       end
     end
 
+    # Unbinds `queue` from the shared `exchange` on a channel of its own, as
+    # #declare_shared declares: the refusal of a user without `read` on the
+    # exchange is logged at debug level and skipped. A binding left there
+    # does no harm: the queue still gets each step once.
+    def unbind_shared(queue, exchange, routing_key)
+      own = @connection.create_channel
+      own.queue_unbind(queue, exchange, routing_key:)
+    rescue Bunny::AccessRefused => e
+      @logger.debug("not allowed to unbind #{queue} from #{exchange} with #{routing_key}, where earlier versions " \
+                    "bound it (#{e.message})")
+    ensure
+      close_quietly(own)
+    end
+
     def not_allowed(what, refusal)
       @logger.debug("not allowed to declare #{what}; the coordinators declare it (#{refusal.message})")
     end
@@ -346,6 +360,15 @@ module TaskerWorker
     # Declares where `service`'s steps of `namespace` wait, bound once per
     # callable: from then on those steps reach it, whether or not a worker of
     # the service runs. Returns the queues to consume on `channel`.
+    #
+    # Steps reach them through the namespace's steps exchange
+    # (Topology.namespace_steps_exchange), which #route_namespace_steps
+    # declares and binds to `tasker.steps` with the callables' keys, as
+    # shared objects: a least-privilege user, with `read` on its own
+    # namespace's exchange but not on `tasker.steps`, leaves that to the
+    # coordinators, and may bind nothing to another namespace's steps. The
+    # service's own queues and exchange are bound to the namespace's
+    # exchange, not to `tasker.steps`; those bindings must succeed.
     #
     # With one partition, that is the service's queue. With more, the
     # service's consistent-hash exchange spreads the steps by task id over
@@ -366,22 +389,39 @@ module TaskerWorker
                               "TASKER_PARTITIONS set to the number the service's other workers use",
                               retryable: false)
       end
-      declare_shared_exchange(Topology::STEPS_EXCHANGE, 'direct')
+      steps = route_namespace_steps(namespace, callables)
       name = Topology.service_queue(namespace, service)
       declare_queue(name)
       callables.each do |callable|
-        channel.queue_bind(name, Topology::STEPS_EXCHANGE, routing_key: Topology.step_routing_key(namespace, callable))
+        channel.queue_bind(name, steps, routing_key: Topology.step_routing_key(namespace, callable))
       end
       [consumable(channel, name)]
     rescue *CONNECTION_ERRORS => e
       raise error(e)
     end
 
+    # Declares `namespace`'s steps exchange and binds it to `tasker.steps`
+    # with the key of each of `callables`, so that their steps reach it; both
+    # shared (#declare_shared), since the coordinators do the same for every
+    # callable of their templates. Returns the exchange's name.
+    def route_namespace_steps(namespace, callables)
+      declare_shared_exchange(Topology::STEPS_EXCHANGE, 'direct')
+      steps = Topology.namespace_steps_exchange(namespace)
+      declare_shared_exchange(steps, 'direct')
+      callables.each do |callable|
+        key = Topology.step_routing_key(namespace, callable)
+        declare_shared("the binding of #{steps} to #{Topology::STEPS_EXCHANGE} with #{key}") do |own|
+          own.exchange_bind(Topology::STEPS_EXCHANGE, steps, routing_key: key)
+        end
+      end
+      steps
+    end
+
     # #declare_service for a service split over `partitions` queues. The
     # queues are bound before the exchange is, so that no step reaches an
     # exchange with nowhere to send it.
     def declare_partitions(channel, namespace, service, callables, partitions)
-      declare_shared_exchange(Topology::STEPS_EXCHANGE, 'direct')
+      steps = route_namespace_steps(namespace, callables)
       exchange = Topology.service_exchange(namespace, service)
       declare_hash_exchange(channel, exchange, partitions)
       queues = (0...partitions).map do |index|
@@ -391,17 +431,27 @@ module TaskerWorker
         consumable(channel, name)
       end
       keys = callables.map { |callable| Topology.step_routing_key(namespace, callable) }
-      keys.each { |key| channel.exchange_bind(Topology::STEPS_EXCHANGE, exchange, routing_key: key) }
+      keys.each { |key| channel.exchange_bind(steps, exchange, routing_key: key) }
       former = Topology.service_queue(namespace, service)
       return queues unless @connection.queue_exists?(former)
 
-      # New steps stop reaching it; those in it still need a worker.
-      keys.each { |key| channel.queue_unbind(former, Topology::STEPS_EXCHANGE, routing_key: key) }
-      @logger.info("draining the service's former single queue #{former}, now that its steps are split over " \
-                   "#{partitions} queues; delete it once it is empty")
+      drain(channel, former, steps, keys, partitions)
       queues << consumable(channel, former)
     rescue *CONNECTION_ERRORS => e
       raise error(e)
+    end
+
+    # Takes the service's former single queue off `keys`, so that new steps
+    # stop reaching it; those in it still need a worker. It was bound to the
+    # namespace's exchange `steps`, or, by earlier versions, to
+    # `tasker.steps` (#unbind_shared).
+    def drain(channel, former, steps, keys, partitions)
+      keys.each do |key|
+        channel.queue_unbind(former, steps, routing_key: key)
+        unbind_shared(former, Topology::STEPS_EXCHANGE, key)
+      end
+      @logger.info("draining the service's former single queue #{former}, now that its steps are split over " \
+                   "#{partitions} queues; delete it once it is empty")
     end
 
     # Declares the consistent-hash exchange `name`. A broker without the

@@ -88,11 +88,22 @@ module TaskerWorker
       "tasker.steps.#{namespace}.#{service}"
     end
 
+    # The direct exchange of `namespace`'s steps, which the coordinators bind
+    # to STEPS_EXCHANGE with `<namespace>/<callable>` for every callable of
+    # the namespace's templates. Services bind their queues (or exchanges)
+    # here, not to STEPS_EXCHANGE, so a worker's user needs `read` on its own
+    # namespace's exchange only, and cannot bind to another namespace's
+    # steps. Names have no dots, so it cannot be a service's exchange.
+    def namespace_steps_exchange(namespace)
+      "tasker.steps.#{namespace}"
+    end
+
     # The exchange of a service whose steps of `namespace` are split over
-    # several queues: a consistent-hash exchange bound to STEPS_EXCHANGE with
-    # the routing key of each callable the service serves, which spreads the
-    # steps by their task id over its queues (#partition_queue). Same name
-    # as the service's single queue; AMQP keeps exchanges and queues apart.
+    # several queues: a consistent-hash exchange bound to the namespace's
+    # steps exchange (#namespace_steps_exchange) with the routing key of each
+    # callable the service serves, which spreads the steps by their task id
+    # over its queues (#partition_queue). Same name as the service's single
+    # queue; AMQP keeps exchanges and queues apart.
     def service_exchange(namespace, service)
       service_queue(namespace, service)
     end

@@ -76,19 +76,64 @@ impl Broker {
         service: &str,
         callables: &[&str],
     ) -> Result<String, Error> {
-        self.declare_steps_exchange().await?;
+        self.route_namespace_steps(namespace, callables, false).await?;
         let queue = topology::service_queue(namespace, service);
         self.declare_queue(&queue).await?;
+        let steps = topology::namespace_steps_exchange(namespace);
         for callable in callables {
             self.bind(
                 channel,
                 &queue,
-                topology::STEPS_EXCHANGE,
+                &steps,
                 &topology::step_routing_key(namespace, callable),
             )
             .await?;
         }
         Ok(queue)
+    }
+
+    /// Declares `namespace`'s steps exchange and binds it to the steps
+    /// exchange with the key of each of `callables`, so that their steps
+    /// reach it. A coordinator does so for every callable of its templates,
+    /// `strict`ly; a worker for its own callables, going on without them
+    /// when its user may not (it has no `read` on `tasker.steps`), since the
+    /// coordinators bind them.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Amqp`] if a declaration or, when `strict`, a binding
+    /// fails.
+    pub async fn route_namespace_steps(
+        &self,
+        namespace: &str,
+        callables: &[&str],
+        strict: bool,
+    ) -> Result<(), Error> {
+        self.declare_steps_exchange().await?;
+        let steps = topology::namespace_steps_exchange(namespace);
+        self.declare_exchange(&steps, ExchangeKind::Direct, FieldTable::default())
+            .await?;
+        for callable in callables {
+            let key = topology::step_routing_key(namespace, callable);
+            let bind = async |own: &Channel| {
+                own.exchange_bind(
+                    steps.as_str().into(),
+                    topology::STEPS_EXCHANGE.into(),
+                    key.as_str().into(),
+                    ExchangeBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+            };
+            if strict {
+                let channel = self.channel().await?;
+                bind(&channel).await.map_err(|e| self.error(e))?;
+                let _ = channel.close(200, "bound".into()).await;
+            } else {
+                self.shared(&steps, bind).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Declares where `service`'s steps of `namespace` wait, split over
@@ -131,7 +176,8 @@ impl Broker {
                     .await?,
             ]);
         }
-        self.declare_steps_exchange().await?;
+        self.route_namespace_steps(namespace, callables, false).await?;
+        let steps = topology::namespace_steps_exchange(namespace);
         let mut arguments = FieldTable::default();
         arguments.insert(
             topology::HASH_HEADER_ARGUMENT.into(),
@@ -152,7 +198,7 @@ impl Broker {
             channel
                 .exchange_bind(
                     exchange.as_str().into(),
-                    topology::STEPS_EXCHANGE.into(),
+                    steps.as_str().into(),
                     topology::step_routing_key(namespace, callable).as_str().into(),
                     ExchangeBindOptions::default(),
                     FieldTable::default(),
@@ -163,15 +209,28 @@ impl Broker {
         let former = topology::service_queue(namespace, service);
         if self.queue_counts(&former).await?.is_some() {
             for callable in callables {
+                let key = topology::step_routing_key(namespace, callable);
                 channel
                     .queue_unbind(
                         former.as_str().into(),
-                        topology::STEPS_EXCHANGE.into(),
-                        topology::step_routing_key(namespace, callable).as_str().into(),
+                        steps.as_str().into(),
+                        key.as_str().into(),
                         FieldTable::default(),
                     )
                     .await
                     .map_err(|e| self.error(e))?;
+                // Where earlier versions bound it; a user without `read` on
+                // tasker.steps never could have.
+                self.shared(&former, async |own| {
+                    own.queue_unbind(
+                        former.as_str().into(),
+                        topology::STEPS_EXCHANGE.into(),
+                        key.as_str().into(),
+                        FieldTable::default(),
+                    )
+                    .await
+                })
+                .await?;
             }
             tracing::info!(queue = %former, partitions,
                 "draining the service's former single queue: new steps go to its {partitions} queues; \
@@ -306,8 +365,8 @@ impl Broker {
     }
 
     /// Deletes the queues of `namespace` and of its `services`, with
-    /// whatever they hold. For tests and benchmarks that made up a
-    /// namespace; never for a real one.
+    /// whatever they hold, and the namespace's steps exchange. For tests and
+    /// benchmarks that made up a namespace; never for a real one.
     ///
     /// # Errors
     ///
@@ -333,7 +392,13 @@ impl Broker {
                 .await
                 .map_err(|e| self.error(e))?;
         }
-        Ok(())
+        channel
+            .exchange_delete(
+                topology::namespace_steps_exchange(namespace).as_str().into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await
+            .map_err(|e| self.error(e))
     }
 
     /// Declares the exchange clients publish requests to, with its alternate
