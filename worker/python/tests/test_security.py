@@ -19,8 +19,9 @@ from typing import Any
 
 import aio_pika
 import aiormq
+import conftest
 import pytest
-from conftest import AMQP_URL, NODE_URL, REPO, Bus, eventually, step_ready
+from conftest import REPO, Bus, eventually, step_ready
 from test_worker import ECHO, Echo
 from yarl import URL
 
@@ -42,11 +43,15 @@ STATE = Path(os.environ.get("TASKER_STATE_DIR", REPO / ".dev"))
 TLS = STATE / "tls"
 CA, OTHER_CA = str(TLS / "ca.pem"), str(TLS / "other-ca.pem")
 CERT, KEY = str(TLS / "client.pem"), str(TLS / "client.key")
+DEV_URL = "amqp://guest:guest@127.0.0.1:5672/%2f"
+"""The node deploy/dev runs: only it has the TLS listener and the users of
+deploy/dev.d/security.sh, also when the other tests run against a cluster
+(``deploy/dev cluster test``)."""
 TLS_URL = "amqps://guest:guest@127.0.0.1:5671/%2f"
 PROBE_USER = "tasker-test-probe"
 PROBE_SECRET = STATE / "secrets" / f"rabbitmq-{PROBE_USER}"
 # The node the fixtures use, as the probe user, with no password.
-PROBE_URL = str(URL(NODE_URL).with_user(PROBE_USER))
+PROBE_URL = str(URL(DEV_URL).with_user(PROBE_USER))
 PROBE_SERVICE = "probe"
 TLS_VARIABLES = (
     "TASKER_AMQP_PASSWORD",
@@ -55,6 +60,14 @@ TLS_VARIABLES = (
     "TASKER_TLS_CERT_FILE",
     "TASKER_TLS_KEY_FILE",
 )
+
+
+@pytest.fixture(autouse=True)
+def _on_the_dev_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fixture of these tests (the bus, the workers, the coordinator)
+    talks to the dev node."""
+    monkeypatch.setattr(conftest, "AMQP_URL", DEV_URL)
+    monkeypatch.setattr(conftest, "NODE_URL", DEV_URL)
 
 
 @pytest.fixture(autouse=True)
@@ -295,7 +308,7 @@ async def test_a_connection_without_a_client_certificate_is_refused() -> None:
 
 async def test_tls_files_apply_to_amqps_urls_only(tmp_path: Path) -> None:
     missing = str(tmp_path / "missing.pem")
-    async with await Client.connect(NODE_URL, tls_ca_file=missing):
+    async with await Client.connect(DEV_URL, tls_ca_file=missing):
         pass
     with pytest.raises(ConfigError, match=f"TASKER_TLS_CA_FILE={missing}: cannot read"):
         await Client.connect(TLS_URL, tls_ca_file=missing, tls_cert_file=CERT, tls_key_file=KEY)
@@ -377,7 +390,7 @@ async def declare_as_coordinator(namespace: str, callables: tuple[str, ...] = (E
     """The shared objects of ``namespace``, declared as guest, as a
     coordinator would, with its steps exchange bound to ``tasker.steps``
     with the keys of ``callables``."""
-    broker = await Broker.connect(AMQP_URL, "test-coordinator", 5.0)
+    broker = await Broker.connect(DEV_URL, "test-coordinator", 5.0)
     try:
         channel = await broker.channel()
         await broker.declare_common(channel)

@@ -70,12 +70,23 @@ class ClientTest < Minitest::Test
     super
   end
 
+  # The test over TLS runs on the dev node, the only one with a TLS
+  # listener, also when the others run against a cluster.
+  def on_dev_node?
+    name.include?('mutual_tls')
+  end
+
+  def bus_url
+    on_dev_node? ? DEV_URL : super
+  end
+
   # Starts a coordinator loading `templates` (file name to YAML), ready once
   # it consumes the test namespace's requests.
   def start_coordinator(templates)
     templates.each { |file, yaml| File.write(File.join(@dir, file), yaml) }
     env = ENV.to_h.reject { |k, _| k.start_with?('TASKER_', 'OTEL_') }
-             .merge('TASKER_AMQP_URL' => AMQP_URL, 'TASKER_REDIS_URL' => REDIS_URL, 'RUST_LOG' => 'info')
+             .merge('TASKER_AMQP_URL' => on_dev_node? ? DEV_URL : AMQP_URL, 'TASKER_REDIS_URL' => REDIS_URL,
+                    'RUST_LOG' => 'info')
     @coordinator_log = File.join(@dir, "coordinator-#{@coordinators.size}.log")
     pid = Process.spawn(env, TASKER_BIN, 'coordinator', '--templates', @dir, %i[out err] => @coordinator_log,
                                                                              unsetenv_others: true)

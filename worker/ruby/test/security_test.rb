@@ -133,6 +133,11 @@ class SecurityTest < Minitest::Test
     super
   end
 
+  # These tests need the dev node's TLS listener and users.
+  def bus_url
+    DEV_URL
+  end
+
   def eventually(timeout: 15)
     deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
     loop do
@@ -204,7 +209,7 @@ class SecurityTest < Minitest::Test
   end
 
   def test_the_tls_files_apply_to_amqps_urls_only
-    env = { 'TASKER_AMQP_URL' => AMQP_URL, 'TASKER_TLS_CA_FILE' => File.join(Dir.tmpdir, "missing-#{unique('ca')}") }
+    env = { 'TASKER_AMQP_URL' => DEV_URL, 'TASKER_TLS_CA_FILE' => File.join(Dir.tmpdir, "missing-#{unique('ca')}") }
     client = client_from(env)
     refute client.instance_variable_get(:@broker).connection.transport.tls?
   end
@@ -236,7 +241,7 @@ class SecurityTest < Minitest::Test
   # routes `namespace`'s steps of `callables` to its steps exchange.
   def play_the_coordinator(namespace, callables)
     @bus.remember(TaskerWorker::Topology.request_queue(namespace), TaskerWorker::Topology.result_queue(namespace))
-    coordinator = TaskerWorker::Broker.connect(AMQP_URL, name: 'lp-coordinator', heartbeat: 5, logger: Logger.new(@log))
+    coordinator = TaskerWorker::Broker.connect(DEV_URL, name: 'lp-coordinator', heartbeat: 5, logger: Logger.new(@log))
     coordinator.declare_common
     coordinator.declare_namespace(namespace)
     coordinator.close

@@ -33,6 +33,9 @@ FIXTURES = File.expand_path('../../../protocol/tests/fixtures/messages', __dir__
 AMQP_URL = ENV.fetch('TASKER_AMQP_URL', 'amqp://guest:guest@127.0.0.1:5672/%2f')
 # For the tests' own connections: Bunny.new takes one URL, so a cluster's first node.
 NODE_URL = TaskerWorker::Broker.urls(AMQP_URL).first
+# The node deploy/dev runs: only it has the TLS listener and the users of
+# deploy/dev.d/security.sh, also when the other tests run against a cluster.
+DEV_URL = 'amqp://guest:guest@127.0.0.1:5672/%2f'
 
 def fixture(name)
   File.binread(File.join(FIXTURES, name))
@@ -116,8 +119,8 @@ end
 class Bus
   attr_reader :connection
 
-  def initialize
-    @connection = Bunny.new(NODE_URL, logger: Logger.new(File::NULL), automatically_recover: false)
+  def initialize(url = NODE_URL)
+    @connection = Bunny.new(url, logger: Logger.new(File::NULL), automatically_recover: false)
     @connection.start
     @channel = @connection.create_channel
     @channel.confirm_select
@@ -256,13 +259,18 @@ module BrokerTest
   def setup
     super
     @namespace = unique('rb')
-    @bus = Bus.new
+    @bus = Bus.new(bus_url)
     @bus.remember(TaskerWorker::Topology.request_queue(@namespace),
                   TaskerWorker::Topology.result_queue(@namespace),
                   TaskerWorker::Topology.service_queue(@namespace, SERVICE))
     @bus.remember_exchanges(TaskerWorker::Topology.namespace_steps_exchange(@namespace))
     @workers = []
     @log = StringIO.new
+  end
+
+  # The node the test's bus talks to.
+  def bus_url
+    NODE_URL
   end
 
   def teardown
