@@ -15,17 +15,6 @@ class HealthTest < Minitest::Test
     http_get(port, path).values_at(0, 2)
   end
 
-  def eventually(timeout: 15)
-    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
-    loop do
-      value = yield
-      return value if value
-      return nil if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
-
-      sleep 0.05
-    end
-  end
-
   def test_a_connected_worker_is_ready
     port = free_port
     worker = start_worker({ ECHO => ->(context) { context.input } }, health_addr: "127.0.0.1:#{port}")

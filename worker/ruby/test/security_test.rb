@@ -138,17 +138,6 @@ class SecurityTest < Minitest::Test
     DEV_URL
   end
 
-  def eventually(timeout: 15)
-    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
-    loop do
-      value = yield
-      return value if value
-      return nil if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
-
-      sleep 0.05
-    end
-  end
-
   def client_from(env)
     client = TaskerWorker::Client.from_env(env, logger: Logger.new(@log))
     (@clients ||= []) << client

@@ -212,16 +212,18 @@ class Bus
   # [ready, unacked] messages of `queue`, from the management-free way:
   # a passive declare reports the ready count only.
   def message_count(queue)
-    channel = @connection.create_channel
-    channel.queue_declare(queue, passive: true).message_count
-  ensure
-    channel&.close if channel&.open?
+    declared(queue).message_count
   end
 
   # How many consumers `queue` has.
   def consumer_count(queue)
+    declared(queue).consumer_count
+  end
+
+  # What a passive declare of `queue` answers, on a channel of its own.
+  def declared(queue)
     channel = @connection.create_channel
-    channel.queue_declare(queue, passive: true).consumer_count
+    channel.queue_declare(queue, passive: true)
   ensure
     channel&.close if channel&.open?
   end
@@ -266,6 +268,18 @@ module BrokerTest
     @bus.remember_exchanges(TaskerWorker::Topology.namespace_steps_exchange(@namespace))
     @workers = []
     @log = StringIO.new
+  end
+
+  # What the block returns once it is truthy, or nil after `timeout` seconds.
+  def eventually(timeout: 15)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+    loop do
+      value = yield
+      return value if value
+      return nil if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.05
+    end
   end
 
   # The node the test's bus talks to.
